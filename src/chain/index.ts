@@ -1,0 +1,11 @@
+// chain: Bitcoin primitives. Imports nothing of hashhub's.
+export * from './bytes.ts';
+export * from './hash.ts';
+export * from './target.ts';
+export * from './tx.ts';
+export * from './block.ts';
+export * from './merkle.ts';
+export * from './script.ts';
+export * from './witness.ts';
+export * from './coinbase.ts';
+export * from './address.ts';

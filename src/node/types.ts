@@ -1,0 +1,65 @@
+// Shapes of the Bitcoin Core JSON-RPC answers hashhub uses (BIP22/BIP23 getblocktemplate, BIP145 segwit).
+// Only the fields we read are typed; nodes may send more.
+
+export interface TemplateTransaction {
+  /** Transaction serialized with witness when it has one (hex). */
+  data: string;
+  /** txid (non-witness hash), display (reversed) hex. */
+  txid: string;
+  /** wtxid, display hex (Core calls it `hash`). */
+  hash: string;
+  fee: number;
+  sigops?: number;
+  weight?: number;
+  depends?: number[];
+}
+
+export interface BlockTemplate {
+  version: number;
+  rules: string[];
+  vbavailable?: Record<string, number>;
+  vbrequired?: number;
+  /** Display (reversed) hex of the tip this template builds on. */
+  previousblockhash: string;
+  transactions: TemplateTransaction[];
+  coinbaseaux?: Record<string, string>;
+  /** Subsidy + fees, satoshis. */
+  coinbasevalue: number;
+  longpollid?: string;
+  /** Display hex of the network target. */
+  target: string;
+  mintime: number;
+  mutable?: string[];
+  noncerange?: string;
+  sigoplimit?: number;
+  sizelimit?: number;
+  weightlimit?: number;
+  curtime: number;
+  /** Compact target, hex of the uint32 (e.g. "207fffff"). */
+  bits: string;
+  height: number;
+  /** Hex script of the BIP141 commitment output, present when the block may carry witness data. */
+  default_witness_commitment?: string;
+}
+
+export interface BlockchainInfo {
+  chain: string;
+  blocks: number;
+  headers: number;
+  bestblockhash: string;
+  difficulty: number;
+  initialblockdownload: boolean;
+  verificationprogress?: number;
+}
+
+/** What the pool needs from a node: one interface, so a real bitcoind and the embedded chain are used alike. */
+export interface NodeClient {
+  getBlockTemplate(longpollId?: string, signal?: AbortSignal): Promise<BlockTemplate>;
+  /** null on acceptance, otherwise Bitcoin Core's reason string (e.g. "high-hash", "duplicate"). */
+  submitBlock(blockHex: string): Promise<string | null>;
+  getBlockchainInfo(): Promise<BlockchainInfo>;
+  /** `signal` lets a poller stop without waiting for the answer; implementations may ignore it. */
+  getBestBlockHash(signal?: AbortSignal): Promise<string>;
+  getBlockHash(height: number): Promise<string>;
+  getBlock(hash: string, verbosity?: 0 | 1): Promise<unknown>;
+}
