@@ -1,0 +1,86 @@
+import { hashDifficulty, hashToBigInt, sha256d } from '../chain/index.ts';
+import type { Job } from './job.ts';
+import type { JobManager } from './jobs.ts';
+import type { RejectOutcome } from './outcome.ts';
+
+/** mining.submit after parsing at the edge: strings as the miner sent them. */
+export interface SubmitParams {
+  worker: string;
+  jobId: string;
+  extranonce2: string;
+  ntime: string;
+  nonce: string;
+  /** BIP310 rolled version bits (hex), when the miner sent a 6th param. */
+  versionBits?: string;
+}
+
+/** What the session knows when the share arrives. */
+export interface ShareContext {
+  extranonce1: Buffer;
+  extranonce1Hex: string;
+  extranonce2Size: number;
+  /** Negotiated BIP310 mask (0 when version rolling was not negotiated). */
+  versionMask: number;
+  /** The job the id refers to, if still known. */
+  job: Job | undefined;
+  /** Target in force when this session was sent the job (not the current one: see README "difficulty change"). */
+  target: bigint;
+  /** Unix seconds. */
+  nowSec: number;
+  /** How far past now a rolled ntime may go. */
+  maxNtimeAheadSec: number;
+}
+
+export type ShareResult =
+  | {
+      outcome: 'accepted';
+      job: Job;
+      /** Difficulty the hash achieved (diff1 / hash). */
+      shareDifficulty: number;
+      /** Block hash, internal order. */
+      hash: Buffer;
+      /** Copy of the 80-byte header. */
+      header: Buffer;
+      extranonce2: Buffer;
+      /** The hash also meets the network target: a block candidate. */
+      block: boolean;
+    }
+  | { outcome: RejectOutcome; job?: Job; shareDifficulty?: number };
+
+const HEX8 = /^[0-9a-fA-F]{8}$/;
+const HEX_1_8 = /^[0-9a-fA-F]{1,8}$/;
+const HEX = /^[0-9a-fA-F]*$/;
+
+/**
+ * Validate and classify one share. The hot path: per share only the coinbase hash, the merkle path and the
+ * header hash are computed; everything per job was computed when the job was built.
+ */
+export function validateShare(jobs: JobManager, ctx: ShareContext, p: SubmitParams): ShareResult {
+  const job = ctx.job;
+  if (!job) return { outcome: 'unknown-job' };
+  if (p.extranonce2.length !== ctx.extranonce2Size * 2 || !HEX.test(p.extranonce2)) return { outcome: 'bad-extranonce2', job };
+  if (!HEX8.test(p.ntime) || !HEX8.test(p.nonce)) return { outcome: 'malformed', job };
+  const ntime = parseInt(p.ntime, 16);
+  if (ntime < job.ntime || ntime > ctx.nowSec + ctx.maxNtimeAheadSec) return { outcome: 'bad-ntime', job };
+
+  let version = job.version;
+  if (p.versionBits !== undefined) {
+    if (!HEX_1_8.test(p.versionBits)) return { outcome: 'malformed', job };
+    const bits = parseInt(p.versionBits, 16) >>> 0;
+    if ((bits & ~ctx.versionMask) >>> 0 !== 0) return { outcome: 'bad-version', job };
+    version = ((job.version & ~ctx.versionMask) | (bits & ctx.versionMask)) >>> 0;
+  }
+
+  if (jobs.isStale(job)) return { outcome: 'stale', job };
+  const key = `${ctx.extranonce1Hex}:${p.extranonce2}:${p.ntime}:${p.nonce}:${version}`.toLowerCase();
+  if (!jobs.markSeen(job.id, key)) return { outcome: 'duplicate', job };
+
+  const extranonce2 = Buffer.from(p.extranonce2, 'hex');
+  const root = job.hasher.merkleRootFor(ctx.extranonce1, extranonce2);
+  const header = job.hasher.header80(root, version, ntime, parseInt(p.nonce, 16));
+  const hash = sha256d(header);
+  const h = hashToBigInt(hash);
+  const shareDifficulty = hashDifficulty(hash);
+  if (h > ctx.target) return { outcome: 'low-difficulty', job, shareDifficulty };
+  return { outcome: 'accepted', job, shareDifficulty, hash, header: Buffer.from(header), extranonce2, block: h <= job.networkTarget };
+}

@@ -1,0 +1,146 @@
+import net, { type Server, type Socket } from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { Job } from '../shares/job.ts';
+import { BanList } from './bans.ts';
+import { ExtranonceAllocator } from './extranonce.ts';
+import type { StratumOptions } from './options.ts';
+import { type StratumHost, StratumSession } from './session.ts';
+
+export interface StratumServerStats {
+  connections: number;
+  authorized: number;
+  connectionsTotal: number;
+  refused: { banned: number; perIp: number; full: number };
+  bans: number;
+}
+
+/**
+ * Stratum V1 over TCP (and TLS): accepts connections, enforces limits, owns the sessions and fans jobs out.
+ * build (constructor) is split from listen() so tests can hand it sockets.
+ */
+export class StratumServer {
+  readonly sessions = new Set<StratumSession>();
+  private readonly perIp = new Map<string, number>();
+  private readonly bans: BanList;
+  private readonly extranonces: ExtranonceAllocator;
+  private servers: Server[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private sessionSeq = 0;
+  private draining = false;
+  readonly stats: StratumServerStats = { connections: 0, authorized: 0, connectionsTotal: 0, refused: { banned: 0, perIp: 0, full: 0 }, bans: 0 };
+
+  constructor(
+    private readonly host: StratumHost,
+    readonly opts: StratumOptions,
+    private readonly log?: Logger,
+  ) {
+    this.bans = new BanList(opts.ban.baseMs, opts.ban.maxMs);
+    this.extranonces = new ExtranonceAllocator(opts.nodeId, opts.extranonce1Size);
+  }
+
+  /** Start listening; resolves with the bound ports (port 0 picks a free one). */
+  async listen(): Promise<{ port: number; tlsPort?: number }> {
+    const plain = net.createServer({ noDelay: true }, (s) => this.accept(s));
+    const port = await listenOn(plain, this.opts.host, this.opts.port);
+    this.servers.push(plain);
+    let tlsPort: number | undefined;
+    if (this.opts.tls) {
+      const secure = tls.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key, noDelay: true }, (s) => this.accept(s));
+      // A failed handshake is the peer's problem, never ours.
+      secure.on('tlsClientError', (err) => this.log?.debug({ err: err.message }, 'TLS handshake failed'));
+      tlsPort = await listenOn(secure, this.opts.tls.host ?? this.opts.host, this.opts.tls.port);
+      this.servers.push(secure);
+    }
+    this.timer = setInterval(() => this.tick(), this.opts.tickMs);
+    this.timer.unref();
+    return { port, tlsPort };
+  }
+
+  /** Take a connected socket (from listen() or a test). */
+  accept(socket: Socket): void {
+    const ip = socket.remoteAddress ?? 'unknown';
+    const now = this.host.now();
+    socket.on('error', (err) => this.log?.debug({ ip, err: err.message }, 'socket error'));
+    if (this.draining) return void socket.destroy();
+    if (this.bans.isBanned(ip, now)) { this.stats.refused.banned++; return void socket.destroy(); }
+    if (this.sessions.size >= this.opts.maxConnections) { this.stats.refused.full++; return void socket.destroy(); }
+    const count = this.perIp.get(ip) ?? 0;
+    if (count >= this.opts.maxConnectionsPerIp) { this.stats.refused.perIp++; return void socket.destroy(); }
+    this.perIp.set(ip, count + 1);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 60_000);
+    const en1 = this.extranonces.allocate();
+    const session = new StratumSession((++this.sessionSeq).toString(16), socket, en1, this.host, this.opts);
+    this.sessions.add(session);
+    this.stats.connections = this.sessions.size;
+    this.stats.connectionsTotal++;
+    socket.once('close', () => {
+      session.closed = true;
+      this.sessions.delete(session);
+      this.extranonces.release(en1);
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(ip); else this.perIp.set(ip, n);
+      this.stats.connections = this.sessions.size;
+      this.host.onClose(session);
+    });
+  }
+
+  /** Ban the session's IP with back-off and close it. */
+  ban(session: StratumSession, reason: string): void {
+    if (session.closed) return;
+    const ms = this.bans.ban(session.remoteAddress, this.host.now());
+    this.stats.bans++;
+    this.log?.warn({ ip: session.remoteAddress, session: session.id, reason, banMs: ms }, 'banning peer');
+    session.close(`banned: ${reason}`);
+  }
+
+  isBanned(ip: string): boolean {
+    return this.bans.isBanned(ip, this.host.now());
+  }
+
+  /** Fan a job out to every authorized session (the notify line is built once per job). */
+  broadcast(job: Job, clean: boolean): void {
+    for (const s of this.sessions) s.sendJob(job, clean);
+  }
+
+  private tick(): void {
+    const now = this.host.now();
+    let authorized = 0;
+    for (const s of this.sessions) {
+      s.tick(now);
+      if (s.authorized) authorized++;
+    }
+    this.stats.authorized = authorized;
+    this.bans.sweep(now);
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, ask miners to reconnect (to us after restart, or elsewhere), give them
+   * `graceMs` to go, then close what is left.
+   */
+  async close(graceMs = 2000): Promise<void> {
+    this.draining = true;
+    if (this.timer) clearInterval(this.timer);
+    const closing = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
+    for (const s of this.sessions) s.sendReconnect(this.opts.reconnectHost, this.opts.reconnectPort);
+    const deadline = Date.now() + graceMs;
+    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const s of this.sessions) { s.close('shutdown'); s.socket.destroy(); }
+    await Promise.all(closing);
+  }
+
+  get isDraining(): boolean { return this.draining; }
+}
+
+function listenOn(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr ? addr.port : port);
+    });
+  });
+}

@@ -1,0 +1,86 @@
+// Variable difficulty per connection: aim at one share per `targetIntervalMs`. Time is passed in (onShare(now))
+// so tests drive it without sleeping.
+
+export interface VardiffOptions {
+  targetIntervalMs: number;
+  minDifficulty: number;
+  maxDifficulty: number;
+  /** Retarget after this many shares (fast reaction to floods)… */
+  retargetShares: number;
+  /** …or after this long with at least one share. */
+  retargetIntervalMs: number;
+  /** No change while the observed interval is within this factor of the target (hysteresis). */
+  tolerance: number;
+  /** Largest step per retarget, up and down. */
+  maxStepUp: number;
+  maxStepDown: number;
+}
+
+export const DEFAULT_VARDIFF: VardiffOptions = {
+  targetIntervalMs: 10_000,
+  minDifficulty: 0.0001,
+  maxDifficulty: 1e15,
+  retargetShares: 12,
+  retargetIntervalMs: 60_000,
+  tolerance: 1.5,
+  maxStepUp: 64,
+  maxStepDown: 8,
+};
+
+export function clampDifficulty(d: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, d));
+}
+
+/** Round to 4 significant digits (integers above 1000) so miners see tidy numbers. */
+export function tidyDifficulty(d: number): number {
+  if (d >= 1000) return Math.round(d);
+  const p = 10 ** (3 - Math.floor(Math.log10(d)));
+  return Math.round(d * p) / p;
+}
+
+export class Vardiff {
+  private since: number;
+  private shares = 0;
+
+  constructor(private readonly opts: VardiffOptions, private difficulty: number, now: number) {
+    this.since = now;
+  }
+
+  get current(): number { return this.difficulty; }
+
+  /** Reset the window after the difficulty changed for another reason (suggest_difficulty, reconnect…). */
+  reset(difficulty: number, now: number): void {
+    this.difficulty = difficulty;
+    this.since = now;
+    this.shares = 0;
+  }
+
+  /** Count a share at the current difficulty; returns a new difficulty when a retarget is due, else null. */
+  onShare(now: number): number | null {
+    this.shares++;
+    const elapsed = now - this.since;
+    if (this.shares < this.opts.retargetShares && elapsed < this.opts.retargetIntervalMs) return null;
+    return this.retarget(Math.max(elapsed, 1) / this.shares, now);
+  }
+
+  /** Called periodically: a miner that stopped finding shares (difficulty too high) gets a lower one. */
+  onTick(now: number): number | null {
+    const elapsed = now - this.since;
+    if (this.shares > 0 || elapsed < Math.max(3 * this.opts.targetIntervalMs, this.opts.retargetIntervalMs)) return null;
+    // No share in `elapsed`: the true interval is at least that long.
+    return this.retarget(elapsed, now);
+  }
+
+  private retarget(observedIntervalMs: number, now: number): number | null {
+    const o = this.opts;
+    let ratio = o.targetIntervalMs / observedIntervalMs; // >1: shares come too fast, raise difficulty
+    this.since = now;
+    this.shares = 0;
+    if (ratio < o.tolerance && ratio > 1 / o.tolerance) return null;
+    ratio = Math.min(o.maxStepUp, Math.max(1 / o.maxStepDown, ratio));
+    const next = tidyDifficulty(clampDifficulty(this.difficulty * ratio, o.minDifficulty, o.maxDifficulty));
+    if (next === this.difficulty) return null;
+    this.difficulty = next;
+    return next;
+  }
+}
