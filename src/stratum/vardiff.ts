@@ -21,7 +21,7 @@ export const DEFAULT_VARDIFF: VardiffOptions = {
   minDifficulty: 0.0001,
   maxDifficulty: 1e15,
   retargetShares: 12,
-  retargetIntervalMs: 60_000,
+  retargetIntervalMs: 120_000,
   tolerance: 1.5,
   maxStepUp: 64,
   maxStepDown: 8,
@@ -77,6 +77,9 @@ export class Vardiff {
     this.since = now;
     this.shares = 0;
     if (ratio < o.tolerance && ratio > 1 / o.tolerance) return null;
+    // Near the target, move halfway (in log terms): a dozen shares estimate the rate to ±30%, and full steps
+    // on that noise make the difficulty wander. Far from it, jump.
+    if (ratio < 4 && ratio > 1 / 4) ratio = Math.sqrt(ratio);
     ratio = Math.min(o.maxStepUp, Math.max(1 / o.maxStepDown, ratio));
     const next = tidyDifficulty(clampDifficulty(this.difficulty * ratio, o.minDifficulty, o.maxDifficulty));
     if (next === this.difficulty) return null;

@@ -1,0 +1,67 @@
+import { Command } from 'commander';
+import { minerCommand } from '../miner/cli.ts';
+import { ConfigError, DEFAULT_REGTEST_ADDRESS, loadConfig } from './config.ts';
+import { createLogger } from './logger.ts';
+import { runPool } from './run-pool.ts';
+
+const program = new Command('hashhub')
+  .description('hashhub: Bitcoin mining pool backend and hashrate spot market')
+  .showHelpAfterError();
+
+program
+  .command('pool', { isDefault: true })
+  .description('run the Stratum pool (embedded regtest chain when no node is configured)')
+  .option('-c, --config <file>', 'JSON config file (also HASHHUB_CONFIG)')
+  .option('-p, --port <port>', 'Stratum port (also HASHHUB_STRATUM_PORT)', (v) => Number(v))
+  .action(async (o: { config?: string; port?: number }) => {
+    const cfg = loadConfig({ file: o.config, overrides: { 'stratum.port': o.port } });
+    const log = createLogger(cfg.logLevel);
+    const running = await runPool(cfg, log);
+    const address = cfg.payoutAddress ?? DEFAULT_REGTEST_ADDRESS;
+    const where = cfg.stratum.host === '0.0.0.0' || cfg.stratum.host === '::' ? '127.0.0.1' : cfg.stratum.host;
+    const url = `stratum+tcp://${where}:${running.port}`;
+    process.stderr.write(
+      `\nhashhub pool is running on ${cfg.network}${running.embedded ? ' (embedded regtest chain at ' + running.embedded.url + ')' : ''}\n` +
+      `  Stratum:  ${url}${running.tlsPort ? `   TLS: stratum+ssl://${where}:${running.tlsPort}` : ''}\n` +
+      `  Payout:   ${address}\n` +
+      `  Point a miner at it, user "<account>.<worker>", any password (d=<n> suggests a difficulty):\n` +
+      `    npx hashhub miner --url ${url} --user ${address}.rig1\n` +
+      `    minerd -a sha256d -o ${url} -u ${address}.cpu -p x\n` +
+      `  Ctrl-C stops it gracefully (miners are told to reconnect).\n\n`,
+    );
+    const statsTimer = setInterval(() => {
+      const s = running.pool.stats;
+      log.info({ connections: running.pool.server.stats.connections, shares: s.shares, blocks: s.blocks, height: s.templateHeight }, 'pool stats');
+    }, 60_000);
+    statsTimer.unref();
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      running.stop().then(() => process.exit(0), (err) => { log.error({ err }, 'shutdown failed'); process.exit(1); });
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+
+program
+  .command('config')
+  .description('print the effective configuration (defaults < file < environment) and exit')
+  .option('-c, --config <file>', 'JSON config file')
+  .action((o: { config?: string }) => {
+    const cfg = loadConfig({ file: o.config });
+    const redacted = { ...cfg, node: { ...cfg.node, password: cfg.node.password ? '***' : undefined } };
+    process.stdout.write(JSON.stringify(redacted, null, 2) + '\n');
+  });
+
+program.addCommand(minerCommand());
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`hashhub: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`hashhub: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

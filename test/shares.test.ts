@@ -1,0 +1,182 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import * as bitcoin from 'bitcoinjs-lib';
+import {
+  bitsToTarget, coinbaseMerkleBranch, difficultyToTarget, fromHex, hashToBigInt, hashToDisplay, parseBlock, serializeTx,
+  sha256d, toHex, txid,
+} from '../src/chain/index.ts';
+import { type Job, assembleShareBlock } from '../src/shares/job.ts';
+import { JobManager } from '../src/shares/jobs.ts';
+import { type ShareContext, type SubmitParams, validateShare } from '../src/shares/validator.ts';
+import { WorkHasher, prevHashFromStratum, prevHashToStratum, u32Hex } from '../src/shares/work.ts';
+import { loadBlockVectors } from './helpers/vectors.ts';
+import { fakeTemplate } from './helpers/template.ts';
+
+const P2WPKH = Buffer.from('0014751e76e8199196d454941c45d1b3a323f1433bd6', 'hex');
+
+describe('share path on real blocks', () => {
+  for (const v of loadBlockVectors()) {
+    test(`${v.description}: coinb1|en1|en2|coinb2 split inside the scriptSig rebuilds the real block`, () => {
+      const block = parseBlock(fromHex(v.hex));
+      const cb = block.txs[0];
+      const nonWitness = serializeTx(cb, false);
+      const scriptSigStart = 4 + 1 + 36 + 1; // version, vin count, prevout, 1-byte length (scriptSig < 253)
+      const ids = block.txs.map(txid);
+      const branch = coinbaseMerkleBranch(ids.slice(1));
+      for (const [offset, en2Size] of [[0, 4], [1, 2], [cb.inputs[0].scriptSig.length - 8, 4]] as const) {
+        const pos = scriptSigStart + offset;
+        const coinb1 = nonWitness.subarray(0, pos);
+        const en1 = nonWitness.subarray(pos, pos + 4);
+        const en2 = nonWitness.subarray(pos + 4, pos + 4 + en2Size);
+        const coinb2 = nonWitness.subarray(pos + 4 + en2Size);
+        const h = block.header;
+        // Through the Stratum wire form of prevhash, like a miner would receive it.
+        const prev = prevHashFromStratum(prevHashToStratum(h.prevHash));
+        assert.ok(prev.equals(h.prevHash));
+        const hasher = new WorkHasher(Buffer.from(coinb1), Buffer.from(coinb2), 4 + en2Size, branch, prev, h.bits);
+        const header = hasher.header80(hasher.merkleRootFor(en1, en2), h.version, h.time, h.nonce);
+        assert.equal(hashToDisplay(sha256d(header)), v.hash, `split at +${offset}`);
+
+        // The validator on the same share classifies it as a block and assembles the real block.
+        const job: Job = {
+          id: '1', height: v.height ?? 0, prevHash: h.prevHash, prevHashHex: hashToDisplay(h.prevHash), version: h.version, bits: h.bits,
+          networkTarget: bitsToTarget(h.bits), ntime: h.time, coinbaseValue: 0n, hasher, segwit: cb.inputs[0].witness.length > 0,
+          txData: block.txs.slice(1).map((t) => serializeTx(t)), createdAt: 0, notifyHead: '', notifyBody: '',
+        };
+        const jobs = new JobManager({ extranonceSize: 4 + en2Size, tag: Buffer.alloc(0), outputs: () => [] });
+        const ctx: ShareContext = {
+          extranonce1: Buffer.from(en1), extranonce1Hex: toHex(en1), extranonce2Size: en2Size, versionMask: 0, job,
+          target: difficultyToTarget(1), nowSec: h.time, maxNtimeAheadSec: 600,
+        };
+        const r = validateShare(jobs, ctx, { worker: 'a.b', jobId: '1', extranonce2: toHex(en2), ntime: u32Hex(h.time), nonce: u32Hex(h.nonce) });
+        assert.equal(r.outcome, 'accepted');
+        if (r.outcome !== 'accepted') return;
+        assert.equal(r.block, true);
+        assert.equal(toHex(assembleShareBlock(job, en1, en2, r.header)), v.hex);
+      }
+    });
+  }
+});
+
+/** Grind nonces (real sha256d) until the header hash is at or below `target` (or, with `above`, above it). */
+function grind(job: Job, en1: Buffer, en2: Buffer, target: bigint, opts: { above?: boolean; version?: number; ntime?: number } = {}): string {
+  const root = job.hasher.merkleRootFor(en1, en2);
+  for (let nonce = 0; nonce < 50_000_000; nonce++) {
+    const h = hashToBigInt(sha256d(job.hasher.header80(root, opts.version ?? job.version, opts.ntime ?? job.ntime, nonce)));
+    if (opts.above ? h > target : h <= target) return u32Hex(nonce);
+  }
+  throw new Error('no nonce found');
+}
+
+describe('share classification', () => {
+  const en1 = Buffer.from('00000001', 'hex');
+  const setup = (bits = 0x1d00ffff, difficulty = 1e-6) => {
+    const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
+    const { job } = jobs.addTemplate(fakeTemplate({ bits }), Date.now());
+    const ctx = (over: Partial<ShareContext> = {}): ShareContext => ({
+      extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0x1fffe000, job,
+      target: difficultyToTarget(difficulty), nowSec: Math.floor(Date.now() / 1000), maxNtimeAheadSec: 600, ...over,
+    });
+    const submit = (nonce: string, over: Partial<SubmitParams> = {}): SubmitParams => ({
+      worker: 'acct.w', jobId: job.id, extranonce2: '0000000000000001', ntime: u32Hex(job.ntime), nonce, ...over,
+    });
+    return { jobs, job, ctx, submit, target: difficultyToTarget(difficulty) };
+  };
+  const en2 = Buffer.from('0000000000000001', 'hex');
+
+  test('accepted (not a block at mainnet-like bits), then duplicate', () => {
+    const { jobs, job, ctx, submit, target } = setup();
+    const nonce = grind(job, en1, en2, target);
+    const r = validateShare(jobs, ctx(), submit(nonce));
+    assert.equal(r.outcome, 'accepted');
+    assert.equal(r.outcome === 'accepted' && r.block, false);
+    assert.ok((r.shareDifficulty ?? 0) >= 1e-6);
+    assert.equal(validateShare(jobs, ctx(), submit(nonce)).outcome, 'duplicate');
+    // Same nonce with upper-case hex is the same share.
+    assert.equal(validateShare(jobs, ctx(), submit(nonce.toUpperCase())).outcome, 'duplicate');
+  });
+
+  test('a share meeting the network target is a block candidate whose block the independent library validates', () => {
+    const { jobs, job, ctx, submit, target } = setup(0x207fffff);
+    const nonce = grind(job, en1, en2, target < job.networkTarget ? target : job.networkTarget);
+    const r = validateShare(jobs, ctx(), submit(nonce));
+    assert.equal(r.outcome, 'accepted');
+    if (r.outcome !== 'accepted') return;
+    assert.equal(r.block, true);
+    const blk = bitcoin.Block.fromBuffer(assembleShareBlock(job, en1, r.extranonce2, r.header));
+    assert.equal(blk.getId(), hashToDisplay(r.hash));
+    assert.equal(blk.checkProofOfWork(), true);
+    assert.equal(blk.checkTxRoots(), true);
+  });
+
+  test('low difficulty', () => {
+    const { jobs, job, ctx, submit, target } = setup();
+    const r = validateShare(jobs, ctx(), submit(grind(job, en1, en2, target, { above: true })));
+    assert.equal(r.outcome, 'low-difficulty');
+    assert.ok((r.shareDifficulty ?? 1) < 1e-6);
+  });
+
+  test('stale after a new tip; unknown job', () => {
+    const { jobs, job, ctx, submit, target } = setup();
+    const nonce = grind(job, en1, en2, target);
+    const { clean } = jobs.addTemplate(fakeTemplate({ height: 201 }), Date.now());
+    assert.equal(clean, true);
+    assert.equal(validateShare(jobs, ctx(), submit(nonce)).outcome, 'stale');
+    assert.equal(validateShare(jobs, ctx({ job: undefined }), submit(nonce, { jobId: 'ffff' })).outcome, 'unknown-job');
+  });
+
+  test('a refreshed job on the same tip keeps older jobs valid', () => {
+    const { jobs, job, ctx, submit, target } = setup();
+    const nonce = grind(job, en1, en2, target);
+    const { clean } = jobs.addTemplate(fakeTemplate({ prevHash: job.prevHashHex }), Date.now());
+    assert.equal(clean, false);
+    assert.equal(validateShare(jobs, ctx(), submit(nonce)).outcome, 'accepted');
+  });
+
+  test('bad ntime: before the job, too far ahead', () => {
+    const { jobs, job, ctx, submit } = setup();
+    assert.equal(validateShare(jobs, ctx(), submit('00000000', { ntime: u32Hex(job.ntime - 1) })).outcome, 'bad-ntime');
+    assert.equal(validateShare(jobs, ctx(), submit('00000000', { ntime: u32Hex(Math.floor(Date.now() / 1000) + 3600) })).outcome, 'bad-ntime');
+  });
+
+  test('rolled ntime within the bound is fine', () => {
+    const { jobs, job, ctx, submit, target } = setup();
+    const nonce = grind(job, en1, en2, target, { ntime: job.ntime + 5 });
+    assert.equal(validateShare(jobs, ctx({ nowSec: job.ntime + 5 }), submit(nonce, { ntime: u32Hex(job.ntime + 5) })).outcome, 'accepted');
+  });
+
+  test('version rolling: bits inside the mask accepted, outside rejected, none without negotiation', () => {
+    const { jobs, job, ctx, submit, target } = setup();
+    const bits = 0x00002000 << 3;
+    const version = ((job.version & ~0x1fffe000) | bits) >>> 0;
+    const nonce = grind(job, en1, en2, target, { version });
+    assert.equal(validateShare(jobs, ctx(), submit(nonce, { versionBits: u32Hex(bits) })).outcome, 'accepted');
+    // The same nonce without the bits hashes another header: with high probability low difficulty.
+    assert.equal(validateShare(jobs, ctx(), submit('00000000', { versionBits: '20000000' })).outcome, 'bad-version');
+    assert.equal(validateShare(jobs, ctx({ versionMask: 0 }), submit('00000000', { versionBits: '00004000' })).outcome, 'bad-version');
+  });
+
+  test('bad extranonce2 size and malformed fields', () => {
+    const { jobs, ctx, submit } = setup();
+    assert.equal(validateShare(jobs, ctx(), submit('00000000', { extranonce2: '00' })).outcome, 'bad-extranonce2');
+    assert.equal(validateShare(jobs, ctx(), submit('00000000', { extranonce2: 'zz00000000000000' })).outcome, 'bad-extranonce2');
+    assert.equal(validateShare(jobs, ctx(), submit('zz000000')).outcome, 'malformed');
+    assert.equal(validateShare(jobs, ctx(), submit('00000000', { ntime: '123' })).outcome, 'malformed');
+  });
+
+  test('old jobs are pruned after retention; the current job never is', () => {
+    const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.alloc(0), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 1000 });
+    const a = jobs.addTemplate(fakeTemplate(), 0).job;
+    const b = jobs.addTemplate(fakeTemplate(), 1500).job;
+    jobs.addTemplate(fakeTemplate(), 2000);
+    assert.equal(jobs.get(a.id), undefined);
+    assert.ok(jobs.get(b.id));
+    assert.equal(jobs.size, 2);
+  });
+});
+
+test('notify prevhash is the header prev-hash with each 4-byte word swapped', () => {
+  // Block 1's prev hash (genesis), as every pool sends it.
+  const internal = fromHex('6fe28c0ab6f1b372c1a6a246ae63f74f931e8365e15a089c68d6190000000000');
+  assert.equal(prevHashToStratum(internal), '0a8ce26f72b3f1b646a2a6c14ff763ae65831e939c085ae10019d66800000000');
+});

@@ -1,0 +1,185 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { LineFramer } from '../src/stratum/framing.ts';
+import { ProtocolError, parseMessage } from '../src/stratum/protocol.ts';
+import { DEFAULT_VARDIFF, Vardiff, tidyDifficulty } from '../src/stratum/vardiff.ts';
+import { ExtranonceAllocator } from '../src/stratum/extranonce.ts';
+import { BanList } from '../src/stratum/bans.ts';
+
+describe('line framing', () => {
+  const collect = (max = 64) => {
+    const lines: string[] = [];
+    const errors: Error[] = [];
+    const f = new LineFramer(max, (l) => lines.push(l), (e) => errors.push(e));
+    return { f, lines, errors };
+  };
+
+  test('byte by byte gives the same lines as one chunk', () => {
+    const input = Buffer.from('{"id":1}\n{"id":2}\r\n\n  \n{"id":"é"}\n{"partial"');
+    const whole = collect();
+    whole.f.push(input);
+    const bytes = collect();
+    for (const b of input) bytes.f.push(Buffer.from([b]));
+    assert.deepEqual(whole.lines, ['{"id":1}', '{"id":2}', '{"id":"é"}']);
+    assert.deepEqual(bytes.lines, whole.lines, 'multi-byte UTF-8 split across chunks survives');
+  });
+
+  test('every split point of a two-line input', () => {
+    const input = Buffer.from('{"method":"a"}\n{"method":"b"}\n');
+    for (let i = 0; i <= input.length; i++) {
+      const c = collect();
+      c.f.push(input.subarray(0, i));
+      c.f.push(input.subarray(i));
+      assert.deepEqual(c.lines, ['{"method":"a"}', '{"method":"b"}'], `split at ${i}`);
+    }
+  });
+
+  test('an oversized line is an error, with or without a newline, and stops the framer', () => {
+    const a = collect(16);
+    a.f.push(Buffer.from('x'.repeat(17) + '\n{"ok":1}\n'));
+    assert.equal(a.errors.length, 1);
+    assert.deepEqual(a.lines, []);
+    const b = collect(16);
+    for (let i = 0; i < 10; i++) b.f.push(Buffer.from('xxxx')); // never a newline
+    assert.equal(b.errors.length, 1);
+    const c = collect(16);
+    c.f.push(Buffer.from('x'.repeat(16) + '\n'));
+    assert.equal(c.errors.length, 0, 'exactly the limit is fine');
+    assert.equal(c.lines.length, 1);
+  });
+});
+
+describe('stratum message parsing', () => {
+  test('submit with and without version bits; numeric job id', () => {
+    const m = parseMessage('{"id":4,"method":"mining.submit","params":["a.w","1f","00000001","5f5e1000","c7181100"]}');
+    assert.ok(!('kind' in m) && m.method === 'mining.submit');
+    if ('kind' in m || m.method !== 'mining.submit') return;
+    assert.deepEqual(m.submit, { worker: 'a.w', jobId: '1f', extranonce2: '00000001', ntime: '5f5e1000', nonce: 'c7181100', versionBits: undefined });
+    const v = parseMessage('{"id":5,"method":"mining.submit","params":["a.w",31,"00","00","00","1fffe000"]}');
+    assert.ok(!('kind' in v) && v.method === 'mining.submit' && v.submit.jobId === '31' && v.submit.versionBits === '1fffe000');
+  });
+
+  test('suggest_difficulty as integer, fraction, string, bare number', () => {
+    for (const [params, d] of [['[1024]', 1024], ['[0.0001]', 0.0001], ['["512"]', 512], ['64', 64]] as const) {
+      const m = parseMessage(`{"id":1,"method":"mining.suggest_difficulty","params":${params}}`);
+      assert.ok(!('kind' in m) && m.method === 'mining.suggest_difficulty' && m.difficulty === d, params);
+    }
+    assert.throws(() => parseMessage('{"id":1,"method":"mining.suggest_difficulty","params":[-1]}'), ProtocolError);
+  });
+
+  test('subscribe with no params, null params, user agent and session id', () => {
+    for (const p of ['[]', 'null', '["cpuminer/2.5.1"]', '["bmminer/1.0","abcd"]']) {
+      const m = parseMessage(`{"id":1,"method":"mining.subscribe","params":${p}}`);
+      assert.ok(!('kind' in m) && m.method === 'mining.subscribe');
+    }
+    const m = parseMessage('{"id":1,"method":"mining.subscribe"}');
+    assert.ok(!('kind' in m) && m.method === 'mining.subscribe' && m.userAgent === '');
+  });
+
+  test('configure and authorize shapes', () => {
+    const c = parseMessage('{"id":1,"method":"mining.configure","params":[["version-rolling","minimum-difficulty"],{"version-rolling.mask":"ffffffff","minimum-difficulty.value":2048}]}');
+    assert.ok(!('kind' in c) && c.method === 'mining.configure' && c.extensions.length === 2);
+    const a = parseMessage('{"id":2,"method":"mining.authorize","params":["acct.rig1"]}');
+    assert.ok(!('kind' in a) && a.method === 'mining.authorize' && a.password === '');
+  });
+
+  test('errors carry JSON-RPC codes and the request id', () => {
+    const cases: [string, number, unknown][] = [
+      ['not json', -32700, null],
+      ['[1,2]', -32600, null],
+      ['{"id":7}', -32600, 7],
+      ['{"id":8,"method":"mining.frobnicate","params":[]}', -32601, 8],
+      ['{"id":9,"method":"mining.submit","params":["a"]}', -32602, 9],
+      ['{"id":10,"method":"mining.submit","params":[1,2,3,4,5]}', -32602, 10],
+      ['{"id":11,"method":"mining.authorize","params":[42]}', -32602, 11],
+      ['{"id":12,"method":"mining.configure","params":"x"}', -32602, 12],
+    ];
+    for (const [line, code, id] of cases) {
+      assert.throws(() => parseMessage(line), (e: unknown) => e instanceof ProtocolError && e.code === code && e.id === id, line);
+    }
+  });
+
+  test('responses from the miner are recognised, not errors', () => {
+    assert.deepEqual(parseMessage('{"id":3,"result":"cgminer/4.10","error":null}'), { kind: 'response', id: 3 });
+  });
+});
+
+describe('vardiff', () => {
+  /** Poisson shares of a miner with `hashrate` H/s, driven in simulated time; returns the final difficulty. */
+  function simulate(hashrate: number, startDiff: number, seconds: number, seed = 1): { diff: number; lastRates: number[] } {
+    let s = seed;
+    const rand = () => ((s = (s * 1103515245 + 12345) % 2 ** 31) + 1) / (2 ** 31 + 1);
+    const opts = { ...DEFAULT_VARDIFF, targetIntervalMs: 10_000, minDifficulty: 1e-6, maxDifficulty: 1e12 };
+    const v = new Vardiff(opts, startDiff, 0);
+    let t = 0;
+    const rates: number[] = [];
+    let windowStart = 0;
+    let windowShares = 0;
+    // Shares arrive as a Poisson process; the pool's sweeper ticks every second (it lowers the difficulty of
+    // a miner that stopped finding shares). A difficulty change redraws the next arrival (memoryless).
+    const nextArrival = () => t + -Math.log(rand()) * (v.current * 2 ** 32 / hashrate) * 1000;
+    let next = nextArrival();
+    let tick = 1000;
+    while (t < seconds * 1000) {
+      if (next < tick) {
+        t = next;
+        v.onShare(t);
+        windowShares++;
+        next = nextArrival();
+      } else {
+        t = tick;
+        tick += 1000;
+        if (v.onTick(t) !== null) next = nextArrival();
+      }
+      if (t - windowStart > 600_000) { rates.push(windowShares / ((t - windowStart) / 1000)); windowStart = t; windowShares = 0; }
+    }
+    return { diff: v.current, lastRates: rates };
+  }
+
+  test('converges to within 2x of one share per 10 s, from far below and far above', () => {
+    const hashrate = 100e12; // 100 TH/s: the ideal difficulty is 100e12 * 10 / 2^32 ≈ 232,831
+    const ideal = (hashrate * 10) / 2 ** 32;
+    for (const start of [1, 1e9]) {
+      for (const seed of [1, 2, 3]) {
+        const { diff, lastRates } = simulate(hashrate, start, 4 * 3600, seed);
+        assert.ok(diff > ideal / 2 && diff < ideal * 2, `start ${start} seed ${seed}: ${diff} vs ${ideal}`);
+        const rate = lastRates[lastRates.length - 1];
+        assert.ok(rate > 0.05 && rate < 0.2, `share rate ${rate}/s`);
+      }
+    }
+  });
+
+  test('a miner that goes quiet gets a lower difficulty on tick', () => {
+    const v = new Vardiff({ ...DEFAULT_VARDIFF, targetIntervalMs: 10_000 }, 1000, 0);
+    assert.equal(v.onTick(20_000), null);
+    const next = v.onTick(125_000);
+    assert.ok(next !== null && next < 1000);
+  });
+
+  test('tidy difficulty keeps 4 significant digits', () => {
+    assert.equal(tidyDifficulty(232831.7), 232832);
+    assert.equal(tidyDifficulty(0.000123456), 0.0001235);
+    assert.equal(tidyDifficulty(1.23456), 1.235);
+  });
+});
+
+test('extranonce1: node prefix, unique while in use, released values come back', () => {
+  const a = new ExtranonceAllocator(7, 4);
+  const seen = new Set<string>();
+  const all = Array.from({ length: 5000 }, () => a.allocate());
+  for (const b of all) { assert.equal(b[0], 7); assert.equal(b.length, 4); seen.add(b.toString('hex')); }
+  assert.equal(seen.size, 5000);
+  a.release(all[0]);
+  assert.equal(a.used, 4999);
+  assert.throws(() => new ExtranonceAllocator(256, 4));
+});
+
+test('ban list doubles on repeat offences and caps', () => {
+  const b = new BanList(1000, 5000);
+  assert.equal(b.ban('1.2.3.4', 0), 1000);
+  assert.equal(b.isBanned('1.2.3.4', 999), true);
+  assert.equal(b.isBanned('1.2.3.4', 1000), false);
+  assert.equal(b.ban('1.2.3.4', 2000), 2000);
+  assert.equal(b.ban('1.2.3.4', 5000), 4000);
+  assert.equal(b.ban('1.2.3.4', 10000), 5000);
+});
