@@ -1,0 +1,251 @@
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { LineClient, type Msg } from './helpers/line-client.ts';
+import { startTestPool, solveShare } from './helpers/pool.ts';
+import { StubNode } from './helpers/stub-node.ts';
+
+const isNotify = (m: Msg) => m.method === 'mining.notify';
+const isSetDiff = (m: Msg) => m.method === 'mining.set_difficulty';
+let ipCounter = 10;
+/** Each test gets its own source address so per-IP limits and bans do not leak between tests. */
+const nextIp = () => `127.0.0.${ipCounter++}`;
+
+async function connect(port: number, ip = '127.0.0.1'): Promise<LineClient> {
+  const c = new LineClient(port, ip);
+  await c.connected();
+  return c;
+}
+
+async function miner(port: number, ip: string, opts: { configure?: boolean; suggest?: number; password?: string } = {}) {
+  const c = await connect(port, ip);
+  if (opts.configure) await c.request(1, 'mining.configure', [['version-rolling'], { 'version-rolling.mask': 'ffffffff', 'version-rolling.min-bit-count': 2 }]);
+  const sub = await c.request(2, 'mining.subscribe', ['test-miner/1.0']);
+  if (opts.suggest) await c.request(3, 'mining.suggest_difficulty', [opts.suggest]);
+  const auth = await c.request(4, 'mining.authorize', ['acct.w1', opts.password ?? 'x']);
+  assert.equal(auth.result, true);
+  const notify = await c.waitFor(isNotify);
+  const [, en1, en2Size] = sub.result as [unknown, string, number];
+  return { c, en1, en2Size, notify };
+}
+
+describe('stratum server', async () => {
+  const node = new StubNode();
+  const { pool, port } = await startTestPool(node);
+  after(() => pool.stop(100));
+
+  test('subscribe reply is the first line; extranonce1 unique per connection; set_difficulty before notify', async () => {
+    const a = await connect(port);
+    const b = await connect(port);
+    const ra = await a.request(1, 'mining.subscribe', ['cpuminer/2.5.1']);
+    const rb = await b.request(1, 'mining.subscribe', []);
+    assert.equal(a.messages[0], ra, 'nothing before the subscribe reply');
+    const [subs, en1a, size] = ra.result as [string[][], string, number];
+    assert.equal(subs[0][0], 'mining.set_difficulty');
+    assert.equal(subs[1][0], 'mining.notify');
+    assert.equal(size, 8);
+    assert.equal(en1a.length, 8);
+    assert.notEqual((rb.result as string[])[1], en1a);
+    await a.request(2, 'mining.authorize', ['acct.w1', 'x']);
+    await a.waitFor(isNotify);
+    const iDiff = a.messages.findIndex(isSetDiff);
+    const iNotify = a.messages.findIndex(isNotify);
+    assert.ok(iDiff > 0 && iDiff < iNotify, 'set_difficulty precedes the first notify');
+    const params = a.messages[iNotify].params!;
+    assert.equal(params.length, 9);
+    assert.equal(params[8], true);
+    assert.equal(typeof params[0], 'string');
+    a.close(); b.close();
+  });
+
+  test('accepted share, duplicate, low difficulty, unknown job, bad extranonce2, bad ntime: each answered, counted', async () => {
+    const { c, en1, en2Size, notify } = await miner(port, nextIp());
+    const before = { ...pool.stats.shares };
+    const share = solveShare(notify, en1, en2Size, 0.0001);
+    assert.equal((await c.request(10, 'mining.submit', share)).result, true);
+    const dup = await c.request(11, 'mining.submit', share);
+    assert.deepEqual((dup.error as unknown[]).slice(0, 1), [22]);
+    const low = solveShare(notify, en1, en2Size, 0.0001, { above: true, en2: '0000000000000002' });
+    assert.deepEqual(((await c.request(12, 'mining.submit', low)).error as unknown[])[0], 23);
+    assert.deepEqual(((await c.request(13, 'mining.submit', ['acct.w1', 'nope', '0000000000000000', share[3], '00000000'])).error as unknown[])[0], 21);
+    assert.deepEqual(((await c.request(14, 'mining.submit', ['acct.w1', share[1], '00', share[3], '00000000'])).error as unknown[])[0], 20);
+    assert.deepEqual(((await c.request(15, 'mining.submit', ['acct.w1', share[1], '0000000000000003', 'ffffffff', '00000000'])).error as unknown[])[1], 'ntime out of range');
+    const s = pool.stats.shares;
+    assert.equal(s.accepted - before.accepted, 1);
+    assert.equal(s.duplicate - before.duplicate, 1);
+    assert.equal(s['low-difficulty'] - before['low-difficulty'], 1);
+    assert.equal(s['unknown-job'] - before['unknown-job'], 1);
+    assert.equal(s['bad-extranonce2'] - before['bad-extranonce2'], 1);
+    assert.equal(s['bad-ntime'] - before['bad-ntime'], 1);
+    c.close();
+  });
+
+  test('submit before subscribe / authorize, unauthorized worker name', async () => {
+    const c = await connect(port, nextIp());
+    const r1 = await c.request(1, 'mining.submit', ['acct.w1', '1', '00', '00000000', '00000000']);
+    assert.equal((r1.error as unknown[])[0], 25);
+    await c.request(2, 'mining.subscribe', []);
+    const before = pool.stats.shares.unauthorized;
+    const r2 = await c.request(3, 'mining.submit', ['acct.w1', '1', '0000000000000000', '00000000', '00000000']);
+    assert.equal((r2.error as unknown[])[0], 24);
+    assert.equal(pool.stats.shares.unauthorized, before + 1);
+    const bad = await c.request(4, 'mining.authorize', ['bad account!', 'x']);
+    assert.equal((bad.error as unknown[])[0], 24);
+    c.close();
+  });
+
+  test('stale share after a new tip (clean_jobs=true notify)', async () => {
+    const { c, en1, en2Size, notify } = await miner(port, nextIp());
+    const share = solveShare(notify, en1, en2Size, 0.0001);
+    const from = c.messages.length;
+    node.newTip();
+    pool.templates.notifyNewTip();
+    const fresh = await c.waitFor((m) => isNotify(m) && m.params![8] === true, 5000, from);
+    assert.notEqual(fresh.params![0], notify.params![0]);
+    const r = await c.request(20, 'mining.submit', share);
+    assert.equal((r.error as unknown[])[0], 21);
+    assert.match((r.error as string[])[1], /Stale/);
+    // A share on the new job is accepted.
+    assert.equal((await c.request(21, 'mining.submit', solveShare(fresh, en1, en2Size, 0.0001))).result, true);
+    c.close();
+  });
+
+  test('version rolling: mask negotiated as the intersection; rolled share accepted, bits outside rejected', async () => {
+    const { c, en1, en2Size, notify } = await miner(port, nextIp(), { configure: true });
+    const conf = c.messages.find((m) => m.id === 1)!;
+    assert.deepEqual(conf.result, { 'version-rolling': true, 'version-rolling.mask': '1fffe000' });
+    const share = solveShare(notify, en1, en2Size, 0.0001, { versionBits: 0x00ff0000 & 0x1fffe000 });
+    assert.equal((await c.request(30, 'mining.submit', share)).result, true);
+    const bad = [...share.slice(0, 4), '00000001', 'e0000000'];
+    assert.match(((await c.request(31, 'mining.submit', bad)).error as string[])[1], /Version/);
+    c.close();
+  });
+
+  test('configure answers unknown extensions and minimum-difficulty without failing', async () => {
+    const c = await connect(port, nextIp());
+    const r = await c.request(1, 'mining.configure', [['version-rolling', 'minimum-difficulty', 'subscribe-extranonce', 'info'], { 'version-rolling.mask': '00ffe000', 'minimum-difficulty.value': 0.5 }]);
+    assert.deepEqual(r.result, { 'version-rolling': true, 'version-rolling.mask': '00ffe000', 'minimum-difficulty': true, 'subscribe-extranonce': true, info: false });
+    await c.request(2, 'mining.subscribe', []);
+    await c.request(3, 'mining.authorize', ['acct.w1', '']);
+    const d = await c.waitFor(isSetDiff);
+    assert.equal(d.params![0], 0.5);
+    c.close();
+  });
+
+  test('suggest_difficulty before authorize sets the start; d= in the password too', async () => {
+    const a = await miner(port, nextIp(), { suggest: 0.002 });
+    assert.equal(a.c.messages.find(isSetDiff)!.params![0], 0.002);
+    const b = await miner(port, nextIp(), { password: 'x,d=0.003' });
+    assert.equal(b.c.messages.find(isSetDiff)!.params![0], 0.003);
+    a.c.close(); b.c.close();
+  });
+
+  test('difficulty change after work was sent: set_difficulty + re-issued job; old job keeps its difficulty', async () => {
+    const { c, en1, en2Size, notify } = await miner(port, nextIp());
+    const oldShare = solveShare(notify, en1, en2Size, 0.0001); // meets 0.0001, almost surely not 0.01
+    const from = c.messages.length;
+    await c.request(40, 'mining.suggest_difficulty', [0.01]);
+    const d = await c.waitFor(isSetDiff, 5000, from);
+    assert.equal(d.params![0], 0.01);
+    const reissued = await c.waitFor(isNotify, 5000, from);
+    assert.notEqual(reissued.params![0], notify.params![0]);
+    assert.ok(c.messages.indexOf(d) < c.messages.indexOf(reissued));
+    // The share for the job sent before the change is checked at the old difficulty and accepted.
+    assert.equal((await c.request(41, 'mining.submit', oldShare)).result, true);
+    // On the re-issued job, a share that meets only the old difficulty is low.
+    const weak = solveShare(reissued, en1, en2Size, 0.0001, { en2: '0000000000000009' });
+    const r = await c.request(42, 'mining.submit', weak);
+    // (1 in 100 such shares happens to meet 0.01 too)
+    if (r.result !== true) assert.equal((r.error as unknown[])[0], 23);
+    c.close();
+  });
+
+  test('malformed JSON, unknown method, wrong params: JSON-RPC errors, and others keep being served', async () => {
+    const ip = nextIp();
+    const bad = await connect(port, ip);
+    const good = await miner(port, nextIp());
+    bad.send('this is not json\n');
+    bad.send('{"id":5,"method":"mining.frobnicate","params":[]}\n');
+    bad.send('{"id":6,"method":"mining.authorize","params":[1,2]}\n');
+    bad.send('{"id":7,"method":"mining.submit","params":"x"}\n');
+    const e1 = await bad.waitFor((m) => m.id === null && Array.isArray(m.error) && (m.error as number[])[0] === -32700);
+    assert.ok(e1);
+    assert.equal(((await bad.waitFor((m) => m.id === 5)).error as unknown[])[0], -32601);
+    assert.equal(((await bad.waitFor((m) => m.id === 6)).error as unknown[])[0], -32602);
+    assert.equal(((await bad.waitFor((m) => m.id === 7)).error as unknown[])[0], -32602);
+    assert.equal(bad.closed, false, 'a few bad lines do not disconnect');
+    const share = solveShare(good.notify, good.en1, good.en2Size, 0.0001);
+    assert.equal((await good.c.request(50, 'mining.submit', share)).result, true);
+    bad.close(); good.c.close();
+  });
+});
+
+describe('stratum limits', async () => {
+  const node = new StubNode();
+  const { pool, port } = await startTestPool(node, {
+    maxLineBytes: 1024, maxConnectionsPerIp: 3, subscribeTimeoutMs: 300, messagesPerSecond: 20, messageBurst: 40,
+    ban: { windowMs: 60_000, maxRejects: 30, minRejectRatio: 0.9, maxGarbage: 10, baseMs: 60_000, maxMs: 600_000 },
+  });
+  after(() => pool.stop(100));
+
+  test('an oversized line drops the connection and bans the IP', async () => {
+    const ip = nextIp();
+    const c = await connect(port, ip);
+    c.send('{"id":1,"method":"mining.subscribe","params":["' + 'x'.repeat(2000) + '"]}\n');
+    await c.waitClose();
+    assert.equal(pool.server.isBanned(ip), true);
+    const again = new LineClient(port, ip);
+    await again.waitClose();
+  });
+
+  test('a garbage flood is rate limited, then banned; other IPs are unaffected', async () => {
+    const ip = nextIp();
+    const c = await connect(port, ip);
+    for (let i = 0; i < 200; i++) c.send(`{"id":${i},"method":"mining.subscribe","params":[]}\n`);
+    await c.waitClose();
+    assert.ok(c.messages.some((m) => Array.isArray(m.error) && /Rate limit/.test(String((m.error as unknown[])[1]))));
+    assert.equal(pool.server.isBanned(ip), true);
+    const other = await miner(port, nextIp());
+    assert.ok(other.notify);
+    other.c.close();
+  });
+
+  test('sustained invalid shares get a ban; one bad share does not', async () => {
+    const ip = nextIp();
+    const { c, notify } = await miner(port, ip);
+    const r = await c.request(100, 'mining.submit', ['acct.w1', notify.params![0], '0000000000000001', notify.params![7], '00000000']);
+    assert.ok(r.error);
+    assert.equal(c.closed, false);
+    for (let i = 0; i < 35 && !c.closed; i++) {
+      c.send({ id: 200 + i, method: 'mining.submit', params: ['acct.w1', notify.params![0], i.toString(16).padStart(16, '0'), notify.params![7], 'ffffffff'] });
+      await new Promise((res) => setTimeout(res, 30));
+    }
+    await c.waitClose();
+    assert.equal(pool.server.isBanned(ip), true);
+  });
+
+  test('per-IP connection limit', async () => {
+    const ip = nextIp();
+    const cs = await Promise.all([0, 1, 2].map(() => connect(port, ip)));
+    await Promise.all(cs.map((c, i) => c.request(1 + i, 'mining.subscribe', [])));
+    const fourth = new LineClient(port, ip);
+    await fourth.waitClose();
+    assert.ok(pool.server.stats.refused.perIp >= 1);
+    for (const c of cs) c.close();
+  });
+
+  test('no subscribe in time: the connection is closed', async () => {
+    const c = await connect(port, nextIp());
+    await c.waitClose(3000);
+  });
+});
+
+test('graceful shutdown sends client.reconnect', async () => {
+  const node = new StubNode();
+  const { pool, port } = await startTestPool(node, { reconnectHost: 'pool.example', reconnectPort: 3333 });
+  const { c } = await miner(port, nextIp());
+  const stopped = pool.stop(300);
+  const m = await c.waitFor((x) => x.method === 'client.reconnect');
+  assert.deepEqual(m.params, ['pool.example', 3333, 0]);
+  await stopped;
+  await c.waitClose();
+});
