@@ -45,8 +45,10 @@ export const configSchema = z.object({
     nodeId: z.number().int().min(0).max(255).default(0),
     extranonce2Size: z.number().int().min(2).max(16).default(8),
     difficulty: z.object({
-      initial: positive.default(1),
-      min: positive.default(0.0001),
+      /** Start difficulty; default 0.0001 on regtest (CPU miners), 16384 elsewhere (ASICs; vardiff moves it). */
+      initial: positive.optional(),
+      /** Floor; default 1e-8 on regtest, 0.0001 elsewhere. */
+      min: positive.optional(),
       max: positive.default(1e15),
       /** Vardiff aims at one share per this many seconds per connection. */
       targetShareSeconds: positive.default(10),
@@ -73,7 +75,9 @@ export const configSchema = z.object({
   }).prefault({}),
 });
 
-export type Config = z.infer<typeof configSchema>;
+type Parsed = z.infer<typeof configSchema>;
+/** The validated config; network-dependent defaults are filled in by loadConfig. */
+export type Config = Parsed & { stratum: { difficulty: Required<Parsed['stratum']['difficulty']> } };
 
 export class ConfigError extends Error {}
 
@@ -160,6 +164,8 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   }
   const cfg = parsed.data;
   const d = cfg.stratum.difficulty;
+  d.initial ??= cfg.network === 'regtest' ? 0.0001 : 16384;
+  d.min ??= cfg.network === 'regtest' ? 1e-8 : 0.0001;
   if (d.min > d.max) throw new ConfigError(`stratum.difficulty.min (${d.min}) is above stratum.difficulty.max (${d.max})`);
   if (cfg.node.urls.length > 0 && !cfg.payoutAddress) {
     throw new ConfigError('payoutAddress (HASHHUB_PAYOUT_ADDRESS) is required when a real node is configured');
@@ -175,5 +181,5 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
       throw e;
     }
   }
-  return cfg;
+  return cfg as Config;
 }
