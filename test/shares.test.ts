@@ -2,12 +2,12 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import * as bitcoin from 'bitcoinjs-lib';
 import {
-  bitsToTarget, coinbaseMerkleBranch, difficultyToTarget, fromHex, hashToBigInt, hashToDisplay, parseBlock, serializeTx,
+  bitsToTarget, coinbaseMerkleBranch, difficultyToTarget, targetBytes, meetsTarget, fromHex, hashToBigInt, hashToDisplay, parseBlock, serializeTx,
   sha256d, toHex, txid,
 } from '../src/chain/index.ts';
 import { type Job, assembleShareBlock } from '../src/shares/job.ts';
 import { JobManager } from '../src/shares/jobs.ts';
-import { type ShareContext, type SubmitParams, validateShare } from '../src/shares/validator.ts';
+import { type ShareContext, type SubmitParams, newRootCache, validateShare } from '../src/shares/validator.ts';
 import { WorkHasher, prevHashFromStratum, prevHashToStratum, u32Hex } from '../src/shares/work.ts';
 import { loadBlockVectors } from './helpers/vectors.ts';
 import { fakeTemplate } from './helpers/template.ts';
@@ -40,13 +40,13 @@ describe('share path on real blocks', () => {
         // The validator on the same share classifies it as a block and assembles the real block.
         const job: Job = {
           id: '1', height: v.height ?? 0, prevHash: h.prevHash, prevHashHex: hashToDisplay(h.prevHash), version: h.version, bits: h.bits,
-          networkTarget: bitsToTarget(h.bits), ntime: h.time, coinbaseValue: 0n, hasher, segwit: cb.inputs[0].witness.length > 0,
+          networkTarget: bitsToTarget(h.bits), networkTargetBytes: targetBytes(bitsToTarget(h.bits)), ntime: h.time, coinbaseValue: 0n, hasher, segwit: cb.inputs[0].witness.length > 0,
           txData: block.txs.slice(1).map((t) => serializeTx(t)), createdAt: 0, notifyHead: '', notifyBody: '',
         };
         const jobs = new JobManager({ extranonceSize: 4 + en2Size, tag: Buffer.alloc(0), outputs: () => [] });
         const ctx: ShareContext = {
           extranonce1: Buffer.from(en1), extranonce1Hex: toHex(en1), extranonce2Size: en2Size, versionMask: 0, job,
-          target: difficultyToTarget(1), nowSec: h.time, maxNtimeAheadSec: 600,
+          target: targetBytes(difficultyToTarget(1)), nowSec: h.time, maxNtimeAheadSec: 600,
         };
         const r = validateShare(jobs, ctx, { worker: 'a.b', jobId: '1', extranonce2: toHex(en2), ntime: u32Hex(h.time), nonce: u32Hex(h.nonce) });
         assert.equal(r.outcome, 'accepted');
@@ -75,7 +75,7 @@ describe('share classification', () => {
     const { job } = jobs.addTemplate(fakeTemplate({ bits }), Date.now());
     const ctx = (over: Partial<ShareContext> = {}): ShareContext => ({
       extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0x1fffe000, job,
-      target: difficultyToTarget(difficulty), nowSec: Math.floor(Date.now() / 1000), maxNtimeAheadSec: 600, ...over,
+      target: targetBytes(difficultyToTarget(difficulty)), nowSec: Math.floor(Date.now() / 1000), maxNtimeAheadSec: 600, ...over,
     });
     const submit = (nonce: string, over: Partial<SubmitParams> = {}): SubmitParams => ({
       worker: 'acct.w', jobId: job.id, extranonce2: '0000000000000001', ntime: u32Hex(job.ntime), nonce, ...over,
@@ -179,4 +179,39 @@ test('notify prevhash is the header prev-hash with each 4-byte word swapped', ()
   // Block 1's prev hash (genesis), as every pool sends it.
   const internal = fromHex('6fe28c0ab6f1b372c1a6a246ae63f74f931e8365e15a089c68d6190000000000');
   assert.equal(prevHashToStratum(internal), '0a8ce26f72b3f1b646a2a6c14ff763ae65831e939c085ae10019d66800000000');
+});
+
+test('byte-wise target compare agrees with bigint compare', () => {
+  const rnd = () => Buffer.from(Array.from({ length: 32 }, () => Math.floor(Math.random() * 256)));
+  for (let i = 0; i < 2000; i++) {
+    const h = rnd();
+    // Targets near the hash too, so equal prefixes are exercised.
+    const t = i % 2 ? rnd() : Buffer.from(h);
+    if (i % 4 === 0) t[0] ^= 1;
+    assert.equal(meetsTarget(h, t), hashToBigInt(h) <= hashToBigInt(t));
+  }
+  assert.equal(meetsTarget(Buffer.alloc(32), Buffer.alloc(32)), true);
+  assert.equal(toHex(targetBytes(1n)), '01' + '00'.repeat(31));
+});
+
+test('merkle root cache: same job and extranonce2 reuse the root; another job or extranonce2 does not', () => {
+  const en1 = Buffer.from('0000000a', 'hex');
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
+  const a = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff }), Date.now()).job;
+  const target = difficultyToTarget(1e-6);
+  const cache = newRootCache();
+  const ctx = (job: Job): ShareContext => ({ extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0, job, target: targetBytes(target), nowSec: Math.floor(Date.now() / 1000), maxNtimeAheadSec: 600, rootCache: cache });
+  const en2 = Buffer.from('00000000000000aa', 'hex');
+  // Two different valid shares on the same extranonce2: both accepted through the cache.
+  const n1 = grind(a, en1, en2, target);
+  assert.equal(validateShare(jobs, ctx(a), { worker: 'w', jobId: a.id, extranonce2: toHex(en2), ntime: u32Hex(a.ntime), nonce: n1 }).outcome, 'accepted');
+  const cachedRoot = cache.root;
+  const n2 = grind(a, en1, en2, target, { ntime: a.ntime + 1 });
+  assert.equal(validateShare(jobs, ctx(a), { worker: 'w', jobId: a.id, extranonce2: toHex(en2), ntime: u32Hex(a.ntime + 1), nonce: n2 }).outcome, 'accepted');
+  assert.equal(cache.root, cachedRoot, 'root reused');
+  // A job on the same tip with other transactions: its own root, so a share solved for it is accepted.
+  const b = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), Date.now()).job;
+  const n3 = grind(b, en1, en2, target);
+  assert.equal(validateShare(jobs, ctx(b), { worker: 'w', jobId: b.id, extranonce2: toHex(en2), ntime: u32Hex(b.ntime), nonce: n3 }).outcome, 'accepted');
+  assert.notEqual(cache.root, cachedRoot);
 });

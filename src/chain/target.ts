@@ -53,3 +53,19 @@ export function hashDifficulty(hash: Uint8Array): number {
   for (let i = 31; i >= 0; i--) v = v * 256 + hash[i];
   return v === 0 ? Infinity : DIFF1_FLOAT / v;
 }
+
+/** hash ≤ target, both 32-byte little-endian (compared from the most significant byte). */
+export function meetsTarget(hash: Uint8Array, target: Uint8Array): boolean {
+  for (let i = 31; i >= 0; i--) {
+    if (hash[i] !== target[i]) return hash[i] < target[i];
+  }
+  return true;
+}
+
+/** A 256-bit target as 32 little-endian bytes. */
+export function targetBytes(target: bigint): Buffer {
+  const b = Buffer.alloc(32);
+  let t = target;
+  for (let i = 0; i < 32; i++) { b[i] = Number(t & 0xffn); t >>= 8n; }
+  return b;
+}

@@ -96,6 +96,7 @@ export const ENV_MAP: Record<string, { path: string[]; type: 'string' | 'number'
   HASHHUB_TEMPLATE_REFRESH_MS: { path: ['node', 'refreshMs'], type: 'number' },
   HASHHUB_EMBEDDED_DIFFICULTY: { path: ['node', 'embedded', 'difficulty'], type: 'number' },
   HASHHUB_EMBEDDED_PORT: { path: ['node', 'embedded', 'port'], type: 'number' },
+  HASHHUB_EMBEDDED_MEMPOOL_TXS: { path: ['node', 'embedded', 'mempoolTxs'], type: 'number' },
   HASHHUB_STRATUM_HOST: { path: ['stratum', 'host'], type: 'string' },
   HASHHUB_STRATUM_PORT: { path: ['stratum', 'port'], type: 'number' },
   HASHHUB_STRATUM_TLS_PORT: { path: ['stratum', 'tls', 'port'], type: 'number' },

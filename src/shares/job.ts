@@ -1,6 +1,6 @@
 import {
   type CoinbaseOutput, assembleBlock, bitsToTarget, buildCoinbase, coinbaseMerkleBranch, coinbaseWithWitness, fromHex,
-  hashFromDisplay, toHex,
+  hashFromDisplay, targetBytes, toHex,
 } from '../chain/index.ts';
 import type { BlockTemplate } from '../node/types.ts';
 import { WorkHasher, prevHashToStratum, u32Hex } from './work.ts';
@@ -15,6 +15,8 @@ export interface Job {
   version: number;
   bits: number;
   networkTarget: bigint;
+  /** The same, 32 little-endian bytes, for the per-share compare. */
+  networkTargetBytes: Buffer;
   /** Header time given to miners; shares may roll forward from it. */
   ntime: number;
   coinbaseValue: bigint;
@@ -64,6 +66,7 @@ export function buildJob(t: BlockTemplate, spec: JobSpec): Job {
     version: t.version >>> 0,
     bits,
     networkTarget: bitsToTarget(bits),
+    networkTargetBytes: targetBytes(bitsToTarget(bits)),
     ntime,
     coinbaseValue,
     hasher: new WorkHasher(parts.coinb1, parts.coinb2, spec.extranonceSize, branch, prevHash, bits),

@@ -1,4 +1,4 @@
-import { hashDifficulty, hashToBigInt, sha256d } from '../chain/index.ts';
+import { hashDifficulty, meetsTarget, sha256d } from '../chain/index.ts';
 import type { Job } from './job.ts';
 import type { JobManager } from './jobs.ts';
 import type { RejectOutcome } from './outcome.ts';
@@ -23,8 +23,12 @@ export interface ShareContext {
   versionMask: number;
   /** The job the id refers to, if still known. */
   job: Job | undefined;
-  /** Target in force when this session was sent the job (not the current one: see README "difficulty change"). */
-  target: bigint;
+  /** Target in force when this session was sent the job (not the current one: see README "difficulty change"),
+   *  as 32 little-endian bytes (compared byte-wise with the hash, no bigint per share). */
+  target: Buffer;
+  /** Per-session cache of the last merkle root: miners keep one extranonce2 for many shares (ASICs roll nonce
+   *  and version bits first), and the coinbase + merkle path is 14 of the 15 hash calls of a share. */
+  rootCache?: MerkleRootCache;
   /** Unix seconds. */
   nowSec: number;
   /** How far past now a rolled ntime may go. */
@@ -46,6 +50,16 @@ export type ShareResult =
       block: boolean;
     }
   | { outcome: RejectOutcome; job?: Job; shareDifficulty?: number };
+
+export interface MerkleRootCache {
+  job: Job | null;
+  extranonce2: string;
+  root: Buffer;
+}
+
+export function newRootCache(): MerkleRootCache {
+  return { job: null, extranonce2: '', root: Buffer.alloc(0) };
+}
 
 const HEX8 = /^[0-9a-fA-F]{8}$/;
 const HEX_1_8 = /^[0-9a-fA-F]{1,8}$/;
@@ -76,11 +90,17 @@ export function validateShare(jobs: JobManager, ctx: ShareContext, p: SubmitPara
   if (!jobs.markSeen(job.id, key)) return { outcome: 'duplicate', job };
 
   const extranonce2 = Buffer.from(p.extranonce2, 'hex');
-  const root = job.hasher.merkleRootFor(ctx.extranonce1, extranonce2);
+  const cache = ctx.rootCache;
+  let root: Buffer;
+  if (cache && cache.job === job && cache.extranonce2 === p.extranonce2) {
+    root = cache.root;
+  } else {
+    root = job.hasher.merkleRootFor(ctx.extranonce1, extranonce2);
+    if (cache) { cache.job = job; cache.extranonce2 = p.extranonce2; cache.root = root; }
+  }
   const header = job.hasher.header80(root, version, ntime, parseInt(p.nonce, 16));
   const hash = sha256d(header);
-  const h = hashToBigInt(hash);
   const shareDifficulty = hashDifficulty(hash);
-  if (h > ctx.target) return { outcome: 'low-difficulty', job, shareDifficulty };
-  return { outcome: 'accepted', job, shareDifficulty, hash, header: Buffer.from(header), extranonce2, block: h <= job.networkTarget };
+  if (!meetsTarget(hash, ctx.target)) return { outcome: 'low-difficulty', job, shareDifficulty };
+  return { outcome: 'accepted', job, shareDifficulty, hash, header: Buffer.from(header), extranonce2, block: meetsTarget(hash, job.networkTargetBytes) };
 }

@@ -1,9 +1,9 @@
 import type { Socket } from 'node:net';
-import { difficultyToTarget, toHex } from '../chain/index.ts';
+import { difficultyToTarget, targetBytes, toHex } from '../chain/index.ts';
 import { type Job, notifyLine } from '../shares/job.ts';
 import type { JobManager } from '../shares/jobs.ts';
 import { REJECT_ERRORS, type ShareOutcome } from '../shares/outcome.ts';
-import { type ShareResult, type SubmitParams, validateShare } from '../shares/validator.ts';
+import { type ShareResult, type SubmitParams, newRootCache, validateShare } from '../shares/validator.ts';
 import { LineFramer, type LineTooLongError } from './framing.ts';
 import type { StratumOptions } from './options.ts';
 import { ProtocolError, type RequestId, type StratumRequest, parseMessage } from './protocol.ts';
@@ -33,10 +33,12 @@ export interface StratumHost {
 interface SentJob {
   job: Job;
   difficulty: number;
-  target: bigint;
+  /** 32 little-endian bytes. */
+  target: Buffer;
 }
 
 const MAX_SENT_JOBS = 64;
+const ZERO_TARGET = Buffer.alloc(32);
 
 /** One miner connection: the protocol state machine. */
 export class StratumSession {
@@ -55,6 +57,8 @@ export class StratumSession {
   private reissue = 0;
   private lastJob: Job | null = null;
   private lastSentId = '';
+  private readonly rootCache = newRootCache();
+  private cachedTarget: { difficulty: number; target: Buffer } | null = null;
   lastShareAt = 0;
   lastActivityAt: number;
   closed = false;
@@ -208,7 +212,8 @@ export class StratumSession {
         extranonce2Size: this.opts.extranonce2Size,
         versionMask: this.versionMask,
         job: sent?.job,
-        target: sent?.target ?? 0n,
+        target: sent?.target ?? ZERO_TARGET,
+        rootCache: this.rootCache,
         nowSec: Math.floor(now / 1000),
         maxNtimeAheadSec: this.opts.maxNtimeAheadSec,
       }, p);
@@ -285,11 +290,16 @@ export class StratumSession {
     let out = '';
     if (prev !== this.difficulty) out += `{"id":null,"method":"mining.set_difficulty","params":[${this.difficulty}]}\n`;
     out += notifyLine(job, id, clean);
-    this.sentJobs.set(id, { job, difficulty: this.difficulty, target: difficultyToTarget(this.difficulty) });
+    this.sentJobs.set(id, { job, difficulty: this.difficulty, target: this.targetFor(this.difficulty) });
     if (this.sentJobs.size > MAX_SENT_JOBS) this.sentJobs.delete(this.sentJobs.keys().next().value as string);
     this.lastJob = job;
     this.lastSentId = id;
     this.write(out);
+  }
+
+  private targetFor(difficulty: number): Buffer {
+    if (this.cachedTarget?.difficulty !== difficulty) this.cachedTarget = { difficulty, target: targetBytes(difficultyToTarget(difficulty)) };
+    return this.cachedTarget.target;
   }
 
   /** BIP310 server-side mask change (only to sessions that negotiated version rolling). */

@@ -1,0 +1,99 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { runFleet } from '../src/miner/fleet.ts';
+
+export interface FleetPhase { connections: number; sharesPerSec: number; localAddress: string }
+export interface FleetResult extends FleetPhase {
+  connected: number;
+  answered: number;
+  accepted: number;
+  rejected: number;
+  seconds: number;
+  answeredPerSec: number;
+  p50: number;
+  p99: number;
+  max: number;
+  poolCpuPct: number;
+  poolCpuUsPerShare: number;
+  poolRssMb: number;
+  kbPerConnection: number;
+}
+
+/** Pool difficulty fixed at 2^-30 (4 hashes per share) so the load client spends its CPU on the protocol. */
+const DIFF = 2 ** -30;
+
+function readProc(pid: number): { rssKb: number; cpuTicks: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return { rssKb, cpuTicks: Number(stat[11]) + Number(stat[12]) };
+}
+
+/** The pool in its own process (its own core), on the embedded chain with a 3,000-transaction template. */
+export async function startPoolProcess(): Promise<{ child: ChildProcess; port: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'pool'], {
+    env: {
+      ...process.env,
+      HASHHUB_STRATUM_HOST: '127.0.0.1', HASHHUB_STRATUM_PORT: '0', HASHHUB_LOG_LEVEL: 'warn',
+      HASHHUB_EMBEDDED_DIFFICULTY: '1', HASHHUB_EMBEDDED_MEMPOOL_TXS: '3000', HASHHUB_TEMPLATE_REFRESH_MS: '10000',
+      HASHHUB_DIFFICULTY: String(DIFF), HASHHUB_MIN_DIFFICULTY: String(DIFF), HASHHUB_MAX_DIFFICULTY: String(DIFF),
+      HASHHUB_MAX_CONNECTIONS_PER_IP: '20000',
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let err = '';
+    const t = setTimeout(() => reject(new Error(`pool did not start: ${err}`)), 60_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      const m = /Stratum:\s+stratum\+tcp:\/\/[^:]+:(\d+)/.exec(err);
+      if (m) { clearTimeout(t); resolve(Number(m[1])); }
+    });
+    child.once('exit', (code) => reject(new Error(`pool exited with ${code}: ${err}`)));
+  });
+  return {
+    child, port,
+    stop: () => new Promise((resolve) => { child.once('exit', () => resolve()); child.kill('SIGTERM'); setTimeout(() => child.kill('SIGKILL'), 10_000).unref(); }),
+  };
+}
+
+export async function runFleetPhase(pool: { child: ChildProcess; port: number }, phase: FleetPhase, measureSeconds: number): Promise<FleetResult> {
+  const pid = pool.child.pid!;
+  const before = readProc(pid);
+  let inWindow = false;
+  const lat: number[] = [];
+  let accepted = 0;
+  let rejected = 0;
+  const fleet = runFleet({
+    count: phase.connections, totalHashrate: phase.sharesPerSec * DIFF * 2 ** 32, url: `stratum+tcp://127.0.0.1:${pool.port}`,
+    user: 'bench', localAddresses: [phase.localAddress], connectRatePerSec: 2000, reconnect: false, latencyReservoirSize: 16,
+    onShare: (_m, s) => {
+      if (!inWindow) return;
+      if (Number.isFinite(s.latencyMs)) lat.push(s.latencyMs);
+      if (s.accepted) accepted++; else rejected++;
+    },
+  });
+  await fleet.rampedUp;
+  const rampEnd = Date.now() + 30_000;
+  while (fleet.stats().connected < phase.connections && Date.now() < rampEnd) await new Promise((r) => setTimeout(r, 200));
+  await new Promise((r) => setTimeout(r, 3000)); // warm-up
+  const mid = readProc(pid);
+  inWindow = true;
+  const t0 = process.hrtime.bigint();
+  await new Promise((r) => setTimeout(r, measureSeconds * 1000));
+  inWindow = false;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const after = readProc(pid);
+  const connected = fleet.stats().connected;
+  await fleet.stop(500);
+  lat.sort((a, b) => a - b);
+  const q = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] : NaN);
+  const answered = accepted + rejected;
+  const cpuSec = (after.cpuTicks - mid.cpuTicks) / 100;
+  return {
+    ...phase, connected, answered, accepted, rejected, seconds, answeredPerSec: answered / seconds,
+    p50: q(50), p99: q(99), max: lat[lat.length - 1] ?? NaN,
+    poolCpuPct: (100 * cpuSec) / seconds, poolCpuUsPerShare: answered ? (cpuSec * 1e6) / answered : NaN,
+    poolRssMb: after.rssKb / 1024, kbPerConnection: (mid.rssKb - before.rssKb) / Math.max(1, connected),
+  };
+}
