@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import * as bitcoin from 'bitcoinjs-lib';
 import {
   addressToScript, assembleBlock, bitsToTarget, buildCoinbase, coinbaseWithWitness, concat, difficultyToTarget,
-  fromHex, hashFromDisplay, merkleRoot, parseTx, serializeHeader, serializeTx, targetToBits, txid,
+  fromHex, hashFromDisplay, merkleRoot, parseTx, serializeHeader, targetToBits, txid,
 } from '../src/chain/index.ts';
 import {
-  type EmbeddedChainHandle, REGTEST_GENESIS_HASH, blockSubsidy, regtestGenesis, startEmbeddedChain,
+  EmbeddedChain, type EmbeddedChainHandle, REGTEST_GENESIS_HASH, blockSubsidy, regtestGenesis, startEmbeddedChain,
 } from '../src/node/regtest/index.ts';
 import type { BlockTemplate } from '../src/node/types.ts';
 
@@ -259,6 +259,11 @@ describe('embedded chain: JSON-RPC over HTTP', () => {
   test('a block mined from the template is accepted; tip, getblock and bitcoinjs-lib agree', async () => {
     const t = await gbt(h);
     const b = craftBlock(t);
+    // BIP23 proposals are checked without proof of work and without storing anything.
+    assert.equal(await gbt(h, { mode: 'proposal', data: b.hex }), null);
+    assert.equal(await gbt(h, { mode: 'proposal', data: craftBlock(t, { coinbaseValue: t.coinbasevalue + 1 }).hex }), 'bad-cb-amount');
+    assert.equal(await gbt(h, { mode: 'proposal', data: craftBlock(t, { prevHash: '22'.repeat(32) }).hex }), 'inconclusive-not-best-prevblk');
+    assert.equal(await call(h, 'getblockcount'), 0);
     assert.equal(await submit(h, b.hex), null);
     assert.equal(await call(h, 'getbestblockhash'), b.hash);
     assert.equal(await call(h, 'getblockcount'), 1);
@@ -424,6 +429,48 @@ describe('embedded chain: difficulty', () => {
       assert.equal(t.coinbasevalue, 2_500_000_000);
       assert.equal(await submit(h, craftBlock(t, { coinbaseValue: 2_500_000_001 }).hex), 'bad-cb-amount');
       assert.equal(await submit(h, craftBlock(t).hex), null);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('embedded chain: in process', () => {
+  test('the injected clock drives curtime and time-too-new (not cached: the same block passes later)', () => {
+    let nowMs = 2_000_000_000_000;
+    const chain = new EmbeddedChain({ now: () => nowMs, mempoolTxs: 3, mempoolRefreshMs: 0 });
+    try {
+      const t = chain.getBlockTemplate();
+      assert.equal(t.curtime, 2_000_000_000);
+      const ahead = craftBlock(t, { time: 2_000_000_000 + 2 * 3600 + 1 });
+      assert.equal(chain.submitBlock(fromHex(ahead.hex)), 'time-too-new');
+      nowMs += 2_000;
+      assert.equal(chain.submitBlock(fromHex(ahead.hex)), null);
+      assert.equal(chain.tip.hashHex, ahead.hash);
+      assert.equal(chain.getBlockTemplate().mintime, 2_000_000_000 + 2 * 3600 + 2);
+    } finally {
+      chain.close();
+    }
+  });
+});
+
+describe('embedded chain: bounded memory', () => {
+  test('blocks deeper than pruneDepth lose their data, like a pruned node', async () => {
+    const h = await startEmbeddedChain({ mempoolTxs: 2, mempoolRefreshMs: 0, pruneDepth: 10 });
+    try {
+      const first = await call<string[]>(h, 'generatetoaddress', [20, ADDRESS]);
+      const old = bitcoin.Block.fromHex(await call(h, 'getblock', [first[9], 0])).transactions![1].toHex();
+      const hashes = [...first, ...await call<string[]>(h, 'generatetoaddress', [95, ADDRESS])];
+      for (const i of [0, 9]) {
+        const r = await rawRpc(h, { id: 1, method: 'getblock', params: [hashes[i]] });
+        assert.deepEqual(r.body.error, { code: -1, message: 'Block not available (pruned data)' });
+      }
+      assert.equal((await call(h, 'getblockheader', [hashes[0]])).height, 1);
+      assert.equal((await call(h, 'getblock', [hashes[114]])).nTx, 3);
+      // A transaction buried below the pruning depth is forgotten: including it again is still refused.
+      const t = await gbt(h);
+      assert.equal(h.chain.getOffered(bitcoin.Transaction.fromHex(old).getId()), undefined);
+      assert.equal(await submit(h, craftBlock(t, { txs: [old], commitment: commitmentFor([old]), coinbaseValue: 5e9 }).hex), 'bad-txns-inputs-missingorspent');
     } finally {
       await h.close();
     }
