@@ -40,7 +40,7 @@ describe('share path on real blocks', () => {
         // The validator on the same share classifies it as a block and assembles the real block.
         const job: Job = {
           id: '1', height: v.height ?? 0, prevHash: h.prevHash, prevHashHex: hashToDisplay(h.prevHash), version: h.version, bits: h.bits,
-          networkTarget: bitsToTarget(h.bits), networkTargetBytes: targetBytes(bitsToTarget(h.bits)), ntime: h.time, coinbaseValue: 0n, hasher, segwit: cb.inputs[0].witness.length > 0,
+          networkTarget: bitsToTarget(h.bits), networkTargetBytes: targetBytes(bitsToTarget(h.bits)), networkDifficulty: 1, ntime: h.time, coinbaseValue: 0n, hasher, segwit: cb.inputs[0].witness.length > 0,
           txData: block.txs.slice(1).map((t) => serializeTx(t)), createdAt: 0, notifyHead: '', notifyBody: '',
         };
         const jobs = new JobManager({ extranonceSize: 4 + en2Size, tag: Buffer.alloc(0), outputs: () => [] });

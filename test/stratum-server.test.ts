@@ -249,3 +249,20 @@ test('graceful shutdown sends client.reconnect', async () => {
   await stopped;
   await c.waitClose();
 });
+
+test('share difficulty never exceeds the network difficulty (a block must not hide under a share target)', async () => {
+  const node = new StubNode({ bits: 0x1f00ffff }); // network difficulty 2^-16 ≈ 1.5e-5
+  const { pool, port } = await startTestPool(node);
+  try {
+    const { c } = await miner(port, nextIp(), { suggest: 1 });
+    const d = c.messages.filter(isSetDiff).map((m) => m.params![0] as number);
+    assert.ok(d.length > 0 && d.every((x) => x <= 2 ** -16 * 1.0001), `set_difficulty ${d}`);
+    const from = c.messages.length;
+    await c.request(60, 'mining.suggest_difficulty', [100]);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(c.messages.slice(from).filter(isSetDiff).every((m) => (m.params![0] as number) <= 2 ** -16 * 1.0001));
+    c.close();
+  } finally {
+    await pool.stop(100);
+  }
+});

@@ -1,6 +1,6 @@
 import {
   type CoinbaseOutput, assembleBlock, bitsToTarget, buildCoinbase, coinbaseMerkleBranch, coinbaseWithWitness, fromHex,
-  hashFromDisplay, targetBytes, toHex,
+  hashFromDisplay, targetBytes, targetToDifficulty, toHex,
 } from '../chain/index.ts';
 import type { BlockTemplate } from '../node/types.ts';
 import { WorkHasher, prevHashToStratum, u32Hex } from './work.ts';
@@ -17,6 +17,9 @@ export interface Job {
   networkTarget: bigint;
   /** The same, 32 little-endian bytes, for the per-share compare. */
   networkTargetBytes: Buffer;
+  /** Network difficulty: a session's share difficulty never goes above it (a miner only submits hashes that
+   *  meet its share target, so a higher one would hide blocks). */
+  networkDifficulty: number;
   /** Header time given to miners; shares may roll forward from it. */
   ntime: number;
   coinbaseValue: bigint;
@@ -67,6 +70,7 @@ export function buildJob(t: BlockTemplate, spec: JobSpec): Job {
     bits,
     networkTarget: bitsToTarget(bits),
     networkTargetBytes: targetBytes(bitsToTarget(bits)),
+    networkDifficulty: targetToDifficulty(bitsToTarget(bits)),
     ntime,
     coinbaseValue,
     hasher: new WorkHasher(parts.coinb1, parts.coinb2, spec.extranonceSize, branch, prevHash, bits),

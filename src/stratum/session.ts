@@ -263,6 +263,7 @@ export class StratumSession {
    * new id, so shares are always checked at the difficulty in force for the job they answer.
    */
   private applyDifficulty(d: number): void {
+    if (this.lastJob) d = Math.min(d, this.lastJob.networkDifficulty);
     if (d === this.difficulty || this.closed) return;
     this.setDifficultyNow(d);
     const job = this.lastJob;
@@ -286,6 +287,7 @@ export class StratumSession {
   /** Send a job (set_difficulty first when it changed: cpuminer applies it at the next notify). */
   sendJob(job: Job, clean: boolean, id = job.id): void {
     if (this.closed || !this.authorized) return;
+    if (this.difficulty > job.networkDifficulty) this.setDifficultyNow(job.networkDifficulty);
     const prev = this.lastJob ? this.sentJobs.get(this.lastSentId)?.difficulty : undefined;
     let out = '';
     if (prev !== this.difficulty) out += `{"id":null,"method":"mining.set_difficulty","params":[${this.difficulty}]}\n`;
