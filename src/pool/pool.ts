@@ -182,6 +182,13 @@ export class Pool implements StratumHost {
     this.pendingBlocks.add(p);
   }
 
+  /** Set by the metrics layer to receive submit latencies (seconds). */
+  submitObserver: ((seconds: number) => void) | null = null;
+
+  observeSubmit(seconds: number): void {
+    this.submitObserver?.(seconds);
+  }
+
   onAbuse(session: StratumSession, reason: string): void {
     this.server.ban(session, reason);
   }

@@ -27,6 +27,8 @@ export interface StratumHost {
   /** Abuse the session cannot handle alone: the server bans and closes. */
   onAbuse(session: StratumSession, reason: string): void;
   onClose(session: StratumSession): void;
+  /** Time from a submit line's parse to its answer being written, for the latency histogram. */
+  observeSubmit?(seconds: number): void;
   now(): number;
 }
 
@@ -199,6 +201,12 @@ export class StratumSession {
   }
 
   private onSubmit(id: RequestId, p: SubmitParams, now: number): void {
+    const t0 = this.host.observeSubmit ? performance.now() : 0;
+    this.handleSubmit(id, p, now);
+    if (t0) this.host.observeSubmit!((performance.now() - t0) / 1000);
+  }
+
+  private handleSubmit(id: RequestId, p: SubmitParams, now: number): void {
     if (!this.subscribed) return this.sendError(id, 25, 'Not subscribed');
     const worker = this.workers.get(p.worker) ?? null;
     const sent = this.sentJobs.get(p.jobId);

@@ -1,0 +1,71 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig } from '../src/cli/config.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'hashhub-config-'));
+
+test('defaults: regtest on the embedded chain with CPU-friendly difficulty', () => {
+  const c = loadConfig({ env: {} });
+  assert.equal(c.network, 'regtest');
+  assert.deepEqual(c.node.urls, []);
+  assert.equal(c.stratum.port, 3333);
+  assert.equal(c.stratum.difficulty.initial, 0.0001);
+  assert.equal(c.stratum.extranonce2Size, 8);
+});
+
+test('mainnet defaults suit ASICs', () => {
+  const c = loadConfig({ env: { HASHHUB_NETWORK: 'mainnet', HASHHUB_NODE_URLS: 'http://127.0.0.1:8332', HASHHUB_PAYOUT_ADDRESS: 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4' } });
+  assert.equal(c.stratum.difficulty.initial, 16384);
+  assert.equal(c.stratum.difficulty.min, 0.0001);
+});
+
+test('environment overrides the file; file overrides defaults', () => {
+  const file = path.join(dir, 'a.json');
+  writeFileSync(file, JSON.stringify({ stratum: { port: 4000, difficulty: { initial: 2 } }, poolTag: '/file/' }));
+  const c = loadConfig({ file, env: { HASHHUB_STRATUM_PORT: '5000' } });
+  assert.equal(c.stratum.port, 5000);
+  assert.equal(c.stratum.difficulty.initial, 2);
+  assert.equal(c.poolTag, '/file/');
+});
+
+const bad: [string, Parameters<typeof loadConfig>[0], RegExp][] = [
+  ['unknown network', { env: { HASHHUB_NETWORK: 'moonnet' } }, /network/],
+  ['port not a number', { env: { HASHHUB_STRATUM_PORT: 'abc' } }, /HASHHUB_STRATUM_PORT="abc" is not a number/],
+  ['port out of range', { env: { HASHHUB_STRATUM_PORT: '70000' } }, /stratum\.port/],
+  ['real node without a payout address', { env: { HASHHUB_NODE_URLS: 'http://127.0.0.1:8332' } }, /payoutAddress .* is required/],
+  ['invalid payout address', { env: { HASHHUB_PAYOUT_ADDRESS: 'bcrt1qnotanaddress' } }, /payoutAddress: .*not a valid regtest address/],
+  ['address of another network', { env: { HASHHUB_PAYOUT_ADDRESS: 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4' } }, /not a valid regtest address/],
+  ['address with stray whitespace', { env: { HASHHUB_PAYOUT_ADDRESS: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080 ' } }, /whitespace/],
+  ['embedded chain on mainnet', { env: { HASHHUB_NETWORK: 'mainnet' } }, /embedded chain is regtest only/],
+  ['min above max', { env: { HASHHUB_MIN_DIFFICULTY: '10', HASHHUB_MAX_DIFFICULTY: '1' } }, /min .* is above/],
+  ['bad boolean', { env: { HASHHUB_REQUIRE_ADDRESS_ACCOUNTS: 'maybe' } }, /must be true or false/],
+  ['missing file', { file: path.join(dir, 'nope.json'), env: {} }, /cannot read config file/],
+  ['bad node URL', { env: { HASHHUB_NODE_URLS: 'not a url', HASHHUB_PAYOUT_ADDRESS: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080' } }, /node\.urls\.0/],
+];
+for (const [name, opts, re] of bad) {
+  test(`bad config is refused with a clear message: ${name}`, () => {
+    assert.throws(() => loadConfig(opts), (e: unknown) => e instanceof ConfigError && re.test(e.message));
+  });
+}
+
+test('invalid JSON file', () => {
+  const file = path.join(dir, 'bad.json');
+  writeFileSync(file, '{ "network": ');
+  assert.throws(() => loadConfig({ file, env: {} }), /not valid JSON/);
+});
+
+test('the CLI exits 2 with the message, no stack trace, on bad config', async () => {
+  const out = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'pool'], { env: { ...process.env, HASHHUB_NETWORK: 'moonnet' }, cwd: path.resolve(import.meta.dirname, '..') }, (err, _stdout, stderr) => {
+      resolve({ code: err ? (err as NodeJS.ErrnoException & { code: number }).code : 0, stderr });
+    });
+  });
+  assert.equal(out.code, 2);
+  assert.match(out.stderr, /hashhub: invalid configuration/);
+  assert.match(out.stderr, /network/);
+  assert.doesNotMatch(out.stderr, /at .*\.ts:\d+/);
+});
