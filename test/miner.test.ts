@@ -12,7 +12,6 @@ import { CommanderError } from 'commander';
 import { buildCoinbase } from '../src/chain/index.ts';
 import { StratumMiner, type StratumMinerOptions, type ShareRecord } from '../src/miner/client.ts';
 import { Grinder, GrindScheduler, depositBits } from '../src/miner/grinder.ts';
-import { LineSplitter, LineTooLongError } from '../src/miner/lines.ts';
 import { parseServerLine } from '../src/miner/messages.ts';
 import { fleetWorkerName, runFleet } from '../src/miner/fleet.ts';
 import { LatencyReservoir, percentile } from '../src/miner/stats.ts';
@@ -278,20 +277,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('miner: framing, parsing, units', () => {
-  test('line splitter: byte by byte, CRLF, empty lines, max length', () => {
-    const input = Buffer.from('{"a":1}\r\n\n{"b":2}\n{"c"');
-    const s = new LineSplitter(64);
-    const got: string[] = [];
-    for (const byte of input) got.push(...s.push(Buffer.from([byte])));
-    assert.deepEqual(got, ['{"a":1}', '{"b":2}']);
-    assert.equal(s.buffered, 4);
-    assert.deepEqual(s.push(Buffer.from(':3}\n')), ['{"c":3}']);
-    const small = new LineSplitter(8);
-    assert.deepEqual(small.push(Buffer.from('12345678\n')), ['12345678']);
-    assert.throws(() => small.push(Buffer.from('123456789')), LineTooLongError);
-    assert.throws(() => new LineSplitter(8).push(Buffer.from('1234\n123456789\n')), LineTooLongError);
-  });
-
   test('server messages parse into types; malformed known ones are errors, unknown ones ignored', () => {
     const job = makeJob();
     const n = parseServerLine(JSON.stringify({ id: null, method: 'mining.notify', params: notifyParams(job, true) }));

@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { hashToDisplay, toHex } from '../chain/index.ts';
 import { prevHashFromStratum, u32Hex } from '../shares/work.ts';
 import { type FoundShare, GrindScheduler, Grinder, type MinerJob, defaultScheduler } from './grinder.ts';
-import { LineSplitter } from './lines.ts';
+import { LineFramer } from '../stratum/framing.ts';
 import {
   type NotifyParams, type RpcError, SubscribeResultSchema, grantedVersionMask, parseServerLine, requestLine,
 } from './messages.ts';
@@ -138,7 +138,7 @@ interface Pending {
 
 interface Conn {
   socket: net.Socket;
-  splitter: LineSplitter;
+  framer: LineFramer;
   closed: Promise<void>;
 }
 
@@ -329,7 +329,11 @@ export class StratumMiner extends EventEmitter<MinerEvents> {
     let resolveClosed!: () => void;
     const conn: Conn = {
       socket,
-      splitter: new LineSplitter(this.o.maxLineLength),
+      framer: new LineFramer(
+        this.o.maxLineLength,
+        (line) => { if (this.conn === conn) this.onLine(line); },
+        (e) => this.onFramingError(conn, e),
+      ),
       closed: new Promise<void>((r) => { resolveClosed = r; }),
     };
     this.conn = conn;
@@ -484,20 +488,14 @@ export class StratumMiner extends EventEmitter<MinerEvents> {
 
   private onData(conn: Conn, chunk: Buffer): void {
     if (this.conn !== conn) return;
-    let lines: string[];
-    try {
-      lines = conn.splitter.push(chunk);
-    } catch (e) {
-      // Framing is lost: nothing after this point can be trusted on this connection.
-      this.lastError = (e as Error).message;
-      this.emit('warning', e as Error);
-      conn.socket.destroy();
-      return;
-    }
-    for (const line of lines) {
-      if (this.conn !== conn) return;
-      this.onLine(line);
-    }
+    conn.framer.push(chunk);
+  }
+
+  /** Framing is lost (an over-long line): nothing after this point can be trusted on this connection. */
+  private onFramingError(conn: Conn, e: Error): void {
+    this.lastError = e.message;
+    this.emit('warning', e);
+    conn.socket.destroy();
   }
 
   private onLine(line: string): void {
