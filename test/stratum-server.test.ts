@@ -148,6 +148,10 @@ describe('stratum server', async () => {
     assert.equal(d.params![0], 0.01);
     const reissued = await c.waitFor(isNotify, 5000, from);
     assert.notEqual(reissued.params![0], notify.params![0]);
+    // Same job content but a later ntime: a miner restarting its search on the new id finds new shares, not
+    // duplicates of the ones it already sent.
+    assert.ok(parseInt(reissued.params![7] as string, 16) > parseInt(notify.params![7] as string, 16));
+    assert.equal(reissued.params![2], notify.params![2]);
     assert.ok(c.messages.indexOf(d) < c.messages.indexOf(reissued));
     // The share for the job sent before the change is checked at the old difficulty and accepted.
     assert.equal((await c.request(41, 'mining.submit', oldShare)).result, true);

@@ -156,6 +156,14 @@ describe('vardiff', () => {
     assert.ok(next !== null && next < 1000);
   });
 
+  test('pinned difficulty (min = max, not a round number) never changes', () => {
+    const d = 2 ** -30;
+    const v = new Vardiff({ ...DEFAULT_VARDIFF, minDifficulty: d, maxDifficulty: d }, d, 0);
+    for (let t = 1; t < 10_000; t++) assert.equal(v.onShare(t), null, 'a flood of shares');
+    assert.equal(v.onTick(1_000_000), null, 'silence');
+    assert.equal(v.current, d);
+  });
+
   test('tidy difficulty keeps 4 significant digits', () => {
     assert.equal(tidyDifficulty(232831.7), 232832);
     assert.equal(tidyDifficulty(0.000123456), 0.0001235);

@@ -38,7 +38,8 @@ program
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      log.info({ signal }, 'shutting down');
+      const st = running.pool.stats;
+      log.info({ signal, shares: st.shares, blocks: st.blocks, blockResults: st.blockResults }, 'shutting down');
       running.stop().then(() => process.exit(0), (err) => { log.error({ err }, 'shutdown failed'); process.exit(1); });
     };
     process.on('SIGINT', () => stop('SIGINT'));

@@ -29,7 +29,7 @@ export interface Job {
   /** Whether the coinbase carries a BIP141 commitment (then the block's coinbase needs the reserved value). */
   segwit: boolean;
   createdAt: number;
-  /** mining.notify line split around the job id and the clean flag: head + id + mid + clean + tail. */
+  /** mining.notify line split around the job id, ntime and clean flag: head + id + body + ntime + clean. */
   notifyHead: string;
   notifyBody: string;
 }
@@ -80,13 +80,17 @@ export function buildJob(t: BlockTemplate, spec: JobSpec): Job {
     notifyHead: '{"id":null,"method":"mining.notify","params":["',
     notifyBody:
       `","${prevHashStratum}","${toHex(parts.coinb1)}","${toHex(parts.coinb2)}",${branchJson},` +
-      `"${u32Hex(t.version)}","${u32Hex(bits)}","${u32Hex(ntime)}",`,
+      `"${u32Hex(t.version)}","${u32Hex(bits)}","`,
   };
 }
 
-/** The mining.notify line for this job under the given id (a session may re-issue a job under its own id). */
-export function notifyLine(job: Job, id: string, clean: boolean): string {
-  return `${job.notifyHead}${id}${job.notifyBody}${clean ? 'true' : 'false'}]}\n`;
+/**
+ * The mining.notify line for this job under the given id and ntime. A session re-issues a job under its own id
+ * with a later ntime when its difficulty changes: miners restart their search on a new id, and the same
+ * header fields would only make them find the same (duplicate) shares again.
+ */
+export function notifyLine(job: Job, id: string, clean: boolean, ntime = job.ntime): string {
+  return `${job.notifyHead}${id}${job.notifyBody}${u32Hex(ntime)}",${clean ? 'true' : 'false'}]}\n`;
 }
 
 /** The full block for a winning share: header ‖ coinbase (with witness reserved value if segwit) ‖ txs. */

@@ -59,6 +59,8 @@ export class StratumSession {
   private reissue = 0;
   private lastJob: Job | null = null;
   private lastSentId = '';
+  /** Latest ntime sent for lastJob (re-issues of one job never repeat an ntime). */
+  private lastNtime = 0;
   private readonly rootCache = newRootCache();
   private cachedTarget: { difficulty: number; target: Buffer } | null = null;
   lastShareAt = 0;
@@ -275,7 +277,11 @@ export class StratumSession {
     if (d === this.difficulty || this.closed) return;
     this.setDifficultyNow(d);
     const job = this.lastJob;
-    if (job && !this.host.jobs.isStale(job)) this.sendJob(job, false, `${job.id}-${(++this.reissue).toString(16)}`);
+    if (job && !this.host.jobs.isStale(job)) {
+      // A later ntime than any sent for this job, so the re-issued work is new work (see notifyLine).
+      const ntime = Math.max(Math.floor(this.host.now() / 1000), this.lastNtime + 1);
+      this.sendJob(job, false, `${job.id}-${(++this.reissue).toString(16)}`, ntime);
+    }
   }
 
   /** Periodic: timeouts and vardiff for miners that stopped finding shares. */
@@ -293,13 +299,16 @@ export class StratumSession {
   // ---- outbound ------------------------------------------------------------------------------------------
 
   /** Send a job (set_difficulty first when it changed: cpuminer applies it at the next notify). */
-  sendJob(job: Job, clean: boolean, id = job.id): void {
+  sendJob(job: Job, clean: boolean, id = job.id, ntime = job.ntime): void {
     if (this.closed || !this.authorized) return;
     if (this.difficulty > job.networkDifficulty) this.setDifficultyNow(job.networkDifficulty);
     const prev = this.lastJob ? this.sentJobs.get(this.lastSentId)?.difficulty : undefined;
     let out = '';
     if (prev !== this.difficulty) out += `{"id":null,"method":"mining.set_difficulty","params":[${this.difficulty}]}\n`;
-    out += notifyLine(job, id, clean);
+    if (job !== this.lastJob) this.lastNtime = 0;
+    ntime = Math.max(ntime, this.lastNtime === 0 ? 0 : this.lastNtime + 1);
+    this.lastNtime = ntime;
+    out += notifyLine(job, id, clean, ntime);
     this.sentJobs.set(id, { job, difficulty: this.difficulty, target: this.targetFor(this.difficulty) });
     if (this.sentJobs.size > MAX_SENT_JOBS) this.sentJobs.delete(this.sentJobs.keys().next().value as string);
     this.lastJob = job;

@@ -81,7 +81,8 @@ export class Vardiff {
     // on that noise make the difficulty wander. Far from it, jump.
     if (ratio < 4 && ratio > 1 / 4) ratio = Math.sqrt(ratio);
     ratio = Math.min(o.maxStepUp, Math.max(1 / o.maxStepDown, ratio));
-    const next = tidyDifficulty(clampDifficulty(this.difficulty * ratio, o.minDifficulty, o.maxDifficulty));
+    // Tidy first, clamp last: rounding must never step outside the configured bounds.
+    const next = clampDifficulty(tidyDifficulty(this.difficulty * ratio), o.minDifficulty, o.maxDifficulty);
     if (next === this.difficulty) return null;
     this.difficulty = next;
     return next;

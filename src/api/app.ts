@@ -1,0 +1,77 @@
+// The HTTP API: build() without listen(), so tests drive it with inject() and the CLI decides where it
+// listens (fastify/fastify docs/Guides/Testing.md).
+
+import cors from '@fastify/cors';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { ApiDeps } from './deps.ts';
+import { installErrorHandling } from './errors.ts';
+import { LoopMonitor } from './loop-monitor.ts';
+import { accountRoutes } from './routes/accounts.ts';
+import { blockRoutes } from './routes/blocks.ts';
+import { type HealthOptions, healthRoutes } from './routes/health.ts';
+import { metricsRoutes } from './routes/metrics.ts';
+import { poolRoutes } from './routes/pool.ts';
+import { SHARED_SCHEMAS } from './schemas.ts';
+
+export interface ApiOptions {
+  /** Off by default. true = any origin (`*`); a list = exactly those origins (e.g. the dashboard's). */
+  cors?: string[] | boolean;
+  logger?: Logger;
+  health?: HealthOptions;
+  /** Serve the OpenAPI UI at /docs and the document at /docs/json. Default true. */
+  docs?: boolean;
+}
+
+export function buildApi(deps: ApiDeps, opts: ApiOptions = {}): FastifyInstance {
+  const app = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger.child({ mod: 'api' }) } : { logger: false }),
+    // Fastify's defaults, spelled out because the routes rely on them: query strings arrive as strings and are
+    // coerced to the schema's integers, and schema defaults (limit 50, offset 0, window 1h) are filled in.
+    ajv: { customOptions: { coerceTypes: 'array', useDefaults: true, removeAdditional: true } },
+  }) as unknown as FastifyInstance;
+
+  installErrorHandling(app);
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
+
+  if (opts.cors) {
+    app.register(cors, { origin: opts.cors === true ? '*' : opts.cors, methods: ['GET', 'HEAD', 'OPTIONS'] });
+  }
+  if (opts.docs !== false) {
+    app.register(swagger, {
+      openapi: {
+        openapi: '3.0.3',
+        info: { title: 'hashhub API', version: '1', description: 'Pool statistics, health probes and metrics.' },
+        tags: [
+          { name: 'pool' }, { name: 'blocks' }, { name: 'accounts' },
+          { name: 'health', description: 'Kubernetes probes' }, { name: 'operations' },
+        ],
+      },
+      // Keep each shared schema's $id as its name under components.schemas (instead of def-0, def-1, …).
+      refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    });
+    app.register(swaggerUi, { routePrefix: '/docs' });
+  }
+
+  const loop = new LoopMonitor();
+  app.addHook('onClose', async () => loop.close());
+
+  // Routes in a plugin registered after swagger, so its onRoute hook sees every one of them.
+  app.register(async (api) => {
+    poolRoutes(api, deps);
+    blockRoutes(api, deps);
+    accountRoutes(api, deps);
+    healthRoutes(api, deps, loop, opts.health);
+    metricsRoutes(api, deps);
+  });
+  return app;
+}
+
+/** Listen; resolves with the bound port (port 0 picks a free one). */
+export async function listenApi(app: FastifyInstance, host: string, port: number): Promise<number> {
+  await app.listen({ host, port });
+  const addr = app.server.address();
+  return typeof addr === 'object' && addr ? addr.port : port;
+}

@@ -1,0 +1,106 @@
+// The one catalogue of API errors (after fastify/fastify lib/errors.js): every non-2xx answer of /api and of
+// unknown routes is `{ "error": { "code", "message", "details"? } }` with a code from here, whether a route
+// threw it, fastify's schema validation rejected the request, or something failed inside.
+
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+export const API_ERRORS = {
+  VALIDATION_FAILED: { status: 400, message: 'The request is invalid' },
+  BAD_REQUEST: { status: 400, message: 'Bad request' },
+  ACCOUNT_NOT_FOUND: { status: 404, message: 'Account not found' },
+  ROUTE_NOT_FOUND: { status: 404, message: 'Route not found' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'Request body too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported media type' },
+  INTERNAL: { status: 500, message: 'Internal server error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
+export interface ErrorDetail {
+  /** Which part of the request: params, querystring, headers, body. */
+  in: string;
+  /** JSON pointer into that part, e.g. "/limit" ("" for the whole part). */
+  path: string;
+  message: string;
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string = API_ERRORS[code].message,
+    readonly details?: ErrorDetail[],
+  ) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = API_ERRORS[code].status;
+  }
+}
+
+export function errorBody(code: ApiErrorCode, message: string, details?: ErrorDetail[]) {
+  return { error: { code, message, ...(details ? { details } : {}) } };
+}
+
+/** JSON schema of the error body, registered once and referenced by every route's 4xx/5xx responses. */
+export const errorSchema = {
+  $id: 'Error',
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: {
+        code: { type: 'string', enum: Object.keys(API_ERRORS) },
+        message: { type: 'string' },
+        details: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['in', 'path', 'message'],
+            properties: { in: { type: 'string' }, path: { type: 'string' }, message: { type: 'string' } },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+/** The `response` entries every route declares for its errors. */
+export const errorResponses = {
+  400: { description: 'Invalid request (VALIDATION_FAILED)', $ref: 'Error#' },
+  500: { description: 'Internal error', $ref: 'Error#' },
+} as const;
+
+function fromFastifyError(err: FastifyError): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err.validation) {
+    const where = err.validationContext ?? 'request';
+    const details = err.validation.map((v) => ({ in: where, path: v.instancePath, message: v.message ?? 'invalid' }));
+    const first = details[0];
+    const message = first ? `${where}${first.path.replaceAll('/', '.')} ${first.message}` : API_ERRORS.VALIDATION_FAILED.message;
+    return new ApiError('VALIDATION_FAILED', message, details);
+  }
+  const status = err.statusCode ?? 500;
+  if (status === 413) return new ApiError('PAYLOAD_TOO_LARGE');
+  if (status === 415) return new ApiError('UNSUPPORTED_MEDIA_TYPE');
+  // Fastify's other client errors (bad URL, malformed JSON, …) carry a safe message of their own.
+  if (status >= 400 && status < 500) return new ApiError('BAD_REQUEST', err.message);
+  return new ApiError('INTERNAL');
+}
+
+/** Route every error and every unknown route into the catalogue format. */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+    const api = fromFastifyError(err);
+    if (api.status >= 500) {
+      // The client gets a generic message; the log keeps the cause, tied to the request id it can quote.
+      req.log.error({ err, reqId: req.id }, 'request failed');
+    }
+    return reply.status(api.status).send(errorBody(api.code, api.message, api.details));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const path = (req.url.split('?')[0] ?? '').slice(0, 200);
+    return reply.status(404).send(errorBody('ROUTE_NOT_FOUND', `No route ${req.method} ${path}`));
+  });
+}
