@@ -270,3 +270,18 @@ test('share difficulty never exceeds the network difficulty (a block must not hi
     await pool.stop(100);
   }
 });
+
+test('an authorized connection that sends no shares (only pings) is evicted after the share timeout', async () => {
+  const { pool, port } = await startTestPool(new StubNode(), { shareTimeoutMs: 600 });
+  try {
+    const { c } = await miner(port, nextIp());
+    const pinger = setInterval(() => c.send({ id: 99, method: 'mining.ping', params: [] }), 100);
+    try {
+      await c.waitClose(4000);
+    } finally {
+      clearInterval(pinger);
+    }
+  } finally {
+    await pool.stop(100);
+  }
+});

@@ -64,6 +64,7 @@ export class StratumSession {
   private readonly rootCache = newRootCache();
   private cachedTarget: { difficulty: number; target: Buffer } | null = null;
   lastShareAt = 0;
+  authorizedAt = 0;
   lastActivityAt: number;
   closed = false;
   readonly counts: Partial<Record<ShareOutcome, number>> = {};
@@ -164,6 +165,7 @@ export class StratumSession {
       return;
     }
     const first = !this.authorized;
+    if (first) this.authorizedAt = this.host.now();
     this.workers.set(res.name, { name: res.name, account: res.account, worker: res.worker });
     const d = /(?:^|[,;\s])d=([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)/i.exec(password);
     if (d && first && !this.lastJob) this.suggestDifficulty(Number(d[1]));
@@ -289,7 +291,8 @@ export class StratumSession {
     if (this.closed) return;
     if (!this.subscribed && now - this.connectedAt > this.opts.subscribeTimeoutMs) return this.close('no mining.subscribe in time');
     if (!this.authorized && now - this.connectedAt > this.opts.authorizeTimeoutMs) return this.close('no successful mining.authorize in time');
-    if (this.authorized && now - Math.max(this.lastShareAt, this.lastActivityAt, this.connectedAt) > this.opts.shareTimeoutMs) return this.close('idle: no share for too long');
+    // Shares, not pings, count as life: a connection that only keeps itself open is not mining.
+    if (this.authorized && now - Math.max(this.lastShareAt, this.authorizedAt) > this.opts.shareTimeoutMs) return this.close('idle: no share for too long');
     if (this.lastJob) {
       const next = this.vardiff.onTick(now);
       if (next !== null && next >= this.minDifficulty) this.applyDifficulty(next);
