@@ -10,6 +10,7 @@ export const API_ERRORS = {
   ACCOUNT_NOT_FOUND: { status: 404, message: 'Account not found' },
   ROUTE_NOT_FOUND: { status: 404, message: 'Route not found' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'Request body too large' },
+  URI_TOO_LONG: { status: 414, message: 'Request URI too long' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported media type' },
   INTERNAL: { status: 500, message: 'Internal server error' },
 } as const satisfies Record<string, { status: number; message: string }>;
@@ -83,22 +84,33 @@ function fromFastifyError(err: FastifyError): ApiError {
   }
   const status = err.statusCode ?? 500;
   if (status === 413) return new ApiError('PAYLOAD_TOO_LARGE');
+  if (status === 414) return new ApiError('URI_TOO_LONG');
   if (status === 415) return new ApiError('UNSUPPORTED_MEDIA_TYPE');
   // Fastify's other client errors (bad URL, malformed JSON, …) carry a safe message of their own.
   if (status >= 400 && status < 500) return new ApiError('BAD_REQUEST', err.message);
   return new ApiError('INTERNAL');
 }
 
+function send(req: FastifyRequest, reply: FastifyReply, err: FastifyError): FastifyReply {
+  const api = fromFastifyError(err);
+  if (api.status >= 500) {
+    // The client gets a generic message; the log keeps the cause, tied to the request id it can quote.
+    req.log.error({ err, reqId: req.id }, 'request failed');
+  }
+  return reply.status(api.status).send(errorBody(api.code, api.message, api.details));
+}
+
+/**
+ * For Fastify's `frameworkErrors` option: errors the router raises before any route or error handler runs
+ * (a malformed URL, a path parameter over maxParamLength) would otherwise answer in Fastify's own format.
+ */
+export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  send(req, reply, err);
+}
+
 /** Route every error and every unknown route into the catalogue format. */
 export function installErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
-    const api = fromFastifyError(err);
-    if (api.status >= 500) {
-      // The client gets a generic message; the log keeps the cause, tied to the request id it can quote.
-      req.log.error({ err, reqId: req.id }, 'request failed');
-    }
-    return reply.status(api.status).send(errorBody(api.code, api.message, api.details));
-  });
+  app.setErrorHandler((err: FastifyError, req, reply) => send(req, reply, err));
   app.setNotFoundHandler((req, reply) => {
     const path = (req.url.split('?')[0] ?? '').slice(0, 200);
     return reply.status(404).send(errorBody('ROUTE_NOT_FOUND', `No route ${req.method} ${path}`));

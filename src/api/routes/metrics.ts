@@ -2,6 +2,7 @@
 
 import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from '../deps.ts';
+import { errorResponses } from '../errors.ts';
 
 export function metricsRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const registry = deps.metrics.registry;
@@ -12,7 +13,9 @@ export function metricsRoutes(app: FastifyInstance, deps: ApiDeps): void {
       tags: ['operations'],
       summary: 'Prometheus metrics (text exposition format)',
       produces: ['text/plain'],
-      response: { 200: { description: 'Prometheus text format 0.0.4', type: 'string' } },
+      // A source that throws fails the whole scrape (500): Prometheus then marks the target down, which is
+      // more honest than a partial page.
+      response: { 200: { description: 'Prometheus text format 0.0.4', type: 'string' }, 500: errorResponses[500] },
     },
   }, async (_req, reply) => {
     const body = await registry.metrics();
