@@ -285,3 +285,34 @@ test('an authorized connection that sends no shares (only pings) is evicted afte
     await pool.stop(100);
   }
 });
+
+test('a block the node calls valid (null) but that is not on its best chain is not counted as found', async () => {
+  const node = new StubNode({ bits: 0x207fffff }); // every share is a block
+  const { pool, port, shareLog } = await startTestPool(node);
+  const blocks: { hash: string; accepted: boolean; result: string | null }[] = [];
+  shareLog.onBlock((b) => blocks.push(b));
+  try {
+    const { c, en1, en2Size, notify } = await miner(port, nextIp());
+    // 1: the node's best chain at that height holds another block (a side-chain answer like bcoin's null).
+    node.blockHashAt = () => '11'.repeat(32);
+    assert.equal((await c.request(70, 'mining.submit', solveShare(notify, en1, en2Size, 1e-9))).result, true);
+    const until = Date.now() + 3000;
+    while (blocks.length < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(blocks[0].accepted, false);
+    assert.match(blocks[0].result!, /inconclusive/);
+    // 2: the node's best chain holds ours (the share event carries the block hash before the submit answers).
+    let ours = '';
+    node.blockHashAt = () => ours;
+    const share2 = solveShare(notify, en1, en2Size, 1e-9, { en2: '0000000000000002' });
+    shareLog.onShare((e) => { if (e.blockHash) ours = e.blockHash; });
+    assert.equal((await c.request(71, 'mining.submit', share2)).result, true);
+    while (blocks.length < 2 && Date.now() < until + 3000) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(blocks[1].accepted, true);
+    assert.equal(blocks[1].result, null);
+    assert.equal(pool.stats.blocks.accepted, 1);
+    assert.equal(pool.stats.blocks.rejected, 1);
+    c.close();
+  } finally {
+    await pool.stop(100);
+  }
+});

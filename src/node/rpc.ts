@@ -153,7 +153,8 @@ const chainInfoSchema = z.looseObject({
   headers: z.number().int(),
   bestblockhash: hash,
   difficulty: z.number(),
-  initialblockdownload: z.boolean(),
+  // bcoin omits it; a node that answers templates is past IBD, so absent means false.
+  initialblockdownload: z.boolean().default(false),
   verificationprogress: z.number().optional(),
 });
 

@@ -161,7 +161,7 @@ export class Pool implements StratumHost {
     this.stats.blocks.candidates++;
     this.log.info({ height: r.job.height, hash, account: worker.account, worker: worker.worker }, 'block candidate found, submitting');
     const p = this.node.submitBlock(blockHex).then(
-      (res) => res,
+      (res) => (res === null ? this.confirmOnBestChain(r.job.height, hash) : res),
       (err: Error) => { this.stats.blocks.errors++; return `error: ${err.message}`; },
     ).then((res) => {
       const accepted = res === null;
@@ -187,6 +187,21 @@ export class Pool implements StratumHost {
 
   observeSubmit(seconds: number): void {
     this.submitObserver?.(seconds);
+  }
+
+  /**
+   * null from submitblock means "valid", not "on the best chain": bcoin answers null for a competing block at a
+   * height it already has (Core says "inconclusive"). Check the best chain at that height before calling the
+   * block ours; when the node cannot be asked, trust its answer (accounting re-checks confirmations later).
+   */
+  private async confirmOnBestChain(height: number, hash: string): Promise<string | null> {
+    try {
+      const atHeight = await this.node.getBlockHash(height);
+      return atHeight === hash ? null : 'inconclusive: valid but not on the best chain';
+    } catch (err) {
+      this.log.warn({ height, hash, err: (err as Error).message }, 'could not confirm the submitted block on the best chain');
+      return null;
+    }
   }
 
   onAbuse(session: StratumSession, reason: string): void {

@@ -48,7 +48,9 @@ export interface BcoinModule {
 interface BcoinFullNode {
   open(): Promise<void>;
   close(): Promise<void>;
+  on(event: 'error', fn: (err: Error) => void): unknown;
   http: { http: Server; address(): { address: string; port: number } | null };
+  pool: { invMap: Map<string, { resolve(): void }> };
 }
 
 let cached: BcoinModule | Error | undefined;
@@ -80,6 +82,9 @@ export interface BcoinNodeHandle {
   rpc<T = unknown>(method: string, params?: unknown[]): Promise<T>;
   /** The bcoin module, for its primitives (keys, transactions, block parsing). */
   bcoin: BcoinModule;
+  /** Errors bcoin reported on its own (e.g. a transaction `sendrawtransaction` took but the mempool refused:
+   *  bcoin answers the txid at once and only logs the verification failure). */
+  errors: Error[];
   /** Closes the node and its HTTP server (open connections included) so the process can exit. */
   stop(): Promise<void>;
 }
@@ -87,7 +92,7 @@ export interface BcoinNodeHandle {
 export interface StartBcoinOptions {
   /** HTTP/RPC port; default 0 (the kernel picks a free one). */
   port?: number;
-  /** bcoin log level; default 'none' (TEST_LOG=debug etc. shows bcoin's own log). */
+  /** bcoin log level; default 'none', or BCOIN_LOG (e.g. BCOIN_LOG=debug prints bcoin's own log to the console). */
   logLevel?: string;
 }
 
@@ -109,7 +114,14 @@ export async function startBcoinNode(opts: StartBcoinOptions = {}): Promise<Bcoi
     logLevel: opts.logLevel ?? process.env.BCOIN_LOG ?? 'none',
     logConsole: !!process.env.BCOIN_LOG,
   });
-  await node.open();
+  const errors: Error[] = [];
+  node.on('error', (err) => errors.push(err));
+  try {
+    await node.open();
+  } catch (e) {
+    await node.close().catch(() => undefined);
+    throw e;
+  }
   const addr = node.http.address();
   if (!addr || !addr.port) {
     await node.close().catch(() => undefined);
@@ -139,9 +151,13 @@ export async function startBcoinNode(opts: StartBcoinOptions = {}): Promise<Bcoi
   }
 
   return {
-    url, user, password, rpc, bcoin,
+    url, user, password, rpc, bcoin, errors,
     stop() {
       stopped ??= (async () => {
+        // A refused transaction is "broadcast anyway" to peers we do not have, with a 60 s timer per item
+        // that would hold the process open; the pool only clears them on disconnect from a network we never
+        // joined.
+        for (const item of [...node.pool.invMap.values()]) item.resolve();
         // A pending getblocktemplate long poll is never answered once nothing connects: cut open
         // connections so http.Server.close() (inside node.close()) does not wait for them.
         node.http.http.closeAllConnections();

@@ -19,6 +19,8 @@ export class StubNode implements NodeClient {
     return { chain: 'regtest', blocks: this.template.height - 1, headers: this.template.height - 1, bestblockhash: this.template.previousblockhash, difficulty: 1, initialblockdownload: false };
   }
   async getBestBlockHash(): Promise<string> { return this.template.previousblockhash; }
-  async getBlockHash(): Promise<string> { return this.template.previousblockhash; }
+  /** What getblockhash answers (default: the tip the template builds on). */
+  blockHashAt: (height: number) => string = () => this.template.previousblockhash;
+  async getBlockHash(height: number): Promise<string> { return this.blockHashAt(height); }
   async getBlock(): Promise<unknown> { return {}; }
 }
