@@ -73,6 +73,50 @@ export const configSchema = z.object({
     }).prefault({}),
     reconnectHost: z.string().optional(),
   }).prefault({}),
+  database: z.object({
+    /** Postgres URL (DATABASE_URL). Absent: the embedded PGlite in <dataDir>/pglite, same schema. */
+    url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL').optional(),
+    /** Local state: the embedded database and, unless ingest.spoolDir is set, the spool (<dataDir>/spool). */
+    dataDir: z.string().min(1).default('./data'),
+    /** Apply pending migrations at start (otherwise start refuses a schema that is behind: `hashhub migrate`). */
+    autoMigrate: z.boolean().default(true),
+    maxConnections: z.number().int().min(1).max(100).default(4),
+    connectTimeoutMs: z.number().int().positive().default(5000),
+    /** Client-side limit on a read query (the API's), ms. */
+    queryTimeoutMs: z.number().int().positive().default(30_000),
+    /** A share batch transaction taking longer is aborted and retried (idempotent), ms. */
+    writeTimeoutMs: z.number().int().positive().default(30_000),
+    /** A worker is online when its last share is at most this many minutes old. */
+    workerOnlineMinutes: z.number().positive().default(10),
+    retention: z.object({
+      /** Raw shares and rejects are kept this many days (dropped a day partition at a time); rollups stay. */
+      shareDays: z.number().int().min(1).default(30),
+      /** Minute rollups older than this become hourly rows (>= 2: 24 h windows read minutes). */
+      compactAfterDays: z.number().int().min(2).default(7),
+      /** Day partitions created ahead. */
+      partitionsAhead: z.number().int().min(1).max(60).default(2),
+    }).prefault({}),
+    /** Partition creation, retention and compaction run this often (and at start), ms. */
+    maintenanceIntervalMs: z.number().int().min(1000).default(600_000),
+    ingest: z.object({
+      /** Write-ahead spool of share and block events; default <dataDir>/spool. One per pool process. */
+      spoolDir: z.string().min(1).optional(),
+      /** fdatasync interval of the spool, ms (0 = every event; blocks are always synced at once). */
+      fsyncMs: z.number().int().min(0).max(10_000).default(100),
+      /** Spool segment size before rotation, bytes. */
+      segmentBytes: z.number().int().min(65_536).default(64 * 1024 * 1024),
+      /** A batch is written at this many events… */
+      batchMax: z.number().int().min(1).max(100_000).default(5000),
+      /** …or when its oldest event is this old, ms. */
+      flushMs: z.number().int().min(1).default(100),
+      /** Events held in memory for the writer; past it they are read back from the spool. */
+      queueCapacity: z.number().int().min(1).default(100_000),
+      /** Longest back-off between write retries while the database is down, ms. */
+      retryMaxMs: z.number().int().min(10).default(5000),
+      /** On stop, how long to keep flushing to the database before leaving the rest in the spool, ms. */
+      closeTimeoutMs: z.number().int().min(0).default(10_000),
+    }).prefault({}),
+  }).prefault({}),
 });
 
 type Parsed = z.infer<typeof configSchema>;
@@ -109,6 +153,17 @@ export const ENV_MAP: Record<string, { path: string[]; type: 'string' | 'number'
   HASHHUB_MAX_DIFFICULTY: { path: ['stratum', 'difficulty', 'max'], type: 'number' },
   HASHHUB_SHARE_SECONDS: { path: ['stratum', 'difficulty', 'targetShareSeconds'], type: 'number' },
   HASHHUB_MAX_CONNECTIONS_PER_IP: { path: ['stratum', 'limits', 'maxConnectionsPerIp'], type: 'number' },
+  DATABASE_URL: { path: ['database', 'url'], type: 'string' },
+  HASHHUB_DATA_DIR: { path: ['database', 'dataDir'], type: 'string' },
+  HASHHUB_AUTO_MIGRATE: { path: ['database', 'autoMigrate'], type: 'boolean' },
+  HASHHUB_DB_MAX_CONNECTIONS: { path: ['database', 'maxConnections'], type: 'number' },
+  HASHHUB_WORKER_ONLINE_MINUTES: { path: ['database', 'workerOnlineMinutes'], type: 'number' },
+  HASHHUB_SHARE_RETENTION_DAYS: { path: ['database', 'retention', 'shareDays'], type: 'number' },
+  HASHHUB_ROLLUP_COMPACT_DAYS: { path: ['database', 'retention', 'compactAfterDays'], type: 'number' },
+  HASHHUB_SPOOL_DIR: { path: ['database', 'ingest', 'spoolDir'], type: 'string' },
+  HASHHUB_SPOOL_FSYNC_MS: { path: ['database', 'ingest', 'fsyncMs'], type: 'number' },
+  HASHHUB_INGEST_BATCH: { path: ['database', 'ingest', 'batchMax'], type: 'number' },
+  HASHHUB_INGEST_FLUSH_MS: { path: ['database', 'ingest', 'flushMs'], type: 'number' },
 };
 
 function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {

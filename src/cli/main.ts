@@ -1,5 +1,7 @@
 import { Command } from 'commander';
 import { minerCommand } from '../miner/cli.ts';
+import { redactUrl } from '../store/db.ts';
+import { migrate, openDatabase } from '../store/index.ts';
 import { ConfigError, DEFAULT_REGTEST_ADDRESS, loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { runPool } from './run-pool.ts';
@@ -24,6 +26,7 @@ program
       `\nhashhub pool is running on ${cfg.network}${running.embedded ? ' (embedded regtest chain at ' + running.embedded.url + ')' : ''}\n` +
       `  Stratum:  ${url}${running.tlsPort ? `   TLS: stratum+ssl://${where}:${running.tlsPort}` : ''}\n` +
       `  Payout:   ${address}\n` +
+      `  Database: ${running.store.db.target}\n` +
       `  Point a miner at it, user "<account>.<worker>", any password (d=<n> suggests a difficulty):\n` +
       `    npx hashhub miner --url ${url} --user ${address}.rig1\n` +
       `    minerd -a sha256d -o ${url} -u ${address}.cpu -p x\n` +
@@ -52,8 +55,33 @@ program
   .option('-c, --config <file>', 'JSON config file')
   .action((o: { config?: string }) => {
     const cfg = loadConfig({ file: o.config });
-    const redacted = { ...cfg, node: { ...cfg.node, password: cfg.node.password ? '***' : undefined } };
+    const redacted = {
+      ...cfg,
+      node: { ...cfg.node, password: cfg.node.password ? '***' : undefined },
+      database: { ...cfg.database, url: cfg.database.url ? redactUrl(cfg.database.url) : undefined },
+    };
     process.stdout.write(JSON.stringify(redacted, null, 2) + '\n');
+  });
+
+program
+  .command('migrate')
+  .description('apply pending database migrations (DATABASE_URL, or the embedded database in the data dir) and exit')
+  .option('-c, --config <file>', 'JSON config file')
+  .action(async (o: { config?: string }) => {
+    const cfg = loadConfig({ file: o.config });
+    const log = createLogger(cfg.logLevel);
+    const target = cfg.database.url ? redactUrl(cfg.database.url) : `the embedded database in ${cfg.database.dataDir}`;
+    let db: Awaited<ReturnType<typeof openDatabase>> | undefined;
+    try {
+      db = await openDatabase({ url: cfg.database.url, dataDir: cfg.database.dataDir, connectTimeoutMs: cfg.database.connectTimeoutMs, logger: log });
+      const r = await migrate(db, log);
+      process.stderr.write(`hashhub: ${target}: ${r.applied.length ? `applied ${r.applied.join(', ')}` : 'already up to date'} (schema version ${r.current})\n`);
+    } catch (e) {
+      process.stderr.write(`hashhub: cannot migrate ${target}: ${(e as Error).message}\n`);
+      process.exitCode = 1;
+    } finally {
+      await db?.close();
+    }
   });
 
 program.addCommand(minerCommand());

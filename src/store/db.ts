@@ -51,8 +51,9 @@ const CONNECTION_CODES = new Set([
  */
 export function isConnectionError(err: unknown): boolean {
   if (err instanceof DatabaseTimeoutError) return true;
-  const e = err as { code?: unknown; message?: unknown } | null;
-  if (!e) return false;
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  if (e.cause && e.cause !== err && isConnectionError(e.cause)) return true;
   if (typeof e.code === 'string' && CONNECTION_CODES.has(e.code)) return true;
   const msg = typeof e.message === 'string' ? e.message : '';
   return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|server closed the connection/i.test(msg);

@@ -1,0 +1,300 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { acquireLock } from '../store/lockfile.ts';
+
+// The spool: an append-only write-ahead log of share and block events in numbered segment files
+// (000000000001.spool, …). A line is written with one write(2) before the pool answers the miner, so it is in
+// the OS page cache (surviving a crash of this process) before the miner can see "accepted"; fdatasync runs on
+// a short interval (and at once for blocks) for power loss. A checkpoint file records how far the database
+// has committed; segments wholly before it are deleted.
+
+export interface Position {
+  seg: number;
+  off: number;
+}
+
+export function cmpPos(a: Position, b: Position): number {
+  return a.seg !== b.seg ? a.seg - b.seg : a.off - b.off;
+}
+
+export interface SpoolLine {
+  text: string;
+  /** Position just after this line's newline. */
+  end: Position;
+}
+
+export interface SpoolOptions {
+  /** Rotate to a new segment past this size. */
+  segmentBytes?: number;
+  /** fdatasync the current segment this often when it has unsynced writes; 0 = on every append. */
+  fsyncMs?: number;
+  logger?: Logger;
+}
+
+const SEG_RE = /^(\d{12})\.spool$/;
+const CHUNK = 1 << 20;
+
+function segName(seg: number): string {
+  return `${String(seg).padStart(12, '0')}.spool`;
+}
+
+export class Spool {
+  /** Where the next line goes. Every byte before it is a complete line. */
+  head: Position;
+  /** The last persisted checkpoint; null when none was ever written (replay starts at the first segment). */
+  checkpoint: Position | null;
+  /** Closed segments' usable sizes, and the head's (= head.off). */
+  private readonly sizes = new Map<number, number>();
+  private fd: number;
+  private dirty = false;
+  private syncing = false;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private checkpointWrite: Promise<void> = Promise.resolve();
+  readonly dir: string;
+  private readonly unlock: () => void;
+  private readonly segmentBytes: number;
+  private readonly fsyncMs: number;
+  private readonly log?: Logger;
+
+  /** Open (creating) the spool in dir: take its lock, find the segments, start a fresh head segment. */
+  constructor(dir: string, opts: SpoolOptions = {}) {
+    this.dir = path.resolve(dir);
+    this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
+    this.fsyncMs = opts.fsyncMs ?? 100;
+    this.log = opts.logger;
+    fs.mkdirSync(this.dir, { recursive: true });
+    this.unlock = acquireLock(path.join(this.dir, 'spool.lock'), `spool ${this.dir} (give each pool process its own)`);
+    try {
+      for (const f of fs.readdirSync(this.dir)) {
+        const m = SEG_RE.exec(f);
+        if (m) this.sizes.set(Number(m[1]), fs.statSync(path.join(this.dir, f)).size);
+      }
+      this.checkpoint = this.readCheckpoint();
+      this.dropCommitted();
+      const last = Math.max(0, ...this.sizes.keys(), this.checkpoint?.seg ?? 0);
+      // Always a new segment: never append after a line a crash may have torn.
+      this.head = { seg: last + 1, off: 0 };
+      this.fd = fs.openSync(path.join(this.dir, segName(this.head.seg)), 'a');
+      this.sizes.set(this.head.seg, 0);
+    } catch (e) {
+      this.unlock();
+      throw e;
+    }
+    if (this.fsyncMs > 0) {
+      this.timer = setInterval(() => this.syncSoon(), this.fsyncMs);
+      this.timer.unref();
+    }
+  }
+
+  private readCheckpoint(): Position | null {
+    const file = path.join(this.dir, 'checkpoint.json');
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+    try {
+      const p = JSON.parse(text) as Position;
+      if (Number.isInteger(p.seg) && Number.isInteger(p.off) && p.seg >= 0 && p.off >= 0) return { seg: p.seg, off: p.off };
+    } catch { /* fall through */ }
+    // Replaying more than needed is harmless (writes are idempotent); skipping is not. Start from the first segment.
+    this.log?.warn({ file }, 'spool checkpoint unreadable: replaying every segment (idempotent)');
+    return null;
+  }
+
+  /** Where a replay starts: the checkpoint, or the first segment (the head when there is nothing to replay). */
+  replayFrom(): Position {
+    return this.normalize(this.checkpoint ?? { seg: 0, off: 0 });
+  }
+
+  /** Delete segment files wholly before the checkpoint (sync; at open). */
+  private dropCommitted(): void {
+    const cp = this.checkpoint;
+    if (!cp) return;
+    for (const [seg, size] of [...this.sizes]) {
+      if (seg < cp.seg || (seg === cp.seg && cp.off >= size)) {
+        fs.rmSync(path.join(this.dir, segName(seg)), { force: true });
+        this.sizes.delete(seg);
+      }
+    }
+  }
+
+  /**
+   * Append one line (ending in \n), synchronously. Returns where it starts and ends. Throws on I/O errors; the
+   * caller decides what to do (the segment is rotated so a partial line cannot glue onto the next one).
+   */
+  append(line: string, opts: { sync?: boolean } = {}): { start: Position; end: Position } {
+    if (this.closed) throw new Error('spool is closed');
+    if (this.head.off >= this.segmentBytes) this.rotate();
+    const buf = Buffer.from(line, 'utf8');
+    const start = { ...this.head };
+    try {
+      let done = 0;
+      while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done);
+      if (opts.sync || this.fsyncMs === 0) fs.fdatasyncSync(this.fd);
+      else this.dirty = true;
+    } catch (e) {
+      try {
+        this.rotate();
+      } catch { /* the next append reports it */ }
+      throw e;
+    }
+    this.head = { seg: start.seg, off: start.off + buf.length };
+    this.sizes.set(this.head.seg, this.head.off);
+    return { start, end: { ...this.head } };
+  }
+
+  /** Start a new segment; the old one is synced and closed. */
+  private rotate(): void {
+    const old = this.fd;
+    const next = this.head.seg + 1;
+    this.fd = fs.openSync(path.join(this.dir, segName(next)), 'a');
+    this.head = { seg: next, off: 0 };
+    this.sizes.set(next, 0);
+    // An interval fdatasync may still be running on the old fd in the thread pool; if it loses the race with
+    // close it fails with EBADF, which is ignored: this sync below already covered the data.
+    try {
+      fs.fdatasyncSync(old);
+    } finally {
+      fs.closeSync(old);
+    }
+  }
+
+  private syncSoon(): void {
+    if (!this.dirty || this.syncing || this.closed) return;
+    this.dirty = false;
+    this.syncing = true;
+    fs.fdatasync(this.fd, (err) => {
+      this.syncing = false;
+      if (err && err.code !== 'EBADF') {
+        this.dirty = true;
+        this.log?.error({ err: err.message }, 'spool fdatasync failed');
+      }
+    });
+  }
+
+  /**
+   * Read up to maxLines complete lines from `from`, not beyond `limit` (default: the head now). Skips a torn
+   * last line of a closed segment (a crash mid-write; that event was never acknowledged). `next` is where the
+   * following read continues.
+   */
+  async read(from: Position, maxLines: number, limit: Position = { ...this.head }): Promise<{ lines: SpoolLine[]; next: Position; torn: number }> {
+    const lines: SpoolLine[] = [];
+    let pos = this.normalize(from);
+    let torn = 0;
+    while (lines.length < maxLines && cmpPos(pos, limit) < 0) {
+      const end = pos.seg === limit.seg ? limit.off : (this.sizes.get(pos.seg) ?? 0);
+      if (pos.off >= end) {
+        if (pos.seg >= limit.seg) break;
+        pos = this.normalize({ seg: pos.seg + 1, off: 0 });
+        continue;
+      }
+      const fh = await fs.promises.open(path.join(this.dir, segName(pos.seg)), 'r');
+      try {
+        while (lines.length < maxLines && pos.off < end) {
+          let size = Math.min(CHUNK, end - pos.off);
+          let buf = Buffer.allocUnsafe(size);
+          let got = (await fh.read(buf, 0, size, pos.off)).bytesRead;
+          let nl = buf.lastIndexOf(10, got - 1);
+          // A line longer than the chunk (a block's hex): read more until it ends.
+          while (nl === -1 && pos.off + got < end) {
+            size = Math.min(size * 2, end - pos.off);
+            buf = Buffer.allocUnsafe(size);
+            got = (await fh.read(buf, 0, size, pos.off)).bytesRead;
+            nl = buf.lastIndexOf(10, got - 1);
+          }
+          if (nl === -1) {
+            // Bytes up to the segment's end with no newline: a torn write. Skip them.
+            torn++;
+            this.log?.warn({ segment: pos.seg, offset: pos.off, bytes: end - pos.off }, 'spool: skipping a torn last line');
+            pos = { seg: pos.seg, off: end };
+            break;
+          }
+          let at = 0;
+          while (at <= nl && lines.length < maxLines) {
+            const e = buf.indexOf(10, at);
+            lines.push({ text: buf.toString('utf8', at, e), end: { seg: pos.seg, off: pos.off + e + 1 } });
+            at = e + 1;
+          }
+          pos = { seg: pos.seg, off: pos.off + at };
+        }
+      } finally {
+        await fh.close();
+      }
+    }
+    return { lines, next: pos, torn };
+  }
+
+  /** A position inside an existing segment (or the head): skips segments deleted or never written. */
+  private normalize(p: Position): Position {
+    if (this.sizes.has(p.seg)) return p;
+    let best: number | null = null;
+    for (const s of this.sizes.keys()) if (s > p.seg && (best === null || s < best)) best = s;
+    return best === null ? { ...this.head } : { seg: best, off: 0 };
+  }
+
+  /**
+   * Record that everything before `pos` is committed to the database: persist it (write + rename: a torn
+   * checkpoint file is impossible, a stale one only means a longer, idempotent replay), then delete segments
+   * wholly before it.
+   */
+  setCheckpoint(pos: Position): Promise<void> {
+    const run = async (): Promise<void> => {
+      if (this.checkpoint && cmpPos(pos, this.checkpoint) <= 0) return;
+      const file = path.join(this.dir, 'checkpoint.json');
+      await fs.promises.writeFile(`${file}.tmp`, JSON.stringify({ seg: pos.seg, off: pos.off, at: new Date().toISOString() }));
+      await fs.promises.rename(`${file}.tmp`, file);
+      this.checkpoint = { ...pos };
+      for (const [seg, size] of [...this.sizes]) {
+        const done = seg < pos.seg || (seg === pos.seg && pos.off >= size);
+        if (done && seg !== this.head.seg) {
+          this.sizes.delete(seg);
+          await fs.promises.rm(path.join(this.dir, segName(seg)), { force: true });
+        }
+      }
+    };
+    // Serialized: two overlapping writes of the same tmp file could rename a stale one last.
+    this.checkpointWrite = this.checkpointWrite.then(run, run);
+    return this.checkpointWrite;
+  }
+
+  /** Bytes after the checkpoint (not yet in the database), bytes on disk, segment files. */
+  usage(): { pendingBytes: number; diskBytes: number; segments: number } {
+    const from = this.checkpoint ?? { seg: 0, off: 0 };
+    let pending = 0;
+    let disk = 0;
+    for (const [seg, size] of this.sizes) {
+      disk += size;
+      if (seg > from.seg) pending += size;
+      else if (seg === from.seg) pending += Math.max(0, size - from.off);
+    }
+    return { pendingBytes: pending, diskBytes: disk, segments: this.sizes.size };
+  }
+
+  /** Sync and close the head segment (deleted if empty), release the lock. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.checkpointWrite.catch(() => undefined);
+    try {
+      fs.fdatasyncSync(this.fd);
+    } finally {
+      fs.closeSync(this.fd);
+      const committed = this.checkpoint !== null && cmpPos(this.checkpoint, this.head) >= 0;
+      if (this.head.off === 0 || committed) {
+        fs.rmSync(path.join(this.dir, segName(this.head.seg)), { force: true });
+        this.sizes.delete(this.head.seg);
+      }
+      this.unlock();
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}

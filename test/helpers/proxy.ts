@@ -1,0 +1,83 @@
+import net from 'node:net';
+
+/**
+ * A TCP proxy on 127.0.0.1 the test controls, for putting a network between the pool and Postgres:
+ * - cut(): every open connection is destroyed and new ones are refused (the listener is closed: ECONNREFUSED);
+ * - stall(): connections stay open but nothing is forwarded (a black-holed network: only timeouts notice);
+ * - restore(): back to forwarding, on the same port (connections that were stalled are dropped).
+ */
+export class TcpProxy {
+  private server: net.Server | null = null;
+  private readonly sockets = new Set<net.Socket>();
+  private stalled = false;
+  port = 0;
+
+  private constructor(private readonly target: { host: string; port: number }) {}
+
+  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+    const p = new TcpProxy(target);
+    await p.listen(0);
+    return p;
+  }
+
+  get connections(): number {
+    return this.sockets.size / 2;
+  }
+
+  private listen(port: number): Promise<void> {
+    const server = net.createServer((client) => this.accept(client));
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        this.port = (server.address() as net.AddressInfo).port;
+        resolve();
+      });
+    });
+  }
+
+  private accept(client: net.Socket): void {
+    const upstream = net.connect(this.target.port, this.target.host);
+    for (const s of [client, upstream]) {
+      this.sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        this.sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on('data', (d) => { if (!this.stalled) upstream.write(d); });
+    upstream.on('data', (d) => { if (!this.stalled) client.write(d); });
+  }
+
+  private destroyAll(): void {
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+  }
+
+  /** Drop every connection and refuse new ones. */
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    this.destroyAll();
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  /** Keep connections open but forward nothing (bytes are dropped). */
+  stall(): void {
+    this.stalled = true;
+  }
+
+  async restore(): Promise<void> {
+    // Stalled connections lost bytes: their protocol state is gone, as after a real timeout.
+    if (this.stalled) this.destroyAll();
+    this.stalled = false;
+    if (!this.server) await this.listen(this.port);
+  }
+
+  async close(): Promise<void> {
+    await this.cut();
+  }
+}
