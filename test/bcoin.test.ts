@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 // The blocks our pool builds, judged by a full node nobody here wrote: bcoin@1.0.2 on regtest, in this process.
 // Pool (config → runPool, pointed at bcoin's JSON-RPC) + a fleet of real Stratum miners grinding real sha256d;
 // every block the pool submits must be stored by bcoin byte for byte, the main chain must be made of them, and an
@@ -57,6 +60,7 @@ async function mineThroughPool(t: TestContext, node: BcoinNodeHandle, payout: st
   const cfg = loadConfig({
     env: {},
     overrides: {
+      'database.dataDir': mkdtempSync(path.join(tmpdir(), 'hashhub-test-')), // never the repo's ./data
       network: 'regtest',
       payoutAddress: payout,
       'node.urls': [node.url],

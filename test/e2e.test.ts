@@ -1,9 +1,13 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as bitcoin from 'bitcoinjs-lib';
 import pino from 'pino';
 import { loadConfig } from '../src/cli/config.ts';
 import { runPool } from '../src/cli/run-pool.ts';
+import { startApi } from '../src/cli/run-api.ts';
 import { runFleet } from '../src/miner/fleet.ts';
 import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
 
@@ -35,6 +39,7 @@ test('end to end: embedded chain + pool + a fleet of miners find blocks the chai
   const cfg = loadConfig({
     env: {},
     overrides: {
+      'database.dataDir': mkdtempSync(path.join(tmpdir(), 'hashhub-test-')), // never the repo's ./data
       payoutAddress: PAYOUT,
       'stratum.host': '127.0.0.1',
       'stratum.port': 0,
@@ -89,6 +94,38 @@ test('end to end: embedded chain + pool + a fleet of miners find blocks the chai
     assert.equal(acceptedEvents, running.pool.stats.shares.accepted);
     assert.ok(shares.filter((s) => s.block).length >= 3);
     assert.ok(acceptedEvents > accepted.length, 'most shares are not blocks at this difficulty');
+
+    // The REST API over the same pool reports what the miners submitted, once ingest has caught up.
+    assert.equal(await running.shareLog.waitIdle(20_000), true, 'ingest caught up');
+    const api = await startApi({ pool: running.pool, node: running.rpc, stats: running.stats, dbPing: () => running.store.writer.ping(), ingest: () => running.ingest() },
+      { host: '127.0.0.1', port: 0, cors: false, templateMaxAgeMs: 60_000 }, pino({ level: 'silent' }));
+    try {
+      const get = async (p: string) => { const r = await fetch(`http://127.0.0.1:${api.port}${p}`); return { status: r.status, body: (await r.json()) as any }; };
+      const acct = await get('/api/v1/accounts/acct');
+      assert.equal(acct.status, 200);
+      const rejectedEvents = shares.filter((s) => s.outcome !== 'accepted').length;
+      assert.equal(acct.body.shares24h.accepted, acceptedEvents, 'accepted shares in the API = shares the pool accepted');
+      const apiRejected = Object.values(acct.body.shares24h.rejected as Record<string, number>).reduce((a, b) => a + b, 0);
+      assert.equal(apiRejected, rejectedEvents);
+      // Hashrate over 5 minutes = Σ accepted pool difficulty × 2^32 / seconds covered. The window is the minute
+      // buckets from floor_minute(now) − 4 min to now (240–300 s), and every share of this test is inside it.
+      const diffSum = shares.filter((s) => s.outcome === 'accepted').reduce((a, s) => a + s.poolDifficulty, 0);
+      const hr = acct.body.hashrate['5m'] as number;
+      const [lo, hi] = [(diffSum * 2 ** 32) / 300, (diffSum * 2 ** 32) / 240];
+      assert.ok(hr >= lo * (1 - 1e-9) && hr <= hi * (1 + 1e-9), `${hr} not in [${lo}, ${hi}]`);
+      const workers = await get('/api/v1/accounts/acct/workers');
+      assert.equal(workers.body.total, 4, 'one worker per fleet miner');
+      const blocksApi = await get('/api/v1/blocks?limit=500');
+      const apiAccepted = (blocksApi.body.items as { hash: string; status: string }[]).filter((b) => b.status === 'accepted' || b.status === 'confirmed').map((b) => b.hash).sort();
+      assert.deepEqual(apiAccepted, accepted.map((b) => b.hash).sort(), 'blocks in the API = blocks the chain accepted');
+      const ready = await get('/health/ready');
+      assert.equal(ready.status, 200, JSON.stringify(ready.body));
+      const metrics = await (await fetch(`http://127.0.0.1:${api.port}/metrics`)).text();
+      assert.match(metrics, new RegExp(`hashhub_shares_total\\{outcome="accepted"\\} ${acceptedEvents}\\b`));
+      assert.equal((await get('/api/v1/accounts/nobody')).status, 404);
+    } finally {
+      await api.app.close();
+    }
   } finally {
     await fleet.stop(0);
     await running.stop();

@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
@@ -15,6 +18,7 @@ test('the node goes away: the pool keeps serving the last job, then follows the 
   const cfg = loadConfig({
     env: {},
     overrides: {
+      'database.dataDir': mkdtempSync(path.join(tmpdir(), 'hashhub-test-')), // never the repo's ./data
       payoutAddress: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080',
       'node.urls': [chain.url], 'node.user': chain.user, 'node.password': 'pw', 'node.pollMs': 100, 'node.timeoutMs': 500,
       'stratum.host': '127.0.0.1', 'stratum.port': 0, 'stratum.difficulty.initial': 0.0001,

@@ -33,8 +33,9 @@ export const configSchema = z.object({
     embedded: z.object({
       host: z.string().default('127.0.0.1'),
       port: port.default(0),
-      /** Network difficulty of the embedded chain; real regtest (4.66e-10) makes nearly every share a block. */
-      difficulty: positive.optional(),
+      /** Network difficulty of the embedded chain. Default 0.001: a CPU miner finds a block every few seconds
+       *  and most shares are just shares; real regtest (4.66e-10) makes every share a block (and floods). */
+      difficulty: positive.default(0.001),
       mempoolTxs: z.number().int().min(0).max(5000).default(40),
     }).prefault({}),
   }).prefault({}),
@@ -72,6 +73,14 @@ export const configSchema = z.object({
       banMaxMs: z.number().int().positive().default(3_600_000),
     }).prefault({}),
     reconnectHost: z.string().optional(),
+  }).prefault({}),
+  api: z.object({
+    /** REST API, /health/live, /health/ready, /metrics and /docs. */
+    enabled: z.boolean().default(true),
+    host: z.string().default('0.0.0.0'),
+    port: port.default(8080),
+    /** CORS origins: empty = off, ["*"] = any. */
+    cors: z.array(z.string()).default([]),
   }).prefault({}),
   database: z.object({
     /** Postgres URL (DATABASE_URL). Absent: the embedded PGlite in <dataDir>/pglite, same schema. */
@@ -153,6 +162,10 @@ export const ENV_MAP: Record<string, { path: string[]; type: 'string' | 'number'
   HASHHUB_MAX_DIFFICULTY: { path: ['stratum', 'difficulty', 'max'], type: 'number' },
   HASHHUB_SHARE_SECONDS: { path: ['stratum', 'difficulty', 'targetShareSeconds'], type: 'number' },
   HASHHUB_MAX_CONNECTIONS_PER_IP: { path: ['stratum', 'limits', 'maxConnectionsPerIp'], type: 'number' },
+  HASHHUB_API_ENABLED: { path: ['api', 'enabled'], type: 'boolean' },
+  HASHHUB_API_HOST: { path: ['api', 'host'], type: 'string' },
+  HASHHUB_API_PORT: { path: ['api', 'port'], type: 'number' },
+  HASHHUB_API_CORS: { path: ['api', 'cors'], type: 'list' },
   DATABASE_URL: { path: ['database', 'url'], type: 'string' },
   HASHHUB_DATA_DIR: { path: ['database', 'dataDir'], type: 'string' },
   HASHHUB_AUTO_MIGRATE: { path: ['database', 'autoMigrate'], type: 'boolean' },

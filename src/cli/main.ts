@@ -4,6 +4,7 @@ import { redactUrl } from '../store/db.ts';
 import { migrate, openDatabase } from '../store/index.ts';
 import { ConfigError, DEFAULT_REGTEST_ADDRESS, loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
+import { startApi } from './run-api.ts';
 import { runPool } from './run-pool.ts';
 
 const program = new Command('hashhub')
@@ -18,7 +19,25 @@ program
   .action(async (o: { config?: string; port?: number }) => {
     const cfg = loadConfig({ file: o.config, overrides: { 'stratum.port': o.port } });
     const log = createLogger(cfg.logLevel);
-    const running = await runPool(cfg, log);
+    let observeDbWrite: ((s: number) => void) | undefined;
+    const running = await runPool(cfg, log, { onDbWrite: (s) => observeDbWrite?.(s) });
+    let api: Awaited<ReturnType<typeof startApi>> | null = null;
+    if (cfg.api.enabled) {
+      try {
+        api = await startApi({
+          pool: running.pool, node: running.rpc, stats: running.stats, dbPing: () => running.store.writer.ping(),
+          ingest: () => running.ingest(), onDbWrite: (fn) => { observeDbWrite = fn; },
+        }, {
+          host: cfg.api.host, port: cfg.api.port,
+          cors: cfg.api.cors.length === 0 ? false : cfg.api.cors.includes('*') ? true : cfg.api.cors,
+          templateMaxAgeMs: 2 * cfg.node.refreshMs,
+        }, log);
+      } catch (e) {
+        await running.stop();
+        throw e;
+      }
+    }
+    const apiWhere = cfg.api.host === '0.0.0.0' || cfg.api.host === '::' ? '127.0.0.1' : cfg.api.host;
     const address = cfg.payoutAddress ?? DEFAULT_REGTEST_ADDRESS;
     const where = cfg.stratum.host === '0.0.0.0' || cfg.stratum.host === '::' ? '127.0.0.1' : cfg.stratum.host;
     const url = `stratum+tcp://${where}:${running.port}`;
@@ -27,6 +46,7 @@ program
       `  Stratum:  ${url}${running.tlsPort ? `   TLS: stratum+ssl://${where}:${running.tlsPort}` : ''}\n` +
       `  Payout:   ${address}\n` +
       `  Database: ${running.store.db.target}\n` +
+      (api ? `  API:      http://${apiWhere}:${api.port}/api/v1/pool   docs /docs   probes /health/live /health/ready   metrics /metrics\n` : '') +
       `  Point a miner at it, user "<account>.<worker>", any password (d=<n> suggests a difficulty):\n` +
       `    npx hashhub miner --url ${url} --user ${address}.rig1\n` +
       `    minerd -a sha256d -o ${url} -u ${address}.cpu -p x\n` +
@@ -43,7 +63,8 @@ program
       stopping = true;
       const st = running.pool.stats;
       log.info({ signal, shares: st.shares, blocks: st.blocks, blockResults: st.blockResults }, 'shutting down');
-      running.stop().then(() => process.exit(0), (err) => { log.error({ err }, 'shutdown failed'); process.exit(1); });
+      // Pool first (readiness turns 503 via draining, miners get client.reconnect, the spool is flushed), then the API.
+      running.stop().then(() => api?.app.close()).then(() => process.exit(0), (err) => { log.error({ err }, 'shutdown failed'); process.exit(1); });
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
