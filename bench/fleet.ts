@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { runFleet } from '../src/miner/fleet.ts';
 
-export interface FleetPhase { connections: number; sharesPerSec: number; localAddress: string }
+export interface FleetPhase { connections: number; sharesPerSec: number; localAddress: string; apiLoad?: boolean }
 export interface FleetResult extends FleetPhase {
   connected: number;
   answered: number;
@@ -13,6 +15,7 @@ export interface FleetResult extends FleetPhase {
   p50: number;
   p99: number;
   max: number;
+  api?: { requests: number; perSecond: number; p50: number; p99: number; errors: number };
   poolCpuPct: number;
   poolCpuUsPerShare: number;
   poolRssMb: number;
@@ -30,34 +33,61 @@ function readProc(pid: number): { rssKb: number; cpuTicks: number } {
 }
 
 /** The pool in its own process (its own core), on the embedded chain with a 3,000-transaction template. */
-export async function startPoolProcess(): Promise<{ child: ChildProcess; port: number; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'pool'], {
+export async function startPoolProcess(databaseUrl?: string): Promise<{ child: ChildProcess; port: number; apiPort: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [...(process.env.HASHHUB_BENCH_POOL_NODE_ARGS?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', 'src/cli/main.ts', 'pool'], {
     env: {
       ...process.env,
       HASHHUB_STRATUM_HOST: '127.0.0.1', HASHHUB_STRATUM_PORT: '0', HASHHUB_LOG_LEVEL: 'warn',
       HASHHUB_EMBEDDED_DIFFICULTY: '1', HASHHUB_EMBEDDED_MEMPOOL_TXS: '3000', HASHHUB_TEMPLATE_REFRESH_MS: '10000',
       HASHHUB_DIFFICULTY: String(DIFF), HASHHUB_MIN_DIFFICULTY: String(DIFF), HASHHUB_MAX_DIFFICULTY: String(DIFF),
       HASHHUB_MAX_CONNECTIONS_PER_IP: '20000',
+      // Shares go through the durable spool into Postgres, as in production (PGlite would share the pool's thread).
+      HASHHUB_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'hashhub-bench-')),
+      ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+      HASHHUB_API_HOST: '127.0.0.1', HASHHUB_API_PORT: '0',
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  const port = await new Promise<number>((resolve, reject) => {
+  const [port, apiPort] = await new Promise<[number, number]>((resolve, reject) => {
     let err = '';
     const t = setTimeout(() => reject(new Error(`pool did not start: ${err}`)), 60_000);
     child.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
       const m = /Stratum:\s+stratum\+tcp:\/\/[^:]+:(\d+)/.exec(err);
-      if (m) { clearTimeout(t); resolve(Number(m[1])); }
+      const a = /API:\s+http:\/\/[^:]+:(\d+)/.exec(err);
+      if (m && a) { clearTimeout(t); resolve([Number(m[1]), Number(a[1])]); }
     });
     child.once('exit', (code) => reject(new Error(`pool exited with ${code}: ${err}`)));
   });
   return {
-    child, port,
+    child, port, apiPort,
     stop: () => new Promise((resolve) => { child.once('exit', () => resolve()); child.kill('SIGTERM'); setTimeout(() => child.kill('SIGKILL'), 10_000).unref(); }),
   };
 }
 
-export async function runFleetPhase(pool: { child: ChildProcess; port: number }, phase: FleetPhase, measureSeconds: number): Promise<FleetResult> {
+/** Bounded HTTP load: `concurrency` clients looping over the API's read routes until `untilMs`. */
+async function apiLoad(apiPort: number, untilMs: number, concurrency = 4) {
+  const paths = ['/api/v1/pool', '/api/v1/accounts/bench', '/api/v1/accounts/bench/workers?limit=50', '/api/v1/accounts/bench/hashrate?window=1h&bucket=60', '/api/v1/blocks'];
+  const lat: number[] = [];
+  let errors = 0;
+  await Promise.all(Array.from({ length: concurrency }, async (_, k) => {
+    for (let i = k; Date.now() < untilMs && lat.length < 200_000; i++) {
+      const t0 = performance.now();
+      try {
+        const r = await fetch(`http://127.0.0.1:${apiPort}${paths[i % paths.length]}`);
+        await r.arrayBuffer();
+        if (r.status !== 200) errors++;
+      } catch {
+        errors++;
+      }
+      lat.push(performance.now() - t0);
+    }
+  }));
+  lat.sort((a, b) => a - b);
+  return { lat, errors };
+}
+
+export async function runFleetPhase(pool: { child: ChildProcess; port: number; apiPort: number }, phase: FleetPhase, measureSeconds: number): Promise<FleetResult> {
   const pid = pool.child.pid!;
   const before = readProc(pid);
   let inWindow = false;
@@ -80,7 +110,9 @@ export async function runFleetPhase(pool: { child: ChildProcess; port: number },
   const mid = readProc(pid);
   inWindow = true;
   const t0 = process.hrtime.bigint();
+  const apiRun = phase.apiLoad ? apiLoad(pool.apiPort, Date.now() + measureSeconds * 1000) : null;
   await new Promise((r) => setTimeout(r, measureSeconds * 1000));
+  const apiRes = apiRun ? await apiRun : null;
   inWindow = false;
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const after = readProc(pid);
@@ -93,6 +125,10 @@ export async function runFleetPhase(pool: { child: ChildProcess; port: number },
   return {
     ...phase, connected, answered, accepted, rejected, seconds, answeredPerSec: answered / seconds,
     p50: q(50), p99: q(99), max: lat[lat.length - 1] ?? NaN,
+    api: apiRes ? {
+      requests: apiRes.lat.length, perSecond: apiRes.lat.length / seconds, errors: apiRes.errors,
+      p50: apiRes.lat[Math.floor(apiRes.lat.length * 0.5)] ?? NaN, p99: apiRes.lat[Math.floor(apiRes.lat.length * 0.99)] ?? NaN,
+    } : undefined,
     poolCpuPct: (100 * cpuSec) / seconds, poolCpuUsPerShare: answered ? (cpuSec * 1e6) / answered : NaN,
     poolRssMb: after.rssKb / 1024, kbPerConnection: (mid.rssKb - before.rssKb) / Math.max(1, connected),
   };

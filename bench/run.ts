@@ -4,6 +4,8 @@ import os from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { benchValidator } from './validator.ts';
 import { type FleetResult, runFleetPhase, startPoolProcess } from './fleet.ts';
+import { type IngestResult, benchIngest } from './ingest.ts';
+import { benchDatabase } from './pg.ts';
 
 const quick = process.argv.includes('--quick');
 const f = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '—');
@@ -19,10 +21,24 @@ async function main() {
   const vSame = benchValidator({ txs: 3000, seconds: quick ? 1 : 4, accepted: true, sameExtranonce2: true });
   log(`  ${f(vLow.perSecond)} shares/s (rejected low-diff path), ${f(vAcc.perSecond)} shares/s (accepted path), ${f(vSame.perSecond)} shares/s (accepted, extranonce2 reused)`);
 
+  let ingest: IngestResult | null = null;
+  const ingestDb = await benchDatabase();
+  if (ingestDb) {
+    log('ingest: COPY batches of 5,000 accepted shares into Postgres…');
+    try {
+      ingest = await benchIngest(ingestDb.url, { shares: quick ? 50_000 : 300_000, batch: 5000 });
+      log(`  ${f(ingest.perSecond)} shares/s`);
+    } finally {
+      await ingestDb.drop();
+    }
+  } else {
+    log('ingest: skipped (no Postgres at ' + 'HASHHUB_BENCH_PG_URL / 127.0.0.1:5432)');
+  }
+
   const phases = quick
-    ? [{ connections: 200, sharesPerSec: 2000, localAddress: '127.0.0.2' }]
+    ? [{ connections: 200, sharesPerSec: 2000, localAddress: '127.0.0.2', apiLoad: true }]
     : [
-        { connections: 1000, sharesPerSec: 5000, localAddress: '127.0.0.2' },
+        { connections: 1000, sharesPerSec: 5000, localAddress: '127.0.0.2', apiLoad: true },
         { connections: 10000, sharesPerSec: 5000, localAddress: '127.0.0.3' },
         { connections: 10000, sharesPerSec: 10000, localAddress: '127.0.0.4' },
         { connections: 10000, sharesPerSec: 20000, localAddress: '127.0.0.5' },
@@ -30,7 +46,8 @@ async function main() {
   const results: FleetResult[] = [];
   for (const phase of phases) {
     // A fresh pool per phase, so memory per connection is measured from a clean start.
-    const pool = await startPoolProcess();
+    const db = await benchDatabase();
+    const pool = await startPoolProcess(db?.url);
     try {
       log(`fleet: ${f(phase.connections)} connections at ${f(phase.sharesPerSec)} shares/s…`);
       const r = await runFleetPhase(pool, phase, quick ? 5 : 15);
@@ -38,6 +55,7 @@ async function main() {
       log(`  ${f(r.connected)} connected, ${f(r.answeredPerSec)} answered/s, p50 ${f(r.p50, 2)} ms, p99 ${f(r.p99, 2)} ms, pool CPU ${f(r.poolCpuPct)}%, ${f(r.kbPerConnection, 1)} KB/conn`);
     } finally {
       await pool.stop();
+      await db?.drop();
     }
   }
 
@@ -59,6 +77,20 @@ async function main() {
   for (const r of results) {
     lines.push(`| ${f(r.connected)} / ${f(r.connections)} | ${f(r.sharesPerSec)} | ${f(r.answeredPerSec)} | ${f(r.accepted)} | ${f(r.rejected)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${f(r.max, 1)} | ${f(r.poolCpuPct)} | ${f(r.poolCpuUsPerShare, 1)} | ${f(r.poolRssMb)} | ${f(r.kbPerConnection, 1)} |`);
   }
+  lines.push('');
+  lines.push('## Ingest into Postgres', '');
+  if (ingest) {
+    lines.push('Accepted shares written by the store\'s writer: COPY into a staging table, insert idempotent on the share id, per-minute rollups and worker rows updated from the inserted rows only, one transaction per batch. PostgreSQL 15 on the same machine. Goal ≥ 50,000 shares/s.', '');
+    lines.push('| shares | batch | seconds | shares/s |', '| ---: | ---: | ---: | ---: |');
+    lines.push(`| ${f(ingest.shares)} | ${f(ingest.batch)} | ${f(ingest.seconds, 2)} | ${f(ingest.perSecond)} |`);
+  } else {
+    lines.push('Skipped: no Postgres reachable.');
+  }
+  const apiRows = results.filter((r) => r.api);
+  lines.push('', '## API under load', '');
+  lines.push('Four HTTP clients looping over `/api/v1/pool`, `/accounts/{a}`, `/accounts/{a}/workers`, `/accounts/{a}/hashrate?window=1h&bucket=60` and `/blocks` during a fleet phase (same pool process, which also serves Stratum and writes shares).', '');
+  lines.push('| during | requests/s | p50 ms | p99 ms | errors |', '| --- | ---: | ---: | ---: | ---: |');
+  for (const r of apiRows) lines.push(`| ${f(r.connections)} connections, ${f(r.sharesPerSec)} shares/s | ${f(r.api!.perSecond)} | ${f(r.api!.p50, 2)} | ${f(r.api!.p99, 2)} | ${f(r.api!.errors)} |`);
   lines.push('');
   writeFileSync('BENCHMARKS.md', lines.join('\n') + '\n');
   log('written to BENCHMARKS.md');
