@@ -191,3 +191,40 @@ test('ban list doubles on repeat offences and caps', () => {
   assert.equal(b.ban('1.2.3.4', 5000), 4000);
   assert.equal(b.ban('1.2.3.4', 10000), 5000);
 });
+
+test('broadcast in chunks: a newer job supersedes one under way; sessions on an older tip get clean_jobs', async () => {
+  const { StratumServer, BROADCAST_CHUNK } = await import('../src/stratum/server.ts');
+  const { DEFAULT_STRATUM_OPTIONS } = await import('../src/stratum/options.ts');
+  const server = new StratumServer({ now: Date.now } as never, DEFAULT_STRATUM_OPTIONS);
+  type Sent = { job: string; clean: boolean };
+  const got: Sent[][] = [];
+  const n = BROADCAST_CHUNK * 3;
+  const tipA = Buffer.alloc(32, 1);
+  const tipB = Buffer.alloc(32, 2);
+  for (let k = 0; k < n; k++) {
+    const log: Sent[] = [];
+    got.push(log);
+    let last: { prevHash: Buffer } | null = { prevHash: tipA };
+    // Fake sessions with StratumSession.sendJob's tip rule.
+    server.sessions.add({
+      sendJob(job: { id: string; prevHash: Buffer }, clean: boolean) {
+        if (last && !last.prevHash.equals(job.prevHash)) clean = true;
+        last = job;
+        log.push({ job: job.id, clean });
+      },
+    } as never);
+  }
+  server.broadcast({ id: 'newTip', prevHash: tipB } as never, true);
+  server.broadcast({ id: 'refresh', prevHash: tipB } as never, false); // supersedes before the 2nd chunk
+  assert.deepEqual(got[0], [{ job: 'newTip', clean: true }, { job: 'refresh', clean: false }], 'first chunks go out at once');
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  for (let k = 0; k < n; k++) {
+    const last = got[k][got[k].length - 1];
+    assert.equal(last.job, 'refresh', `session ${k} ends on the newest job`);
+    // Every session got clean_jobs exactly once for the new tip.
+    assert.equal(got[k].filter((s) => s.clean).length, 1, `session ${k}`);
+  }
+  assert.ok(got[n - 1].length === 1, 'sessions past the first chunk got only the newest job');
+});

@@ -7,6 +7,9 @@ import { ExtranonceAllocator } from './extranonce.ts';
 import type { StratumOptions } from './options.ts';
 import { type StratumHost, StratumSession } from './session.ts';
 
+/** Sessions sent a job per event-loop turn (see broadcast). */
+export const BROADCAST_CHUNK = 500;
+
 export interface StratumServerStats {
   connections: number;
   authorized: number;
@@ -99,10 +102,26 @@ export class StratumServer {
     return this.bans.isBanned(ip, this.host.now());
   }
 
-  /** Fan a job out to every authorized session (the notify line is built once per job). */
+  /**
+   * Fan a job out to every authorized session, BROADCAST_CHUNK sessions per event-loop turn: one notify per
+   * socket is a write syscall each, and 10k of them in one turn would stall every submit behind them. A newer
+   * job supersedes a broadcast still under way: the sessions not yet reached get the newer job instead (and
+   * clean_jobs if it is on another tip than their last job: see StratumSession.sendJob).
+   */
   broadcast(job: Job, clean: boolean): void {
-    for (const s of this.sessions) s.sendJob(job, clean);
+    const gen = ++this.broadcastGen;
+    const sessions = [...this.sessions];
+    let i = 0;
+    const step = () => {
+      if (gen !== this.broadcastGen) return; // superseded by a newer job
+      const end = Math.min(i + BROADCAST_CHUNK, sessions.length);
+      for (; i < end; i++) sessions[i].sendJob(job, clean);
+      if (i < sessions.length) setImmediate(step);
+    };
+    step();
   }
+
+  private broadcastGen = 0;
 
   private tick(): void {
     const now = this.host.now();

@@ -304,6 +304,8 @@ export class StratumSession {
   /** Send a job (set_difficulty first when it changed: cpuminer applies it at the next notify). */
   sendJob(job: Job, clean: boolean, id = job.id, ntime = job.ntime): void {
     if (this.closed || !this.authorized) return;
+    // A job on another tip than the last one sent always drops old work, whatever the caller said.
+    if (this.lastJob && !this.lastJob.prevHash.equals(job.prevHash)) clean = true;
     if (this.difficulty > job.networkDifficulty) this.setDifficultyNow(job.networkDifficulty);
     const prev = this.lastJob ? this.sentJobs.get(this.lastSentId)?.difficulty : undefined;
     let out = '';
