@@ -8,19 +8,12 @@
 import { performance } from 'node:perf_hooks';
 import { bitsToTarget, difficultyToTarget, hashDifficulty, hashToBigInt, sha256d } from '../chain/index.ts';
 import { WorkHasher } from '../shares/work.ts';
+import type { NotifyParams } from './messages.ts';
 
 /** A job as the miner works it: the notify fields plus what was in force when it arrived. */
-export interface MinerJob {
-  jobId: string;
+export interface MinerJob extends Omit<NotifyParams, 'prevHashHex'> {
   /** Header prev-hash bytes (internal order), already converted from the notify form. */
   prevHash: Buffer;
-  coinb1: Buffer;
-  coinb2: Buffer;
-  branch: Buffer[];
-  version: number;
-  bits: number;
-  ntime: number;
-  clean: boolean;
   /** Share difficulty for this job: the last set_difficulty received before this notify. */
   difficulty: number;
   extranonce1: Buffer;
