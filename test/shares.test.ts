@@ -44,6 +44,7 @@ describe('share path on real blocks', () => {
           txData: block.txs.slice(1).map((t) => serializeTx(t)), createdAt: 0, notifyHead: '', notifyBody: '',
         };
         const jobs = new JobManager({ extranonceSize: 4 + en2Size, tag: Buffer.alloc(0), outputs: () => [] });
+        jobs.addJob(job, 0);
         const ctx: ShareContext = {
           extranonce1: Buffer.from(en1), extranonce1Hex: toHex(en1), extranonce2Size: en2Size, versionMask: 0, job,
           target: targetBytes(difficultyToTarget(1)), nowSec: h.time, maxNtimeAheadSec: 600,
@@ -214,4 +215,32 @@ test('merkle root cache: same job and extranonce2 reuse the root; another job or
   const n3 = grind(b, en1, en2, target);
   assert.equal(validateShare(jobs, ctx(b), { worker: 'w', jobId: b.id, extranonce2: toHex(en2), ntime: u32Hex(b.ntime), nonce: n3 }).outcome, 'accepted');
   assert.notEqual(cache.root, cachedRoot);
+});
+
+test('a share for a job the manager has pruned is unknown, never credited again (same tip)', () => {
+  const en1 = Buffer.from('0000000b', 'hex');
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 1000 });
+  const a = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff }), 0).job;
+  const target = difficultyToTarget(1e-6);
+  const en2 = Buffer.from('0000000000000001', 'hex');
+  const ctx: ShareContext = { extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0, job: a, target: targetBytes(target), nowSec: a.ntime, maxNtimeAheadSec: 600 };
+  const p: SubmitParams = { worker: 'w', jobId: a.id, extranonce2: toHex(en2), ntime: u32Hex(a.ntime), nonce: grind(a, en1, en2, target) };
+  assert.equal(validateShare(jobs, ctx, p).outcome, 'accepted');
+  assert.equal(validateShare(jobs, ctx, p).outcome, 'duplicate');
+  jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), 5000); // same tip, a is pruned
+  for (let i = 0; i < 3; i++) assert.equal(validateShare(jobs, ctx, p).outcome, 'unknown-job');
+});
+
+test('low-difficulty shares are not remembered (no duplicate-set growth from junk)', () => {
+  const en1 = Buffer.from('0000000c', 'hex');
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
+  const a = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff }), Date.now()).job;
+  const target = difficultyToTarget(1e-6);
+  const en2 = Buffer.from('0000000000000001', 'hex');
+  const ctx: ShareContext = { extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0, job: a, target: targetBytes(target), nowSec: a.ntime, maxNtimeAheadSec: 600 };
+  const low = grind(a, en1, en2, target, { above: true });
+  const p: SubmitParams = { worker: 'w', jobId: a.id, extranonce2: toHex(en2), ntime: u32Hex(a.ntime), nonce: low };
+  assert.equal(validateShare(jobs, ctx, p).outcome, 'low-difficulty');
+  assert.equal(validateShare(jobs, ctx, p).outcome, 'low-difficulty', 'still low, not duplicate: it was never recorded');
+  assert.equal(jobs.markSeen(a.id, 'probe'), true, 'the set only holds what was accepted');
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { LineClient, type Msg } from './helpers/line-client.ts';
 import { startTestPool, solveShare } from './helpers/pool.ts';
 import { StubNode } from './helpers/stub-node.ts';
+import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
 
 const isNotify = (m: Msg) => m.method === 'mining.notify';
 const isSetDiff = (m: Msg) => m.method === 'mining.set_difficulty';
@@ -315,4 +316,55 @@ test('a block the node calls valid (null) but that is not on its best chain is n
   } finally {
     await pool.stop(100);
   }
+});
+
+describe('session edge cases found in review', async () => {
+  const node = new StubNode();
+  const { pool, port } = await startTestPool(node, {
+    messageBurst: 5000,
+    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: 1e-8, targetIntervalMs: 100, retargetIntervalMs: 300, retargetShares: 12 },
+  });
+  after(() => pool.stop(100));
+
+  test('authorize before subscribe: work follows the subscribe reply, nothing is sent before it', async () => {
+    const c = await connect(port, nextIp());
+    const auth = await c.request(1, 'mining.authorize', ['acct.w1', 'x']);
+    assert.equal(auth.result, true);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(c.messages.length, 1, 'no notify to an unsubscribed session');
+    const sub = await c.request(2, 'mining.subscribe', []);
+    assert.equal(c.messages.indexOf(sub), 1);
+    await c.waitFor(isNotify);
+    c.close();
+  });
+
+  test('a miner-set minimum difficulty holds when vardiff would go lower', async () => {
+    const c = await connect(port, nextIp());
+    await c.request(1, 'mining.configure', [['minimum-difficulty'], { 'minimum-difficulty.value': 0.0005 }]);
+    const sub = await c.request(2, 'mining.subscribe', []);
+    await c.request(3, 'mining.authorize', ['acct.w1', 'x']);
+    const notify = await c.waitFor(isNotify);
+    const [, en1, en2Size] = sub.result as [unknown, string, number];
+    // Shares much slower than the 100 ms target: vardiff wants to go down, the floor must hold.
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 400));
+      const share = solveShare(notify, en1, en2Size, 0.0005, { en2: (i + 1).toString(16).padStart(16, '0') });
+      await c.request(10 + i, 'mining.submit', share);
+    }
+    const diffs = c.messages.filter(isSetDiff).map((m) => m.params![0] as number);
+    assert.ok(diffs.every((d) => d >= 0.0005), `set_difficulty ${diffs}`);
+    c.close();
+  });
+
+  test('workers per connection are capped', async () => {
+    const c = await connect(port, nextIp());
+    await c.request(1, 'mining.subscribe', []);
+    let refused: unknown = null;
+    for (let i = 0; i < 1030 && !refused; i++) {
+      const r = await c.request(100 + i, 'mining.authorize', [`acct.w${i}`, 'x']);
+      if (r.error) refused = r.error;
+    }
+    assert.match(String((refused as unknown[])[1]), /at most 1024 workers/);
+    c.close();
+  });
 });

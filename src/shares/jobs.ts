@@ -39,11 +39,17 @@ export class JobManager {
     // Job ids: short hex, unique for this process lifetime (cpuminer needs string ids that change per job).
     const id = (++this.counter).toString(16);
     const job = buildJob(t, { id, extranonceSize: this.opts.extranonceSize, tag: this.opts.tag, outputs: this.opts.outputs, now });
-    this.jobs.set(id, job);
-    this.duplicates.set(id, new Set());
+    this.addJob(job, now);
+    return { job, clean: prevTip === null || !prevTip.equals(job.prevHash) };
+  }
+
+  /** Register a job built elsewhere (e.g. from a real block in tests, or an upstream source later) as current. */
+  addJob(job: Job, now: number): void {
+    if (this.jobs.has(job.id)) throw new Error(`job id ${job.id} already exists`);
+    this.jobs.set(job.id, job);
+    this.duplicates.set(job.id, new Set());
     this.currentJob = job;
     this.prune(now);
-    return { job, clean: prevTip === null || !prevTip.equals(job.prevHash) };
   }
 
   get(id: string): Job | undefined { return this.jobs.get(id); }
@@ -56,7 +62,7 @@ export class JobManager {
   /** Record a share key for its job; false if it was seen before (a duplicate). */
   markSeen(jobId: string, key: string): boolean {
     const set = this.duplicates.get(jobId);
-    if (!set) return true;
+    if (!set) return false; // a pruned job: nothing can be credited on it any more
     if (set.has(key)) return false;
     set.add(key);
     return true;

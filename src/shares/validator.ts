@@ -71,7 +71,9 @@ const HEX = /^[0-9a-fA-F]*$/;
  */
 export function validateShare(jobs: JobManager, ctx: ShareContext, p: SubmitParams): ShareResult {
   const job = ctx.job;
-  if (!job) return { outcome: 'unknown-job' };
+  // A session may still hold a job the manager has pruned (with its duplicate set): unknown from then on,
+  // or the same share could be resubmitted and credited again.
+  if (!job || jobs.get(job.id) !== job) return { outcome: 'unknown-job' };
   if (p.extranonce2.length !== ctx.extranonce2Size * 2 || !HEX.test(p.extranonce2)) return { outcome: 'bad-extranonce2', job };
   if (!HEX8.test(p.ntime) || !HEX8.test(p.nonce)) return { outcome: 'malformed', job };
   const ntime = parseInt(p.ntime, 16);
@@ -86,8 +88,6 @@ export function validateShare(jobs: JobManager, ctx: ShareContext, p: SubmitPara
   }
 
   if (jobs.isStale(job)) return { outcome: 'stale', job };
-  const key = `${ctx.extranonce1Hex}:${p.extranonce2}:${p.ntime}:${p.nonce}:${version}`.toLowerCase();
-  if (!jobs.markSeen(job.id, key)) return { outcome: 'duplicate', job };
 
   const extranonce2 = Buffer.from(p.extranonce2, 'hex');
   const cache = ctx.rootCache;
@@ -102,5 +102,8 @@ export function validateShare(jobs: JobManager, ctx: ShareContext, p: SubmitPara
   const hash = sha256d(header);
   const shareDifficulty = hashDifficulty(hash);
   if (!meetsTarget(hash, ctx.target)) return { outcome: 'low-difficulty', job, shareDifficulty };
+  // Only shares that pass are remembered: low-difficulty junk must not grow the duplicate set (memory).
+  const key = `${ctx.extranonce1Hex}:${p.extranonce2}:${p.ntime}:${p.nonce}:${version}`.toLowerCase();
+  if (!jobs.markSeen(job.id, key)) return { outcome: 'duplicate', job };
   return { outcome: 'accepted', job, shareDifficulty, hash, header: Buffer.from(header), extranonce2, block: meetsTarget(hash, job.networkTargetBytes) };
 }

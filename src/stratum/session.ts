@@ -40,6 +40,8 @@ interface SentJob {
 }
 
 const MAX_SENT_JOBS = 64;
+/** Proxies authorize many workers on one connection; the cap keeps one peer from growing the map forever. */
+const MAX_WORKERS_PER_SESSION = 1024;
 const ZERO_TARGET = Buffer.alloc(32);
 
 /** One miner connection: the protocol state machine. */
@@ -156,13 +158,20 @@ export class StratumSession {
     if (this.difficulty < this.minDifficulty) this.setDifficultyNow(this.minDifficulty);
     // The subscribe reply must be the first line the server sends (cpuminer): nothing is sent before it.
     this.write(`{"id":${JSON.stringify(id)},"result":[[["mining.set_difficulty","${this.id}"],["mining.notify","${this.id}"]],"${this.extranonce1Hex}",${this.opts.extranonce2Size}],"error":null}\n`);
+    // Authorized before subscribing (some firmware does): work follows the subscribe reply.
+    if (this.authorized && this.host.jobs.current) this.sendJob(this.host.jobs.current, true);
   }
 
   private onAuthorize(id: RequestId, user: string, password: string): void {
     const res = this.host.authorize(user, password, this);
     if (!res.ok) {
+      this.garbage(`authorization refused: ${res.reason}`);
       this.sendError(id, 24, res.reason);
       return;
+    }
+    if (!this.workers.has(res.name) && this.workers.size >= MAX_WORKERS_PER_SESSION) {
+      this.garbage('too many workers on one connection');
+      return this.sendError(id, 24, `at most ${MAX_WORKERS_PER_SESSION} workers per connection`);
     }
     const first = !this.authorized;
     if (first) this.authorizedAt = this.host.now();
@@ -275,8 +284,14 @@ export class StratumSession {
    * new id, so shares are always checked at the difficulty in force for the job they answer.
    */
   private applyDifficulty(d: number): void {
+    d = clampDifficulty(d, this.minDifficulty, this.opts.vardiff.maxDifficulty);
     if (this.lastJob) d = Math.min(d, this.lastJob.networkDifficulty);
-    if (d === this.difficulty || this.closed) return;
+    if (this.closed) return;
+    if (d === this.difficulty) {
+      // Clamped back to where it was: vardiff must agree, or it stops counting shares at this difficulty.
+      this.vardiff.reset(d, this.host.now());
+      return;
+    }
     this.setDifficultyNow(d);
     const job = this.lastJob;
     if (job && !this.host.jobs.isStale(job)) {
@@ -295,7 +310,7 @@ export class StratumSession {
     if (this.authorized && now - Math.max(this.lastShareAt, this.authorizedAt) > this.opts.shareTimeoutMs) return this.close('idle: no share for too long');
     if (this.lastJob) {
       const next = this.vardiff.onTick(now);
-      if (next !== null && next >= this.minDifficulty) this.applyDifficulty(next);
+      if (next !== null) this.applyDifficulty(next);
     }
   }
 
@@ -303,7 +318,7 @@ export class StratumSession {
 
   /** Send a job (set_difficulty first when it changed: cpuminer applies it at the next notify). */
   sendJob(job: Job, clean: boolean, id = job.id, ntime = job.ntime): void {
-    if (this.closed || !this.authorized) return;
+    if (this.closed || !this.authorized || !this.subscribed) return;
     // A job on another tip than the last one sent always drops old work, whatever the caller said.
     if (this.lastJob && !this.lastJob.prevHash.equals(job.prevHash)) clean = true;
     if (this.difficulty > job.networkDifficulty) this.setDifficultyNow(job.networkDifficulty);
