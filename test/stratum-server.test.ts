@@ -188,7 +188,7 @@ describe('stratum limits', async () => {
   const node = new StubNode();
   const { pool, port } = await startTestPool(node, {
     maxLineBytes: 1024, maxConnectionsPerIp: 3, subscribeTimeoutMs: 300, messagesPerSecond: 20, messageBurst: 40,
-    ban: { windowMs: 60_000, maxRejects: 30, minRejectRatio: 0.9, maxGarbage: 10, baseMs: 60_000, maxMs: 600_000 },
+    ban: { windowMs: 60_000, maxRejects: 30, minRejectRatio: 0.9, maxGarbage: 10, offencesBeforeBan: 1, strikeWindowMs: 600_000, baseMs: 60_000, maxMs: 600_000 },
   });
   after(() => pool.stop(100));
 
@@ -367,4 +367,22 @@ describe('session edge cases found in review', async () => {
     assert.match(String((refused as unknown[])[1]), /at most 1024 workers/);
     c.close();
   });
+});
+
+test('by default one abusive connection is closed, its IP banned only on repeat offences (farms share NAT addresses)', async () => {
+  const { pool, port } = await startTestPool(new StubNode(), { maxLineBytes: 1024 });
+  try {
+    const ip = nextIp();
+    const sibling = await miner(port, ip);
+    for (let offence = 1; offence <= 3; offence++) {
+      const bad = await connect(port, ip);
+      bad.send('{"id":1,"method":"mining.subscribe","params":["' + 'x'.repeat(2000) + '"]}\n');
+      await bad.waitClose();
+      assert.equal(pool.server.isBanned(ip), offence === 3, `after offence ${offence}`);
+    }
+    assert.equal(sibling.c.closed, false, 'the well-behaved sibling keeps its connection');
+    sibling.c.close();
+  } finally {
+    await pool.stop(100);
+  }
 });

@@ -69,6 +69,8 @@ export const configSchema = z.object({
       banMaxRejects: z.number().int().positive().default(200),
       banRejectRatio: z.number().min(0).max(1).default(0.9),
       banMaxGarbage: z.number().int().positive().default(20),
+      /** Abusive connections from one IP (each closed) within 10 minutes before the IP itself is banned. */
+      banOffences: z.number().int().positive().default(3),
       banBaseMs: z.number().int().positive().default(60_000),
       banMaxMs: z.number().int().positive().default(3_600_000),
     }).prefault({}),

@@ -71,6 +71,7 @@ export function stratumOptionsFrom(cfg: Config): StratumOptions {
       maxRejects: s.limits.banMaxRejects,
       minRejectRatio: s.limits.banRejectRatio,
       maxGarbage: s.limits.banMaxGarbage,
+      offencesBeforeBan: s.limits.banOffences,
       baseMs: s.limits.banBaseMs,
       maxMs: s.limits.banMaxMs,
     },

@@ -9,6 +9,9 @@ export interface BanOptions {
   minRejectRatio: number;
   /** Ban after this many malformed/oversized/rate-limited messages in a window. */
   maxGarbage: number;
+  /** Offences from one IP (each closes the offending connection) within strikeWindowMs before the IP is banned. */
+  offencesBeforeBan: number;
+  strikeWindowMs: number;
   /** First ban length; doubles with every repeat offence from the same IP, up to maxMs. */
   baseMs: number;
   maxMs: number;
@@ -70,6 +73,6 @@ export const DEFAULT_STRATUM_OPTIONS: StratumOptions = {
   messagesPerSecond: 100,
   messageBurst: 500,
   maxWriteBufferBytes: 1 << 20,
-  ban: { windowMs: 60_000, maxRejects: 200, minRejectRatio: 0.9, maxGarbage: 20, baseMs: 60_000, maxMs: 3_600_000 },
+  ban: { windowMs: 60_000, maxRejects: 200, minRejectRatio: 0.9, maxGarbage: 20, offencesBeforeBan: 3, strikeWindowMs: 600_000, baseMs: 60_000, maxMs: 3_600_000 },
   tickMs: 1000,
 };

@@ -15,6 +15,8 @@ export interface StratumServerStats {
   authorized: number;
   connectionsTotal: number;
   refused: { banned: number; perIp: number; full: number };
+  /** Connections closed for abuse without (yet) banning their IP. */
+  abuseClosed: number;
   bans: number;
 }
 
@@ -31,7 +33,7 @@ export class StratumServer {
   private timer: NodeJS.Timeout | null = null;
   private sessionSeq = 0;
   private draining = false;
-  readonly stats: StratumServerStats = { connections: 0, authorized: 0, connectionsTotal: 0, refused: { banned: 0, perIp: 0, full: 0 }, bans: 0 };
+  readonly stats: StratumServerStats = { connections: 0, authorized: 0, connectionsTotal: 0, refused: { banned: 0, perIp: 0, full: 0 }, abuseClosed: 0, bans: 0 };
 
   constructor(
     private readonly host: StratumHost,
@@ -90,9 +92,18 @@ export class StratumServer {
   }
 
   /** Ban the session's IP with back-off and close it. */
+  /** An abusive session is closed; its IP is banned (with back-off) after repeated offences. */
   ban(session: StratumSession, reason: string): void {
     if (session.closed) return;
-    const ms = this.bans.ban(session.remoteAddress, this.host.now());
+    const now = this.host.now();
+    const b = this.opts.ban;
+    if (!this.bans.strike(session.remoteAddress, now, b.offencesBeforeBan, b.strikeWindowMs)) {
+      this.stats.abuseClosed++;
+      this.log?.warn({ ip: session.remoteAddress, session: session.id, reason }, 'closing abusive connection');
+      session.close(`abuse: ${reason}`);
+      return;
+    }
+    const ms = this.bans.ban(session.remoteAddress, now);
     this.stats.bans++;
     this.log?.warn({ ip: session.remoteAddress, session: session.id, reason, banMs: ms }, 'banning peer');
     session.close(`banned: ${reason}`);
