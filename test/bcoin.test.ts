@@ -1,4 +1,5 @@
 import { mkdtempSync } from 'node:fs';
+import { until } from './helpers/until.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 // The blocks our pool builds, judged by a full node nobody here wrote: bcoin@1.0.2 on regtest, in this process.
@@ -28,13 +29,6 @@ const REGTEST_DIFFICULTY = 4.656542373906925e-10;
 /** Fleet hashes per second: about half of them are blocks. */
 const HASHRATE = 9;
 
-async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: () => string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 interface BcoinBlockJson {
   hash: string;

@@ -1,4 +1,5 @@
 import { mkdtempSync } from 'node:fs';
+import { until } from './helpers/until.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -14,25 +15,6 @@ import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
 // A fresh address (not the default one), made by the independent library: the test checks the pool pays it.
 const PAYOUT = bitcoin.payments.p2wpkh({ hash: Buffer.alloc(20, 0x5a), network: bitcoin.networks.regtest }).address!;
 const PAYOUT_SCRIPT = bitcoin.address.toOutputScript(PAYOUT, bitcoin.networks.regtest);
-
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function rpc(url: string, user: string, password: string, method: string, params: unknown[] = []) {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64') },
-    body: JSON.stringify({ jsonrpc: '1.0', id: 1, method, params }),
-  });
-  const body = (await res.json()) as { result: unknown; error: unknown };
-  if (body.error) throw new Error(JSON.stringify(body.error));
-  return body.result;
-}
 
 test('end to end: embedded chain + pool + a fleet of miners find blocks the chain accepts', async () => {
   // A harder embedded chain: about one share in 20 is a block, so shares and blocks are both exercised.
@@ -61,12 +43,12 @@ test('end to end: embedded chain + pool + a fleet of miners find blocks the chai
     await until(() => blocks.filter((b) => b.accepted).length >= 3, 90_000, '3 accepted blocks');
     await fleet.stop(1000);
     const accepted = blocks.filter((b) => b.accepted);
-    const { user, password, url } = running.embedded!;
-    const height = (await rpc(url, user, password, 'getblockcount')) as number;
+    const rpc = <T>(method: string, params: unknown[] = []) => running.rpc.call<T>(method, params);
+    const height = (await rpc('getblockcount')) as number;
     assert.ok(height >= 3);
     for (const b of accepted) {
       // The chain has it, and it is what the pool assembled.
-      const hex = (await rpc(url, user, password, 'getblock', [b.hash, 0])) as string;
+      const hex = (await rpc('getblock', [b.hash, 0])) as string;
       assert.equal(hex, b.blockHex);
       const blk = bitcoin.Block.fromHex(hex);
       assert.equal(blk.getId(), b.hash);
@@ -81,7 +63,7 @@ test('end to end: embedded chain + pool + a fleet of miners find blocks the chai
       const paid = cb.outs.filter((o) => Buffer.from(o.script).equals(PAYOUT_SCRIPT)).reduce((s, o) => s + BigInt(o.value), 0n);
       assert.equal(paid, b.reward, 'the configured address gets the whole coinbase value');
       // BIP34 height push.
-      const info = (await rpc(url, user, password, 'getblock', [b.hash, 1])) as { height: number };
+      const info = (await rpc('getblock', [b.hash, 1])) as { height: number };
       const first = bitcoin.script.decompile(cb.ins[0].script)![0];
       const pushed = typeof first === 'number' ? first - 0x50 : bitcoin.script.number.decode(Buffer.from(first)); // OP_1..OP_16 for small heights
       assert.equal(pushed, info.height);

@@ -27,6 +27,11 @@ export function hashToDisplay(hash: Uint8Array): string {
   return toHex(reverse(hash));
 }
 
+/** A uint32 as 8 hex digits, big-endian text (Stratum and RPC fields: version, nbits, ntime, nonce). */
+export function u32Hex(v: number): string {
+  return (v >>> 0).toString(16).padStart(8, '0');
+}
+
 export function concat(parts: readonly Uint8Array[]): Buffer {
   return Buffer.concat(parts as Uint8Array[]);
 }

@@ -27,9 +27,7 @@ export function prevHashFromStratum(hex: string): Buffer {
   return b;
 }
 
-export function u32Hex(v: number): string {
-  return (v >>> 0).toString(16).padStart(8, '0');
-}
+export { u32Hex } from '../chain/index.ts';
 
 /**
  * Everything per job that a share needs, computed once per job: the coinbase with a hole for the extranonce

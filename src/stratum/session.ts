@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { difficultyToTarget, targetBytes, toHex } from '../chain/index.ts';
+import { difficultyToTarget, targetBytes, targetToDifficulty, toHex, u32Hex } from '../chain/index.ts';
 import { type Job, notifyLine } from '../shares/job.ts';
 import type { JobManager } from '../shares/jobs.ts';
 import { REJECT_ERRORS, type ShareOutcome } from '../shares/outcome.ts';
@@ -140,7 +140,7 @@ export class StratumSession {
       case 'mining.suggest_difficulty': this.suggestDifficulty(req.difficulty); return this.sendResult(req.id, true);
       case 'mining.suggest_target': {
         const t = BigInt('0x' + req.target);
-        if (t > 0n) this.suggestDifficulty(Number(0xffffn << 208n) / Number(t));
+        if (t > 0n) this.suggestDifficulty(targetToDifficulty(t));
         return this.sendResult(req.id, true);
       }
       case 'mining.extranonce.subscribe': this.extranonceSubscribed = true; return this.sendResult(req.id, true);
@@ -193,7 +193,7 @@ export class StratumSession {
         const requested = parseInt(String(params['version-rolling.mask'] ?? 'ffffffff'), 16) >>> 0;
         this.versionMask = (requested & this.opts.versionMask) >>> 0;
         result['version-rolling'] = true;
-        result['version-rolling.mask'] = this.versionMask.toString(16).padStart(8, '0');
+        result['version-rolling.mask'] = u32Hex(this.versionMask);
       } else if (ext === 'minimum-difficulty') {
         const v = Number(params['minimum-difficulty.value']);
         if (v > 0 && Number.isFinite(v)) {
@@ -345,7 +345,7 @@ export class StratumSession {
   setVersionMask(mask: number): void {
     if (!this.versionMask) return;
     this.versionMask = (mask & this.opts.versionMask) >>> 0;
-    this.write(`{"id":null,"method":"mining.set_version_mask","params":["${this.versionMask.toString(16).padStart(8, '0')}"]}\n`);
+    this.write(`{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(this.versionMask)}"]}\n`);
   }
 
   sendReconnect(host?: string, port?: number): void {

@@ -15,13 +15,7 @@ export interface MinedShare {
   block: boolean;
 }
 
-export async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+export { until } from './until.ts';
 
 const key = (user: string, job: string, difficulty: number) => `${user}|${job}|${difficulty}`;
 

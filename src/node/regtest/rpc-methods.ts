@@ -3,7 +3,7 @@
 
 import {
   type Tx, addressToScript, bitsToDifficulty, bitsToTarget, fromHex, hashToDisplay, parseBlock, serializeHeader, serializeTx, toHex,
-  txid, wtxid,
+  txid, wtxid, u32Hex,
 } from '../../chain/index.ts';
 import type { BlockEntry } from './block-index.ts';
 import type { EmbeddedChain } from './chain.ts';
@@ -121,7 +121,7 @@ export function createDispatch(chain: EmbeddedChain, opts: MethodOptions): Dispa
         blocks: chain.height,
         headers: chain.height,
         bestblockhash: chain.tip.hashHex,
-        bits: hexBits(chain.bits),
+        bits: u32Hex(chain.bits),
         target: hex64(chain.target),
         difficulty: chain.difficulty,
         time: chain.tip.header.time,
@@ -138,13 +138,13 @@ export function createDispatch(chain: EmbeddedChain, opts: MethodOptions): Dispa
       params: [],
       run: () => ({
         blocks: chain.height,
-        bits: hexBits(chain.bits),
+        bits: u32Hex(chain.bits),
         difficulty: chain.difficulty,
         target: hex64(chain.target),
         networkhashps: networkHashPs(chain),
         pooledtx: chain.mempool.size,
         chain: 'regtest',
-        next: { height: chain.height + 1, bits: hexBits(chain.bits), difficulty: chain.difficulty, target: hex64(chain.target) },
+        next: { height: chain.height + 1, bits: u32Hex(chain.bits), difficulty: chain.difficulty, target: hex64(chain.target) },
         warnings: [],
       }),
     },
@@ -207,8 +207,6 @@ function decodeHex(hex: string): Buffer {
   }
 }
 
-const hexBits = (bits: number): string => (bits >>> 0).toString(16).padStart(8, '0');
-
 async function getBlockTemplate(chain: EmbeddedChain, req: Record<string, unknown>, ctx: CallContext, opts: MethodOptions): Promise<unknown> {
   const mode = req.mode ?? 'template';
   if (typeof mode !== 'string') throw new RpcFault(RPC_INVALID_PARAMETER, 'Invalid mode');
@@ -239,12 +237,12 @@ function headerJson(chain: EmbeddedChain, e: BlockEntry): Record<string, unknown
     confirmations: active ? chain.height - e.height + 1 : -1,
     height: e.height,
     version: e.header.version | 0,
-    versionHex: (e.header.version >>> 0).toString(16).padStart(8, '0'),
+    versionHex: u32Hex(e.header.version),
     merkleroot: hashToDisplay(e.header.merkleRoot),
     time: e.header.time,
     mediantime: e.mtp,
     nonce: e.header.nonce,
-    bits: hexBits(e.header.bits),
+    bits: u32Hex(e.header.bits),
     target: hex64(bitsToTarget(e.header.bits)),
     difficulty: bitsToDifficulty(e.header.bits),
     chainwork: hex64(e.chainWork),

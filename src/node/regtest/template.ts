@@ -2,7 +2,7 @@
 // (src/node/miner.cpp, src/rpc/mining.cpp).
 
 import {
-  bitsToTarget, toHex, witnessCommitment, witnessCommitmentScript, witnessMerkleRoot,
+  bitsToTarget, toHex, witnessCommitment, witnessCommitmentScript, witnessMerkleRoot, u32Hex,
 } from '../../chain/index.ts';
 import type { BlockTemplate, TemplateTransaction } from '../types.ts';
 import type { BlockEntry } from './block-index.ts';
@@ -92,7 +92,7 @@ export function buildTemplate(input: TemplateInput): EmbeddedBlockTemplate {
     weightlimit: MAX_BLOCK_WEIGHT,
     // UpdateTime: never before the median time past + 1.
     curtime: Math.max(input.nowSec, mintime),
-    bits: (input.bits >>> 0).toString(16).padStart(8, '0'),
+    bits: u32Hex(input.bits),
     height,
     default_witness_commitment: toHex(defaultWitnessCommitment(txs)),
   };

@@ -5,7 +5,7 @@
 
 import {
   type Block, type BlockHeader, type Tx, bitsToTarget, findWitnessCommitment, hashToBigInt, headerHash, merkleRoot,
-  parseBlock, pushHeight, serializeBlock, serializeTx, sha256d, txid, witnessCommitment, witnessMerkleRoot, wtxid,
+  parseBlock, pushHeight, serializeBlock, serializeTx, sha256d, txid, witnessCommitment, witnessMerkleRoot, wtxid, u32Hex,
 } from '../../chain/index.ts';
 import type { BlockEntry } from './block-index.ts';
 import { RPC_DESERIALIZATION_ERROR, RpcFault } from './errors.ts';
@@ -162,7 +162,7 @@ export function contextualCheckHeader(header: BlockHeader, prev: BlockEntry, exp
   if (header.time <= prev.mtp) return { reason: 'time-too-old' };
   if (header.time > nowSec + MAX_FUTURE_BLOCK_TIME) return { reason: 'time-too-new' };
   // BIP34/66/65 are active from height 1 on regtest: versions below 4 are obsolete.
-  if ((header.version | 0) < 4) return { reason: `bad-version(0x${(header.version >>> 0).toString(16).padStart(8, '0')})` };
+  if ((header.version | 0) < 4) return { reason: `bad-version(0x${u32Hex(header.version)})` };
   return null;
 }
 
