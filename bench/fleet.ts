@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runFleet } from '../src/miner/fleet.ts';
+import { DEFAULT_REGTEST_ADDRESS } from '../src/cli/config.ts';
 
 export interface FleetPhase { connections: number; sharesPerSec: number; localAddress: string; apiLoad?: boolean }
 export interface FleetResult extends FleetPhase {
@@ -33,7 +34,29 @@ function readProc(pid: number): { rssKb: number; cpuTicks: number } {
 }
 
 /** The pool in its own process (its own core), on the embedded chain with a 3,000-transaction template. */
-export async function startPoolProcess(databaseUrl?: string): Promise<{ child: ChildProcess; port: number; apiPort: number; stop(): Promise<void> }> {
+/** The embedded chain as its own process (bench/node-child.ts): the pool's env to use it as its node. */
+export async function startNodeProcess(env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; poolEnv: NodeJS.ProcessEnv; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/node-child.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error('the node process did not start in 60 s')), 60_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) { clearTimeout(t); resolve(out.slice(0, nl)); }
+    });
+    child.once('exit', (code) => reject(new Error(`the node process exited with ${code}`)));
+  });
+  const [url, user, password] = line.split(' ');
+  return {
+    child,
+    poolEnv: { HASHHUB_NODE_URLS: url, HASHHUB_NODE_USER: user, HASHHUB_NODE_PASSWORD: password, HASHHUB_NETWORK: 'regtest', HASHHUB_PAYOUT_ADDRESS: DEFAULT_REGTEST_ADDRESS },
+    stop: () => new Promise((resolve) => { if (child.exitCode !== null) return resolve(); child.once('exit', () => resolve()); child.kill('SIGTERM'); setTimeout(() => child.kill('SIGKILL'), 10_000).unref(); }),
+  };
+}
+
+export async function startPoolProcess(databaseUrl?: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; port: number; apiPort: number; stop(): Promise<void> }> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'hashhub-bench-'));
   const child = spawn(process.execPath, [...(process.env.HASHHUB_BENCH_POOL_NODE_ARGS?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', 'src/cli/main.ts', 'pool'], {
     env: {
       ...process.env,
@@ -42,9 +65,10 @@ export async function startPoolProcess(databaseUrl?: string): Promise<{ child: C
       HASHHUB_DIFFICULTY: String(DIFF), HASHHUB_MIN_DIFFICULTY: String(DIFF), HASHHUB_MAX_DIFFICULTY: String(DIFF),
       HASHHUB_MAX_CONNECTIONS_PER_IP: '20000',
       // Shares go through the durable spool into Postgres, as in production (PGlite would share the pool's thread).
-      HASHHUB_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'hashhub-bench-')),
+      HASHHUB_DATA_DIR: dataDir,
       ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
       HASHHUB_API_HOST: '127.0.0.1', HASHHUB_API_PORT: '0',
+      ...extraEnv,
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -61,7 +85,7 @@ export async function startPoolProcess(databaseUrl?: string): Promise<{ child: C
   });
   return {
     child, port, apiPort,
-    stop: () => new Promise((resolve) => { child.once('exit', () => resolve()); child.kill('SIGTERM'); setTimeout(() => child.kill('SIGKILL'), 10_000).unref(); }),
+    stop: () => new Promise((resolve) => { child.once('exit', () => { rmSync(dataDir, { recursive: true, force: true }); resolve(); }); child.kill('SIGTERM'); setTimeout(() => child.kill('SIGKILL'), 10_000).unref(); }),
   };
 }
 

@@ -6,6 +6,9 @@ import { benchValidator } from './validator.ts';
 import { type FleetResult, runFleetPhase, startPoolProcess } from './fleet.ts';
 import { type IngestResult, benchIngest } from './ingest.ts';
 import { benchDatabase } from './pg.ts';
+import { type TipLatency, benchTipLatency } from './tip-latency.ts';
+import { benchMarket, marketSection } from './market.ts';
+import { type AccountingBench, accountingLines, benchAccounting } from './accounting.ts';
 
 const quick = process.argv.includes('--quick');
 const f = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '—');
@@ -21,6 +24,13 @@ async function main() {
   const vSame = benchValidator({ txs: 3000, seconds: quick ? 1 : 4, accepted: true, sameExtranonce2: true });
   log(`  ${f(vLow.perSecond)} shares/s (rejected low-diff path), ${f(vAcc.perSecond)} shares/s (accepted path), ${f(vSame.perSecond)} shares/s (accepted, extranonce2 reused)`);
 
+  log('tip-to-notify latency: node announces a block → miner holds clean work on it…');
+  const tips: TipLatency[] = await benchTipLatency(quick);
+  for (const t of tips) log(`  ${t.mode}: p50 ${f(t.p50, 1)} ms, p99 ${f(t.p99, 1)} ms (${t.samples} blocks)`);
+  log('market: auction tick for 10,000 orders over 20,000 workers, settlement of a tick…');
+  const market = benchMarket({ quick });
+  log(`  auction ${f(market.steadyTickMs.p50, 1)} ms (CPU ${f(market.steadyTickCpuMs.p50, 1)} ms), settlement ${f(market.settleMs.p50, 1)} ms`);
+
   let ingest: IngestResult | null = null;
   const ingestDb = await benchDatabase();
   if (ingestDb) {
@@ -33,6 +43,17 @@ async function main() {
     }
   } else {
     log('ingest: skipped (no Postgres at ' + 'HASHHUB_BENCH_PG_URL / 127.0.0.1:5432)');
+  }
+
+  // Accounting's database timings and a time-boxed property run (HASHHUB_BENCH_PROPERTY_MINUTES, default 30).
+  let accounting: AccountingBench | null = null;
+  const acctDb = await benchDatabase();
+  if (acctDb) {
+    try {
+      accounting = await benchAccounting(acctDb.url, { quick, propertyMinutes: Number(process.env.HASHHUB_BENCH_PROPERTY_MINUTES ?? (quick ? 1 : 30)), log });
+    } finally {
+      await acctDb.drop();
+    }
   }
 
   const phases = quick
@@ -70,6 +91,10 @@ async function main() {
   lines.push(`| rejected low difficulty, every share a new extranonce2 | ${f(vLow.perSecond)} | ${f(vLow.usPerShare, 2)} |`);
   lines.push(`| accepted, every share a new extranonce2 (worst case) | ${f(vAcc.perSecond)} | ${f(vAcc.usPerShare, 2)} |`);
   lines.push(`| accepted, 1,000 shares per extranonce2 (ASIC habit; merkle root cached per session) | ${f(vSame.perSecond)} | ${f(vSame.usPerShare, 2)} |`);
+  lines.push('', '## Tip to notify', '');
+  lines.push('From the moment the node announces a new block (the embedded chain in its own process, with 200 transactions in its mempool, queues its ZMQ hashblock message) to the moment a miner connected to the pool holds `mining.notify` with clean_jobs on that block: the pool learns the tip, fetches the template and broadcasts the job. Goal with ZMQ ≤ 50 ms.', '');
+  lines.push('| how the pool learns the tip | blocks | p50 ms | p99 ms | max ms |', '| --- | ---: | ---: | ---: | ---: |');
+  for (const t of tips) lines.push(`| ${t.mode} | ${f(t.samples)} | ${f(t.p50, 1)} | ${f(t.p99, 1)} | ${f(t.max, 1)} |`);
   lines.push('', '## Fleet load', '');
   lines.push('The pool runs in its own process (`hashhub pool` on the embedded chain serving a 3,000-transaction template, refreshed every 10 s, network difficulty 1 so no share is a block); the load generator is `hashhub miner --fleet` in this process on the other core, grinding real sha256d at pool difficulty 2^-30. Latency is submit → answer as the miner sees it (includes the load generator\'s own event-loop delay). Memory per connection = pool RSS growth from start to all connections subscribed, authorized and mining, divided by connections. First goal: 10k connections with p99 < 10 ms.', '');
   lines.push('| connections | offered shares/s | answered/s | accepted | rejected | p50 ms | p99 ms | max ms | pool CPU % | pool CPU µs/share | pool RSS MB | KB/conn |');
@@ -91,7 +116,9 @@ async function main() {
   lines.push('Four HTTP clients looping over `/api/v1/pool`, `/accounts/{a}`, `/accounts/{a}/workers`, `/accounts/{a}/hashrate?window=1h&bucket=60` and `/blocks` during a fleet phase (same pool process, which also serves Stratum and writes shares).', '');
   lines.push('| during | requests/s | p50 ms | p99 ms | errors |', '| --- | ---: | ---: | ---: | ---: |');
   for (const r of apiRows) lines.push(`| ${f(r.connections)} connections, ${f(r.sharesPerSec)} shares/s | ${f(r.api!.perSecond)} | ${f(r.api!.p50, 2)} | ${f(r.api!.p99, 2)} | ${f(r.api!.errors)} |`);
+  if (accounting) lines.push(...accountingLines(accounting));
   lines.push('');
+  lines.push(...marketSection(market));
   writeFileSync('BENCHMARKS.md', lines.join('\n') + '\n');
   log('written to BENCHMARKS.md');
 }

@@ -27,9 +27,14 @@ export interface ValidatorResult { shares: number; seconds: number; perSecond: n
  * sameExtranonce2: 1,000 shares per extranonce2, as an ASIC rolling nonce and version bits sends them (the
  * session's merkle root cache then skips the coinbase and merkle path).
  */
-export function benchValidator(opts: { txs: number; seconds: number; accepted: boolean; sameExtranonce2?: boolean }): ValidatorResult {
+/** solo: the shares are on a SOLO miner's coinbase variant of the job (src/pool/solo.ts), as a SOLO session's are. */
+export function benchValidator(opts: { txs: number; seconds: number; accepted: boolean; sameExtranonce2?: boolean; solo?: boolean }): ValidatorResult {
   const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/hashhub/'), outputs: (v) => [{ value: v, scriptPubKey: Buffer.from('0014751e76e8199196d454941c45d1b3a323f1433bd6', 'hex') }] });
-  const { job } = jobs.addTemplate(bigTemplate(opts.txs), Date.now());
+  const pooled = jobs.addTemplate(bigTemplate(opts.txs), Date.now()).job;
+  const soloScript = Buffer.from('0014' + '11'.repeat(20), 'hex');
+  const job = opts.solo
+    ? jobs.variant(pooled, 'solo', (v) => [{ value: v - v / 100n, scriptPubKey: soloScript }, { value: v / 100n, scriptPubKey: Buffer.from('0014751e76e8199196d454941c45d1b3a323f1433bd6', 'hex') }])
+    : pooled;
   const en1 = Buffer.from('00abcdef', 'hex');
   const ctx: ShareContext = {
     extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0x1fffe000, job,

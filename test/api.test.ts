@@ -13,7 +13,11 @@ import type { BlockRow, HashrateWindows, RejectCounts, SeriesPoint, StatsReader,
 
 // ---- fakes -----------------------------------------------------------------------------------------------
 
-const HR: HashrateWindows = { '5m': 1.5e15, '1h': 1.2e15, '24h': 1.1e15 };
+const HR: HashrateWindows = {
+  '5m': { hashrate: 1.5e15, seconds: 30, shares: 3 },
+  '1h': { hashrate: 1.2e15, seconds: 30, shares: 3 },
+  '24h': { hashrate: 1.1e15, seconds: 30, shares: 3 },
+};
 const COUNTS: RejectCounts = { accepted: 9_000, rejected: { stale: 600, duplicate: 400 }, rejectRate: 0.1 };
 
 function blockRow(i: number): BlockRow {
@@ -25,6 +29,7 @@ function blockRow(i: number): BlockRow {
     // Above 2^53 on purpose: a JSON number would lose the last digit.
     reward: i === 0 ? '9007199254740993' : '312500000',
     status: 'confirmed',
+    settled: true,
     result: null,
     time: new Date(Date.UTC(2025, 0, 1) - i * 600_000).toISOString(),
     confirmations: 100 + i,
@@ -83,6 +88,11 @@ class FakeStats implements StatsReader {
     this.call('lastBlock', []);
     return BLOCKS[0]!;
   }
+
+  async poolWork(from: Date, to: Date) {
+    this.call('poolWork', [from, to]);
+    return [];
+  }
 }
 
 function snapshot(over: Partial<PoolSnapshot> = {}): PoolSnapshot {
@@ -90,7 +100,7 @@ function snapshot(over: Partial<PoolSnapshot> = {}): PoolSnapshot {
     connections: 40,
     authorizedSessions: 37,
     shares: { ...emptyOutcomeCounts(), accepted: 1_000, stale: 7, 'low-difficulty': 3 },
-    blocks: { candidates: 2, accepted: 1, rejected: 1, errors: 0 },
+    blocks: { candidates: 2, submissions: 2, recovered: 0, superseded: 0, submitted: 0, unconfirmed: 0, pending: 1, confirmed: 0, orphaned: 0, rejected: 1 },
     blockResults: { accepted: 1, 'high-hash': 1 },
     lastBlock: { height: 899_999, hash: 'ab'.repeat(32), account: 'alice', worker: 'rig1', result: null, time: Date.UTC(2025, 0, 1) },
     template: { height: 900_001, ageMs: 1_234 },
@@ -164,7 +174,7 @@ describe('GET /api/v1/pool', () => {
     assert.equal(body.shares24h.rejectRateByClass.duplicate, 0.04);
     assert.equal(body.shares24h.rejectRateByClass['low-difficulty'], 0);
     assert.equal(body.sinceStart.shares.accepted, 1_000);
-    assert.deepEqual(body.sinceStart.blocks, { candidates: 2, accepted: 1, rejected: 1, errors: 0 });
+    assert.deepEqual(body.sinceStart.blocks, { candidates: 2, submissions: 2, recovered: 0, superseded: 0, submitted: 0, unconfirmed: 0, pending: 1, confirmed: 0, orphaned: 0, rejected: 1 });
     assert.equal(body.sinceStart.lastBlock.time, '2025-01-01T00:00:00.000Z');
     assert.equal(body.draining, false);
   });
@@ -530,7 +540,7 @@ describe('GET /metrics', () => {
 describe('poolSnapshot', () => {
   it('reads a Pool-shaped object; network height and difficulty come from the template', () => {
     const view: PoolView = {
-      stats: { shares: { ...emptyOutcomeCounts(), accepted: 5 }, blocks: { candidates: 1, accepted: 1, rejected: 0, errors: 0 }, blockResults: { accepted: 1 }, lastBlock: null },
+      stats: { shares: { ...emptyOutcomeCounts(), accepted: 5 }, blocks: { candidates: 1, submissions: 1, recovered: 0, superseded: 0, submitted: 0, unconfirmed: 0, pending: 1, confirmed: 0, orphaned: 0, rejected: 0 }, blockResults: { accepted: 1 }, lastBlock: null },
       server: { stats: { connections: 3, authorized: 2 }, isDraining: true },
       // Mainnet block 840000's bits: difficulty 86,388,558,925,171.02.
       templates: { status: { templateAgeMs: 250 }, current: { height: 840_001, bits: '17034219' } },

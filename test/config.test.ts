@@ -1,12 +1,13 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../src/cli/config.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'hashhub-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('defaults: regtest on the embedded chain with CPU-friendly difficulty', () => {
   const c = loadConfig({ env: {} });
@@ -38,7 +39,7 @@ const bad: [string, Parameters<typeof loadConfig>[0], RegExp][] = [
   ['port out of range', { env: { HASHHUB_STRATUM_PORT: '70000' } }, /stratum\.port/],
   ['real node without a payout address', { env: { HASHHUB_NODE_URLS: 'http://127.0.0.1:8332' } }, /payoutAddress .* is required/],
   ['invalid payout address', { env: { HASHHUB_PAYOUT_ADDRESS: 'bcrt1qnotanaddress' } }, /payoutAddress: .*not a valid regtest address/],
-  ['address of another network', { env: { HASHHUB_PAYOUT_ADDRESS: 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4' } }, /not a valid regtest address/],
+  ['address of another network', { env: { HASHHUB_PAYOUT_ADDRESS: 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4' } }, /is a mainnet address, but this pool runs on regtest/],
   ['address with stray whitespace', { env: { HASHHUB_PAYOUT_ADDRESS: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080 ' } }, /whitespace/],
   ['embedded chain on mainnet', { env: { HASHHUB_NETWORK: 'mainnet' } }, /embedded chain is regtest only/],
   ['min above max', { env: { HASHHUB_MIN_DIFFICULTY: '10', HASHHUB_MAX_DIFFICULTY: '1' } }, /min .* is above/],
@@ -68,4 +69,14 @@ test('the CLI exits 2 with the message, no stack trace, on bad config', async ()
   assert.match(out.stderr, /hashhub: invalid configuration/);
   assert.match(out.stderr, /network/);
   assert.doesNotMatch(out.stderr, /at .*\.ts:\d+/);
+});
+
+test('routing.meterBucketSeconds divides a minute, and market ticks are whole buckets', () => {
+  assert.equal(loadConfig({ env: {} }).routing.meterBucketSeconds, 60);
+  const c = loadConfig({ env: { HASHHUB_ROUTING_METER_BUCKET_SECONDS: '5', HASHHUB_MARKET_TICK_SECONDS: '10' } });
+  assert.equal(c.routing.meterBucketSeconds, 5);
+  assert.throws(() => loadConfig({ env: { HASHHUB_ROUTING_METER_BUCKET_SECONDS: '7', HASHHUB_MARKET_TICK_SECONDS: '14' } }), (e: unknown) => e instanceof ConfigError && /must divide a minute/.test(e.message));
+  assert.throws(() => loadConfig({ env: { HASHHUB_MARKET_TICK_SECONDS: '10' } }), (e: unknown) => e instanceof ConfigError && /multiple of routing.meterBucketSeconds \(60\)/.test(e.message));
+  // Without the market, any tick setting is left alone.
+  assert.equal(loadConfig({ env: { HASHHUB_MARKET_TICK_SECONDS: '10', HASHHUB_MARKET_ENABLED: 'false' } }).market.tickSeconds, 10);
 });

@@ -14,6 +14,7 @@ import {
   EmbeddedChain, type EmbeddedChainHandle, REGTEST_GENESIS_HASH, blockSubsidy, regtestGenesis, startEmbeddedChain,
 } from '../src/node/regtest/index.ts';
 import type { BlockTemplate } from '../src/node/types.ts';
+import { until } from './helpers/until.ts';
 
 const ADDRESS = 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080';
 const GENESIS_TIME = 1296688602;
@@ -44,7 +45,7 @@ function commitmentFor(txHexes: string[]): Buffer {
   return Buffer.concat([Buffer.from('6a24aa21a9ed', 'hex'), Buffer.from(root)]);
 }
 
-interface Rpc { status: number; body: any; text: string }
+interface Rpc { status: number; body: any; text: string; type: string | null }
 
 async function rawRpc(h: EmbeddedChainHandle, body: unknown, auth: string | null = `${h.user}:${h.password}`, method = 'POST'): Promise<Rpc> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -53,7 +54,7 @@ async function rawRpc(h: EmbeddedChainHandle, body: unknown, auth: string | null
   const text = await res.text();
   let parsed: unknown = null;
   try { parsed = JSON.parse(text); } catch { /* not JSON */ }
-  return { status: res.status, body: parsed, text };
+  return { status: res.status, body: parsed, text, type: res.headers.get('content-type') };
 }
 
 async function call<T = any>(h: EmbeddedChainHandle, method: string, params: unknown[] = []): Promise<T> {
@@ -502,12 +503,14 @@ describe('embedded chain: long polling', () => {
       await h.close();
     }
 
-    const r = await startEmbeddedChain({ mempoolTxs: 10, mempoolRefreshMs: 150, longpollTimeoutMs: 5_000 });
+    // Core looks at the mempool only after a minute, then every 10 s (here 300 ms, then 100 ms); no timeout.
+    const r = await startEmbeddedChain({ mempoolTxs: 10, mempoolRefreshMs: 50, longpollMempoolFirstMs: 300, longpollMempoolEveryMs: 100 });
     try {
       const t = await gbt(r);
       const started = Date.now();
       const next = await gbt(r, { longpollid: t.longpollid });
-      assert.ok(Date.now() - started < 2_000);
+      const took = Date.now() - started;
+      assert.ok(took >= 290 && took < 2_000, `answered after ${took} ms`);
       assert.equal(next.previousblockhash, t.previousblockhash);
       assert.notEqual(next.longpollid, t.longpollid);
       assert.notDeepEqual(next.transactions.map((x) => x.txid), t.transactions.map((x) => x.txid), 'new transactions arrived');
@@ -517,8 +520,41 @@ describe('embedded chain: long polling', () => {
     }
   });
 
+  test('like Core: no server-side timeout, a client that leaves still pins a worker, a full work queue answers 503', async () => {
+    const h = await startEmbeddedChain({ mempoolRefreshMs: 0, rpcThreads: 2, rpcWorkQueue: 1 });
+    try {
+      const t = await gbt(h);
+      // Two long polls whose clients give up: Core does not notice, each keeps one of the two workers.
+      const gone = [new AbortController(), new AbortController()];
+      const polls = gone.map((c) => fetch(h.url, {
+        method: 'POST', signal: c.signal,
+        headers: { authorization: `Basic ${Buffer.from(`${h.user}:${h.password}`).toString('base64')}` },
+        body: JSON.stringify({ id: 1, method: 'getblocktemplate', params: [{ rules: ['segwit'], longpollid: t.longpollid }] }),
+      }).catch(() => 'aborted'));
+      await until(() => h.chain.longpollsWaiting === 2, 2_000, 'two long polls waiting');
+      for (const c of gone) c.abort();
+      assert.deepEqual(await Promise.all(polls), ['aborted', 'aborted']);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(h.chain.longpollsWaiting, 2, 'still pinned after their clients left');
+      // The next request waits in the queue (depth 1); one more is refused at once.
+      const queued = call(h, 'getblockcount');
+      await until(() => h.work.queued === 1, 2_000, 'one request queued');
+      const refused = await rawRpc(h, { id: 1, method: 'getblockcount', params: [] });
+      assert.equal(refused.status, 503);
+      assert.equal(refused.text, 'Work queue depth exceeded');
+      assert.equal(refused.type, 'text/html; charset=ISO-8859-1', 'as Core sends it');
+      // A new tip ends the long polls; the queued request runs.
+      await h.chain.mineBlock();
+      assert.equal(await queued, 1);
+      assert.equal(h.chain.longpollsWaiting, 0);
+      assert.deepEqual(h.work, { running: 0, queued: 0, rejected: 1 });
+    } finally {
+      await h.close();
+    }
+  });
+
   test('close() ends pending long polls and keep-alive sockets promptly', async () => {
-    const h = await startEmbeddedChain({ mempoolRefreshMs: 0, longpollTimeoutMs: 60_000 });
+    const h = await startEmbeddedChain({ mempoolRefreshMs: 0 });
     const t = await gbt(h);
     const pending = gbt(h, { longpollid: t.longpollid }).then(() => 'answered', () => 'closed');
     await new Promise((r) => setTimeout(r, 50));

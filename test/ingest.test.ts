@@ -14,7 +14,7 @@ import type { ShareWriter, WriteResult } from '../src/store/types.ts';
 
 class FakeWriter implements ShareWriter {
   readonly shares = new Map<string, ShareEvent>();
-  readonly blocks = new Map<string, BlockEvent>();
+  readonly blocks = new Map<string, Extract<BlockEvent, { kind: 'candidate' }>>();
   /** How many times each share id was handed to a write that committed. */
   readonly deliveries = new Map<string, number>();
   down = false;
@@ -40,7 +40,7 @@ class FakeWriter implements ShareWriter {
 
   async writeBlock(b: BlockEvent): Promise<void> {
     if (this.down) throw Object.assign(new Error('Connection terminated unexpectedly'), { code: undefined });
-    this.blocks.set(b.hash, b);
+    if (b.kind === 'candidate') this.blocks.set(b.hash, b);
   }
 
   async ping(): Promise<void> {
@@ -70,10 +70,10 @@ function share(over: Partial<ShareEvent> = {}): ShareEvent {
   };
 }
 
-function block(i: number): BlockEvent {
+function block(i: number): Extract<BlockEvent, { kind: 'candidate' }> {
   return {
-    time: 1_900_000_000_000 + i, height: 800_000 + i, hash: i.toString(16).padStart(64, '0'), prevHash: '00'.repeat(32), account: 'acct',
-    worker: 'w1', reward: 625_000_000n + BigInt(i), result: null, accepted: true, blockHex: 'ab'.repeat(5000),
+    kind: 'candidate', time: 1_900_000_000_000 + i, height: 800_000 + i, hash: i.toString(16).padStart(64, '0'), prevHash: '00'.repeat(32),
+    account: 'acct', worker: 'w1', reward: 625_000_000n + BigInt(i), blockHex: 'ab'.repeat(5000),
   };
 }
 

@@ -17,23 +17,14 @@ import { fleetWorkerName, runFleet } from '../src/miner/fleet.ts';
 import { LatencyReservoir, percentile } from '../src/miner/stats.ts';
 import { parseDuration, parseHashrate, parseStratumUrl, UsageError } from '../src/miner/units.ts';
 import { minerCommand, runMinerCli } from '../src/miner/cli.ts';
+import { plainMerkleRoot, plainSha256d } from './helpers/merkle.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Independent share check: plain node:crypto and bitcoinjs-lib, none of the pool's WorkHasher.
 
 const DIFF1 = 0xffffn << 208n;
-const sha256d = (b: Uint8Array): Buffer => crypto.createHash('sha256').update(crypto.createHash('sha256').update(b).digest()).digest();
+const sha256d = plainSha256d;
 const leBigInt = (h: Uint8Array): bigint => BigInt(`0x${Buffer.from(h).reverse().toString('hex')}`);
-
-function fullMerkleRoot(leaves: Buffer[]): Buffer {
-  let level = leaves;
-  while (level.length > 1) {
-    const next: Buffer[] = [];
-    for (let i = 0; i < level.length; i += 2) next.push(sha256d(Buffer.concat([level[i], level[i + 1] ?? level[i]])));
-    level = next;
-  }
-  return level[0];
-}
 
 /** Stratum branch for leaf 0, computed here from the full tree (not with src/chain's helper). */
 function branchFor(others: Buffer[]): Buffer[] {
@@ -120,7 +111,7 @@ function checkShare(job: TestJob, en1: Buffer, params: string[], diff: Diff, mas
   const block = new bitcoin.Block();
   block.version = version | 0;
   block.prevHash = job.prevHash;
-  block.merkleRoot = fullMerkleRoot([cbTxid, ...job.txids]);
+  block.merkleRoot = plainMerkleRoot([cbTxid, ...job.txids]);
   block.timestamp = parseInt(ntimeHex, 16);
   block.bits = job.bits;
   block.nonce = parseInt(nonceHex, 16);

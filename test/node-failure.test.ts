@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -54,5 +54,6 @@ test('the node goes away: the pool keeps serving the last job, then follows the 
     c.close();
     await running.stop();
     await chain2?.close();
+    rmSync(cfg.database.dataDir, { recursive: true, force: true });
   }
 });

@@ -478,6 +478,21 @@ test('a 200 answer that is not JSON-RPC, or a template missing fields, is a pars
     assert.equal(e.kind, 'parse');
     assert.match(e.message, /bits/);
   });
+  // A transaction with a bad field: the path names the transaction and the field.
+  const withTx = (tx: Record<string, unknown>) => () => {
+    const t = makeTemplate(node);
+    const good = { data: '00', txid: 'ab'.repeat(32), hash: 'cd'.repeat(32), fee: 1 };
+    return { result: { ...t, transactions: [good, { ...good, ...tx }] } };
+  };
+  for (const [tx, path] of [[{ txid: 'xyz' }, /transactions\.1\.txid/], [{ fee: '1' }, /transactions\.1\.fee/], [{ data: 5 }, /transactions\.1\.data/], [{ weight: 'heavy' }, /transactions\.1\.weight/]] as const) {
+    node.intercept = (r) => (r.method === 'getblocktemplate' ? withTx(tx)() : undefined);
+    await rejectsWith(rpc.getBlockTemplate(), (e) => {
+      assert.equal(e.kind, 'parse');
+      assert.match(e.message, path);
+    });
+  }
+  node.intercept = (r) => (r.method === 'getblocktemplate' ? { result: { ...makeTemplate(node), transactions: [7] } } : undefined);
+  await rejectsWith(rpc.getBlockTemplate(), (e) => assert.match(e.message, /transactions\.0/));
 });
 
 // ---------- TemplateSource ----------
@@ -500,7 +515,7 @@ function setup(
   opts = {},
   logger?: pino.Logger,
 ) {
-  const rpc = new BitcoinRpc({ endpoints: [{ url: node.url }], timeoutMs: 300, longpollTimeoutMs: 2000, logger });
+  const rpc = new BitcoinRpc({ endpoints: [{ url: node.url }], timeoutMs: 300, logger });
   const src = new TemplateSource(rpc, {
     pollMs: 50,
     refreshMs: 60_000,
@@ -618,7 +633,7 @@ test('TemplateSource: survives the node failing, keeps the last template, recove
 
 test('TemplateSource: stop() aborts the long poll and leaves no timers or sockets', async (t) => {
   const node = await startFakeNode();
-  const rpc = new BitcoinRpc({ endpoints: [{ url: node.url }], longpollTimeoutMs: 60_000 });
+  const rpc = new BitcoinRpc({ endpoints: [{ url: node.url }] });
   const src = new TemplateSource(rpc, { pollMs: 30, refreshMs: 60_000 });
   t.after(() => node.close());
   const timersBefore = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
@@ -673,6 +688,8 @@ test('TemplateSource: a slow answer from before the current tip does not roll jo
       return longpollId ? newer : old;
     },
     submitBlock: async () => null,
+    submitBlockAll: async () => assert.fail('unused'),
+    getBlockHeader: async () => assert.fail('unused'),
     getBlockchainInfo: async () => assert.fail('unused'),
     getBestBlockHash: async () => (calls > 2 ? newer.previousblockhash : old.previousblockhash),
     getBlockHash: async () => assert.fail('unused'),

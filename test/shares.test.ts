@@ -41,7 +41,8 @@ describe('share path on real blocks', () => {
         const job: Job = {
           id: '1', height: v.height ?? 0, prevHash: h.prevHash, prevHashHex: hashToDisplay(h.prevHash), version: h.version, bits: h.bits,
           networkTarget: bitsToTarget(h.bits), networkTargetBytes: targetBytes(bitsToTarget(h.bits)), networkDifficulty: 1, ntime: h.time, coinbaseValue: 0n, hasher, segwit: cb.inputs[0].witness.length > 0,
-          txData: block.txs.slice(1).map((t) => serializeTx(t)), createdAt: 0, notifyHead: '', notifyBody: '',
+          txs: { count: block.txs.length - 1, bytes: Buffer.concat(block.txs.slice(1).map((t) => serializeTx(t))) }, createdAt: 0, notifyHead: '', notifyBody: '',
+          coinbase: { height: v.height ?? 0, extranonceSize: 4 + en2Size, tag: Buffer.alloc(0), witnessCommitmentScript: undefined, branch, notifyTail: '', prevHashStratum: '' }, base: null,
         };
         const jobs = new JobManager({ extranonceSize: 4 + en2Size, tag: Buffer.alloc(0), outputs: () => [] });
         jobs.addJob(job, 0);
@@ -243,4 +244,19 @@ test('low-difficulty shares are not remembered (no duplicate-set growth from jun
   assert.equal(validateShare(jobs, ctx, p).outcome, 'low-difficulty');
   assert.equal(validateShare(jobs, ctx, p).outcome, 'low-difficulty', 'still low, not duplicate: it was never recorded');
   assert.equal(jobs.markSeen(a.id, 'probe'), true, 'the set only holds what was accepted');
+});
+
+test('a template whose transaction data is not hex is refused with a clear error; the current job stays', () => {
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
+  const { job } = jobs.addTemplate(fakeTemplate(), Date.now());
+  const t = fakeTemplate({ txs: 4 });
+  const badChar = { ...t, transactions: t.transactions.map((x, i) => (i === 2 ? { ...x, data: `${x.data.slice(0, -2)}zz` } : x)) };
+  assert.throws(() => jobs.addTemplate(badChar, Date.now()), /not hex/);
+  const odd = { ...t, transactions: t.transactions.map((x, i) => (i === 1 ? { ...x, data: x.data.slice(0, -1) } : x)) };
+  assert.throws(() => jobs.addTemplate(odd, Date.now()), /transaction 1 .* odd-length hex/);
+  assert.equal(jobs.current?.id, job.id);
+  // The good template's bytes are every transaction back to back.
+  const { job: good } = jobs.addTemplate(t, Date.now());
+  assert.equal(good.txs.count, 4);
+  assert.equal(good.txs.bytes.toString('hex'), t.transactions.map((x) => x.data).join(''));
 });

@@ -25,12 +25,19 @@ function share(over: Partial<ShareEvent> = {}): ShareEvent {
   };
 }
 
-function block(over: Partial<BlockEvent> = {}): BlockEvent {
+type Candidate = Extract<BlockEvent, { kind: 'candidate' }>;
+type StatusEvent = Extract<BlockEvent, { kind: 'status' }>;
+
+function block(over: Partial<Candidate> = {}): Candidate {
   return {
-    time: NOW - 500, height: 900_001, hash: '00'.repeat(31) + 'aa', prevHash: '11'.repeat(32), account: 'alice', worker: 'rig1',
+    kind: 'candidate', time: NOW - 500, height: 900_001, hash: '00'.repeat(31) + 'aa', prevHash: '11'.repeat(32), account: 'alice',
     // More than 2^53 satoshis: proves the reward never passes through a float.
-    reward: 9_007_199_254_740_993n, result: null, accepted: true, blockHex: 'deadbeef', ...over,
+    worker: 'rig1', reward: 9_007_199_254_740_993n, blockHex: 'deadbeef', ...over,
   };
+}
+
+function status(hash: string, over: Partial<StatusEvent> = {}): StatusEvent {
+  return { kind: 'status', time: NOW - 400, hash, status: 'pending', result: null, confirmations: 1, settled: false, ...over };
 }
 
 async function count(db: Database, sql: string, params: unknown[] = []): Promise<number> {
@@ -41,7 +48,7 @@ async function count(db: Database, sql: string, params: unknown[] = []): Promise
 /** Empty every table (partitions stay), so each test starts clean on the shared database. */
 async function reset(db: Database): Promise<void> {
   await db.exec(`
-    TRUNCATE shares, share_rejects, worker_rollups_minute, worker_rollups_hour, pool_rollups_minute, pool_rollups_hour, blocks;
+    TRUNCATE shares, share_rejects, worker_rollups_minute, worker_rollups_hour, pool_rollups_minute, pool_rollups_hour, blocks, block_answers CASCADE;
     DELETE FROM workers WHERE id <> 0; DELETE FROM accounts WHERE id <> 0;`);
 }
 
@@ -74,8 +81,9 @@ for (const backend of BACKENDS) {
       await reset(db);
       const w = new SqlShareWriter(db);
       const rejects = SHARE_OUTCOMES.filter((o) => o !== 'accepted');
+      // 1,200 accepted rows: more than one COPY slice (the writer encodes 500 rows a turn); the escaping rows last.
       const batch: ShareEvent[] = [
-        ...Array.from({ length: 200 }, (_, i) => share({ worker: `rig${i % 3}`, poolDifficulty: 0.5 + (i % 4), shareDifficulty: 1 + i / 7, time: NOW - 5000 - i * 10 })),
+        ...Array.from({ length: 1200 }, (_, i) => share({ worker: `rig${i % 3}`, poolDifficulty: 0.5 + (i % 4), shareDifficulty: 1 + i / 7, time: NOW - 5000 - i * 10 })),
         ...rejects.map((o) => share({ outcome: o, worker: 'rig0', poolDifficulty: 2 })),
         // Before authorization: no account; counted in the pool's rejects, no account created.
         share({ outcome: 'unauthorized', account: '', worker: 'who\tknows\n\\', poolDifficulty: 1 }),
@@ -169,11 +177,11 @@ for (const backend of BACKENDS) {
       const alice = await r.account('alice', now);
       const rig1 = (await r.workers('alice', { limit: 10, offset: 0 }, now)).items.find((x) => x.worker === 'rig1')!;
       for (const win of ['5m', '1h', '24h'] as const) {
-        close(pool[win], expect(() => true, win), `pool ${win}`);
-        close(alice!.hashrate[win], expect((s) => s.account === 'alice', win), `alice ${win}`);
-        close(rig1.hashrate[win], expect((s) => s.account === 'alice' && s.worker === 'rig1', win), `alice.rig1 ${win}`);
+        close(pool[win].hashrate, expect(() => true, win), `pool ${win}`);
+        close(alice!.hashrate[win].hashrate, expect((s) => s.account === 'alice', win), `alice ${win}`);
+        close(rig1.hashrate[win].hashrate, expect((s) => s.account === 'alice' && s.worker === 'rig1', win), `alice.rig1 ${win}`);
       }
-      assert.ok(pool['24h'] > 0 && pool['1h'] > 0);
+      assert.ok(pool['24h'].hashrate > 0 && pool['1h'].hashrate > 0);
       const in24h = shares.filter((s) => s.time >= windowStart(NOW, '24h'));
       assert.equal(pool.shares24h.accepted, in24h.filter((s) => s.outcome === 'accepted').length);
       assert.equal(pool.shares24h.rejected['low-difficulty'], in24h.filter((s) => s.outcome === 'low-difficulty').length);
@@ -201,13 +209,57 @@ for (const backend of BACKENDS) {
       assert.equal((await r.hashrateSeries({ account: 'nobody' }, '5m', 60, now)).every((p) => p.hashrate === 0), true);
     });
 
+    test('a worker 30 s old: its windows span 30 s and carry its share count, so its rate is not shown at a tenth (issue 10 item 25)', async () => {
+      await reset(db);
+      const w = new SqlShareWriter(db);
+      const TWO_32 = 2 ** 32;
+      // 'young' sent its first share 30 s ago and one every 10 s since, at difficulty 2. The window covers the
+      // 30 s from that first share (the pool cannot see work done before it) with all four shares in it.
+      const young = [30_000, 20_000, 10_000, 0].map((ago) => share({ worker: 'young', time: NOW - ago, poolDifficulty: 2 }));
+      await w.writeShares(young);
+      // An old worker of another account, steady over the last 2 h: its windows are whole.
+      const veteran: ShareEvent[] = [];
+      for (let t = NOW - 120 * MIN; t <= NOW; t += 30_000) veteran.push(share({ account: 'bob', worker: 'old', time: t, poolDifficulty: 1 }));
+      await w.writeShares(veteran);
+      const r = new SqlStatsReader(db);
+      const now = new Date(NOW);
+      const rig = (await r.workers('alice', { limit: 10, offset: 0 }, now)).items.find((x) => x.worker === 'young')!;
+      const alice = (await r.account('alice', now))!;
+      for (const win of ['5m', '1h', '24h'] as const) {
+        for (const [what, rate] of [['worker', rig.hashrate[win]], ['account', alice.hashrate[win]]] as const) {
+          assert.equal(rate.seconds, 30, `${what} ${win} spans the 30 s since its first share`);
+          assert.equal(rate.shares, 4, `${what} ${win} share count`);
+          assert.ok(Math.abs(rate.hashrate - (4 * 2 * TWO_32) / 30) < 1e-6, `${what} ${win}: ${rate.hashrate}`);
+        }
+      }
+      const bob = (await r.account('bob', now))!;
+      for (const win of ['5m', '1h'] as const) {
+        const start = windowStart(NOW, win);
+        const inWin = veteran.filter((s) => s.time >= start);
+        assert.equal(bob.hashrate[win].seconds, (NOW - start) / 1000, `veteran ${win} covers the whole window`);
+        assert.equal(bob.hashrate[win].shares, inWin.length);
+        assert.ok(Math.abs(bob.hashrate[win].hashrate - (inWin.length * TWO_32) / ((NOW - start) / 1000)) < 1e-6);
+      }
+      // The 24 h window of a 2 h old worker covers 2 h; the pool's oldest worker is 2 h old.
+      assert.equal(bob.hashrate['24h'].seconds, 2 * 3600);
+      assert.equal(bob.hashrate['24h'].shares, veteran.length);
+      const pool = await r.poolHashrate(now);
+      assert.equal(pool['5m'].seconds, (NOW - windowStart(NOW, '5m')) / 1000);
+      assert.equal(pool['24h'].seconds, 2 * 3600);
+      assert.equal(pool['24h'].shares, veteran.length + young.length);
+    });
+
     test('blocks: written once per hash, reward exact, paginated newest first', async () => {
       await reset(db);
       const w = new SqlShareWriter(db);
       const b1 = block();
       await w.writeBlock(b1);
       await w.writeBlock(b1);
-      await w.writeBlock(block({ hash: '00'.repeat(31) + 'bb', time: NOW, height: 900_002, accepted: false, result: 'high-hash', reward: 312_500_000n, worker: 'rig9' }));
+      await w.writeBlock(status(b1.hash));
+      const b2 = block({ hash: '00'.repeat(31) + 'bb', time: NOW, height: 900_002, reward: 312_500_000n, worker: 'rig9' });
+      await w.writeBlock(b2);
+      await w.writeBlock({ kind: 'answer', time: NOW, hash: b2.hash, endpoint: 'http://n1', answer: 'high-hash' });
+      await w.writeBlock(status(b2.hash, { time: NOW, status: 'rejected', result: 'high-hash', confirmations: 0, settled: true }));
       const r = new SqlStatsReader(db);
       const page = await r.blocks({ limit: 1, offset: 0 });
       assert.equal(page.total, 2);
@@ -216,7 +268,10 @@ for (const backend of BACKENDS) {
       assert.equal(page.items[0].result, 'high-hash');
       assert.equal(page.items[0].worker, 'rig9');
       const older = await r.blocks({ limit: 10, offset: 1 });
-      assert.deepEqual(older.items.map((b) => [b.hash, b.reward, b.status, b.account]), [[b1.hash, '9007199254740993', 'accepted', 'alice']]);
+      assert.deepEqual(older.items.map((b) => [b.hash, b.reward, b.status, b.account]), [[b1.hash, '9007199254740993', 'pending', 'alice']]);
+      assert.equal(page.items[0].settled, true);
+      assert.equal(older.items[0].settled, false);
+      assert.equal(await count(db, 'SELECT count(*) FROM block_answers WHERE hash = $1', [b2.hash]), 1);
       assert.equal((await r.lastBlock())?.height, 900_002);
       assert.equal(await count(db, 'SELECT count(*) FROM blocks'), 2);
     });
@@ -233,13 +288,19 @@ for (const backend of BACKENDS) {
       assert.equal(last?.reward, '0');
       await w.writeBlock(b);
       last = await r.lastBlock();
-      assert.deepEqual([last?.status, last?.reward, last?.height], ['accepted', b.reward.toString(), b.height]);
-      // Replays (the share, the block) change nothing; a later status is never rolled back.
-      await db.query("UPDATE blocks SET status = 'confirmed', confirmations = 100 WHERE hash = $1", [b.hash]);
+      assert.deepEqual([last?.status, last?.reward, last?.height], ['submitted', b.reward.toString(), b.height], 'the candidate completes the row, not its status');
+      await w.writeBlock(status(b.hash, { time: NOW - 300, confirmations: 3 }));
+      await w.writeBlock(status(b.hash, { time: NOW - 350, status: 'orphaned', confirmations: 0 }));
+      last = await r.lastBlock();
+      assert.deepEqual([last?.status, last?.confirmations], ['pending', 3], 'an older observation does not roll a newer one back');
+      await w.writeBlock(status(b.hash, { time: NOW - 200, status: 'confirmed', confirmations: 101, settled: true }));
+      // Replays (the share, the block, an old status) change nothing; a settled status is final.
       await w.writeShares([s]);
       await w.writeBlock(b);
+      await w.writeBlock(status(b.hash, { time: NOW - 100, status: 'orphaned', confirmations: 0 }));
       last = await r.lastBlock();
-      assert.deepEqual([last?.status, last?.confirmations], ['confirmed', 100]);
+      assert.deepEqual([last?.status, last?.confirmations, last?.settled], ['confirmed', 101, true]);
+      assert.deepEqual((await r.unsettledBlocks()).map((u) => u.hash), [], 'settled blocks are not taken up again');
       assert.equal(await count(db, 'SELECT count(*) FROM blocks'), 1);
       assert.equal(await count(db, 'SELECT count(*) FROM shares WHERE block_hash = $1', [b.hash]), 1);
     });

@@ -3,7 +3,14 @@ import assert from 'node:assert/strict';
 import { LineClient, type Msg } from './helpers/line-client.ts';
 import { startTestPool, solveShare } from './helpers/pool.ts';
 import { StubNode } from './helpers/stub-node.ts';
+import { fakeTemplate } from './helpers/template.ts';
+import { bitsToDifficulty } from '../src/chain/index.ts';
 import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
+import type { BlockEvent } from '../src/shares/events.ts';
+import { foldBlocks } from './helpers/blocks.ts';
+import { until } from './helpers/until.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const isNotify = (m: Msg) => m.method === 'mining.notify';
 const isSetDiff = (m: Msg) => m.method === 'mining.set_difficulty';
@@ -287,31 +294,96 @@ test('an authorized connection that sends no shares (only pings) is evicted afte
   }
 });
 
-test('a block the node calls valid (null) but that is not on its best chain is not counted as found', async () => {
+test('a block the node calls valid (null) but that is not on its best chain is not counted as on the chain', async () => {
   const node = new StubNode({ bits: 0x207fffff }); // every share is a block
+  node.acceptOnChain = false; // bcoin answers null for a block it puts on a side branch
   const { pool, port, shareLog } = await startTestPool(node);
-  const blocks: { hash: string; accepted: boolean; result: string | null }[] = [];
-  shareLog.onBlock((b) => blocks.push(b));
+  const hashes: string[] = [];
+  shareLog.onShare((e) => { if (e.blockHash) hashes.push(e.blockHash); });
   try {
     const { c, en1, en2Size, notify } = await miner(port, nextIp());
-    // 1: the node's best chain at that height holds another block (a side-chain answer like bcoin's null).
-    node.blockHashAt = () => '11'.repeat(32);
     assert.equal((await c.request(70, 'mining.submit', solveShare(notify, en1, en2Size, 1e-9))).result, true);
-    const until = Date.now() + 3000;
-    while (blocks.length < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(blocks[0].accepted, false);
-    assert.match(blocks[0].result!, /inconclusive/);
-    // 2: the node's best chain holds ours (the share event carries the block hash before the submit answers).
-    let ours = '';
-    node.blockHashAt = () => ours;
-    const share2 = solveShare(notify, en1, en2Size, 1e-9, { en2: '0000000000000002' });
-    shareLog.onShare((e) => { if (e.blockHash) ours = e.blockHash; });
-    assert.equal((await c.request(71, 'mining.submit', share2)).result, true);
-    while (blocks.length < 2 && Date.now() < until + 3000) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(blocks[1].accepted, true);
-    assert.equal(blocks[1].result, null);
-    assert.equal(pool.stats.blocks.accepted, 1);
-    assert.equal(pool.stats.blocks.rejected, 1);
+    await until(() => hashes.length === 1 && pool.blocks.get(hashes[0])?.status === 'unconfirmed', 3000, 'unconfirmed');
+    await sleep(300);
+    assert.equal(pool.blocks.get(hashes[0])?.status, 'unconfirmed', 'not on the best chain: never pending');
+    // Our next block on the same parent lands on the best chain: it is sent (the first did not make it) and pending.
+    node.acceptOnChain = true;
+    assert.equal((await c.request(71, 'mining.submit', solveShare(notify, en1, en2Size, 1e-9, { en2: '0000000000000002' }))).result, true);
+    await until(() => hashes.length === 2 && pool.blocks.get(hashes[1])?.status === 'pending', 3000, 'pending');
+    assert.equal(pool.stats.blocks.pending, 1);
+    assert.equal(pool.stats.blocks.unconfirmed, 1);
+    // The chain moves past: the side-branch block is orphaned.
+    node.newTip();
+    node.newTip();
+    await until(() => pool.blocks.get(hashes[0])?.status === 'orphaned', 3000, 'orphaned');
+    c.close();
+  } finally {
+    await pool.stop(100);
+  }
+});
+
+test('a share on the job of the tip just replaced is still hashed: a block candidate is submitted, the share is stale', async () => {
+  const node = new StubNode({ bits: 0x207fffff });
+  const { pool, port, shareLog } = await startTestPool(node);
+  const blocks: BlockEvent[] = [];
+  shareLog.onBlock((e) => blocks.push(e));
+  try {
+    const { c, en1, en2Size, notify } = await miner(port, nextIp());
+    const oldHeight = node.template.height;
+    node.newTip();
+    const clean = await c.waitFor((m) => isNotify(m) && m !== notify && m.params![8] === true);
+    assert.notEqual(clean.params![1], notify.params![1], 'the new job is on the new tip');
+    // A share for the old job that meets the network target: a block on the old parent, racing the new tip.
+    const r = await c.request(72, 'mining.submit', solveShare(notify, en1, en2Size, 1e-9));
+    assert.deepEqual((r.error as unknown[]).slice(0, 2), [21, 'Stale share: job is from a previous block']);
+    const cand = blocks.find((b) => b.kind === 'candidate');
+    assert.ok(cand && cand.kind === 'candidate', 'recorded as a block candidate');
+    assert.equal(cand.height, oldHeight);
+    await until(() => node.submitted.length === 1, 2000, 'submitted to the node');
+    assert.equal(pool.stats.shares.stale, 1);
+    assert.equal(pool.stats.shares.accepted, 0, 'the share itself is not credited');
+    // Two tips later the same kind of share cannot win: recorded, not submitted.
+    node.newTip();
+    await c.waitFor((m) => isNotify(m) && m !== clean && m.params![8] === true);
+    const r2 = await c.request(73, 'mining.submit', solveShare(notify, en1, en2Size, 1e-9, { en2: '0000000000000003' }));
+    assert.equal((r2.error as unknown[])[0], 21);
+    await sleep(200);
+    assert.equal(node.submitted.length, 1);
+    assert.equal(foldBlocks(blocks).size, 2);
+    c.close();
+  } finally {
+    await pool.stop(100);
+  }
+});
+
+test('our own block moves the pool at once: the next template is fetched as soon as the node answers, past a cached one', async () => {
+  // The node connects our block and moves its tip; its first two templates after that are still the cached
+  // ones on the old tip (a getblocktemplate that raced the block). Polling is off (60 s): only the answer moves us.
+  class RacingNode extends StubNode {
+    stale = 0;
+    override async submitBlock(hex: string): Promise<string | null> {
+      const r = await super.submitBlock(hex);
+      this.staleTemplate = this.template;
+      this.newTip();
+      this.stale = 2;
+      return r;
+    }
+    staleTemplate = this.template;
+    override async getBlockTemplate() {
+      if (this.stale > 0) { this.stale--; return this.staleTemplate; }
+      return this.template;
+    }
+  }
+  const node = new RacingNode({ bits: 0x207fffff });
+  const { pool, port } = await startTestPool(node, {}, { templates: { pollMs: 60_000, refreshMs: 60_000, longpoll: false } });
+  try {
+    const { c, en1, en2Size, notify } = await miner(port, nextIp());
+    const t0 = Date.now();
+    assert.equal((await c.request(74, 'mining.submit', solveShare(notify, en1, en2Size, 1e-9))).result, true);
+    const next = await c.waitFor((m) => isNotify(m) && m.params![8] === true && m.params![1] !== notify.params![1], 2000);
+    assert.ok(Date.now() - t0 < 1000, `new work on our block within ${Date.now() - t0} ms`);
+    assert.ok(next);
+    assert.equal(pool.stats.templateHeight, node.template.height);
     c.close();
   } finally {
     await pool.stop(100);
@@ -385,4 +457,56 @@ test('by default one abusive connection is closed, its IP banned only on repeat 
   } finally {
     await pool.stop(100);
   }
+});
+
+describe('real miners, real habits: valid work is never punished', async () => {
+  test('a miner whose valid shares arrive far faster than the message limit is never closed or banned (reads are throttled instead)', async () => {
+    const node = new StubNode();
+    const d = 1e-7;
+    const { pool, port } = await startTestPool(node, {
+      messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1000,
+      vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: d, maxDifficulty: d },
+      initialDifficulty: d,
+      ban: { ...DEFAULT_STRATUM_OPTIONS.ban, maxGarbage: 10, offencesBeforeBan: 1 },
+    });
+    try {
+      const ip = nextIp();
+      const { c, en1, en2Size, notify } = await miner(port, ip);
+      const shares = Array.from({ length: 300 }, (_, i) => solveShare(notify, en1, en2Size, d, { en2: i.toString(16).padStart(16, '0') }));
+      // All at once, as a fast miner (or a regtest flood) sends them: far past the 40-message burst.
+      for (const [i, sh] of shares.entries()) c.send({ id: 1000 + i, method: 'mining.submit', params: sh });
+      const last = await c.waitFor((m) => m.id === 1299, 10_000);
+      assert.equal(last.result, true);
+      const answers = c.messages.filter((m) => typeof m.id === 'number' && m.id >= 1000 && m.id < 1300);
+      assert.equal(answers.length, 300);
+      assert.ok(answers.every((m) => m.result === true), `all accepted (${answers.filter((m) => m.result !== true).map((m) => JSON.stringify(m.error)).slice(0, 3)})`);
+      assert.equal(c.closed, false);
+      assert.equal(pool.server.isBanned(ip), false);
+      const session = [...pool.server.sessions].find((s) => s.remoteAddress.endsWith(ip));
+      assert.ok(session && session.readPauses > 0, 'the read throttle paused the socket instead');
+      // Garbage is still limited.
+      for (let i = 0; i < 80; i++) c.send(`{"id":${5000 + i},"method":"mining.ping","params":[]}\n`);
+      await c.waitClose(5000);
+      assert.ok(c.messages.some((m) => Array.isArray(m.error) && /Rate limit/.test(String((m.error as unknown[])[1]))));
+    } finally {
+      await pool.stop(100);
+    }
+  });
+
+  test('a minimum-difficulty template caps the session for that job only; the next job brings its own difficulty back', async () => {
+    const node = new StubNode({ bits: 0x1d00ffff }); // network difficulty 1 (a testnet 20-minute-rule template)
+    const { pool, port } = await startTestPool(node, { vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: 1e-8, maxDifficulty: 1e15 } });
+    try {
+      const { c, notify } = await miner(port, nextIp(), { suggest: 16384 });
+      const diffs = () => c.messages.filter(isSetDiff).map((m) => m.params![0]);
+      assert.equal(diffs().at(-1), 1, 'capped at the network difficulty');
+      // The next block's template is at the normal difficulty (~16,307): the session's own comes back at once.
+      node.template = fakeTemplate({ bits: 0x1b0404cb, height: node.template.height + 1 });
+      await c.waitFor((m) => isNotify(m) && m !== notify && m.params![8] === true);
+      assert.equal(diffs().at(-1), Math.min(16384, bitsToDifficulty(0x1b0404cb)), 'back to its own difficulty (capped only by the network)');
+      c.close();
+    } finally {
+      await pool.stop(100);
+    }
+  });
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -14,6 +14,7 @@ import { REGTEST_ADDRESS } from './helpers/pool.ts';
 
 test('Stratum over TLS with the certificate and key from config', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'hashhub-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   try {
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
       '-subj', '/CN=localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
@@ -26,6 +27,7 @@ test('Stratum over TLS with the certificate and key from config', async (t) => {
     network: 'regtest', payoutAddress: REGTEST_ADDRESS, poolTag: '/t/', requireAddressAccounts: false,
     stratum: { ...DEFAULT_STRATUM_OPTIONS, host: '127.0.0.1', port: 0, tls: { port: 0, cert, key: readFileSync(path.join(dir, 'key.pem')) } },
     templates: { pollMs: 1000, longpoll: false },
+    blocks: { journalDir: null },
   }, new InProcessShareLog(), pino({ level: 'silent' }));
   const { tlsPort } = await pool.start();
   try {

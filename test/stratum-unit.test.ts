@@ -47,6 +47,23 @@ describe('line framing', () => {
     assert.equal(c.errors.length, 0, 'exactly the limit is fine');
     assert.equal(c.lines.length, 1);
   });
+
+  test('hold() after any line keeps the rest, in order, across later chunks and split lines, until release()', () => {
+    const input = Buffer.from('{"a":1}\n{"a":2}\n{"a":3}\n{"a":4}\n{"a":');
+    const tail = Buffer.from('5}\n{"a":6}\n');
+    for (let holdAfter = 1; holdAfter <= 4; holdAfter++) {
+      for (let split = 0; split <= input.length; split++) {
+        const lines: string[] = [];
+        const f = new LineFramer(64, (l) => { lines.push(l); if (lines.length === holdAfter) f.hold(); }, () => assert.fail('no error'));
+        f.push(input.subarray(0, split));
+        f.push(input.subarray(split));
+        f.push(tail);
+        assert.equal(lines.length, holdAfter, `held after ${holdAfter} (split ${split})`);
+        f.release();
+        assert.deepEqual(lines, ['{"a":1}', '{"a":2}', '{"a":3}', '{"a":4}', '{"a":5}', '{"a":6}'], `split ${split}, hold after ${holdAfter}`);
+      }
+    }
+  });
 });
 
 describe('stratum message parsing', () => {
@@ -149,6 +166,16 @@ describe('vardiff', () => {
     }
   });
 
+  test('a very slow device (200 kH/s ESP32) at the mainnet start difficulty reaches workable work within minutes', () => {
+    const hashrate = 200e3;
+    const ideal = (hashrate * 10) / 2 ** 32; // ≈ 0.000466
+    for (const seed of [1, 2, 3]) {
+      // 16384 is the mainnet start difficulty; the idle timeout is 15 minutes.
+      const { diff } = simulate(hashrate, 16384, 240, seed);
+      assert.ok(diff < ideal * 20, `seed ${seed}: after 4 min ${diff} (ideal ${ideal})`);
+    }
+  });
+
   test('a miner that goes quiet gets a lower difficulty on tick', () => {
     const v = new Vardiff({ ...DEFAULT_VARDIFF, targetIntervalMs: 10_000 }, 1000, 0);
     assert.equal(v.onTick(20_000), null);
@@ -193,7 +220,7 @@ test('ban list doubles on repeat offences and caps', () => {
 });
 
 test('broadcast in chunks: a newer job supersedes one under way; sessions on an older tip get clean_jobs', async () => {
-  const { StratumServer, BROADCAST_CHUNK } = await import('../src/stratum/server.ts');
+  const { StratumServer, BROADCAST_CHUNK, REFRESH_CHUNK } = await import('../src/stratum/server.ts');
   const { DEFAULT_STRATUM_OPTIONS } = await import('../src/stratum/options.ts');
   const server = new StratumServer({ now: Date.now } as never, DEFAULT_STRATUM_OPTIONS);
   type Sent = { job: string; clean: boolean };
@@ -216,10 +243,10 @@ test('broadcast in chunks: a newer job supersedes one under way; sessions on an 
   }
   server.broadcast({ id: 'newTip', prevHash: tipB } as never, true);
   server.broadcast({ id: 'refresh', prevHash: tipB } as never, false); // supersedes before the 2nd chunk
+  // The refresh supersedes a new-tip broadcast under way: it goes out at once and at the new tip's pace.
   assert.deepEqual(got[0], [{ job: 'newTip', clean: true }, { job: 'refresh', clean: false }], 'first chunks go out at once');
-  await new Promise((r) => setImmediate(r));
-  await new Promise((r) => setImmediate(r));
-  await new Promise((r) => setImmediate(r));
+  assert.equal(got[BROADCAST_CHUNK - 1].length, 2);
+  for (let turn = 1; turn < 3; turn++) await new Promise((r) => setImmediate(r));
   for (let k = 0; k < n; k++) {
     const last = got[k][got[k].length - 1];
     assert.equal(last.job, 'refresh', `session ${k} ends on the newest job`);
@@ -227,4 +254,15 @@ test('broadcast in chunks: a newer job supersedes one under way; sessions on an 
     assert.equal(got[k].filter((s) => s.clean).length, 1, `session ${k}`);
   }
   assert.ok(got[n - 1].length === 1, 'sessions past the first chunk got only the newest job');
+
+  // Once every session is on the new tip, a refresh is not urgent: nothing in this turn, REFRESH_CHUNK a turn after.
+  await new Promise((r) => setImmediate(r));
+  server.broadcast({ id: 'refresh2', prevHash: tipB } as never, false);
+  assert.equal(got[0].at(-1)!.job, 'refresh', 'a refresh does not go out in the turn that built it');
+  await new Promise((r) => setImmediate(r));
+  assert.equal(got[REFRESH_CHUNK - 1].at(-1)!.job, 'refresh2');
+  assert.equal(got[REFRESH_CHUNK].at(-1)!.job, 'refresh', 'one REFRESH_CHUNK per turn');
+  for (let turn = 0; turn < n / REFRESH_CHUNK; turn++) await new Promise((r) => setImmediate(r));
+  assert.equal(got[n - 1].at(-1)!.job, 'refresh2');
+  assert.equal(got[n - 1].filter((x) => x.job === 'refresh2' && x.clean).length, 0, 'a refresh on the same tip never asks to drop work');
 });

@@ -3,16 +3,25 @@
 // threw it, fastify's schema validation rejected the request, or something failed inside.
 
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { DatabaseUnavailableError, isConnectionError } from '../store/db.ts';
 
 export const API_ERRORS = {
   VALIDATION_FAILED: { status: 400, message: 'The request is invalid' },
   BAD_REQUEST: { status: 400, message: 'Bad request' },
   ACCOUNT_NOT_FOUND: { status: 404, message: 'Account not found' },
+  // Accounting (issue 11): tokens, ownership, state conflicts, the node wallet.
+  UNAUTHORIZED: { status: 401, message: 'A valid token is required (Authorization: Bearer <token>)' },
+  FORBIDDEN: { status: 403, message: 'This token may not do that' },
+  NOT_FOUND: { status: 404, message: 'Not found' },
+  CONFLICT: { status: 409, message: 'Conflicts with the current state' },
+  WALLET_UNAVAILABLE: { status: 503, message: 'The node wallet is unavailable' },
   ROUTE_NOT_FOUND: { status: 404, message: 'Route not found' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'Request body too large' },
   URI_TOO_LONG: { status: 414, message: 'Request URI too long' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported media type' },
   INTERNAL: { status: 500, message: 'Internal server error' },
+  DATABASE_UNAVAILABLE: { status: 503, message: 'The database is unavailable; try again shortly' },
+  DATABASE_NOT_MIGRATED: { status: 503, message: 'The database schema is not migrated yet; try again shortly' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;
@@ -71,10 +80,17 @@ export const errorSchema = {
 export const errorResponses = {
   400: { description: 'Invalid request (VALIDATION_FAILED)', $ref: 'Error#' },
   500: { description: 'Internal error', $ref: 'Error#' },
+  503: { description: 'The database is unavailable (DATABASE_UNAVAILABLE) or not migrated yet (DATABASE_NOT_MIGRATED); Retry-After says when to try again', $ref: 'Error#' },
 } as const;
+
+/** Seconds a client is asked to wait (Retry-After) when the database is unavailable. */
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 function fromFastifyError(err: FastifyError): ApiError {
   if (err instanceof ApiError) return err;
+  // A database outage is not a bug of ours: 503 with a code naming the database (the cause goes to the log only).
+  if (err instanceof DatabaseUnavailableError) return new ApiError(err.reason === 'not-migrated' ? 'DATABASE_NOT_MIGRATED' : 'DATABASE_UNAVAILABLE');
+  if (isConnectionError(err)) return new ApiError('DATABASE_UNAVAILABLE');
   if (err.validation) {
     const where = err.validationContext ?? 'request';
     const details = err.validation.map((v) => ({ in: where, path: v.instancePath, message: v.message ?? 'invalid' }));
@@ -93,7 +109,10 @@ function fromFastifyError(err: FastifyError): ApiError {
 
 function send(req: FastifyRequest, reply: FastifyReply, err: FastifyError): FastifyReply {
   const api = fromFastifyError(err);
-  if (api.status >= 500) {
+  if (api.status === 503) {
+    req.log.warn({ err: err.message, code: api.code, reqId: req.id }, 'request failed: database unavailable');
+    reply.header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS));
+  } else if (api.status >= 500) {
     // The client gets a generic message; the log keeps the cause, tied to the request id it can quote.
     req.log.error({ err, reqId: req.id }, 'request failed');
   }

@@ -10,7 +10,7 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { SHARE_OUTCOMES } from '../shares/outcome.ts';
-import type { MetricsSources } from './deps.ts';
+import type { IngestSnapshot, MetricsSources } from './deps.ts';
 
 export const METRIC_PREFIX = 'hashhub_';
 
@@ -105,6 +105,12 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     collect() { this.set(sources.pool().network?.difficulty ?? NaN); },
   });
   new Gauge({
+    name: `${p}stratum_write_buffer_bytes`, help: 'Bytes buffered for miners that have not read them yet, all connections (capped pool-wide).', registers: [registry],
+    collect() { this.set(sources.pool().writeBuffers?.bufferedBytes ?? 0); },
+  });
+  deltaCounter(registry, `${p}stratum_slow_readers_closed_total`, 'Connections closed because the pool-wide write buffer cap was reached (slowest readers first).', null,
+    () => ({ '': sources.pool().writeBuffers?.slowReadersClosed ?? 0 }));
+  new Gauge({
     name: `${p}pool_draining`, help: '1 while the pool shuts down gracefully.', registers: [registry],
     collect() { this.set(sources.pool().draining ? 1 : 0); },
   });
@@ -129,6 +135,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       name: `${p}db_up`, help: '1 when the last database write or ping succeeded.', registers: [registry],
       collect() { this.set(ingest().dbUp ? 1 : 0); },
     });
+    ingestHealthMetrics(registry, ingest);
   }
 
   return {
@@ -136,4 +143,32 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     observeSubmit: (s) => submit.observe(s),
     observeDbWrite: (s) => dbWrite.observe(s),
   };
+}
+
+/**
+ * The ingest writer's health and the spool's disk budget. Alert on hashhub_storage_refusing_shares == 1 (shares
+ * are being refused: page), hashhub_spool_budget_used_ratio > 0.8 (the database has been behind for long),
+ * hashhub_ingest_writer_up == 0 and a growing hashhub_ingest_oldest_unsent_seconds.
+ */
+function ingestHealthMetrics(registry: Registry, ingest: () => IngestSnapshot): void {
+  const p = METRIC_PREFIX;
+  const gauge = (name: string, help: string, value: (s: IngestSnapshot) => number | undefined) => new Gauge({
+    name: `${p}${name}`, help, registers: [registry],
+    collect() { const v = value(ingest()); if (v !== undefined) this.set(v); },
+  });
+  gauge('ingest_writer_up', '1 while the ingest writer makes progress on its own (0: it cannot read the spool, or it is restarting).',
+    (s) => (s.writerUp === undefined ? undefined : s.writerUp ? 1 : 0));
+  gauge('ingest_oldest_unsent_seconds', 'Age of the oldest share or block not yet in the database (0 when none).',
+    (s) => (s.oldestUnsentAgeMs === undefined ? undefined : (s.oldestUnsentAgeMs ?? 0) / 1000));
+  gauge('storage_refusing_shares', '1 while shares are refused because they cannot be stored (disk budget, disk full, spool write errors).',
+    (s) => (s.storage ? (s.storage.accepting ? 0 : 1) : undefined));
+  gauge('spool_disk_bytes', 'Bytes of spool segment files on disk.', (s) => s.storage?.usedBytes);
+  gauge('spool_budget_bytes', 'The spool disk budget (0 = none).', (s) => s.storage?.maxBytes);
+  gauge('spool_budget_used_ratio', 'Spool bytes on disk / the part of the budget shares may use; shares are refused at 1. NaN without a budget.',
+    (s) => (s.storage ? (s.storage.maxBytes > 0 ? s.storage.usedBytes / (s.storage.maxBytes - s.storage.blockMarginBytes) : NaN) : undefined));
+  gauge('spool_fs_free_bytes', "Free bytes on the spool's filesystem (NaN if unknown).", (s) => (s.storage ? (s.storage.freeBytes ?? NaN) : undefined));
+  gauge('block_reserve_held', '1 while the preallocated reserve file for block events is in place (0 after it was used on a full disk).',
+    (s) => (s.storage ? (s.storage.reserveFileHeld ? 1 : 0) : undefined));
+  deltaCounter(registry, `${p}shares_refused_total`, 'Valid shares refused (not credited) because the pool could not store them.', null,
+    () => ({ '': ingest().storage?.refusedShares ?? 0 }));
 }

@@ -3,17 +3,18 @@
 // down; only cli knows every part).
 
 import { bitsToDifficulty } from '../chain/index.ts';
+import type { BlockCounters } from '../shares/block-state.ts';
 import type { ShareOutcome } from '../shares/outcome.ts';
 import type { PoolSnapshot } from './deps.ts';
 
 export interface PoolView {
   stats: {
     shares: Record<ShareOutcome, number>;
-    blocks: { candidates: number; accepted: number; rejected: number; errors: number };
+    blocks: BlockCounters;
     blockResults: Record<string, number>;
     lastBlock: PoolSnapshot['lastBlock'];
   };
-  server: { stats: { connections: number; authorized: number }; isDraining: boolean };
+  server: { stats: { connections: number; authorized: number; writeBuffers?: { bufferedBytes: number; slowReadersClosed: number } }; isDraining: boolean };
   templates: { status: { templateAgeMs: number | null }; current: { height: number; bits: string } | undefined };
 }
 
@@ -31,5 +32,6 @@ export function poolSnapshot(pool: PoolView): PoolSnapshot {
     template: t ? { height: t.height, ageMs: pool.templates.status.templateAgeMs } : null,
     network: t ? { height: t.height - 1, difficulty: bitsToDifficulty(parseInt(t.bits, 16)) } : null,
     draining: pool.server.isDraining,
+    ...(pool.server.stats.writeBuffers ? { writeBuffers: { ...pool.server.stats.writeBuffers } } : {}),
   };
 }

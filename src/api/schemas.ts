@@ -4,6 +4,7 @@
 // Response schemas double as an allow-list: fast-json-stringify writes only the properties named here, so a
 // field the store adds later does not leak out of the API until it is given a schema.
 
+import { BLOCK_STATUSES } from '../shares/block-state.ts';
 import { SHARE_OUTCOMES } from '../shares/outcome.ts';
 import { errorSchema } from './errors.ts';
 
@@ -18,12 +19,25 @@ export const PAGE_LIMIT_MAX = 500;
 /** OFFSET pagination scans what it skips; past this a client should narrow its query instead. */
 export const PAGE_OFFSET_MAX = 100_000;
 
+const windowRate = {
+  type: 'object',
+  required: ['hashrate', 'seconds', 'shares'],
+  properties: {
+    hashrate: { type: 'number', description: 'H/s: accepted difficulty × 2^32 / seconds.' },
+    seconds: {
+      type: 'number',
+      description: "Seconds the window actually covers: from the window's start or, for a worker seen for the first time within it, from its first share, to now. A worker that started 30 s ago has a 5m window of 30 s.",
+    },
+    shares: { type: 'integer', description: 'Accepted shares in the window (how much the rate rests on).' },
+  },
+} as const;
+
 const hashrateWindows = {
   $id: 'HashrateWindows',
-  description: 'Hashrate in H/s (accepted difficulty × 2^32 / seconds) over each window.',
+  description: 'Hashrate over each window, with the span it covers and the shares it rests on.',
   type: 'object',
   required: ['5m', '1h', '24h'],
-  properties: { '5m': { type: 'number' }, '1h': { type: 'number' }, '24h': { type: 'number' } },
+  properties: { '5m': windowRate, '1h': windowRate, '24h': windowRate },
 } as const;
 
 const rejectCounts = {
@@ -44,15 +58,20 @@ const rejectCounts = {
 const block = {
   $id: 'Block',
   type: 'object',
-  required: ['height', 'hash', 'account', 'worker', 'reward', 'status', 'result', 'time', 'confirmations'],
+  required: ['height', 'hash', 'account', 'worker', 'reward', 'status', 'settled', 'result', 'time', 'confirmations'],
   properties: {
     height: { type: 'integer' },
     hash: { type: 'string' },
     account: { type: 'string' },
     worker: { type: 'string' },
     reward: { type: 'string', pattern: '^[0-9]+$', description: 'Satoshis, as a decimal string (exceeds 2^53 safely).' },
-    status: { type: 'string', enum: ['submitted', 'accepted', 'rejected', 'orphaned', 'confirmed'] },
-    result: { type: ['string', 'null'], description: "The node's answer: null when accepted, else its reason." },
+    status: {
+      type: 'string', enum: [...BLOCK_STATUSES],
+      description: 'submitted (no verdict yet, being resubmitted), unconfirmed (the node had it or could not say: the chain decides), ' +
+        'pending (on the best chain, immature), confirmed (mature), orphaned (valid, not on the best chain), rejected (invalid).',
+    },
+    settled: { type: 'boolean', description: 'Final: nothing can change the status any more.' },
+    result: { type: ['string', 'null'], description: "The node's last answer or the chain observation behind the status; null when on the chain." },
     time: { type: 'string', format: 'date-time' },
     confirmations: { type: 'integer' },
   },

@@ -73,3 +73,8 @@ export function serializeBlock(block: Block, withWitness = true): Buffer {
 export function assembleBlock(header: Uint8Array, coinbase: Uint8Array, txs: readonly Uint8Array[]): Buffer {
   return concat([header, encodeVarInt(txs.length + 1), coinbase, ...txs]);
 }
+
+/** The same from the other transactions already serialized back to back (`count` of them in `txBytes`). */
+export function assembleBlockFromRaw(header: Uint8Array, coinbase: Uint8Array, count: number, txBytes: Uint8Array): Buffer {
+  return concat([header, encodeVarInt(count + 1), coinbase, txBytes]);
+}

@@ -1,6 +1,8 @@
 // Byte helpers. Bytes stay Uint8Array (Node Buffers where speed matters); hex is for the edges.
 
 export function fromHex(hex: string): Buffer {
+  // Callers pass what a peer sent: a non-string must fail with this message, not a TypeError from slice().
+  if (typeof hex !== 'string') throw new Error(`invalid hex: a ${hex === null ? 'null' : typeof hex}, not a string`);
   if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) throw new Error(`invalid hex: ${hex.slice(0, 40)}`);
   return Buffer.from(hex, 'hex');
 }

@@ -1,6 +1,7 @@
 // chain: Bitcoin primitives. Imports nothing of hashhub's.
 export * from './bytes.ts';
 export * from './hash.ts';
+export * from './sha256-words.ts';
 export * from './target.ts';
 export * from './tx.ts';
 export * from './block.ts';

@@ -8,6 +8,12 @@ import { AddressError, addressToScript } from '../chain/index.ts';
 /** A well-known regtest address used only when nothing is configured and the embedded chain runs. */
 export const DEFAULT_REGTEST_ADDRESS = 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080';
 
+/**
+ * Longest pool tag, UTF-8 bytes. The scriptSig holds the BIP34 height (≤ 5), the extranonce (≤ 1 + 4 + 16) and
+ * the tag's push (1 + tag): 40 keeps it well under 100 bytes with room for the node's coinbaseaux flags.
+ */
+export const POOL_TAG_MAX_BYTES = 40;
+
 const port = z.number().int().min(0).max(65535);
 const positive = z.number().positive().finite();
 
@@ -15,7 +21,13 @@ export const configSchema = z.object({
   network: z.enum(['mainnet', 'testnet', 'signet', 'regtest']).default('regtest'),
   /** Address the coinbase pays. Required with a real node; defaults to a regtest address on the embedded chain. */
   payoutAddress: z.string().optional(),
-  poolTag: z.string().max(40).default('/hashhub/'),
+  /** In the coinbase scriptSig, whose consensus limit (100 bytes) counts bytes: the cap is in UTF-8 bytes. */
+  poolTag: z.string().default('/hashhub/').superRefine((t, ctx) => {
+    const bytes = Buffer.byteLength(t, 'utf8');
+    if (bytes > POOL_TAG_MAX_BYTES) {
+      ctx.addIssue({ code: 'custom', message: `is ${bytes} bytes in UTF-8; at most ${POOL_TAG_MAX_BYTES} bytes (the coinbase scriptSig is limited to 100 bytes; multi-byte characters count 2 to 4 bytes each)` });
+    }
+  }),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   requireAddressAccounts: z.boolean().default(false),
   node: z.object({
@@ -30,6 +42,9 @@ export const configSchema = z.object({
     /** A fresh template at least this often, for new transactions. */
     refreshMs: z.number().int().positive().default(30_000),
     longpoll: z.boolean().default(true),
+    /** ZMQ hashblock publisher of the node (tcp://host:port); unset: asked from the node (getzmqnotifications);
+     *  "off": not used (long polls and polling only). */
+    zmq: z.union([z.literal('off'), z.string().regex(/^tcp:\/\/.+:\d+$/, 'must be tcp://host:port or "off"')]).optional(),
     embedded: z.object({
       host: z.string().default('127.0.0.1'),
       port: port.default(0),
@@ -37,6 +52,8 @@ export const configSchema = z.object({
        *  and most shares are just shares; real regtest (4.66e-10) makes every share a block (and floods). */
       difficulty: positive.default(0.001),
       mempoolTxs: z.number().int().min(0).max(5000).default(40),
+      /** Publish hashblock over ZMQ here (tcp://127.0.0.1:port; port 0 picks one), as bitcoind -zmqpubhashblock. */
+      zmq: z.string().regex(/^tcp:\/\/.+:\d+$/, 'must be tcp://host:port').optional(),
     }).prefault({}),
   }).prefault({}),
   stratum: z.object({
@@ -64,6 +81,10 @@ export const configSchema = z.object({
       subscribeTimeoutMs: z.number().int().positive().default(15_000),
       authorizeTimeoutMs: z.number().int().positive().default(60_000),
       shareTimeoutMs: z.number().int().positive().default(15 * 60_000),
+      /** Bytes one connection may have waiting for its reader before it is closed. */
+      maxWriteBufferBytes: z.number().int().min(65_536).default(1024 * 1024),
+      /** All connections together: past this the slowest readers are closed first (bytes). */
+      maxTotalWriteBufferBytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
       messagesPerSecond: positive.default(100),
       messageBurst: positive.default(500),
       banMaxRejects: z.number().int().positive().default(200),
@@ -76,6 +97,18 @@ export const configSchema = z.object({
     }).prefault({}),
     reconnectHost: z.string().optional(),
   }).prefault({}),
+  blocks: z.object({
+    /** The block journal (found blocks, fsynced before anything else happens to them); default <dataDir>/blocks. */
+    journalDir: z.string().min(1).optional(),
+    /** Confirmations at which a block is confirmed (Core spends a coinbase at 101). */
+    maturity: z.number().int().min(1).max(1000).default(101),
+    /** Recurring chain check of unsettled blocks (also at every new tip), ms. */
+    checkIntervalMs: z.number().int().min(100).default(30_000),
+    /** Blocks below the tip scanned at start for blocks of ours without a record. */
+    recoveryScanDepth: z.number().int().min(0).max(10_000).default(20),
+    /** Disk kept in reserve for block records on a full disk, bytes. */
+    reserveBytes: z.number().int().min(0).default(32 * 1024 * 1024),
+  }).prefault({}),
   api: z.object({
     /** REST API, /health/live, /health/ready, /metrics and /docs. */
     enabled: z.boolean().default(true),
@@ -83,6 +116,8 @@ export const configSchema = z.object({
     port: port.default(8080),
     /** CORS origins: empty = off, ["*"] = any. */
     cors: z.array(z.string()).default([]),
+    /** Operator token (Authorization: Bearer …). Unset: generated once into <dataDir>/operator.token (mode 0600). */
+    operatorToken: z.string().min(16).optional(),
   }).prefault({}),
   database: z.object({
     /** Postgres URL (DATABASE_URL). Absent: the embedded PGlite in <dataDir>/pglite, same schema. */
@@ -120,12 +155,152 @@ export const configSchema = z.object({
       batchMax: z.number().int().min(1).max(100_000).default(5000),
       /** …or when its oldest event is this old, ms. */
       flushMs: z.number().int().min(1).default(100),
-      /** Events held in memory for the writer; past it they are read back from the spool. */
-      queueCapacity: z.number().int().min(1).default(100_000),
+      /** Events held in memory for the writer; past it they are read back from the spool. 100,000 held events
+       *  were ~7 KB per connection of a 10k-connection pool offered 50k shares/s (the spool is the buffer). */
+      queueCapacity: z.number().int().min(1).default(20_000),
       /** Longest back-off between write retries while the database is down, ms. */
       retryMaxMs: z.number().int().min(10).default(5000),
       /** On stop, how long to keep flushing to the database before leaving the rest in the spool, ms. */
       closeTimeoutMs: z.number().int().min(0).default(10_000),
+      // -- disk budget (storage-ops): a share that cannot be stored is refused, never held in memory --
+      /** Disk the spool may use, bytes (0 = no budget: only the disk's free space limits it). */
+      maxBytes: z.number().int().min(0).default(8 * 1024 ** 3),
+      /** Part of maxBytes only block events may use: shares are refused past maxBytes − this. */
+      blockMarginBytes: z.number().int().min(0).default(64 * 1024 ** 2),
+      /** Refuse shares when the spool's filesystem has less free space than this, bytes (0 = only on ENOSPC). */
+      minFreeBytes: z.number().int().min(0).default(256 * 1024 ** 2),
+      /** A file of this size kept in the spool directory and deleted to record a block when the disk is full. */
+      reserveFileBytes: z.number().int().min(0).default(16 * 1024 ** 2),
+    }).prefault({}),
+  }).prefault({}),
+  // ---- market (issue 13): the hashrate spot market; see docs/market.md ----
+  market: z.object({
+    /** Run the market's clock in `hashhub pool` (needs accounting and routing enabled). */
+    enabled: z.boolean().default(true),
+    /** One clearing per tick, seconds. */
+    tickSeconds: z.number().int().min(5).max(3600).default(60),
+    /** A worker's capacity is its accepted work over this window (10–30 min keeps the sampling error small). */
+    capacityWindowMinutes: z.number().int().min(1).max(120).default(20),
+    /** Fewer shares in the window: not offered (error ≈ 1/√shares). */
+    minShares: z.number().int().min(1).default(50),
+    /** Market fee, basis points of trade value, from the seller's side. */
+    feeBps: z.number().int().min(0).max(10_000).default(100),
+    /** Margin on the escrow reserved for ticks cleared but not settled, basis points. */
+    reserveMarginBps: z.number().int().min(0).max(100_000).default(2000),
+    /** A tick settles this long after its end (and once the delivery meter's watermark covers it), seconds. */
+    answerTimeoutSeconds: z.number().int().min(1).max(600).default(30),
+    /** Routes are valid this long past their tick's end without a newer clearing, seconds. */
+    routeLeaseSeconds: z.number().int().min(1).max(3600).default(30),
+    /** Market API requests per minute per token (or per IP without one); past it: 429 RATE_LIMITED. */
+    rateLimitPerMinute: z.number().int().min(1).max(1_000_000).default(600),
+    index: z.object({
+      /** Minimum delivered volume for a day's VWAP, PH·day (below it, the fallbacks). */
+      minVolumePhDay: z.number().positive().default(1),
+      /** Minimum ticks with both sides for the time-weighted mid fallback. */
+      minMidTicks: z.number().int().min(1).default(60),
+      /** Publication this long after the UTC day ends, minutes. */
+      publishAfterMinutes: z.number().int().min(0).max(1440).default(30),
+    }).prefault({}),
+  }).prefault({}),
+  // ---- hashrate routing (issue 12): miners moved to other pools' work, metered on their answers ----
+  routing: z.object({
+    /** Carry out the routes in the database (`hashhub route add`, /api/v1/routes, the market). */
+    enabled: z.boolean().default(true),
+    /** Host sent in client.reconnect to move miners that did not subscribe to set_extranonce (the address miners
+     *  use for this pool). Default: stratum.reconnectHost, else stratum.host unless it is a wildcard, else 127.0.0.1. */
+    reconnectHost: z.string().min(1).optional(),
+    /** Per-worker extranonce prefix within a destination's extranonce2, bytes (256^n workers per destination). */
+    prefixBytes: z.number().int().min(1).max(4).default(2),
+    /** Extranonce2 bytes that must be left to miners after the prefix; a destination with less is refused. */
+    minExtranonce2: z.number().int().min(2).max(16).default(4),
+    /** Miners get the destination's difficulty ÷ this; only shares meeting the destination's target are forwarded
+     *  (and billed). 1 (default): exactly the destination's difficulty. */
+    minerDifficultyDivisor: z.number().min(1).max(1_000_000).default(1),
+    /** Pause a route when more than this % of our valid shares are rejected over rejectWindowSeconds. */
+    maxRejectPercent: z.number().min(1).max(100).default(50),
+    rejectWindowSeconds: z.number().int().min(10).max(3600).default(60),
+    /** Pause when a destination sends no job for this long after authorize. */
+    noJobSeconds: z.number().int().min(5).max(3600).default(60),
+    /** A forwarded share without an answer this long counts as "no answer". */
+    answerTimeoutSeconds: z.number().int().min(1).max(600).default(30),
+    /** Refuse destinations whose share difficulty is above this (our miners would find too few shares). */
+    maxUpstreamDifficulty: positive.optional(),
+    /** Verify destinations' TLS certificates (stratum+ssl://). */
+    tlsVerify: z.boolean().default(true),
+    /** Routes are read from the database this often, ms. */
+    syncMs: z.number().int().min(100).default(2000),
+    /** Metering is written to the database this often, ms. */
+    flushMs: z.number().int().min(100).default(1000),
+    /** Metering bucket (route_minutes rows), seconds; divides a minute. The market bills ticks from whole buckets,
+     *  so market.tickSeconds must be a multiple of it: 60 (default) is right for minute ticks; shorter buckets
+     *  only for short ticks (tests), at the cost of more rows. */
+    meterBucketSeconds: z.number().int().min(1).max(60).default(60),
+  }).prefault({}),
+  // ---- accounting and payouts (issue 11) -------------------------------------------------------------------
+  accounting: z.object({
+    enabled: z.boolean().default(true),
+    /** Credit period, seconds: divides a day, and divides a minute or is whole minutes. Fixed once the books start. */
+    periodSeconds: z.number().int().min(1).max(86_400).default(3600),
+    /** The accounting steps run this often, ms. */
+    intervalMs: z.number().int().min(100).default(10_000),
+    /** The scheme of accounts that chose none. */
+    defaultScheme: z.enum(['fpps', 'pplns']).default('pplns'),
+    /** Schemes an account owner may choose. */
+    allowedSchemes: z.array(z.enum(['fpps', 'pplns', 'solo'])).min(1).default(['fpps', 'pplns', 'solo']),
+    /** Pool fees, basis points (100 = 1 %). */
+    fees: z.object({
+      fppsBps: z.number().int().min(0).max(10_000).default(250),
+      pplnsBps: z.number().int().min(0).max(10_000).default(100),
+      soloBps: z.number().int().min(0).max(10_000).default(100),
+    }).prefault({}),
+    pplns: z.object({
+      /** Window = N × the block's network difficulty of accepted shares… */
+      n: positive.default(2),
+      /** …never reaching back further than this, seconds (must stay within share retention). */
+      maxWindowSeconds: z.number().int().positive().default(86_400),
+    }).prefault({}),
+    /** How often the pool re-reads which accounts mine SOLO (and their payout addresses), ms; scheme changes
+     *  are also picked up at the period start they take effect. */
+    soloRefreshMs: z.number().int().min(100).default(5000),
+    /** How many recent credited periods are checked for shares stored after their crediting. */
+    lateCheckPeriods: z.number().int().min(1).max(10_000).default(24),
+    /** Anyone may create an account (POST /api/v1/accounts) and get its owner token; otherwise the operator only. */
+    openRegistration: z.boolean().default(true),
+    payouts: z.object({
+      /** Run payouts automatically every intervalMs (else on `hashhub payouts run`). */
+      enabled: z.boolean().default(true),
+      intervalMs: z.number().int().min(1000).default(600_000),
+      /** wallet: build, sign and send through the node wallet; external: write a PSBT, `payouts confirm <txid>`. */
+      mode: z.enum(['wallet', 'external']).default('wallet'),
+      /** Default threshold, satoshis; owners may set their own, not below minThresholdSats (nor the dust limit). */
+      thresholdSats: z.number().int().positive().default(1_000_000),
+      minThresholdSats: z.number().int().positive().default(10_000),
+      /** A payout address change holds that account's payouts this long, seconds. */
+      addressChangeDelaySeconds: z.number().int().min(0).default(86_400),
+      /** A payout is settled (paid, in the ledger) at this many confirmations. */
+      confirmations: z.number().int().min(1).max(1000).default(3),
+      /** Fee: estimatesmartfee for this many blocks, else fallbackSatVb; never above maxSatVb. */
+      confTarget: z.number().int().min(1).max(1008).default(6),
+      fallbackSatVb: positive.default(5),
+      maxSatVb: positive.default(200),
+      minSatVb: positive.default(1),
+      maxOutputs: z.number().int().min(1).max(2900).default(2000),
+      rebroadcastSeconds: z.number().int().min(10).default(600),
+      /** The wallet's RPC (Core: <node url>/wallet/<name>). Unset: the node's RPC (one loaded wallet, or the embedded chain). */
+      walletUrl: z.string().url().optional(),
+      walletUser: z.string().optional(),
+      walletPassword: z.string().optional(),
+      /** How to sign: walletprocesspsbt, or the inputs' keys from dumpprivkey (wallets without PSBT); auto tries both. */
+      signer: z.enum(['auto', 'psbt', 'dumpprivkey']).default('auto'),
+    }).prefault({}),
+    /** Funding (issue 13): deposits to per-account addresses of the node wallet (the payouts' wallet RPC). */
+    deposits: z.object({
+      /** Watch the wallet for deposits every accounting pass. */
+      enabled: z.boolean().default(true),
+      /** A deposit is credited at this many confirmations; default 6 (3 on regtest). */
+      confirmations: z.number().int().min(1).max(1000).optional(),
+      /** A credited deposit is checked against the best chain while it is less than this many blocks deep. */
+      reorgWatchBlocks: z.number().int().min(1).max(100_000).default(144),
     }).prefault({}),
   }).prefault({}),
 });
@@ -137,7 +312,7 @@ export type Config = Parsed & { stratum: { difficulty: Required<Parsed['stratum'
 export class ConfigError extends Error {}
 
 /** Environment variables and the config path each maps to (documented in the README). */
-export const ENV_MAP: Record<string, { path: string[]; type: 'string' | 'number' | 'boolean' | 'list' }> = {
+export const ENV_MAP: Record<string, { path: string[]; type: 'string' | 'number' | 'boolean' | 'list' | 'bytes' }> = {
   HASHHUB_NETWORK: { path: ['network'], type: 'string' },
   HASHHUB_PAYOUT_ADDRESS: { path: ['payoutAddress'], type: 'string' },
   HASHHUB_POOL_TAG: { path: ['poolTag'], type: 'string' },
@@ -149,6 +324,8 @@ export const ENV_MAP: Record<string, { path: string[]; type: 'string' | 'number'
   HASHHUB_NODE_COOKIE: { path: ['node', 'cookieFile'], type: 'string' },
   HASHHUB_NODE_POLL_MS: { path: ['node', 'pollMs'], type: 'number' },
   HASHHUB_TEMPLATE_REFRESH_MS: { path: ['node', 'refreshMs'], type: 'number' },
+  HASHHUB_NODE_ZMQ: { path: ['node', 'zmq'], type: 'string' },
+  HASHHUB_EMBEDDED_ZMQ: { path: ['node', 'embedded', 'zmq'], type: 'string' },
   HASHHUB_EMBEDDED_DIFFICULTY: { path: ['node', 'embedded', 'difficulty'], type: 'number' },
   HASHHUB_EMBEDDED_PORT: { path: ['node', 'embedded', 'port'], type: 'number' },
   HASHHUB_EMBEDDED_MEMPOOL_TXS: { path: ['node', 'embedded', 'mempoolTxs'], type: 'number' },
@@ -164,6 +341,9 @@ export const ENV_MAP: Record<string, { path: string[]; type: 'string' | 'number'
   HASHHUB_MAX_DIFFICULTY: { path: ['stratum', 'difficulty', 'max'], type: 'number' },
   HASHHUB_SHARE_SECONDS: { path: ['stratum', 'difficulty', 'targetShareSeconds'], type: 'number' },
   HASHHUB_MAX_CONNECTIONS_PER_IP: { path: ['stratum', 'limits', 'maxConnectionsPerIp'], type: 'number' },
+  HASHHUB_MAX_WRITE_BUFFER_TOTAL: { path: ['stratum', 'limits', 'maxTotalWriteBufferBytes'], type: 'bytes' },
+  HASHHUB_BLOCK_MATURITY: { path: ['blocks', 'maturity'], type: 'number' },
+  HASHHUB_BLOCK_CHECK_MS: { path: ['blocks', 'checkIntervalMs'], type: 'number' },
   HASHHUB_API_ENABLED: { path: ['api', 'enabled'], type: 'boolean' },
   HASHHUB_API_HOST: { path: ['api', 'host'], type: 'string' },
   HASHHUB_API_PORT: { path: ['api', 'port'], type: 'number' },
@@ -179,7 +359,62 @@ export const ENV_MAP: Record<string, { path: string[]; type: 'string' | 'number'
   HASHHUB_SPOOL_FSYNC_MS: { path: ['database', 'ingest', 'fsyncMs'], type: 'number' },
   HASHHUB_INGEST_BATCH: { path: ['database', 'ingest', 'batchMax'], type: 'number' },
   HASHHUB_INGEST_FLUSH_MS: { path: ['database', 'ingest', 'flushMs'], type: 'number' },
+  HASHHUB_INGEST_QUEUE: { path: ['database', 'ingest', 'queueCapacity'], type: 'number' },
+  HASHHUB_SPOOL_MAX_BYTES: { path: ['database', 'ingest', 'maxBytes'], type: 'bytes' },
+  HASHHUB_SPOOL_MIN_FREE_BYTES: { path: ['database', 'ingest', 'minFreeBytes'], type: 'bytes' },
+  // market
+  HASHHUB_MARKET_ENABLED: { path: ['market', 'enabled'], type: 'boolean' },
+  HASHHUB_MARKET_TICK_SECONDS: { path: ['market', 'tickSeconds'], type: 'number' },
+  HASHHUB_MARKET_CAPACITY_WINDOW_MINUTES: { path: ['market', 'capacityWindowMinutes'], type: 'number' },
+  HASHHUB_MARKET_MIN_SHARES: { path: ['market', 'minShares'], type: 'number' },
+  HASHHUB_MARKET_FEE_BPS: { path: ['market', 'feeBps'], type: 'number' },
+  HASHHUB_MARKET_RATE_LIMIT_PER_MINUTE: { path: ['market', 'rateLimitPerMinute'], type: 'number' },
+  HASHHUB_MARKET_INDEX_PUBLISH_AFTER_MINUTES: { path: ['market', 'index', 'publishAfterMinutes'], type: 'number' },
+  // routing (issue 12)
+  HASHHUB_ROUTING_ENABLED: { path: ['routing', 'enabled'], type: 'boolean' },
+  HASHHUB_ROUTING_RECONNECT_HOST: { path: ['routing', 'reconnectHost'], type: 'string' },
+  HASHHUB_ROUTING_MINER_DIFFICULTY_DIVISOR: { path: ['routing', 'minerDifficultyDivisor'], type: 'number' },
+  HASHHUB_ROUTING_SYNC_MS: { path: ['routing', 'syncMs'], type: 'number' },
+  HASHHUB_ROUTING_METER_BUCKET_SECONDS: { path: ['routing', 'meterBucketSeconds'], type: 'number' },
+    // accounting and payouts (issue 11)
+  HASHHUB_OPERATOR_TOKEN: { path: ['api', 'operatorToken'], type: 'string' },
+  HASHHUB_ACCOUNTING_ENABLED: { path: ['accounting', 'enabled'], type: 'boolean' },
+  HASHHUB_ACCOUNTING_PERIOD_SECONDS: { path: ['accounting', 'periodSeconds'], type: 'number' },
+  HASHHUB_DEFAULT_SCHEME: { path: ['accounting', 'defaultScheme'], type: 'string' },
+  HASHHUB_SCHEMES: { path: ['accounting', 'allowedSchemes'], type: 'list' },
+  HASHHUB_FEE_FPPS_BPS: { path: ['accounting', 'fees', 'fppsBps'], type: 'number' },
+  HASHHUB_FEE_PPLNS_BPS: { path: ['accounting', 'fees', 'pplnsBps'], type: 'number' },
+  HASHHUB_FEE_SOLO_BPS: { path: ['accounting', 'fees', 'soloBps'], type: 'number' },
+  HASHHUB_PPLNS_N: { path: ['accounting', 'pplns', 'n'], type: 'number' },
+  HASHHUB_SOLO_REFRESH_MS: { path: ['accounting', 'soloRefreshMs'], type: 'number' },
+  HASHHUB_PPLNS_MAX_WINDOW_SECONDS: { path: ['accounting', 'pplns', 'maxWindowSeconds'], type: 'number' },
+  HASHHUB_OPEN_REGISTRATION: { path: ['accounting', 'openRegistration'], type: 'boolean' },
+  HASHHUB_PAYOUTS_ENABLED: { path: ['accounting', 'payouts', 'enabled'], type: 'boolean' },
+  HASHHUB_PAYOUTS_INTERVAL_MS: { path: ['accounting', 'payouts', 'intervalMs'], type: 'number' },
+  HASHHUB_PAYOUT_MODE: { path: ['accounting', 'payouts', 'mode'], type: 'string' },
+  HASHHUB_PAYOUT_THRESHOLD: { path: ['accounting', 'payouts', 'thresholdSats'], type: 'number' },
+  HASHHUB_PAYOUT_MIN_THRESHOLD: { path: ['accounting', 'payouts', 'minThresholdSats'], type: 'number' },
+  HASHHUB_PAYOUT_ADDRESS_DELAY_SECONDS: { path: ['accounting', 'payouts', 'addressChangeDelaySeconds'], type: 'number' },
+  HASHHUB_PAYOUT_CONFIRMATIONS: { path: ['accounting', 'payouts', 'confirmations'], type: 'number' },
+  HASHHUB_PAYOUT_MAX_FEE_RATE: { path: ['accounting', 'payouts', 'maxSatVb'], type: 'number' },
+  HASHHUB_PAYOUT_FALLBACK_FEE_RATE: { path: ['accounting', 'payouts', 'fallbackSatVb'], type: 'number' },
+  HASHHUB_WALLET_URL: { path: ['accounting', 'payouts', 'walletUrl'], type: 'string' },
+  HASHHUB_WALLET_USER: { path: ['accounting', 'payouts', 'walletUser'], type: 'string' },
+  HASHHUB_WALLET_PASSWORD: { path: ['accounting', 'payouts', 'walletPassword'], type: 'string' },
+  HASHHUB_DEPOSITS_ENABLED: { path: ['accounting', 'deposits', 'enabled'], type: 'boolean' },
+  HASHHUB_DEPOSIT_CONFIRMATIONS: { path: ['accounting', 'deposits', 'confirmations'], type: 'number' },
+  HASHHUB_DEPOSIT_REORG_WATCH_BLOCKS: { path: ['accounting', 'deposits', 'reorgWatchBlocks'], type: 'number' },
 };
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3, t: 1e12, tb: 1e12, tib: 1024 ** 4 };
+
+/** "8GiB", "512 MiB", "2GB", "1048576" → bytes; null when not a size. */
+export function parseBytes(raw: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(raw);
+  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) return null;
+  return Math.round(Number(m[1]) * unit);
+}
 
 function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
   let o = obj;
@@ -201,6 +436,9 @@ function fromEnv(env: NodeJS.ProcessEnv, into: Record<string, unknown>): void {
     } else if (type === 'boolean') {
       if (!/^(1|0|true|false|yes|no)$/i.test(raw)) throw new ConfigError(`${name}="${raw}" must be true or false`);
       value = /^(1|true|yes)$/i.test(raw);
+    } else if (type === 'bytes') {
+      value = parseBytes(raw);
+      if (value === null) throw new ConfigError(`${name}="${raw}" is not a size (bytes, or e.g. 512MiB, 8GiB, 2GB)`);
     } else if (type === 'list') {
       value = raw.split(',').map((s) => s.trim()).filter(Boolean);
     }
@@ -237,13 +475,39 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   const d = cfg.stratum.difficulty;
   d.initial ??= cfg.network === 'regtest' ? 0.0001 : 16384;
   d.min ??= cfg.network === 'regtest' ? 1e-8 : 0.0001;
+  cfg.accounting.deposits.confirmations ??= cfg.network === 'regtest' ? 3 : 6;
   if (d.min > d.max) throw new ConfigError(`stratum.difficulty.min (${d.min}) is above stratum.difficulty.max (${d.max})`);
+  const ing = cfg.database.ingest;
+  if (ing.maxBytes > 0 && ing.blockMarginBytes >= ing.maxBytes) {
+    throw new ConfigError(`database.ingest.blockMarginBytes (${ing.blockMarginBytes}) must be below database.ingest.maxBytes (${ing.maxBytes}, HASHHUB_SPOOL_MAX_BYTES)`);
+  }
   if (cfg.node.urls.length > 0 && !cfg.payoutAddress) {
     throw new ConfigError('payoutAddress (HASHHUB_PAYOUT_ADDRESS) is required when a real node is configured');
   }
   if (cfg.node.urls.length === 0 && cfg.network !== 'regtest') {
     throw new ConfigError(`the embedded chain is regtest only: set node.urls (HASHHUB_NODE_URLS) for ${cfg.network}`);
   }
+  if (cfg.market.enabled && (!cfg.accounting.enabled || !cfg.routing.enabled)) {
+    throw new ConfigError(`market.enabled needs accounting.enabled and routing.enabled (it settles on the books and delivers by routing); set HASHHUB_MARKET_ENABLED=false to run without the market`);
+  }
+  const bucket = cfg.routing.meterBucketSeconds;
+  if (60 % bucket !== 0) throw new ConfigError(`routing.meterBucketSeconds: ${bucket} must divide a minute (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)`);
+  if (cfg.market.enabled && cfg.market.tickSeconds % bucket !== 0) {
+    throw new ConfigError(`market.tickSeconds (${cfg.market.tickSeconds}) must be a multiple of routing.meterBucketSeconds (${bucket}): a tick is billed from whole metering buckets`);
+  }
+  const acct = cfg.accounting;
+  const ps = acct.periodSeconds;
+  if (86_400 % ps !== 0 || (60 % ps !== 0 && ps % 60 !== 0)) {
+    throw new ConfigError(`accounting.periodSeconds: ${ps} must divide a day and either divide a minute or be whole minutes (e.g. 60, 600, 3600)`);
+  }
+  if (acct.pplns.maxWindowSeconds > cfg.database.retention.shareDays * 86_400) {
+    throw new ConfigError(`accounting.pplns.maxWindowSeconds (${acct.pplns.maxWindowSeconds}) reaches past share retention (${cfg.database.retention.shareDays} days)`);
+  }
+  if (acct.payouts.thresholdSats < acct.payouts.minThresholdSats) {
+    throw new ConfigError(`accounting.payouts.thresholdSats (${acct.payouts.thresholdSats}) is below minThresholdSats (${acct.payouts.minThresholdSats})`);
+  }
+  if (acct.payouts.minSatVb > acct.payouts.maxSatVb) throw new ConfigError('accounting.payouts.minSatVb is above maxSatVb');
+  if (!acct.allowedSchemes.includes(acct.defaultScheme)) throw new ConfigError(`accounting.defaultScheme "${acct.defaultScheme}" is not in accounting.allowedSchemes`);
   if (cfg.payoutAddress) {
     try {
       addressToScript(cfg.payoutAddress, cfg.network);
@@ -253,4 +517,41 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     }
   }
   return cfg as Config;
+}
+
+// ---- printing ------------------------------------------------------------------------------------------------
+
+const SECRET_KEY = /password|secret|token/i;
+const SECRET_PARAM = /^(password|pass|pwd|secret|token|api[-_]?key|sslpassword)$/i;
+
+/** A URL with its password (user:password@ and ?password=…) replaced by ***; other strings unchanged. */
+export function redactSecretsInUrl(value: string): string {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    // Not parsable, yet it looked like a URL: it may still hold a password between "//" and "@".
+    return value.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@');
+  }
+  let changed = false;
+  if (u.password) { u.password = '***'; changed = true; }
+  for (const k of [...u.searchParams.keys()]) {
+    if (SECRET_PARAM.test(k)) { u.searchParams.set(k, '***'); changed = true; }
+  }
+  return changed ? u.toString() : value;
+}
+
+/**
+ * The configuration as `hashhub config` prints it: every field named like a secret (password, token, secret)
+ * becomes "***", and every URL (node URLs, the database URL) loses its password. Walks the whole object, so a
+ * section added later is covered without anyone remembering to list it here.
+ */
+export function redactConfig<T>(value: T, key = ''): T {
+  if (typeof value === 'string') return (SECRET_KEY.test(key) && value !== '' ? '***' : redactSecretsInUrl(value)) as T;
+  if (Array.isArray(value)) return value.map((v) => redactConfig(v, key)) as T;
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactConfig(v, k)])) as T;
+  }
+  return value;
 }

@@ -1,14 +1,24 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { ValidationError } from '../accounting/errors.ts';
+import type { AccountingService } from '../accounting/service.ts';
+import { SoloBook } from '../accounting/solo-directory.ts';
 import { DurableShareLog } from '../ingest/durable-log.ts';
 import { BitcoinRpc } from '../node/rpc.ts';
-import { type EmbeddedChainHandle, startEmbeddedChain } from '../node/regtest/index.ts';
+import { ChainDataError, type EmbeddedChainHandle, startEmbeddedChain } from '../node/regtest/index.ts';
 import { Pool } from '../pool/pool.ts';
 import { type Store, openStore } from '../store/index.ts';
 import type { IngestStats, StatsReader } from '../store/types.ts';
 import { DEFAULT_STRATUM_OPTIONS, type StratumOptions } from '../stratum/options.ts';
+import { createAccountingService } from './accounting.ts';
 import { type Config, ConfigError, DEFAULT_REGTEST_ADDRESS } from './config.ts';
+import { StartupError, ensureWritableDir, listenError } from './startup-errors.ts';
+import type { RoutingService } from '../routing/service.ts';
+import { createRouting, startRouting } from './run-routing.ts';
+import { createMarketService } from './market-wiring.ts';
+import type { MarketService } from '../market/service.ts';
+import { MarketDeliveryMeter, MarketRouteController, RoutedCapacityMeter } from '../routing/market-adapters.ts';
 
 export interface RunningPool {
   pool: Pool;
@@ -20,10 +30,20 @@ export interface RunningPool {
   tlsPort?: number;
   /** The database behind the pool (Postgres or PGlite): db, writer, reader, maintenance. */
   store: Store;
+  /** The books (ledger, FPPS/PPLNS/SOLO, payouts) over the same database; null when accounting.enabled = false. */
+  accounting: AccountingService | null;
+  /** Which accounts mine SOLO now (the coinbases their sessions get); null without accounting or SOLO. */
+  solo: SoloBook | null;
+  /** The hashrate market's clock (market.enabled, with the books and routing); null otherwise. */
+  market: MarketService | null;
   /** Hashrate, workers, blocks: what the API reads. */
   stats: StatsReader;
   /** Ingest numbers for /metrics and /health (queue depth, spool bytes, DB up/down, write latency). */
   ingest(): IngestStats;
+  /** The database answers and its schema is current; rejects with the reason otherwise (readiness). */
+  dbReady(): Promise<void>;
+  /** Hashrate routing (issue 12); null when routing.enabled is false. */
+  routing: RoutingService | null;
   stop(): Promise<void>;
 }
 
@@ -64,6 +84,8 @@ export function stratumOptionsFrom(cfg: Config): StratumOptions {
     subscribeTimeoutMs: s.limits.subscribeTimeoutMs,
     authorizeTimeoutMs: s.limits.authorizeTimeoutMs,
     shareTimeoutMs: s.limits.shareTimeoutMs,
+    maxWriteBufferBytes: s.limits.maxWriteBufferBytes,
+    maxTotalWriteBufferBytes: s.limits.maxTotalWriteBufferBytes,
     messagesPerSecond: s.limits.messagesPerSecond,
     messageBurst: s.limits.messageBurst,
     ban: {
@@ -109,8 +131,16 @@ async function openStorage(cfg: Config, log: Logger, hooks: RunPoolHooks, userAg
       queueCapacity: d.ingest.queueCapacity,
       retryMaxMs: d.ingest.retryMaxMs,
       closeTimeoutMs: d.ingest.closeTimeoutMs,
+      // One spool write per event-loop turn: the pool holds accepted shares' answers until it is done (AnswerGate).
+      batchAppends: true,
       userAgents,
       onWrite: hooks.onDbWrite,
+      budget: {
+        maxBytes: d.ingest.maxBytes,
+        blockMarginBytes: d.ingest.blockMarginBytes,
+        minFreeBytes: d.ingest.minFreeBytes,
+        reserveFileBytes: d.ingest.reserveFileBytes,
+      },
     });
   } catch (e) {
     await store.close().catch(() => undefined);
@@ -121,12 +151,30 @@ async function openStorage(cfg: Config, log: Logger, hooks: RunPoolHooks, userAg
   return { store, shareLog };
 }
 
+/** A pool wired from config whose Stratum ports are not open yet (they open on the node's first template). */
+export interface PreparedPool extends Omit<RunningPool, 'port' | 'tlsPort'> {
+  /**
+   * Wait for the node's first block template, then open the Stratum ports. Keeps trying the node for
+   * `nodeStartTimeoutMs` (see PrepareOptions); rejects at once if stop() is called meanwhile.
+   */
+  listen(): Promise<{ port: number; tlsPort?: number }>;
+}
+
+export interface PrepareOptions extends RunPoolHooks {
+  /** How long listen() keeps trying the node for its first template, ms. Default 30 s; the CLI waits for ever. */
+  nodeStartTimeoutMs?: number;
+}
+
+/** Longest timer Node allows (~24.8 days): "until stopped" for the first template. */
+export const NODE_WAIT_FOREVER_MS = 2 ** 31 - 1;
+
 /**
  * Wire the pool from config: storage (Postgres or PGlite, migrated) with the durable share log first, so no
  * share is emitted before it can be recorded; then the embedded chain when no node is configured, the RPC
- * client, stratum.
+ * client, the pool. Nothing waits for the node here: the caller can start the API and probes at once (ready =
+ * 503 naming the node) and then call listen().
  */
-export async function runPool(cfg: Config, log: Logger, hooks: RunPoolHooks = {}): Promise<RunningPool> {
+export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions = {}): Promise<PreparedPool> {
   let pool: Pool | undefined;
   // User agents are looked up per batch by the ingest writer, off the hot path.
   const userAgents = (): Map<string, string> => {
@@ -134,7 +182,9 @@ export async function runPool(cfg: Config, log: Logger, hooks: RunPoolHooks = {}
     for (const s of pool?.server.sessions ?? []) if (s.userAgent) m.set(s.id, s.userAgent);
     return m;
   };
-  const { store, shareLog } = await openStorage(cfg, log, hooks, userAgents);
+  ensureWritableDir(cfg.database.dataDir, 'data directory', 'HASHHUB_DATA_DIR (database.dataDir)');
+  if (cfg.database.ingest.spoolDir) ensureWritableDir(cfg.database.ingest.spoolDir, 'spool directory', 'HASHHUB_SPOOL_DIR (database.ingest.spoolDir)');
+  const { store, shareLog } = await openStorage(cfg, log, opts, userAgents);
   const closeStorage = async () => {
     await shareLog.close();
     await store.close();
@@ -147,12 +197,20 @@ export async function runPool(cfg: Config, log: Logger, hooks: RunPoolHooks = {}
       port: cfg.node.embedded.port,
       difficulty: cfg.node.embedded.difficulty,
       mempoolTxs: cfg.node.embedded.mempoolTxs,
+      // Its blocks live in the data dir: a restart continues at the same height.
+      dataDir: path.join(cfg.database.dataDir, 'embedded-chain'),
+      zmqPubHashBlock: cfg.node.embedded.zmq,
       logger: log.child({ mod: 'embedded-chain' }),
-    }).catch(async (e: unknown) => { await closeStorage(); throw e; });
+    }).catch(async (e: unknown) => {
+      await closeStorage();
+      // A damaged or mismatched chain data dir is the operator's to fix: one line, no stack.
+      if (e instanceof ChainDataError) throw new StartupError(e.problem, e.fix, { cause: e });
+      throw listenError(e, 'the embedded chain', 'HASHHUB_EMBEDDED_PORT');
+    });
     endpoints = [{ url: embedded.url, user: embedded.user, password: embedded.password, cookieFile: undefined }];
     log.info({ url: embedded.url }, 'no node configured: embedded regtest chain started');
   }
-  const rpc = new BitcoinRpc({ endpoints, timeoutMs: cfg.node.timeoutMs, logger: log.child({ mod: 'rpc' }) });
+  const rpc = new BitcoinRpc({ endpoints, timeoutMs: cfg.node.timeoutMs, network: cfg.network, logger: log.child({ mod: 'rpc' }) });
   try {
     pool = new Pool(rpc, {
       network: cfg.network,
@@ -160,7 +218,18 @@ export async function runPool(cfg: Config, log: Logger, hooks: RunPoolHooks = {}
       poolTag: cfg.poolTag,
       requireAddressAccounts: cfg.requireAddressAccounts,
       stratum: stratumOptionsFrom(cfg),
-      templates: { pollMs: cfg.node.pollMs, refreshMs: cfg.node.refreshMs, longpoll: cfg.node.longpoll },
+      templates: {
+        pollMs: cfg.node.pollMs, refreshMs: cfg.node.refreshMs, longpoll: cfg.node.longpoll, startTimeoutMs: opts.nodeStartTimeoutMs,
+        zmq: cfg.node.zmq === 'off' ? { discover: false } : { address: cfg.node.zmq },
+      },
+      blocks: {
+        journalDir: cfg.blocks.journalDir ?? path.join(cfg.database.dataDir, 'blocks'),
+        reserveBytes: cfg.blocks.reserveBytes,
+        maturity: cfg.blocks.maturity,
+        checkIntervalMs: cfg.blocks.checkIntervalMs,
+        recoveryScanDepth: cfg.blocks.recoveryScanDepth,
+      },
+      loadStoredBlocks: () => store.reader.unsettledBlocks(),
     }, shareLog, log);
   } catch (e) {
     rpc.close();
@@ -169,25 +238,93 @@ export async function runPool(cfg: Config, log: Logger, hooks: RunPoolHooks = {}
     throw e;
   }
   const started = pool;
+  // The books run from the database (any number of processes compute the same ones); they start once the node
+  // has answered (listen), so the first block values are read from a live node.
+  const books = cfg.accounting.enabled ? createAccountingService(cfg, store.db, rpc, log) : null;
   try {
-    const { port, tlsPort } = await started.start();
-    return {
-      pool: started, shareLog, rpc, embedded, port, tlsPort, store,
-      stats: store.reader,
-      ingest: () => shareLog.stats(),
-      async stop() {
+    // The books' frame now, before any miner connects: a period or network that differs from the one the books
+    // were started with is the operator's to fix, and must stop the start rather than fail every step later.
+    await books?.service.init();
+  } catch (e) {
+    books?.close();
+    await started.stop().catch(() => undefined);
+    rpc.close();
+    await embedded?.close();
+    await closeStorage().catch(() => undefined);
+    if (e instanceof ValidationError) throw new StartupError(`the accounting books in ${store.db.target} do not match the config (${e.message})`, 'use the config the books were started with, or a new database', { cause: e });
+    throw e;
+  }
+  // SOLO miners get coinbases paying their own address: which accounts those are is the books' answer.
+  const solo = books && cfg.accounting.allowedSchemes.includes('solo') ? new SoloBook({
+    db: store.db, network: cfg.network, addressChangeDelaySeconds: cfg.accounting.payouts.addressChangeDelaySeconds,
+    refreshMs: cfg.accounting.soloRefreshMs, onChange: (accounts) => started.soloChanged(accounts), logger: log.child({ mod: 'solo' }),
+  }) : null;
+  if (solo) {
+    started.setSoloDirectory(solo);
+    // Read once before Stratum opens, so the first work a SOLO miner gets already pays it (a failed read is
+    // logged and retried; those miners get the pool's coinbase meanwhile and the books owe them).
+    await solo.refresh();
+  }
+  // Routing (issue 12): routes from the database, carried out on this process's own sessions.
+  const routing = createRouting(cfg, store.db, started, log);
+  // The market (issue 13): its clock on the same database, the ledger for money, routing for delivery.
+  const market = cfg.market.enabled && books && routing ? createMarketService(cfg, store.db, {
+    routes: new MarketRouteController(store.db, () => routing.sync()),
+    delivery: new MarketDeliveryMeter(store.db),
+    // Routed workers keep their measured capacity (their work is in route_minutes, not in the pool's rollups).
+    capacity: new RoutedCapacityMeter(store.db),
+  }, log) : null;
+  let stopping: Promise<void> | null = null;
+  return {
+    pool: started, shareLog, rpc, embedded, store,
+    accounting: books?.service ?? null,
+    solo,
+    routing,
+    market,
+    stats: store.reader,
+    ingest: () => shareLog.stats(),
+    dbReady: () => store.ready(),
+    async listen() {
+      let ports: { port: number; tlsPort?: number };
+      try {
+        ports = await started.start();
+      } catch (e) {
+        throw listenError(e, 'Stratum', 'HASHHUB_STRATUM_PORT, --port; TLS: HASHHUB_STRATUM_TLS_PORT');
+      }
+      await startRouting(routing, cfg, ports.port, ports.tlsPort); // routing (issue 12): TLS miners come back on TLS
+      market?.start();
+      await books?.service.start();
+      await solo?.start();
+      return ports;
+    },
+    stop() {
+      stopping ??= (async () => {
         // Miners first (no new shares), then flush the log into the database, then the rest.
         await started.stop();
+        // Routing's last metering, then the books, before the database closes (a step under way finishes;
+        // every step is idempotent).
+        await market?.stop();
+        await routing?.stop();
+        await solo?.stop();
+        await books?.service.stop();
+        books?.close();
         await closeStorage();
         rpc.close();
         await embedded?.close();
-      },
-    };
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** preparePool, then wait for the node's first template and open the Stratum ports (tests, benchmarks). */
+export async function runPool(cfg: Config, log: Logger, hooks: RunPoolHooks = {}): Promise<RunningPool> {
+  const prepared = await preparePool(cfg, log, hooks);
+  try {
+    const { port, tlsPort } = await prepared.listen();
+    return { ...prepared, port, tlsPort };
   } catch (e) {
-    await started.stop().catch(() => undefined);
-    await closeStorage().catch(() => undefined);
-    rpc.close();
-    await embedded?.close();
+    await prepared.stop().catch(() => undefined);
     throw e;
   }
 }

@@ -1,11 +1,14 @@
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { type BlockEvent, InProcessShareLog, type ShareEvent } from '../shares/events.ts';
+import { type BlockEvent, InProcessShareLog, type ShareEvent, type StorageState } from '../shares/events.ts';
 import { isConnectionError } from '../store/db.ts';
 import type { IngestStats, ShareWriter } from '../store/types.ts';
 import { type LogEvent, SpoolFormatError, decodeLine, encodeBlock, encodeShare } from './codec.ts';
-import { type Position, Spool, cmpPos } from './spool.ts';
+import { DiskBudget, type DiskBudgetOptions } from './disk-budget.ts';
+import { MissingSegmentError, type Position, Spool, type SpoolIo, cmpPos } from './spool.ts';
 
 export interface DurableShareLogOptions {
   /** Spool directory (one per pool process). */
@@ -32,6 +35,31 @@ export interface DurableShareLogOptions {
   /** Called with each committed batch's duration, seconds (the API's DB write histogram). */
   onWrite?: (seconds: number) => void;
   onListenerError?: (err: unknown) => void;
+  /** The spool's disk budget, free-space floor and block reserve (see DiskBudget). */
+  budget?: Partial<Omit<DiskBudgetOptions, 'logger'>>;
+  /** For tests: failing file operations. */
+  io?: Partial<SpoolIo>;
+  /** While idle, record the ingest watermark this often, ms (0 = never). Default 1000. */
+  watermarkMs?: number;
+  /** Clock of the events' `time` (the pool's), ms. Default Date.now. */
+  now?: () => number;
+  /**
+   * Buffer share lines and write them to the spool with one write(2) per event-loop turn; default false (one
+   * write per share, at once). Only for a caller that holds the answers to accepted shares until whenSpooled
+   * says they are written (the pool's AnswerGate). Blocks are always written at once, with the shares before them.
+   */
+  batchAppends?: boolean;
+}
+
+/** A share line's size for the budget check before it is encoded (a real one is ~150 bytes). */
+const SHARE_LINE_ESTIMATE = 256;
+/** A turn's buffered share lines are written early past this many lines or bytes (memory stays bounded). */
+const PENDING_MAX_LINES = 4096;
+const PENDING_MAX_BYTES = 1 << 20;
+
+function isNoSpace(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 interface Entry {
@@ -58,7 +86,15 @@ function isPoison(err: unknown): boolean {
  */
 export class DurableShareLog extends InProcessShareLog {
   private readonly spool: Spool;
-  private readonly o: Required<Omit<DurableShareLogOptions, 'userAgents' | 'onWrite' | 'onListenerError'>> & DurableShareLogOptions;
+  private readonly o: Required<Omit<DurableShareLogOptions, 'userAgents' | 'onWrite' | 'onListenerError' | 'budget' | 'io' | 'now' | 'batchAppends'>> & DurableShareLogOptions;
+  private readonly batchAppends: boolean;
+  /** Share lines appended this turn and not yet written to the spool (see batchAppends). */
+  private pending: { ev: LogEvent; line: string }[] = [];
+  private pendingBytes = 0;
+  private flushScheduled = false;
+  /** Called once the pending lines are written (whenSpooled). */
+  private afterSpooled: (() => void)[] = [];
+  private readonly budget: DiskBudget;
   private readonly log: Logger;
   private queue: Entry[] = [];
   /** Non-null while events from this position on are only in the spool (replay at start, or queue overflow). */
@@ -81,70 +117,215 @@ export class DurableShareLog extends InProcessShareLog {
   private readonly uaCache = new Map<string, string>();
   private readonly counters = {
     appendedShares: 0, appendedBlocks: 0, writtenShares: 0, writtenBlocks: 0, batches: 0, duplicates: 0,
-    writeErrors: 0, spoolErrors: 0, corruptLines: 0, deadLettered: 0,
+    writeErrors: 0, spoolErrors: 0, corruptLines: 0, deadLettered: 0, readErrors: 0, missingSegments: 0,
+    writerRestarts: 0, lostShares: 0,
   };
+  /** Entries in the queue that are not in the spool (their write failed): bounded, see enqueue. */
+  private memoryOnly = 0;
+  /** Why the writer cannot make progress on its own (spool unreadable, crashed and restarting); null = up. */
+  private writerError: string | null = null;
+  /** The batch being written, so a crash of the writer puts it back instead of losing it. */
+  private inflight: Entry[] | null = null;
+  /** Event time of the oldest event of the batch being written. */
+  private inflightOldest: number | null = null;
+  /** While reading the spool: a lower bound of the time of the next unread event (null = not known yet). */
+  private tailOldest: number | null = null;
   private spoolFailing = false;
   private readonly writeObservers: ((seconds: number) => void)[] = [];
+  /** This spool's name in ingest_watermarks: a UUID kept in the spool directory, so a restart keeps it. */
+  readonly source: string;
+  private readonly now: () => number;
+  private watermarkTimer: NodeJS.Timeout | null = null;
+  private watermarkInFlight = false;
 
   constructor(opts: DurableShareLogOptions) {
     super(opts.onListenerError ?? ((err) => opts.logger.error({ err }, 'share log listener failed')));
     this.o = {
-      segmentBytes: 64 * 1024 * 1024, fsyncMs: 100, batchMax: 5000, flushMs: 100, queueCapacity: 100_000,
-      retryMinMs: 100, retryMaxMs: 5000, closeTimeoutMs: 10_000, ...opts,
+      segmentBytes: 64 * 1024 * 1024, fsyncMs: 100, batchMax: 5000, flushMs: 100, queueCapacity: 20_000,
+      retryMinMs: 100, retryMaxMs: 5000, closeTimeoutMs: 10_000, watermarkMs: 1000, ...opts,
     };
+    this.now = opts.now ?? Date.now;
+    this.batchAppends = opts.batchAppends ?? false;
     this.log = opts.logger;
     if (opts.onWrite) this.writeObservers.push(opts.onWrite);
-    this.spool = new Spool(opts.dir, { segmentBytes: this.o.segmentBytes, fsyncMs: this.o.fsyncMs, logger: opts.logger });
+    this.spool = new Spool(opts.dir, { segmentBytes: this.o.segmentBytes, fsyncMs: this.o.fsyncMs, logger: opts.logger, io: opts.io });
+    this.budget = new DiskBudget(this.spool.dir, { ...opts.budget, logger: opts.logger });
+    this.budget.start();
     const from = this.spool.replayFrom();
     this.tailFrom = cmpPos(from, this.spool.head) < 0 ? from : null;
+    // Events to replay: the oldest was written no earlier than its segment file was created.
+    if (this.tailFrom) this.tailOldest = this.spool.createdAt(this.tailFrom.seg);
     if (this.tailFrom) {
       this.log.info({ dir: this.spool.dir, from: this.tailFrom, bytes: this.spool.usage().pendingBytes }, 'spool: replaying events not yet committed to the database');
     }
-    this.loop = this.run().catch((err) => {
-      // Not expected (every write error is handled inside); if it happens the spool still holds everything.
-      this.log.fatal({ err }, 'ingest writer stopped unexpectedly; events stay in the spool until restart');
-    });
+    this.source = readSourceId(this.spool.dir);
+    if (this.o.watermarkMs > 0 && this.o.writer.recordWatermark) {
+      this.watermarkTimer = setInterval(() => { if (this.pendingSince() === null) void this.recordWatermark(this.now()); }, this.o.watermarkMs);
+      this.watermarkTimer.unref();
+    }
+    this.loop = this.run();
   }
 
   // ---- the hot path ----------------------------------------------------------------------------------------
 
+  /**
+   * Can a share be recorded now (disk budget, free space, spool writes working)? When not, the caller refuses
+   * the share and does not append it; it is counted here. Logged once per change of state, not per share.
+   */
+  admitShare(): StorageState {
+    const st = this.budget.admitShare(this.spool.diskBytes + this.pendingBytes, SHARE_LINE_ESTIMATE);
+    if (!st.accepting) this.budget.countRefused();
+    return st;
+  }
+
   override appendShare(e: ShareEvent): void {
+    // A caller that did not ask admitShare() first: a share that cannot be stored is refused here (counted)
+    // rather than held in memory without bound.
+    if (!this.budget.admitShare(this.spool.diskBytes + this.pendingBytes, SHARE_LINE_ESTIMATE).accepting) {
+      this.budget.countRefused();
+      return;
+    }
     this.counters.appendedShares++;
-    this.enqueue({ kind: 'share', event: e }, encodeShare(e), false);
+    const ev: LogEvent = { kind: 'share', event: e };
+    const line = encodeShare(e);
+    if (!this.batchAppends || this.spool.isClosed) {
+      this.enqueue(ev, line, false);
+    } else {
+      // One write per turn instead of one per share: the lines wait for the turn's end (setImmediate runs after
+      // every socket read of this turn). The pool holds the answers to accepted shares until then (whenSpooled),
+      // so a miner still never sees "accepted" for a share that is not in the spool.
+      this.pending.push({ ev, line });
+      this.pendingBytes += line.length;
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => { this.flushScheduled = false; this.flushPending(); });
+      }
+      if (this.pending.length >= PENDING_MAX_LINES || this.pendingBytes >= PENDING_MAX_BYTES) this.flushPending();
+    }
     super.appendShare(e);
   }
 
+  /**
+   * Call fn once the share lines appended so far are written to the spool (at the end of this event-loop turn,
+   * or earlier); false when none are waiting (they are written already, and fn is not called).
+   */
+  whenSpooled(fn: () => void): boolean {
+    if (this.pending.length === 0) return false;
+    this.afterSpooled.push(fn);
+    return true;
+  }
+
+  /** Write the buffered share lines with one write(2), then run the whenSpooled callbacks. */
+  flushPending(): void {
+    const batch = this.pending;
+    if (batch.length > 0) {
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.spoolLines(batch);
+    }
+    if (this.afterSpooled.length > 0) {
+      const fns = this.afterSpooled;
+      this.afterSpooled = [];
+      for (const fn of fns) {
+        try { fn(); } catch (err) { this.log.error({ err }, 'whenSpooled callback failed'); }
+      }
+    }
+  }
+
+  private spoolLines(batch: { ev: LogEvent; line: string }[]): void {
+    if (batch.length === 1 || this.spool.isClosed) {
+      for (const b of batch) this.enqueue(b.ev, b.line, false);
+      return;
+    }
+    let text = '';
+    for (const b of batch) text += b.line;
+    let pos: { start: Position; end: Position };
+    try {
+      pos = this.spool.append(text);
+    } catch {
+      // The failed write was cut off (or the next append starts a new segment): write the lines one by one, so
+      // each gets the handling of a failed write it had before batching (held in memory, counted, logged once).
+      for (const b of batch) this.enqueue(b.ev, b.line, false);
+      return;
+    }
+    // Each line's end: byte lengths are character lengths unless the text had multi-byte characters.
+    const ascii = pos.end.off - pos.start.off === text.length;
+    let off = pos.start.off;
+    for (const b of batch) {
+      const start = { seg: pos.start.seg, off };
+      off += ascii ? b.line.length : Buffer.byteLength(b.line, 'utf8');
+      this.record(b.ev, { start, end: { seg: pos.start.seg, off } });
+    }
+  }
+
   override appendBlock(e: BlockEvent): void {
+    // Spool order is append order: the shares buffered before this block are written first (and at once).
+    this.flushPending();
     this.counters.appendedBlocks++;
-    // A block is what the pool is paid for: synced to disk before anything else happens to it.
-    this.enqueue({ kind: 'block', event: e }, encodeBlock(e), true);
+    // The block journal (src/ingest/block-journal.ts) is a block's durable record, fdatasync'ed when it is found;
+    // the spool copy is on its way to the database and is synced on the spool's interval like shares.
+    this.enqueue({ kind: 'block', event: e }, encodeBlock(e), false);
     super.appendBlock(e);
   }
 
-  private enqueue(ev: LogEvent, line: string, sync: boolean): void {
-    let pos: { start: Position; end: Position } | null = null;
+  /** Write the line to the spool; for a block on a full disk, release the reserve file and try once more. */
+  private write(ev: LogEvent, line: string, sync: boolean): { start: Position; end: Position } | null {
     try {
-      pos = this.spool.append(line, { sync });
+      return this.spool.append(line, { sync });
+    } catch (err) {
+      if (ev.kind === 'block' && isNoSpace(err) && this.budget.releaseReserve()) {
+        try {
+          return this.spool.append(line, { sync });
+        } catch (err2) {
+          this.onSpoolError(ev, err2);
+          return null;
+        }
+      }
+      this.onSpoolError(ev, err);
+      return null;
+    }
+  }
+
+  private onSpoolError(ev: LogEvent, err: unknown): void {
+    this.counters.spoolErrors++;
+    this.budget.onWriteError(err as NodeJS.ErrnoException);
+    if (this.spool.isClosed) return;
+    if (!this.spoolFailing) {
+      this.spoolFailing = true;
+      this.log.error({ err: (err as Error).message, code: (err as NodeJS.ErrnoException).code, dir: this.spool.dir, kind: ev.kind },
+        'spool write failed: this event is held in memory for the database; shares are refused until spool writes work again');
+    }
+  }
+
+  private enqueue(ev: LogEvent, line: string, sync: boolean): void {
+    if (this.spool.isClosed) {
+      // Only a bug in the shutdown order gets here (the pool stops before the log closes): say so loudly.
+      this.counters.spoolErrors++;
+      this.log.error({ kind: ev.kind }, 'event appended after the share log was closed: not recorded');
+      return;
+    }
+    this.record(ev, this.write(ev, line, sync));
+  }
+
+  /** After the spool write of an event (pos null: it failed): queue it for the database. */
+  private record(ev: LogEvent, pos: { start: Position; end: Position } | null): void {
+    if (pos) {
+      this.budget.onWriteOk();
       if (this.spoolFailing) {
         this.spoolFailing = false;
         this.log.info({ dir: this.spool.dir }, 'spool writes work again');
-      }
-    } catch (err) {
-      this.counters.spoolErrors++;
-      if (this.spool.isClosed) {
-        // Only a bug in the shutdown order gets here (the pool stops before the log closes): say so loudly.
-        this.log.error({ kind: ev.kind }, 'event appended after the share log was closed: not recorded');
-        return;
-      }
-      if (!this.spoolFailing) {
-        this.spoolFailing = true;
-        this.log.error({ err: (err as Error).message, dir: this.spool.dir }, 'spool write failed: events are held in memory only until it works again');
       }
     }
     const entry: Entry = { ev, end: pos?.end ?? null, at: Date.now() };
     if (pos) this.lastAppended = pos.end;
     if (!pos) {
-      // Not on disk: memory is all there is, whatever the queue's bound.
+      // Not on disk: memory is all there is. Blocks are always kept; shares are refused after the first failed
+      // write (admitShare), so only a caller that ignores that can reach the bound.
+      if (ev.kind === 'share' && this.memoryOnly >= this.o.queueCapacity) {
+        if (this.counters.lostShares++ === 0) this.log.error({ held: this.memoryOnly }, 'spool failing and the memory bound reached: shares dropped (callers must ask admitShare first)');
+        return;
+      }
+      this.memoryOnly++;
       this.push(entry);
     } else if (this.tailFrom === null) {
       if (this.queue.length < this.o.queueCapacity) {
@@ -152,6 +333,7 @@ export class DurableShareLog extends InProcessShareLog {
       } else {
         // The queue is full (the database is slow or down): from this event on, the writer reads the spool.
         this.tailFrom = pos.start;
+        this.tailOldest = ev.event.time;
         this.log.warn({ queued: this.queue.length }, 'ingest queue full: further events are read back from the spool');
       }
     }
@@ -184,17 +366,58 @@ export class DurableShareLog extends InProcessShareLog {
     });
   }
 
+  /**
+   * The writer, supervised: every expected error is handled inside (database down, spool unreadable); should
+   * anything else throw, the batch in hand goes back to the queue, the failure is logged and shown (writer down
+   * in /health/ready and the metrics), and the writer starts again after a back-off instead of dying.
+   */
   private async run(): Promise<void> {
+    for (let crash = 0; ; crash++) {
+      try {
+        await this.writeLoop();
+        return;
+      } catch (err) {
+        if (this.inflight) this.requeue(this.inflight);
+        this.inflight = null;
+        this.inflightOldest = null;
+        this.writing = false;
+        this.counters.writerRestarts++;
+        this.writerError = `writer failed: ${(err as Error).message}`;
+        this.log.error({ err }, 'ingest writer failed unexpectedly: restarting it after a pause (events stay in the spool)');
+        if (this.closing && Date.now() >= this.closeDeadline) return;
+        await this.sleep(this.backoff(crash), false);
+      }
+    }
+  }
+
+  private async writeLoop(): Promise<void> {
     for (;;) {
       const batch = await this.nextBatch();
       if (!batch) return;
       this.writing = true;
+      this.inflight = batch.entries;
+      this.inflightOldest = batch.entries.reduce<number | null>((m, e) => (m === null || e.ev.event.time < m ? e.ev.event.time : m), null);
+      let committedTo: number | null = null;
       try {
         if (batch.entries.length > 0 && !(await this.writeWithRetry(batch.entries))) return;
         if (batch.upTo) await this.advanceCheckpoint(batch.upTo);
+        committedTo = this.watermarkAfter(batch.entries);
       } finally {
         this.writing = false;
       }
+      this.inflight = null;
+      this.inflightOldest = null;
+      this.writerError = null;
+      if (committedTo !== null) await this.recordWatermark(committedTo);
+    }
+  }
+
+  /** Put a batch back at the head of the queue (after a writer crash). */
+  private requeue(entries: Entry[]): void {
+    this.queue.unshift(...entries);
+    for (const e of entries) {
+      if (e.ev.kind === 'block') this.blocksQueued++;
+      if (e.end === null) this.memoryOnly++;
     }
   }
 
@@ -218,12 +441,14 @@ export class DurableShareLog extends InProcessShareLog {
         for (const e of entries) {
           if (e.ev.kind === 'block') this.blocksQueued--;
           if (e.end) upTo = e.end;
+          else this.memoryOnly--;
         }
         return { entries, upTo };
       }
       if (this.tailFrom) {
         const from = this.tailFrom;
-        const r = await this.spool.read(from, this.o.batchMax);
+        const r = await this.readSpool(from);
+        if (!r) continue;
         const entries: Entry[] = [];
         for (const l of r.lines) {
           try {
@@ -235,16 +460,51 @@ export class DurableShareLog extends InProcessShareLog {
           }
         }
         this.tailFrom = r.next;
+        if (entries.length > 0) this.tailOldest = entries[entries.length - 1].ev.event.time;
         if (entries.length > 0 || cmpPos(r.next, from) > 0) return { entries, upTo: r.next };
         // Caught up with the head (checked synchronously, so no append can slip between the check and the switch).
         if (cmpPos(this.tailFrom, this.spool.head) >= 0) {
           this.tailFrom = null;
+          this.tailOldest = null;
           this.log.info('ingest caught up with the spool: back to the in-memory queue');
         }
         continue;
       }
       if (this.closing) return null;
+      this.writerError = null;
       await this.sleep(60_000, true);
+    }
+  }
+
+  private readAttempt = 0;
+
+  /**
+   * One read of the spool for the writer. An I/O error (EMFILE, EIO, …) is logged once, shown as "writer down",
+   * and retried with back-off (null: try again); a segment gone from the disk is reported and skipped, since
+   * no retry brings it back.
+   */
+  private async readSpool(from: Position): Promise<Awaited<ReturnType<Spool['read']>> | null> {
+    try {
+      const r = await this.spool.read(from, this.o.batchMax);
+      if (this.readAttempt > 0) this.log.info({ attempts: this.readAttempt }, 'spool reads work again');
+      this.readAttempt = 0;
+      this.writerError = null;
+      return r;
+    } catch (err) {
+      if (err instanceof MissingSegmentError) {
+        this.counters.missingSegments++;
+        const lost = this.spool.forgetSegment(err.seg);
+        this.log.error({ file: err.file, bytes: lost }, 'spool segment missing: its events cannot be replayed; skipping to the next segment');
+        return null;
+      }
+      this.counters.readErrors++;
+      this.writerError = `cannot read the spool: ${(err as Error).message}`;
+      if (this.readAttempt === 0) {
+        this.log.error({ err: (err as Error).message, code: (err as NodeJS.ErrnoException).code, dir: this.spool.dir }, 'cannot read the spool: retrying with back-off (events stay on disk)');
+      }
+      const wait = this.backoff(this.readAttempt++);
+      if (!(this.closing && Date.now() >= this.closeDeadline)) await this.sleep(this.closing ? Math.min(wait, Math.max(0, this.closeDeadline - Date.now())) : wait, false);
+      return null;
     }
   }
 
@@ -290,7 +550,8 @@ export class DurableShareLog extends InProcessShareLog {
 
   private async writeBatch(batch: Entry[], isolate: boolean): Promise<void> {
     let shares: ShareEvent[] = [];
-    const flush = async () => {
+    let blocks: BlockEvent[] = [];
+    const flushShares = async () => {
       if (shares.length === 0) return;
       const run = this.withUserAgents(shares);
       shares = [];
@@ -302,18 +563,32 @@ export class DurableShareLog extends InProcessShareLog {
       }
       this.counters.writtenShares += run.length;
     };
+    const flushBlocks = async () => {
+      if (blocks.length === 0) return;
+      const run = blocks;
+      blocks = [];
+      const w = this.o.writer;
+      if (isolate) {
+        for (const b of run) await this.isolated(() => w.writeBlock(b), b);
+      } else if (w.writeBlocks) {
+        await w.writeBlocks(run);
+      } else {
+        for (const b of run) await w.writeBlock(b);
+      }
+      this.counters.writtenBlocks += run.length;
+    };
+    // Runs of shares and runs of block events, in spool order.
     for (const e of batch) {
       if (e.ev.kind === 'share') {
+        await flushBlocks();
         shares.push(e.ev.event);
-        continue;
+      } else {
+        await flushShares();
+        blocks.push(e.ev.event);
       }
-      await flush();
-      const b = e.ev.event;
-      if (isolate) await this.isolated(() => this.o.writer.writeBlock(b), b);
-      else await this.o.writer.writeBlock(b);
-      this.counters.writtenBlocks++;
     }
-    await flush();
+    await flushShares();
+    await flushBlocks();
     this.counters.batches++;
   }
 
@@ -359,6 +634,45 @@ export class DurableShareLog extends InProcessShareLog {
     }
   }
 
+  // ---- the ingest watermark ----------------------------------------------------------------------------------
+
+  /**
+   * Time of the oldest event not yet committed (ms), read synchronously; null when nothing is pending. Events
+   * only in the spool (replay, overflow) have no time known here: then the last committed time is the bound.
+   */
+  private pendingSince(): number | null {
+    if (this.writing || this.tailFrom !== null) return -1;
+    if (this.queue.length === 0) return null;
+    return this.queue[0].ev.event.time;
+  }
+
+  /**
+   * After a committed batch: every event appended before its last one is in the database; nothing pending is
+   * older than the queue's head (appends come in time order). So the watermark is the oldest pending event's
+   * time, or now when nothing is pending, or the batch's last time when the rest is still in the spool.
+   */
+  private watermarkAfter(batch: Entry[]): number | null {
+    if (!this.o.writer.recordWatermark) return null;
+    let last: number | null = null;
+    for (const e of batch) last = Math.max(last ?? -Infinity, e.ev.event.time);
+    if (this.tailFrom !== null) return last;
+    if (this.queue.length > 0) return this.queue[0].ev.event.time;
+    return this.now();
+  }
+
+  private async recordWatermark(t: number): Promise<void> {
+    if (this.watermarkInFlight || !Number.isFinite(t) || t < 0) return;
+    this.watermarkInFlight = true;
+    try {
+      await this.o.writer.recordWatermark?.(this.source, t, `${hostname()}:${this.spool.dir}`);
+    } catch (err) {
+      // The next batch or tick tries again; a lagging watermark only delays crediting.
+      this.log.debug({ err: (err as Error).message }, 'ingest watermark not recorded');
+    } finally {
+      this.watermarkInFlight = false;
+    }
+  }
+
   /** Also report each committed batch's duration, seconds (e.g. the API's DB write histogram). */
   observeWrites(fn: (seconds: number) => void): void {
     this.writeObservers.push(fn);
@@ -368,7 +682,7 @@ export class DurableShareLog extends InProcessShareLog {
 
   /** Everything appended so far is committed to the database. */
   get idle(): boolean {
-    if (this.queue.length > 0 || this.tailFrom !== null || this.writing) return false;
+    if (this.pending.length > 0 || this.queue.length > 0 || this.tailFrom !== null || this.writing) return false;
     const cp = this.spool.checkpoint;
     return this.lastAppended === null || (cp !== null && cmpPos(cp, this.lastAppended) >= 0);
   }
@@ -383,10 +697,41 @@ export class DurableShareLog extends InProcessShareLog {
     return true;
   }
 
+  /** Time of the oldest event appended but not yet committed to the database; null when none (or not known yet). */
+  private oldestUnsent(): number | null {
+    let t: number | null = this.inflightOldest;
+    const q = this.queue[0]?.ev.event.time;
+    if (q !== undefined && (t === null || q < t)) t = q;
+    if (this.tailFrom !== null && this.tailOldest !== null && (t === null || this.tailOldest < t)) t = this.tailOldest;
+    return t;
+  }
+
   stats(): IngestStats {
     const u = this.spool.usage();
     const c = this.counters;
+    const oldest = this.oldestUnsent();
+    // Judged afresh (not counted as a refusal): a back-off after a failed write ends even when no share comes.
+    const st = this.budget.admitShare(this.spool.diskBytes, SHARE_LINE_ESTIMATE);
+    const lim = this.budget.limits;
     return {
+      writerUp: this.writerError === null,
+      writerError: this.writerError,
+      oldestUnsentAgeMs: oldest === null ? null : Math.max(0, Date.now() - oldest),
+      storage: {
+        accepting: st.accepting,
+        ...(st.accepting ? {} : { reason: st.reason, message: st.message, since: new Date(st.since).toISOString() }),
+        usedBytes: u.diskBytes,
+        maxBytes: lim.maxBytes,
+        blockMarginBytes: lim.blockMarginBytes,
+        freeBytes: this.budget.freeBytes,
+        minFreeBytes: lim.minFreeBytes,
+        reserveFileHeld: this.budget.reserveFileHeld,
+        refusedShares: this.budget.refusedTotal,
+      },
+      readErrors: c.readErrors,
+      missingSegments: c.missingSegments,
+      writerRestarts: c.writerRestarts,
+      lostShares: c.lostShares,
       queueDepth: this.queue.length,
       queueCapacity: this.o.queueCapacity,
       spoolBytes: u.pendingBytes,
@@ -412,15 +757,31 @@ export class DurableShareLog extends InProcessShareLog {
    * committed by then stays in the spool and is replayed at the next start.
    */
   close(): Promise<void> {
+    // Lines still buffered from this turn go to the spool before it closes.
+    this.flushPending();
     this.closed ??= (async () => {
       this.closing = true;
+      if (this.watermarkTimer) clearInterval(this.watermarkTimer);
       this.closeDeadline = Date.now() + this.o.closeTimeoutMs;
       this.wakeAny?.();
       await this.loop;
+      this.budget.stop();
       await this.spool.close();
       const left = this.spool.usage().pendingBytes;
       if (left > 0) this.log.warn({ pendingBytes: left, dir: this.spool.dir }, 'closed with events not yet in the database: they are replayed at the next start');
     })();
     return this.closed;
   }
+}
+
+/** The spool's source id: created once (a UUID in `source-id`), kept across restarts of the same spool. */
+function readSourceId(dir: string): string {
+  const file = path.join(dir, 'source-id');
+  try {
+    const id = fs.readFileSync(file, 'utf8').trim();
+    if (id) return id;
+  } catch { /* first start */ }
+  const id = randomUUID();
+  fs.writeFileSync(file, id + '\n', { mode: 0o644 });
+  return id;
 }

@@ -24,12 +24,32 @@ export interface SpoolLine {
   end: Position;
 }
 
+/** The file operations the spool does where a fault can hit; tests inject failures (EIO, ENOSPC, EMFILE). */
+export interface SpoolIo {
+  write(fd: number, buf: Buffer, offset: number, length: number): number;
+  openRead(file: string): Promise<fs.promises.FileHandle>;
+}
+
+const REAL_IO: SpoolIo = {
+  write: (fd, buf, offset, length) => fs.writeSync(fd, buf, offset, length),
+  openRead: (file) => fs.promises.open(file, 'r'),
+};
+
+/** A segment the spool knew of is gone from the disk (deleted by hand, a bad fsck): its events cannot be read. */
+export class MissingSegmentError extends Error {
+  constructor(readonly seg: number, readonly file: string) {
+    super(`spool segment ${file} is missing`);
+    this.name = 'MissingSegmentError';
+  }
+}
+
 export interface SpoolOptions {
   /** Rotate to a new segment past this size. */
   segmentBytes?: number;
   /** fdatasync the current segment this often when it has unsynced writes; 0 = on every append. */
   fsyncMs?: number;
   logger?: Logger;
+  io?: Partial<SpoolIo>;
 }
 
 const SEG_RE = /^(\d{12})\.spool$/;
@@ -46,7 +66,12 @@ export class Spool {
   checkpoint: Position | null;
   /** Closed segments' usable sizes, and the head's (= head.off). */
   private readonly sizes = new Map<number, number>();
+  /** Sum of sizes: bytes of segments on disk, kept up to date for the per-share budget check. */
+  private total = 0;
   private fd: number;
+  /** A failed write left bytes that could not be truncated away: the next append starts a new segment. */
+  private needsRotate = false;
+  private readonly io: SpoolIo;
   private dirty = false;
   private syncing = false;
   private timer: NodeJS.Timeout | null = null;
@@ -64,12 +89,13 @@ export class Spool {
     this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
     this.fsyncMs = opts.fsyncMs ?? 100;
     this.log = opts.logger;
+    this.io = { ...REAL_IO, ...opts.io };
     fs.mkdirSync(this.dir, { recursive: true });
-    this.unlock = acquireLock(path.join(this.dir, 'spool.lock'), `spool ${this.dir} (give each pool process its own)`);
+    this.unlock = acquireLock(path.join(this.dir, 'spool.lock'), `the spool ${this.dir}`);
     try {
       for (const f of fs.readdirSync(this.dir)) {
         const m = SEG_RE.exec(f);
-        if (m) this.sizes.set(Number(m[1]), fs.statSync(path.join(this.dir, f)).size);
+        if (m) this.setSize(Number(m[1]), fs.statSync(path.join(this.dir, f)).size);
       }
       this.checkpoint = this.readCheckpoint();
       this.dropCommitted();
@@ -77,7 +103,7 @@ export class Spool {
       // Always a new segment: never append after a line a crash may have torn.
       this.head = { seg: last + 1, off: 0 };
       this.fd = fs.openSync(path.join(this.dir, segName(this.head.seg)), 'a');
-      this.sizes.set(this.head.seg, 0);
+      this.setSize(this.head.seg, 0);
     } catch (e) {
       this.unlock();
       throw e;
@@ -118,33 +144,55 @@ export class Spool {
     for (const [seg, size] of [...this.sizes]) {
       if (seg < cp.seg || (seg === cp.seg && cp.off >= size)) {
         fs.rmSync(path.join(this.dir, segName(seg)), { force: true });
-        this.sizes.delete(seg);
+        this.deleteSize(seg);
       }
     }
   }
 
+  private setSize(seg: number, size: number): void {
+    this.total += size - (this.sizes.get(seg) ?? 0);
+    this.sizes.set(seg, size);
+  }
+
+  private deleteSize(seg: number): void {
+    this.total -= this.sizes.get(seg) ?? 0;
+    this.sizes.delete(seg);
+  }
+
+  /** Bytes of all segment files on disk (committed or not). O(1): checked before every share. */
+  get diskBytes(): number {
+    return this.total;
+  }
+
   /**
    * Append one line (ending in \n), synchronously. Returns where it starts and ends. Throws on I/O errors; the
-   * caller decides what to do (the segment is rotated so a partial line cannot glue onto the next one).
+   * caller decides what to do. A failed write is truncated away (a partial line must not glue onto the next
+   * one); only if that fails too does the next append start a new segment. (It used to rotate on every failure:
+   * on a full disk, 1,000 failed appends made 1,001 files.)
    */
   append(line: string, opts: { sync?: boolean } = {}): { start: Position; end: Position } {
     if (this.closed) throw new Error('spool is closed');
-    if (this.head.off >= this.segmentBytes) this.rotate();
+    if (this.needsRotate || this.head.off >= this.segmentBytes) {
+      this.rotate();
+      this.needsRotate = false;
+    }
     const buf = Buffer.from(line, 'utf8');
     const start = { ...this.head };
     try {
       let done = 0;
-      while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done);
+      while (done < buf.length) done += this.io.write(this.fd, buf, done, buf.length - done);
       if (opts.sync || this.fsyncMs === 0) fs.fdatasyncSync(this.fd);
       else this.dirty = true;
     } catch (e) {
       try {
-        this.rotate();
-      } catch { /* the next append reports it */ }
+        fs.ftruncateSync(this.fd, start.off);
+      } catch {
+        this.needsRotate = true;
+      }
       throw e;
     }
     this.head = { seg: start.seg, off: start.off + buf.length };
-    this.sizes.set(this.head.seg, this.head.off);
+    this.setSize(this.head.seg, this.head.off);
     return { start, end: { ...this.head } };
   }
 
@@ -154,7 +202,7 @@ export class Spool {
     const next = this.head.seg + 1;
     this.fd = fs.openSync(path.join(this.dir, segName(next)), 'a');
     this.head = { seg: next, off: 0 };
-    this.sizes.set(next, 0);
+    this.setSize(next, 0);
     // An interval fdatasync may still be running on the old fd in the thread pool; if it loses the race with
     // close it fails with EBADF, which is ignored: this sync below already covered the data.
     try {
@@ -193,7 +241,14 @@ export class Spool {
         pos = this.normalize({ seg: pos.seg + 1, off: 0 });
         continue;
       }
-      const fh = await fs.promises.open(path.join(this.dir, segName(pos.seg)), 'r');
+      const file = path.join(this.dir, segName(pos.seg));
+      let fh: fs.promises.FileHandle;
+      try {
+        fh = await this.io.openRead(file);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new MissingSegmentError(pos.seg, file);
+        throw e;
+      }
       try {
         while (lines.length < maxLines && pos.off < end) {
           let size = Math.min(CHUNK, end - pos.off);
@@ -252,7 +307,7 @@ export class Spool {
       for (const [seg, size] of [...this.sizes]) {
         const done = seg < pos.seg || (seg === pos.seg && pos.off >= size);
         if (done && seg !== this.head.seg) {
-          this.sizes.delete(seg);
+          this.deleteSize(seg);
           await fs.promises.rm(path.join(this.dir, segName(seg)), { force: true });
         }
       }
@@ -260,6 +315,27 @@ export class Spool {
     // Serialized: two overlapping writes of the same tmp file could rename a stale one last.
     this.checkpointWrite = this.checkpointWrite.then(run, run);
     return this.checkpointWrite;
+  }
+
+  /** When a segment file was created (ms), where the filesystem records it; null otherwise. */
+  createdAt(seg: number): number | null {
+    try {
+      const st = fs.statSync(path.join(this.dir, segName(seg)));
+      return st.birthtimeMs > 0 ? st.birthtimeMs : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Give up on a segment that is gone from the disk (MissingSegmentError): reads continue with the next one.
+   * Returns the bytes of events lost with it.
+   */
+  forgetSegment(seg: number): number {
+    if (seg === this.head.seg) return 0;
+    const bytes = this.sizes.get(seg) ?? 0;
+    this.deleteSize(seg);
+    return bytes;
   }
 
   /** Bytes after the checkpoint (not yet in the database), bytes on disk, segment files. */
@@ -288,7 +364,7 @@ export class Spool {
       const committed = this.checkpoint !== null && cmpPos(this.checkpoint, this.head) >= 0;
       if (this.head.off === 0 || committed) {
         fs.rmSync(path.join(this.dir, segName(this.head.seg)), { force: true });
-        this.sizes.delete(this.head.seg);
+        this.deleteSize(this.head.seg);
       }
       this.unlock();
     }

@@ -172,6 +172,8 @@ export class StratumMiner extends EventEmitter<MinerEvents> {
   private extranonce2Size = 0;
   private nextExtranonce: { extranonce1: Buffer; extranonce2Size: number } | null = null;
   private difficulty = 1; // Stratum's implicit difficulty until set_difficulty
+  /** Subscription id of the last session (sent back at the next subscribe). */
+  private sessionId: string | null = null;
   private mask: number | null = null;
   private authorizeSent = false;
   private earlyNotify: { params: NotifyParams; difficulty: number } | null = null;
@@ -439,13 +441,20 @@ export class StratumMiner extends EventEmitter<MinerEvents> {
         if (e.reason === 'timeout') this.emit('warning', new Error('mining.configure got no answer: no version rolling'));
       });
     }
-    const sub = await this.request('mining.subscribe', [this.o.userAgent]);
+    // Like cpuminer: the subscription id of the last session goes back in mining.subscribe, so a pool (or a
+    // router after client.reconnect) can resume it; a pool that refuses it gets a plain subscribe.
+    let sub = await this.request('mining.subscribe', this.sessionId ? [this.o.userAgent, this.sessionId] : [this.o.userAgent]);
+    if (sub.error && this.sessionId && this.conn === conn) {
+      this.sessionId = null;
+      sub = await this.request('mining.subscribe', [this.o.userAgent]);
+    }
     if (sub.error) throw new Error(`mining.subscribe refused: ${sub.error.message}`);
     const parsed = SubscribeResultSchema.safeParse(sub.result);
     if (!parsed.success) throw new Error(`unexpected mining.subscribe result: ${JSON.stringify(sub.result).slice(0, 200)}`);
     if (this.conn !== conn) return;
     this.extranonce1 = parsed.data.extranonce1;
     this.extranonce2Size = parsed.data.extranonce2Size;
+    this.sessionId = parsed.data.sessionId;
     this.emit('subscribed', { extranonce1: toHex(this.extranonce1), extranonce2Size: this.extranonce2Size });
 
     if (this.o.suggestDifficulty !== undefined) {

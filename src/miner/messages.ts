@@ -138,7 +138,20 @@ export function parseServerLine(line: string): ServerMessage {
 
 /** mining.subscribe result: [[subscriptions...], extranonce1, extranonce2_size]. */
 export const SubscribeResultSchema = z.tuple([z.unknown(), hex, z.number().int().min(0).max(100)]).rest(z.unknown())
-  .transform(([, en1, size]) => ({ extranonce1: Buffer.from(en1, 'hex'), extranonce2Size: size }));
+  .transform(([subs, en1, size]) => ({ extranonce1: Buffer.from(en1, 'hex'), extranonce2Size: size, sessionId: notifySubscriptionId(subs) }));
+
+/**
+ * The subscription id of mining.notify in a subscribe result ([["mining.notify", id], …]), which a miner sends
+ * back in its next mining.subscribe to resume its session (cpuminer's get_stratum_session_id does the same).
+ */
+function notifySubscriptionId(subs: unknown): string | null {
+  if (!Array.isArray(subs)) return null;
+  const flat = subs.length === 2 && typeof subs[0] === 'string' ? [subs] : subs;
+  for (const s of flat) {
+    if (Array.isArray(s) && s[0] === 'mining.notify' && typeof s[1] === 'string' && s[1].length <= 64) return s[1];
+  }
+  return null;
+}
 
 /** mining.configure result (BIP310): {"version-rolling": bool, "version-rolling.mask": hex, ...}. */
 export const ConfigureResultSchema = z.object({

@@ -52,14 +52,47 @@ export interface BlockchainInfo {
   verificationprogress?: number;
 }
 
+/** One endpoint's answer to a submitblock call: its result, or the error of a call that got none. */
+export type SubmitAnswer =
+  | { endpoint: string; result: string | null }
+  | { endpoint: string; error: { kind: string; code?: number; message: string } };
+
+/** getblockheader's view of a block: confirmations is -1 when it is not on the node's best chain. */
+export interface BlockHeaderInfo {
+  hash: string;
+  height: number;
+  /** Depth on the node's best chain (1 = the tip); -1 when the block is not on the best chain. */
+  confirmations: number;
+  /** Transactions in the block (Core knows it from its header index even when the data is pruned). */
+  nTx?: number;
+  time?: number;
+  previousblockhash?: string;
+  nextblockhash?: string;
+}
+
+/** One of the node's ZMQ publishers (getzmqnotifications). */
+export interface ZmqNotification {
+  /** e.g. "pubhashblock" */
+  type: string;
+  /** e.g. "tcp://127.0.0.1:28332" (as configured on the node: 0.0.0.0 or * mean "its own address") */
+  address: string;
+  hwm?: number;
+}
+
 /** What the pool needs from a node: one interface, so a real bitcoind and the embedded chain are used alike. */
 export interface NodeClient {
   getBlockTemplate(longpollId?: string, signal?: AbortSignal): Promise<BlockTemplate>;
   /** null on acceptance, otherwise Bitcoin Core's reason string (e.g. "high-hash", "duplicate"). */
   submitBlock(blockHex: string): Promise<string | null>;
+  /** One submission round to every endpoint at once; never rejects; one answer per endpoint. */
+  submitBlockAll(blockHex: string): Promise<SubmitAnswer[]>;
+  /** null when the node does not know the block (RPC -5). */
+  getBlockHeader(hash: string): Promise<BlockHeaderInfo | null>;
   getBlockchainInfo(): Promise<BlockchainInfo>;
   /** `signal` lets a poller stop without waiting for the answer; implementations may ignore it. */
   getBestBlockHash(signal?: AbortSignal): Promise<string>;
   getBlockHash(height: number): Promise<string>;
-  getBlock(hash: string, verbosity?: 0 | 1): Promise<unknown>;
+  getBlock(hash: string, verbosity?: 0 | 1 | 2): Promise<unknown>;
+  /** The node's ZMQ publishers, for tip notifications; optional (a node client may not know them). */
+  getZmqNotifications?(): Promise<ZmqNotification[]>;
 }

@@ -1,5 +1,7 @@
+import { hashFromDisplay } from '../chain/index.ts';
 import type { BlockTemplate } from '../node/types.ts';
-import { type Job, type JobSpec, buildJob } from './job.ts';
+import type { CoinbaseOutput } from '../chain/index.ts';
+import { type Job, type JobSpec, buildJob, jobVariant } from './job.ts';
 
 export interface JobManagerOptions {
   extranonceSize: number;
@@ -12,14 +14,32 @@ export interface JobManagerOptions {
 }
 
 /**
+ * What a share is validated against: the jobs of one source of work (the pool's templates, or one route's
+ * upstream pool), their staleness and their duplicate sets. A session validates each share against the source
+ * of the job it names (DESIGN.md: JobSource per session).
+ */
+export interface JobSource {
+  get(id: string): Job | undefined;
+  isStale(job: Job): boolean;
+  /** Record a share key for its job; false if it was seen before (a duplicate) or the job is gone. */
+  markSeen(jobId: string, key: string): boolean;
+}
+
+/**
  * Jobs from templates. A new tip makes every older job stale; jobs stay known for `retentionMs` so shares for
  * them are classified stale rather than unknown, then are dropped with their duplicate sets.
  */
-export class JobManager {
+export class JobManager implements JobSource {
   private readonly jobs = new Map<string, Job>();
   private readonly duplicates = new Map<string, Set<string>>();
+  /** Coinbase variants (SOLO miners' coinbases) per pool job id, by variant key; dropped with their pool job. */
+  private readonly variants = new Map<string, Map<string, Job>>();
+  /** Every variant by its own id (the id miners were sent). */
+  private readonly variantsById = new Map<string, Job>();
   private counter = 0;
   private currentJob: Job | null = null;
+  /** The node's best block when it moved before a template on it came (markTip); cleared by the next job. */
+  private nodeTip: Buffer | null = null;
   private readonly retentionMs: number;
   private readonly maxJobs: number;
 
@@ -30,12 +50,25 @@ export class JobManager {
 
   get current(): Job | null { return this.currentJob; }
 
-  /** Tip the current job builds on (internal order); shares for jobs on another tip are stale. */
-  get tip(): Buffer | null { return this.currentJob?.prevHash ?? null; }
+  /**
+   * The tip work must build on (internal order): the node's new best block after markTip(), else the one the
+   * current job builds on. Shares for jobs on another tip are stale.
+   */
+  get tip(): Buffer | null { return this.nodeTip ?? this.currentJob?.prevHash ?? null; }
+
+  /**
+   * The node's best block is now `hashHex` (display hex), seen (ZMQ, polling) before a template on it: every job
+   * on another tip is stale from now on, even if no template comes for a while. The next job clears it.
+   */
+  markTip(hashHex: string): void {
+    const hash = hashFromDisplay(hashHex);
+    this.nodeTip = this.currentJob?.prevHash.equals(hash) ? null : hash;
+  }
 
   /** Build and register a job; returns it with whether miners must drop older work (new tip). */
   addTemplate(t: BlockTemplate, now: number): { job: Job; clean: boolean } {
-    const prevTip = this.tip;
+    // Against the tip miners were last given work on (not markTip's): they must drop that work.
+    const prevTip = this.currentJob?.prevHash ?? null;
     // Job ids: short hex, unique for this process lifetime (cpuminer needs string ids that change per job).
     const id = (++this.counter).toString(16);
     const job = buildJob(t, { id, extranonceSize: this.opts.extranonceSize, tag: this.opts.tag, outputs: this.opts.outputs, now });
@@ -49,10 +82,35 @@ export class JobManager {
     this.jobs.set(job.id, job);
     this.duplicates.set(job.id, new Set());
     this.currentJob = job;
+    // A template is the node's latest word on its tip (a reorg back is announced again by markTip).
+    this.nodeTip = null;
     this.prune(now);
   }
 
-  get(id: string): Job | undefined { return this.jobs.get(id); }
+  get(id: string): Job | undefined { return this.jobs.get(id) ?? this.variantsById.get(id); }
+
+  /**
+   * The variant of a pool job whose coinbase has these outputs (made once per key and job: e.g. one per SOLO
+   * payout script). Its id is the pool job's id with a suffix; it has its own duplicate set, is stale exactly
+   * when its pool job is, and is forgotten with it. A variant of a variant is the variant of its pool job.
+   */
+  variant(job: Job, key: string, outputs: (coinbaseValue: bigint) => CoinbaseOutput[]): Job {
+    const base = job.base ?? job;
+    let byKey = this.variants.get(base.id);
+    if (!byKey) {
+      if (!this.jobs.has(base.id)) return base; // pruned: it is unknown to validation anyway
+      byKey = new Map();
+      this.variants.set(base.id, byKey);
+    }
+    let v = byKey.get(key);
+    if (!v) {
+      v = jobVariant(base, `${base.id}s${(byKey.size + 1).toString(16)}`, outputs(base.coinbaseValue));
+      byKey.set(key, v);
+      this.variantsById.set(v.id, v);
+      this.duplicates.set(v.id, new Set());
+    }
+    return v;
+  }
 
   isStale(job: Job): boolean {
     const tip = this.tip;
@@ -76,6 +134,11 @@ export class JobManager {
       if (this.jobs.size > this.maxJobs || now - job.createdAt > this.retentionMs) {
         this.jobs.delete(id);
         this.duplicates.delete(id);
+        for (const v of this.variants.get(id)?.values() ?? []) {
+          this.variantsById.delete(v.id);
+          this.duplicates.delete(v.id);
+        }
+        this.variants.delete(id);
       }
     }
   }

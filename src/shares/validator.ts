@@ -1,6 +1,6 @@
 import { hashDifficulty, meetsTarget, sha256d } from '../chain/index.ts';
 import type { Job } from './job.ts';
-import type { JobManager } from './jobs.ts';
+import type { JobSource } from './jobs.ts';
 import type { RejectOutcome } from './outcome.ts';
 
 /** mining.submit after parsing at the edge: strings as the miner sent them. */
@@ -49,7 +49,15 @@ export type ShareResult =
       /** The hash also meets the network target: a block candidate. */
       block: boolean;
     }
-  | { outcome: RejectOutcome; job?: Job; shareDifficulty?: number };
+  | {
+      /** On a job whose tip was replaced: never credited, but still hashed, and a block candidate if it meets the
+       *  network target (it may win a race against the block that replaced its tip). */
+      outcome: 'stale';
+      job: Job;
+      shareDifficulty: number;
+      block: { hash: Buffer; header: Buffer; extranonce2: Buffer } | null;
+    }
+  | { outcome: Exclude<RejectOutcome, 'stale'>; job?: Job; shareDifficulty?: number };
 
 export interface MerkleRootCache {
   job: Job | null;
@@ -69,7 +77,7 @@ const HEX = /^[0-9a-fA-F]*$/;
  * Validate and classify one share. The hot path: per share only the coinbase hash, the merkle path and the
  * header hash are computed; everything per job was computed when the job was built.
  */
-export function validateShare(jobs: JobManager, ctx: ShareContext, p: SubmitParams): ShareResult {
+export function validateShare(jobs: JobSource, ctx: ShareContext, p: SubmitParams): ShareResult {
   const job = ctx.job;
   // A session may still hold a job the manager has pruned (with its duplicate set): unknown from then on,
   // or the same share could be resubmitted and credited again.
@@ -87,7 +95,9 @@ export function validateShare(jobs: JobManager, ctx: ShareContext, p: SubmitPara
     version = ((job.version & ~ctx.versionMask) | (bits & ctx.versionMask)) >>> 0;
   }
 
-  if (jobs.isStale(job)) return { outcome: 'stale', job };
+  // Stale or not, the share is hashed: a stale share can still be a block (ckpool tests block solves whatever
+  // the share's status).
+  const stale = jobs.isStale(job);
 
   const extranonce2 = Buffer.from(p.extranonce2, 'hex');
   const cache = ctx.rootCache;
@@ -101,6 +111,10 @@ export function validateShare(jobs: JobManager, ctx: ShareContext, p: SubmitPara
   const header = job.hasher.header80(root, version, ntime, parseInt(p.nonce, 16));
   const hash = sha256d(header);
   const shareDifficulty = hashDifficulty(hash);
+  if (stale) {
+    const block = meetsTarget(hash, job.networkTargetBytes) ? { hash: Buffer.from(hash), header: Buffer.from(header), extranonce2 } : null;
+    return { outcome: 'stale', job, shareDifficulty, block };
+  }
   if (!meetsTarget(hash, ctx.target)) return { outcome: 'low-difficulty', job, shareDifficulty };
   // Only shares that pass are remembered: low-difficulty junk must not grow the duplicate set (memory).
   const key = `${ctx.extranonce1Hex}:${p.extranonce2}:${p.ntime}:${p.nonce}:${version}`.toLowerCase();

@@ -1,4 +1,4 @@
-import { merkleRootFromBranch, sha256d, toHex } from '../chain/index.ts';
+import { midstate, sha256dFromMidstate, sha256dPairWords, storeWords, toHex, wordsOf } from '../chain/index.ts';
 
 // Stratum V1 work encoding shared by the pool's validator and our miner. The conventions (checked against
 // cpuminer util.c/cpu-miner.c and ckpool stratifier.c):
@@ -38,12 +38,18 @@ export class WorkHasher {
   private readonly coinbase: Buffer;
   private readonly header = Buffer.alloc(80);
   private readonly enOffset: number;
+  /** SHA-256 state after the coinbase's whole 64-byte blocks before the extranonce (the same for every share). */
+  private readonly coinbaseMid: Int32Array;
+  private readonly midBytes: number;
+  /** The branch as big-endian words, 8 per level: the merkle path is hashed in word form (sha256-words.ts). */
+  private readonly branchWords: Int32Array;
+  private readonly node = new Int32Array(8);
 
   constructor(
     coinb1: Buffer,
     coinb2: Buffer,
     readonly extranonceSize: number,
-    private readonly branch: readonly Buffer[],
+    branch: readonly Buffer[],
     prevHash: Uint8Array,
     bits: number,
   ) {
@@ -51,6 +57,11 @@ export class WorkHasher {
     coinb1.copy(this.coinbase, 0);
     coinb2.copy(this.coinbase, coinb1.length + extranonceSize);
     this.enOffset = coinb1.length;
+    const blocks = Math.floor(coinb1.length / 64);
+    this.coinbaseMid = midstate(coinb1, blocks);
+    this.midBytes = blocks * 64;
+    this.branchWords = new Int32Array(8 * branch.length);
+    branch.forEach((b, i) => this.branchWords.set(wordsOf(b), 8 * i));
     this.header.set(prevHash, 4);
     this.header.writeUInt32LE(bits >>> 0, 72);
   }
@@ -63,7 +74,13 @@ export class WorkHasher {
 
   merkleRootFor(extranonce1: Uint8Array, extranonce2: Uint8Array): Buffer {
     this.fillExtranonce(extranonce1, extranonce2);
-    return merkleRootFromBranch(sha256d(this.coinbase), this.branch);
+    const node = this.node;
+    sha256dFromMidstate(this.coinbaseMid, this.coinbase, this.midBytes, node, 0);
+    const bw = this.branchWords;
+    for (let o = 0; o < bw.length; o += 8) sha256dPairWords(node, 0, bw, o, node, 0);
+    const root = Buffer.allocUnsafe(32);
+    storeWords(node, 0, root, 0);
+    return root;
   }
 
   /** The 80-byte header for a share (scratch buffer). */

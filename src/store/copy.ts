@@ -43,6 +43,7 @@ export function sharesToCopy(shares: readonly StagedShare[]): string {
       String(Math.trunc(s.height)),
       copyText(s.blockHash ?? null),
       copyText(s.userAgent ? s.userAgent.slice(0, 200) : null),
+      s.nbits === undefined ? '\\N' : String(s.nbits | 0),
     ].join('\t');
   }
   return out.join('\n') + '\n';

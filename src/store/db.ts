@@ -39,6 +39,17 @@ export class DatabaseTimeoutError extends Error {
   }
 }
 
+/**
+ * A read cannot be served because of the database itself, not the request: it is unreachable (or not answering
+ * in time), or its schema is not migrated yet. The API answers 503 with a code naming the database.
+ */
+export class DatabaseUnavailableError extends Error {
+  constructor(readonly reason: 'unreachable' | 'not-migrated', message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DatabaseUnavailableError';
+  }
+}
+
 const CONNECTION_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
   // SQLSTATE class 08 (connection exception), 57P01..57P03 (admin shutdown, crash shutdown, cannot connect now)
@@ -64,6 +75,8 @@ export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    // libpq also takes the password as a query parameter.
+    for (const k of [...u.searchParams.keys()]) if (/^(password|sslpassword)$/i.test(k)) u.searchParams.set(k, '***');
     return u.toString();
   } catch {
     return '(unparsable database URL)';

@@ -5,6 +5,14 @@ import fs from 'node:fs';
 
 const held = new Set<string>();
 
+/** The resource is locked by another live process (or already open in this one): an expected start-up failure. */
+export class LockHeldError extends Error {
+  constructor(readonly what: string, readonly file: string, readonly pid: number | null) {
+    super(pid === null ? `${what} is already open in this process` : `${what} is in use by process ${pid} (lock ${file})`);
+    this.name = 'LockHeldError';
+  }
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -16,7 +24,7 @@ function pidAlive(pid: number): boolean {
 
 /** Take the lock at `file` or throw naming the holder. `what` names the resource in messages. */
 export function acquireLock(file: string, what: string): () => void {
-  if (held.has(file)) throw new Error(`${what} is already open in this process`);
+  if (held.has(file)) throw new LockHeldError(what, file, null);
   for (let attempt = 0; ; attempt++) {
     try {
       fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
@@ -25,7 +33,7 @@ export function acquireLock(file: string, what: string): () => void {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw new Error(`cannot lock ${what} (${file}): ${(e as Error).message}`);
       const pid = Number(fs.readFileSync(file, 'utf8').trim());
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
-        throw new Error(`${what} is in use by process ${pid} (lock ${file})`);
+        throw new LockHeldError(what, file, pid);
       }
       fs.rmSync(file, { force: true });
     }

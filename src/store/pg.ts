@@ -32,7 +32,9 @@ export class PgDatabase implements Database {
     this.queryTimeoutMs = opts.queryTimeoutMs ?? 30_000;
     this.pool = new pg.Pool({
       connectionString: opts.url,
-      max: opts.maxConnections ?? 4,
+      // The share writer, the books, the market, routing's meter and the API's reads share this pool: with 4,
+      // dashboard reads queued behind the writer's and the books' work. Connections open only when needed.
+      max: opts.maxConnections ?? 10,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
       idleTimeoutMillis: 30_000,
       application_name: opts.applicationName ?? 'hashhub',

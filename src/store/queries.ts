@@ -8,14 +8,14 @@
 export const CREATE_STAGING = `
 CREATE TEMP TABLE IF NOT EXISTS share_staging (
   id text, time timestamptz, account text, worker text, outcome text, pool_difficulty float8,
-  share_difficulty float8, job_id text, height integer, block_hash text, user_agent text
+  share_difficulty float8, job_id text, height integer, block_hash text, user_agent text, nbits integer
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS share_inserted (
   time timestamptz, account_id bigint, worker_id bigint, outcome text, pool_difficulty float8, share_difficulty float8
 ) ON COMMIT DELETE ROWS`;
 
 export const COPY_STAGING = `COPY share_staging (id, time, account, worker, outcome, pool_difficulty, share_difficulty,
-  job_id, height, block_hash, user_agent) FROM STDIN`;
+  job_id, height, block_hash, user_agent, nbits) FROM STDIN`;
 
 // Only names not already there: ON CONFLICT alone would burn an identity value per conflicting row.
 export const UPSERT_ACCOUNTS = `
@@ -47,8 +47,8 @@ WITH s AS (
   LEFT JOIN accounts a ON a.name = st.account AND st.account <> ''
   LEFT JOIN workers w ON w.account_id = a.id AND w.name = st.worker
 ), acc AS (
-  INSERT INTO shares (id, time, account_id, worker_id, pool_difficulty, share_difficulty, job_id, height, block_hash)
-  SELECT id, time, account_id, worker_id, pool_difficulty, share_difficulty, job_id, height, block_hash
+  INSERT INTO shares (id, time, account_id, worker_id, pool_difficulty, share_difficulty, job_id, height, block_hash, nbits)
+  SELECT id, time, account_id, worker_id, pool_difficulty, share_difficulty, job_id, height, block_hash, nbits
   FROM s WHERE outcome = 'accepted'
   ON CONFLICT (id, time) DO NOTHING
   RETURNING time, account_id, worker_id, 'accepted'::text AS outcome, pool_difficulty, share_difficulty
@@ -154,29 +154,84 @@ export const ENSURE_PARTITIONS = 'SELECT hashhub_ensure_partitions($1::date, $2:
 
 // ---- blocks (SqlShareWriter.writeBlock) ---------------------------------------------------------------------
 
-export const UPSERT_ACCOUNT = `
-INSERT INTO accounts (name) SELECT $1::text WHERE NOT EXISTS (SELECT 1 FROM accounts WHERE name = $1::text)
+// Block events arrive in runs (a regtest flood makes hundreds a second): each kind is one statement per batch,
+// with the batch's values as arrays (unnest), so a run costs a handful of statements, not four per event.
+
+/** Accounts named by a run of block candidates ($1 = names). */
+export const UPSERT_ACCOUNTS_OF = `
+INSERT INTO accounts (name)
+SELECT DISTINCT n FROM unnest($1::text[]) AS n
+WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.name = n)
+ORDER BY 1
 ON CONFLICT (name) DO NOTHING`;
 
-export const UPSERT_WORKER = `
+/** Workers named by a run of block candidates ($1 = accounts, $2 = workers, $3 = times). */
+export const UPSERT_WORKERS_OF = `
 INSERT INTO workers (account_id, name, first_seen, last_seen)
-SELECT a.id, $2::text, $3::timestamptz, $3::timestamptz FROM accounts a
-WHERE a.name = $1::text AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.account_id = a.id AND w.name = $2::text)
+SELECT a.id, x.worker, min(x.time), max(x.time)
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS x(account, worker, time)
+JOIN accounts a ON a.name = x.account
+WHERE NOT EXISTS (SELECT 1 FROM workers w WHERE w.account_id = a.id AND w.name = x.worker)
+GROUP BY a.id, x.worker
+ORDER BY 1, 2
 ON CONFLICT (account_id, name) DO NOTHING`;
 
 /**
- * Idempotent on the hash: completes a 'submitted' row left by the block's share; a replayed block event changes
- * nothing, and never rolls back a later status (confirmed, orphaned).
+ * Candidates, idempotent on the hash. Completes a 'submitted' row left by the block's share (which has no hex);
+ * never touches the status (status events do that). $1..$8: hash, height, prev_hash, account, worker, reward,
+ * time, hex, as arrays.
  */
-export const INSERT_BLOCK = `
-INSERT INTO blocks AS b (hash, height, prev_hash, account_id, worker_id, reward, status, result, time, block_hex)
-SELECT $1, $2, $3, w.account_id, w.id, $6::bigint, $7, $8, $9::timestamptz, $10
-FROM workers w JOIN accounts a ON a.id = w.account_id
-WHERE a.name = $4::text AND w.name = $5::text
+export const UPSERT_BLOCK_CANDIDATES = `
+INSERT INTO blocks AS b (hash, height, prev_hash, account_id, worker_id, reward, status, time, block_hex)
+SELECT DISTINCT ON (c.hash) c.hash, c.height, c.prev_hash, w.account_id, w.id, c.reward, 'submitted', c.time, c.hex
+FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::timestamptz[], $8::text[])
+  AS c(hash, height, prev_hash, account, worker, reward, time, hex)
+JOIN accounts a ON a.name = c.account
+JOIN workers w ON w.account_id = a.id AND w.name = c.worker
+ORDER BY c.hash, c.time
 ON CONFLICT (hash) DO UPDATE SET
-  prev_hash = EXCLUDED.prev_hash, reward = EXCLUDED.reward, status = EXCLUDED.status, result = EXCLUDED.result,
-  block_hex = EXCLUDED.block_hex
-WHERE b.status = 'submitted'`;
+  prev_hash = coalesce(b.prev_hash, EXCLUDED.prev_hash),
+  reward = CASE WHEN b.block_hex IS NULL THEN EXCLUDED.reward ELSE b.reward END,
+  block_hex = coalesce(b.block_hex, EXCLUDED.block_hex)`;
+
+/** Node answers ($1..$4: hash, time, endpoint, answer as arrays). */
+export const INSERT_BLOCK_ANSWERS = `
+INSERT INTO block_answers (hash, time, endpoint, answer)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[])
+ON CONFLICT DO NOTHING`;
+
+/**
+ * Status observations ($1..$6: hash, status, result, confirmations, settled, time as arrays). The latest per hash
+ * in the run is applied, and only if it is not older than the last one recorded (a replay, or two processes
+ * checking the same block, cannot roll it back) and the row is not settled (final is final).
+ */
+export const UPDATE_BLOCK_STATUSES = `
+UPDATE blocks b SET status = x.status, result = x.result, confirmations = x.confirmations, settled = x.settled,
+  checked_at = x.time,
+  status_changed_at = CASE WHEN b.status IS DISTINCT FROM x.status THEN x.time ELSE b.status_changed_at END
+FROM (
+  SELECT DISTINCT ON (hash) *
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::boolean[], $6::timestamptz[])
+    AS u(hash, status, result, confirmations, settled, time)
+  ORDER BY hash, time DESC
+) x
+WHERE b.hash = x.hash AND NOT b.settled AND (b.checked_at IS NULL OR b.checked_at <= x.time)`;
+
+/** Blocks not settled, for the block tracker to take up at start (oldest first). */
+export const UNSETTLED_BLOCKS = `
+SELECT b.hash, b.height, b.prev_hash, a.name AS account, w.name AS worker, coalesce(b.reward, 0)::text AS reward,
+  b.block_hex, b.status, b.time
+FROM blocks b JOIN accounts a ON a.id = b.account_id JOIN workers w ON w.id = b.worker_id
+WHERE NOT b.settled
+ORDER BY b.time, b.height
+LIMIT 10000`;
+
+/** The ingest watermark of a spool: only ever moves forward. */
+export const RECORD_WATERMARK = `
+INSERT INTO ingest_watermarks AS w (source, committed_to, updated_at, description)
+VALUES ($1, $2::timestamptz, now(), $3)
+ON CONFLICT (source) DO UPDATE SET committed_to = greatest(w.committed_to, EXCLUDED.committed_to), updated_at = now(),
+  description = coalesce(EXCLUDED.description, w.description)`;
 
 // ---- statistics (SqlStatsReader) ----------------------------------------------------------------------------
 // Windows: $1 = now, $2/$3/$4 = starts of the 5 min, 1 h and 24 h windows (minute-aligned, see stats-reader.ts).
@@ -185,6 +240,8 @@ const WINDOW_SUMS = `
   coalesce(sum(accepted_difficulty) FILTER (WHERE bucket >= $2::timestamptz), 0)::float8 AS d5m,
   coalesce(sum(accepted_difficulty) FILTER (WHERE bucket >= $3::timestamptz), 0)::float8 AS d1h,
   coalesce(sum(accepted_difficulty), 0)::float8 AS d24h,
+  coalesce(sum(accepted) FILTER (WHERE bucket >= $2::timestamptz), 0)::float8 AS n5m,
+  coalesce(sum(accepted) FILTER (WHERE bucket >= $3::timestamptz), 0)::float8 AS n1h,
   coalesce(sum(accepted), 0)::float8 AS accepted,
   coalesce(sum(low_difficulty), 0)::float8 AS low_difficulty,
   coalesce(sum(stale), 0)::float8 AS stale,
@@ -196,8 +253,10 @@ const WINDOW_SUMS = `
   coalesce(sum(malformed), 0)::float8 AS malformed,
   coalesce(sum(unauthorized), 0)::float8 AS unauthorized`;
 
+// first_seen: when the scope's first share was seen; a window never reaches back before it (see WindowRate).
+
 export const POOL_WINDOWS = `
-SELECT ${WINDOW_SUMS}
+SELECT ${WINDOW_SUMS}, (SELECT min(first_seen) FROM workers WHERE id <> 0) AS first_seen
 FROM pool_rollups_minute
 WHERE bucket >= $4::timestamptz AND bucket <= $1::timestamptz`;
 
@@ -209,7 +268,7 @@ FROM workers WHERE last_seen >= $1::timestamptz AND id <> 0`;
 export const ACCOUNT_BY_NAME = `SELECT id::text AS id, name FROM accounts WHERE name = $1::text AND id <> 0`;
 
 export const ACCOUNT_WINDOWS = `
-SELECT ${WINDOW_SUMS}
+SELECT ${WINDOW_SUMS}, (SELECT min(first_seen) FROM workers WHERE account_id = $5::bigint) AS first_seen
 FROM worker_rollups_minute
 WHERE account_id = $5::bigint AND bucket >= $4::timestamptz AND bucket <= $1::timestamptz`;
 
@@ -255,11 +314,22 @@ export const SERIES_WORKER = `${SERIES_SELECT}
 FROM worker_rollups_minute WHERE worker_id = $4::bigint AND bucket >= $2::timestamptz AND bucket <= $1::timestamptz
 GROUP BY 1 ORDER BY 1`;
 
+// The pool's accepted work per rollup row over [$1, $2): minute rows, and the hour rows that compaction folded
+// older minutes into (database.retention.compactAfterDays), so a week is covered whatever the compaction age.
+// A minute row written late for an hour already folded sits beside its hour row: both count (compaction adds).
+export const POOL_WORK = `
+SELECT extract(epoch FROM bucket)::float8 AS t, 60 AS seconds, accepted_difficulty::float8 AS difficulty, accepted::float8 AS accepted
+FROM pool_rollups_minute WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz
+UNION ALL
+SELECT extract(epoch FROM bucket)::float8, 3600, accepted_difficulty::float8, accepted::float8
+FROM pool_rollups_hour WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz
+ORDER BY 1`;
+
 export const BLOCKS_COUNT = 'SELECT count(*)::float8 AS n FROM blocks';
 
 export const BLOCKS_PAGE = `
 SELECT b.height, b.hash, a.name AS account, w.name AS worker, coalesce(b.reward, 0)::text AS reward, b.status, b.result,
-  b.time, b.confirmations
+  b.time, b.confirmations, b.settled
 FROM blocks b JOIN accounts a ON a.id = b.account_id JOIN workers w ON w.id = b.worker_id
 ORDER BY b.time DESC, b.height DESC
 LIMIT $1 OFFSET $2`;

@@ -5,6 +5,23 @@ import * as Q from './queries.ts';
 import type { ShareWriter, WriteResult } from './types.ts';
 
 const DAY_MS = 86_400_000;
+/** Rows encoded per event-loop turn (see encodeInSlices). */
+const COPY_SLICE = 500;
+
+/**
+ * The batch's COPY text, COPY_SLICE rows per event-loop turn: the writer shares the pool's thread, and a batch of
+ * 5,000 rows (the writer catching up on a backlog) encoded at once was a ~20 ms turn that every miner's answer
+ * waited behind.
+ */
+async function encodeInSlices(shares: readonly StagedShare[]): Promise<string> {
+  if (shares.length <= COPY_SLICE) return sharesToCopy(shares);
+  const parts: string[] = [];
+  for (let i = 0; i < shares.length; i += COPY_SLICE) {
+    if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    parts.push(sharesToCopy(shares.slice(i, i + COPY_SLICE)));
+  }
+  return parts.join('');
+}
 
 /**
  * ShareWriter over SQL. A batch is one transaction: COPY into a temp staging table, insert into shares /
@@ -31,10 +48,11 @@ export class SqlShareWriter implements ShareWriter {
     await this.ensureDays(shares);
     const hasUserAgent = shares.some((s) => s.userAgent);
     const hasBlock = shares.some((s) => s.blockHash && s.outcome === 'accepted');
+    const copyText = await encodeInSlices(shares);
     try {
       const inserted = await this.db.transaction(async (tx) => {
         await tx.exec(Q.CREATE_STAGING);
-        await tx.copyFrom(Q.COPY_STAGING, sharesToCopy(shares));
+        await tx.copyFrom(Q.COPY_STAGING, copyText);
         await tx.query(Q.UPSERT_ACCOUNTS);
         await tx.query(Q.UPSERT_WORKERS);
         const ins = await tx.query(Q.INSERT_SHARES);
@@ -57,21 +75,51 @@ export class SqlShareWriter implements ShareWriter {
   }
 
   async writeBlock(b: BlockEvent): Promise<void> {
+    await this.writeBlocks([b]);
+  }
+
+  /**
+   * Block events, atomically: candidates, then answers, then the latest status per block (a block's status always
+   * comes after its candidate, so this order gives what applying them one by one would).
+   */
+  async writeBlocks(events: readonly BlockEvent[]): Promise<void> {
+    if (events.length === 0) return;
     await this.opts.prepare?.();
-    const time = new Date(b.time).toISOString();
+    const iso = (t: number) => new Date(t).toISOString();
+    const cands = events.filter((e): e is Extract<BlockEvent, { kind: 'candidate' }> => e.kind === 'candidate');
+    const answers = events.filter((e): e is Extract<BlockEvent, { kind: 'answer' }> => e.kind === 'answer');
+    const statuses = events.filter((e): e is Extract<BlockEvent, { kind: 'status' }> => e.kind === 'status');
     await this.db.transaction(async (tx) => {
-      await tx.query(Q.UPSERT_ACCOUNT, [b.account]);
-      await tx.query(Q.UPSERT_WORKER, [b.account, b.worker, time]);
-      const r = await tx.query(Q.INSERT_BLOCK, [
-        b.hash, b.height, b.prevHash, b.account, b.worker, b.reward.toString(), b.accepted ? 'accepted' : 'rejected', b.result,
-        time, b.blockHex,
-      ]);
-      return r.rowCount;
+      if (cands.length > 0) {
+        const accounts = cands.map((c) => c.account);
+        const workers = cands.map((c) => c.worker);
+        const times = cands.map((c) => iso(c.time));
+        await tx.query(Q.UPSERT_ACCOUNTS_OF, [accounts]);
+        await tx.query(Q.UPSERT_WORKERS_OF, [accounts, workers, times]);
+        await tx.query(Q.UPSERT_BLOCK_CANDIDATES, [
+          cands.map((c) => c.hash), cands.map((c) => c.height), cands.map((c) => c.prevHash), accounts, workers,
+          cands.map((c) => c.reward.toString()), times, cands.map((c) => c.blockHex),
+        ]);
+      }
+      if (answers.length > 0) {
+        await tx.query(Q.INSERT_BLOCK_ANSWERS, [answers.map((a) => a.hash), answers.map((a) => iso(a.time)), answers.map((a) => a.endpoint), answers.map((a) => a.answer)]);
+      }
+      if (statuses.length > 0) {
+        await tx.query(Q.UPDATE_BLOCK_STATUSES, [
+          statuses.map((x) => x.hash), statuses.map((x) => x.status), statuses.map((x) => x.result), statuses.map((x) => x.confirmations),
+          statuses.map((x) => x.settled), statuses.map((x) => iso(x.time)),
+        ]);
+      }
     }, { timeoutMs: this.opts.timeoutMs });
   }
 
   async ping(): Promise<void> {
     await this.db.query(Q.PING);
+  }
+
+  async recordWatermark(source: string, committedTo: number, description?: string): Promise<void> {
+    await this.opts.prepare?.();
+    await this.db.query(Q.RECORD_WATERMARK, [source, new Date(committedTo).toISOString(), description ?? null]);
   }
 
   /** Forget cached partitions (after maintenance dropped some). */

@@ -1,7 +1,8 @@
 import { SHARE_OUTCOMES, type RejectOutcome } from '../shares/outcome.ts';
 import type { Database } from './db.ts';
 import * as Q from './queries.ts';
-import type { BlockRow, HashrateWindows, RejectCounts, SeriesPoint, StatsReader, Window, WorkerSummary } from './types.ts';
+import type { BlockReader, BlockRow, HashrateWindows, RejectCounts, SeriesPoint, StatsReader, Window, WorkBucket, WorkerSummary } from './types.ts';
+import type { UnsettledBlock } from '../shares/block-state.ts';
 
 const MINUTE = 60_000;
 const TWO_32 = 2 ** 32;
@@ -19,6 +20,15 @@ export function windowStart(nowMs: number, w: Window): number {
   return Math.floor(nowMs / MINUTE) * MINUTE - (WINDOW_MS[w] - MINUTE);
 }
 
+/**
+ * Seconds a window covers at nowMs: from its start, or from the scope's first share when that is later (a young
+ * worker), to now; at least 1 s. firstSeenMs null = nothing known, the whole window.
+ */
+export function windowSeconds(nowMs: number, w: Window, firstSeenMs: number | null): number {
+  const from = Math.max(windowStart(nowMs, w), firstSeenMs ?? -Infinity);
+  return Math.max(1, (nowMs - from) / 1000);
+}
+
 export function hashrate(difficultySum: number, seconds: number): number {
   return seconds > 0 ? (difficultySum * TWO_32) / seconds : 0;
 }
@@ -26,7 +36,7 @@ export function hashrate(difficultySum: number, seconds: number): number {
 const REJECT_COLUMNS: [RejectOutcome, string][] = SHARE_OUTCOMES.filter((o): o is RejectOutcome => o !== 'accepted')
   .map((o) => [o, o.replace(/-/g, '_')]);
 
-type WindowRow = Record<string, number>;
+type WindowRow = Record<string, unknown>;
 
 function rejectCounts(row: WindowRow | undefined): RejectCounts {
   const rejected: RejectCounts['rejected'] = {};
@@ -50,7 +60,7 @@ export interface StatsReaderOptions {
 }
 
 /** StatsReader over the rollup tables: every window is a handful of indexed rows, never raw shares. */
-export class SqlStatsReader implements StatsReader {
+export class SqlStatsReader implements StatsReader, BlockReader {
   private readonly onlineMs: number;
 
   constructor(private readonly db: Database, opts: StatsReaderOptions = {}) {
@@ -62,13 +72,18 @@ export class SqlStatsReader implements StatsReader {
     return [now.toISOString(), ...(['5m', '1h', '24h'] as const).map((w) => new Date(windowStart(t, w)).toISOString())] as [string, string, string, string];
   }
 
-  private windows(row: WindowRow | undefined, now: Date): HashrateWindows {
+  /** The three windows from a row of WINDOW_SUMS, each over the seconds it actually covers (see WindowRate). */
+  private windows(row: WindowRow | undefined, now: Date, firstSeen: unknown): HashrateWindows {
     const t = now.getTime();
-    const sec = (w: Window) => (t - windowStart(t, w)) / 1000;
+    const first = firstSeen == null ? null : (firstSeen instanceof Date ? firstSeen : new Date(firstSeen as string)).getTime();
+    const rate = (w: Window, diff: unknown, shares: unknown) => {
+      const seconds = windowSeconds(t, w, first);
+      return { hashrate: hashrate(Number(diff ?? 0), seconds), seconds, shares: Number(shares ?? 0) };
+    };
     return {
-      '5m': hashrate(Number(row?.d5m ?? 0), sec('5m')),
-      '1h': hashrate(Number(row?.d1h ?? 0), sec('1h')),
-      '24h': hashrate(Number(row?.d24h ?? 0), sec('24h')),
+      '5m': rate('5m', row?.d5m, row?.n5m),
+      '1h': rate('1h', row?.d1h, row?.n1h),
+      '24h': rate('24h', row?.d24h, row?.accepted),
     };
   }
 
@@ -82,7 +97,7 @@ export class SqlStatsReader implements StatsReader {
       this.db.query<{ workers: number; miners: number }>(Q.POOL_ONLINE, [this.onlineSince(now)]),
     ]);
     return {
-      ...this.windows(w.rows[0], now),
+      ...this.windows(w.rows[0], now, w.rows[0]?.first_seen),
       miners: Number(online.rows[0]?.miners ?? 0),
       workers: Number(online.rows[0]?.workers ?? 0),
       shares24h: rejectCounts(w.rows[0]),
@@ -104,7 +119,7 @@ export class SqlStatsReader implements StatsReader {
     ]);
     return {
       account,
-      hashrate: this.windows(w.rows[0], now),
+      hashrate: this.windows(w.rows[0], now, w.rows[0]?.first_seen),
       workers: Number(counts.rows[0]?.workers ?? 0),
       workersOnline: Number(counts.rows[0]?.online ?? 0),
       shares24h: rejectCounts(w.rows[0]),
@@ -127,7 +142,7 @@ export class SqlStatsReader implements StatsReader {
         firstSeen: iso(r.first_seen),
         lastSeen: iso(r.last_seen),
         online: r.online === true,
-        hashrate: this.windows(r, now),
+        hashrate: this.windows(r, now, r.first_seen),
         shares24h: rejectCounts(r),
         difficulty: r.difficulty === null ? null : Number(r.difficulty),
         userAgent: r.user_agent,
@@ -175,6 +190,13 @@ export class SqlStatsReader implements StatsReader {
     return out;
   }
 
+  async poolWork(from: Date, to: Date): Promise<WorkBucket[]> {
+    const r = await this.db.query<{ t: number; seconds: number; difficulty: number; accepted: number }>(Q.POOL_WORK, [from.toISOString(), to.toISOString()]);
+    return r.rows.map((x) => ({
+      time: new Date(Number(x.t) * 1000).toISOString(), seconds: Number(x.seconds) === 3600 ? 3600 : 60, difficulty: Number(x.difficulty), accepted: Number(x.accepted),
+    }));
+  }
+
   async blocks(page: { limit: number; offset: number }): Promise<{ total: number; items: BlockRow[] }> {
     const [count, rows] = await Promise.all([
       this.db.query<{ n: number }>(Q.BLOCKS_COUNT),
@@ -187,6 +209,21 @@ export class SqlStatsReader implements StatsReader {
     const r = await this.db.query<Record<string, unknown>>(Q.BLOCKS_PAGE, [1, 0]);
     return r.rows[0] ? blockRow(r.rows[0]) : null;
   }
+
+  async unsettledBlocks(): Promise<UnsettledBlock[]> {
+    const r = await this.db.query<Record<string, unknown>>(Q.UNSETTLED_BLOCKS);
+    return r.rows.map((row) => ({
+      hash: String(row.hash),
+      height: Number(row.height),
+      prevHash: (row.prev_hash as string | null) ?? null,
+      account: String(row.account),
+      worker: String(row.worker),
+      reward: BigInt(String(row.reward)),
+      hex: (row.block_hex as string | null) ?? null,
+      status: row.status as UnsettledBlock['status'],
+      time: new Date(row.time as string | Date).getTime(),
+    }));
+  }
 }
 
 function blockRow(r: Record<string, unknown>): BlockRow {
@@ -197,6 +234,7 @@ function blockRow(r: Record<string, unknown>): BlockRow {
     worker: String(r.worker),
     reward: String(r.reward),
     status: r.status as BlockRow['status'],
+    settled: r.settled === true,
     result: (r.result as string | null) ?? null,
     time: iso(r.time),
     confirmations: Number(r.confirmations),

@@ -1,3 +1,4 @@
+import type { BlockStatus, UnsettledBlock } from '../shares/block-state.ts';
 import type { BlockEvent, ShareEvent } from '../shares/events.ts';
 import type { ShareOutcome } from '../shares/outcome.ts';
 
@@ -11,10 +12,18 @@ export interface ShareWriter {
    * store reports how many were new (WriteResult); other writers may resolve to nothing.
    */
   writeShares(shares: readonly ShareEvent[]): Promise<void | WriteResult>;
-  /** Record a block candidate and the node's answer. Idempotent on the block hash. */
+  /** Record a block event (candidate, node answer, status). Idempotent (replays change nothing). */
   writeBlock(block: BlockEvent): Promise<void>;
+  /** Several block events in order, atomically; writers without it get writeBlock() one by one. */
+  writeBlocks?(blocks: readonly BlockEvent[]): Promise<void>;
   /** Cheap liveness check (SELECT 1). */
   ping(): Promise<void>;
+  /**
+   * The ingest watermark of one spool (source): every share it accepted with a time before `committedTo` (ms) is
+   * in the database. Monotonic (a smaller value never lowers it). Accounting credits a period only once every
+   * live source has passed its end.
+   */
+  recordWatermark?(source: string, committedTo: number, description?: string): Promise<void>;
 }
 
 export interface WriteResult {
@@ -26,11 +35,24 @@ export interface WriteResult {
 
 export type Window = '5m' | '1h' | '24h';
 
+/** One window's rate, with what it rests on: a young worker's 5 min window covers only the time it has mined. */
+export interface WindowRate {
+  /** H/s = Σ accepted pool difficulty × 2^32 / seconds. */
+  hashrate: number;
+  /**
+   * Seconds the window actually covers: from the later of the window's start and the first share ever seen from
+   * this worker (account: its first worker; pool: the first of all), to now. A worker that started 30 s ago has
+   * a 5 min window of 30 s, so its rate is not shown at a tenth.
+   */
+  seconds: number;
+  /** Accepted shares in the window: a rate from 3 shares is a guess, from 300 a measurement. */
+  shares: number;
+}
+
 export interface HashrateWindows {
-  /** H/s = sum of accepted pool difficulty × 2^32 / window seconds. */
-  '5m': number;
-  '1h': number;
-  '24h': number;
+  '5m': WindowRate;
+  '1h': WindowRate;
+  '24h': WindowRate;
 }
 
 export interface RejectCounts {
@@ -59,15 +81,20 @@ export interface BlockRow {
   hash: string;
   account: string;
   worker: string;
-  /** satoshis, as a decimal string (bigint in JSON); '0' while status is 'submitted' (the node's answer not yet recorded) */
+  /** satoshis, as a decimal string (bigint in JSON); '0' until the block's own record arrives (only its share is stored) */
   reward: string;
-  status: 'submitted' | 'accepted' | 'rejected' | 'orphaned' | 'confirmed';
+  status: BlockStatus;
+  /** Final: nothing can change the status any more. */
+  settled: boolean;
   result: string | null;
   time: string;
   confirmations: number;
 }
 
 export interface SeriesPoint { time: string; hashrate: number; accepted: number; rejected: number }
+
+/** The pool's accepted work in one rollup row: a minute, or an hour that compaction folded minutes into. */
+export interface WorkBucket { time: string; seconds: 60 | 3600; difficulty: number; accepted: number }
 
 export interface StatsReader {
   poolHashrate(now?: Date): Promise<HashrateWindows & { miners: number; workers: number; shares24h: RejectCounts }>;
@@ -76,6 +103,12 @@ export interface StatsReader {
   hashrateSeries(scope: { account?: string; worker?: string }, window: Window, bucketSeconds: number, now?: Date): Promise<SeriesPoint[]>;
   blocks(page: { limit: number; offset: number }): Promise<{ total: number; items: BlockRow[] }>;
   lastBlock(): Promise<BlockRow | null>;
+  /** The pool's accepted work per rollup row (minute or compacted hour) starting in [from, to), oldest first. */
+  poolWork(from: Date, to: Date): Promise<WorkBucket[]>;
+}
+
+export interface BlockReader {
+  unsettledBlocks(): Promise<UnsettledBlock[]>;
 }
 
 /**
@@ -83,6 +116,39 @@ export interface StatsReader {
  * IngestSnapshot (queueDepth, spoolBytes, dbUp).
  */
 export interface IngestStats {
+  /** The writer is making progress on its own: false while it cannot read the spool or after it crashed (restarting). */
+  writerUp: boolean;
+  /** Why it is not (null when up). */
+  writerError: string | null;
+  /** Age of the oldest event appended but not yet in the database, ms; null when nothing is waiting (or not known yet). */
+  oldestUnsentAgeMs: number | null;
+  /** The spool's disk budget: whether shares are accepted, and why not. */
+  storage: {
+    accepting: boolean;
+    reason?: 'budget' | 'disk-full' | 'write-failed';
+    message?: string;
+    /** ISO time since when shares are refused. */
+    since?: string;
+    /** Bytes of spool segments on disk. */
+    usedBytes: number;
+    /** Budget (0 = none); shares are refused past maxBytes − blockMarginBytes. */
+    maxBytes: number;
+    blockMarginBytes: number;
+    /** Free bytes on the spool's filesystem at the last check (null if unknown). */
+    freeBytes: number | null;
+    minFreeBytes: number;
+    /** The preallocated reserve file for block events is in place. */
+    reserveFileHeld: boolean;
+    /** Shares refused since start because they could not be stored. */
+    refusedShares: number;
+  };
+  /** Failed spool reads by the writer (each retried), and segments found missing (their events lost). */
+  readErrors: number;
+  missingSegments: number;
+  /** Times the writer failed unexpectedly and was restarted. */
+  writerRestarts: number;
+  /** Shares dropped because the spool failed and the memory bound was reached (callers that ignore admitShare). */
+  lostShares: number;
   /** Events waiting in memory for a database batch (bounded by queueCapacity). */
   queueDepth: number;
   queueCapacity: number;

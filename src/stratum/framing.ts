@@ -9,6 +9,9 @@ export class LineFramer {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private failed = false;
+  /** Set by hold(): the rest of the current chunk waits in `held` until release(). */
+  private holding = false;
+  private held: Buffer | null = null;
 
   constructor(
     private readonly maxLineBytes: number,
@@ -18,6 +21,11 @@ export class LineFramer {
 
   push(chunk: Buffer): void {
     if (this.failed) return;
+    if (this.holding) {
+      // Data that arrived while holding queues behind what is held (copied: the socket may reuse its buffer).
+      this.held = this.held ? Buffer.concat([this.held, chunk]) : Buffer.from(chunk);
+      return;
+    }
     let start = 0;
     for (;;) {
       const nl = chunk.indexOf(0x0a, start);
@@ -37,6 +45,10 @@ export class LineFramer {
       if (line.length > 0 && line.charCodeAt(line.length - 1) === 0x0d) line = line.slice(0, -1);
       if (line.trim().length > 0) this.onLine(line);
       if (this.failed) return;
+      if (this.holding) {
+        if (start < chunk.length) this.held = Buffer.from(chunk.subarray(start));
+        return;
+      }
     }
     if (start < chunk.length) {
       this.pendingBytes += chunk.length - start;
@@ -46,8 +58,25 @@ export class LineFramer {
     }
   }
 
+  /**
+   * Stop delivering lines after the current one (called from onLine): the rest of the chunk is kept, in order,
+   * until release(). Lets a connection that sent many lines at once yield the event loop between batches.
+   */
+  hold(): void { this.holding = true; }
+
+  get isHolding(): boolean { return this.holding; }
+
+  /** Deliver what was held (it may hold again partway). */
+  release(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    const rest = this.held;
+    this.held = null;
+    if (rest) this.push(rest);
+  }
+
   /** Stop delivering lines (e.g. after the session decided to close). */
-  stop(): void { this.failed = true; this.pending = []; this.pendingBytes = 0; }
+  stop(): void { this.failed = true; this.pending = []; this.pendingBytes = 0; this.held = null; }
 
   private fail(): void {
     this.stop();

@@ -40,11 +40,17 @@ export interface StratumOptions {
   authorizeTimeoutMs: number;
   /** Close authorized connections with no share for this long (stale connection eviction). */
   shareTimeoutMs: number;
-  /** Per-connection message rate (token bucket). */
+  /** Per-connection rate of messages other than shares, and of invalid shares (token bucket). Valid and stale
+   *  shares never count: a miner is never closed for finding shares fast. */
   messagesPerSecond: number;
   messageBurst: number;
+  /** Lines read per second per connection before its socket is paused for the rest of a 100 ms window
+   *  (CPU per connection is bounded by reading less, never by dropping or closing). */
+  readLinesPerSecond: number;
   /** A peer that does not read its socket gets dropped past this many buffered bytes. */
   maxWriteBufferBytes: number;
+  /** All connections together: past this many buffered bytes the slowest readers are closed (see WriteBudget). */
+  maxTotalWriteBufferBytes: number;
   ban: BanOptions;
   /** Host/port sent in client.reconnect at graceful shutdown; empty params when unset. */
   reconnectHost?: string;
@@ -72,7 +78,9 @@ export const DEFAULT_STRATUM_OPTIONS: StratumOptions = {
   shareTimeoutMs: 15 * 60_000,
   messagesPerSecond: 100,
   messageBurst: 500,
+  readLinesPerSecond: 5000,
   maxWriteBufferBytes: 1 << 20,
+  maxTotalWriteBufferBytes: 256 * 1024 * 1024,
   ban: { windowMs: 60_000, maxRejects: 200, minRejectRatio: 0.9, maxGarbage: 20, offencesBeforeBan: 3, strikeWindowMs: 600_000, baseMs: 60_000, maxMs: 3_600_000 },
   tickMs: 1000,
 };

@@ -47,8 +47,17 @@ function isId(v: unknown): v is RequestId {
   return v === null || typeof v === 'number' || (typeof v === 'string' && v.length <= 64);
 }
 
-/** Parse one line. Throws ProtocolError (with the request id when it could be read). */
+/**
+ * Parse one line. Throws ProtocolError (with the request id when it could be read). A mining.submit in the shape
+ * miners send goes through parseSubmitLine (no generic JSON object); anything else, or anything unusual about a
+ * submit, through the generic parse.
+ */
 export function parseMessage(line: string): StratumRequest | StratumResponse {
+  return parseSubmitLine(line) ?? parseMessageGeneric(line);
+}
+
+/** The generic parse: JSON.parse, then the typed check per method. */
+export function parseMessageGeneric(line: string): StratumRequest | StratumResponse {
   let msg: unknown;
   try {
     msg = JSON.parse(line);
@@ -113,4 +122,47 @@ function parseSubmit(id: RequestId, params: unknown): SubmitParams {
     throw new ProtocolError(id, JSONRPC_INVALID_PARAMS, 'invalid params for mining.submit: field too long');
   }
   return { worker: worker.trim(), jobId: String(jobId), extranonce2, ntime, nonce, versionBits: typeof versionBits === 'string' ? versionBits : undefined };
+}
+
+// ---- the mining.submit fast path -------------------------------------------------------------------------------
+
+// A submit in the two layouts miners send, matched by one regular expression each (compiled to native code by
+// V8): 2.6x less CPU than JSON.parse plus the typed check, measured (bench/parse-count.ts). A JS character
+// scanner was tried first and cost more than JSON.parse. Strings without escapes or control characters only,
+// JSON whitespace, 5 or 6 params; anything else goes to the generic parse.
+const W = '[ \\t\\n\\r]*';
+const STR = '"([^"\\\\\\x00-\\x1f]*)"';
+const NUM = '-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][-+]?[0-9]+)?';
+const ID = `(${NUM}|"[^"\\\\\\x00-\\x1f]*"|null)`;
+const PARAMS = `\\[${W}${STR}${W},${W}(?:${STR}|(${NUM}))${W},${W}${STR}${W},${W}${STR}${W},${W}${STR}${W}(?:,${W}(?:${STR}|null)${W})?\\]`;
+const METHOD = `"method"${W}:${W}"mining\\.submit"`;
+/** {"id":…,"method":"mining.submit","params":[…]} (cpuminer, most firmware, the load generator). */
+const ID_FIRST = new RegExp(`^${W}\\{${W}"id"${W}:${W}${ID}${W},${W}${METHOD}${W},${W}"params"${W}:${W}${PARAMS}${W}\\}${W}$`);
+/** {"params":[…],"id":…,"method":"mining.submit"} (cgminer, bmminer). */
+const PARAMS_FIRST = new RegExp(`^${W}\\{${W}"params"${W}:${W}${PARAMS}${W},${W}"id"${W}:${W}${ID}${W},${W}${METHOD}${W}\\}${W}$`);
+
+/**
+ * mining.submit without a generic JSON object, for the layouts above; null for anything else (the caller uses
+ * the generic parse, which gives the same result on every line both accept: test/stratum-submit-parse.test.ts).
+ * Params are checked by the same parseSubmit, so its errors are the generic path's.
+ */
+export function parseSubmitLine(line: string): StratumRequest | null {
+  let m = ID_FIRST.exec(line);
+  let idText: string;
+  let p: number;
+  if (m) {
+    idText = m[1];
+    p = 2;
+  } else {
+    m = PARAMS_FIRST.exec(line);
+    if (!m) return null;
+    idText = m[8];
+    p = 1;
+  }
+  const id: RequestId = idText.charCodeAt(0) === 34 ? idText.slice(1, -1) : idText === 'null' ? null : Number(idText);
+  if (!isId(id)) return null; // a bad id: the generic parse gives its error
+  const jobId = m[p + 1] ?? Number(m[p + 2]);
+  const params: unknown[] = [m[p], jobId, m[p + 3], m[p + 4], m[p + 5]];
+  if (m[p + 6] !== undefined) params.push(m[p + 6]);
+  return { id, method: 'mining.submit', submit: parseSubmit(id, params) };
 }

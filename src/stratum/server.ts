@@ -6,9 +6,12 @@ import { BanList } from './bans.ts';
 import { ExtranonceAllocator } from './extranonce.ts';
 import type { StratumOptions } from './options.ts';
 import { type StratumHost, StratumSession } from './session.ts';
+import { WriteBudget } from './write-budget.ts';
 
-/** Sessions sent a job per event-loop turn (see broadcast). */
+/** Sessions sent a job per event-loop turn when miners must drop their work (new tip; see broadcast). */
 export const BROADCAST_CHUNK = 500;
+/** …and for a refresh on the same tip (old work stays valid), started in the next turn: no latency spike. */
+export const REFRESH_CHUNK = 100;
 
 export interface StratumServerStats {
   connections: number;
@@ -18,6 +21,8 @@ export interface StratumServerStats {
   /** Connections closed for abuse without (yet) banning their IP. */
   abuseClosed: number;
   bans: number;
+  /** Bytes buffered for slow readers across all connections, and connections closed past the pool-wide cap. */
+  writeBuffers: { bufferedBytes: number; slowReadersClosed: number };
 }
 
 /**
@@ -29,11 +34,12 @@ export class StratumServer {
   private readonly perIp = new Map<string, number>();
   private readonly bans: BanList;
   private readonly extranonces: ExtranonceAllocator;
+  private readonly writeBudget: WriteBudget;
   private servers: Server[] = [];
   private timer: NodeJS.Timeout | null = null;
   private sessionSeq = 0;
   private draining = false;
-  readonly stats: StratumServerStats = { connections: 0, authorized: 0, connectionsTotal: 0, refused: { banned: 0, perIp: 0, full: 0 }, abuseClosed: 0, bans: 0 };
+  readonly stats: StratumServerStats;
 
   constructor(
     private readonly host: StratumHost,
@@ -42,6 +48,11 @@ export class StratumServer {
   ) {
     this.bans = new BanList(opts.ban.baseMs, opts.ban.maxMs);
     this.extranonces = new ExtranonceAllocator(opts.nodeId, opts.extranonce1Size);
+    this.writeBudget = new WriteBudget(opts.maxTotalWriteBufferBytes, () => this.sessions, log);
+    this.stats = {
+      connections: 0, authorized: 0, connectionsTotal: 0, refused: { banned: 0, perIp: 0, full: 0 }, abuseClosed: 0, bans: 0,
+      writeBuffers: this.writeBudget.stats,
+    };
   }
 
   /** Start listening; resolves with the bound ports (port 0 picks a free one). */
@@ -76,7 +87,7 @@ export class StratumServer {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
     const en1 = this.extranonces.allocate();
-    const session = new StratumSession((++this.sessionSeq).toString(16), socket, en1, this.host, this.opts);
+    const session = new StratumSession((++this.sessionSeq).toString(16), socket, en1, this.host, this.opts, this.writeBudget);
     this.sessions.add(session);
     this.stats.connections = this.sessions.size;
     this.stats.connectionsTotal++;
@@ -117,21 +128,31 @@ export class StratumServer {
    * Fan a job out to every authorized session, BROADCAST_CHUNK sessions per event-loop turn: one notify per
    * socket is a write syscall each, and 10k of them in one turn would stall every submit behind them. A newer
    * job supersedes a broadcast still under way: the sessions not yet reached get the newer job instead (and
-   * clean_jobs if it is on another tip than their last job: see StratumSession.sendJob).
+   * clean_jobs if it is on another tip than their last job: see StratumSession.sendJob). A refresh on the same
+   * tip is not urgent (work on the previous job stays valid): it goes out REFRESH_CHUNK sessions a turn from the
+   * next turn, so the template's processing and its fan-out never make one long turn — unless it supersedes a
+   * new-tip broadcast still under way, whose sessions must still switch at full pace.
    */
   broadcast(job: Job, clean: boolean): void {
     const gen = ++this.broadcastGen;
     const sessions = [...this.sessions];
+    const urgent = clean || this.urgentUnderWay;
+    this.urgentUnderWay = urgent;
+    const chunk = urgent ? BROADCAST_CHUNK : REFRESH_CHUNK;
     let i = 0;
     const step = () => {
       if (gen !== this.broadcastGen) return; // superseded by a newer job
-      const end = Math.min(i + BROADCAST_CHUNK, sessions.length);
+      const end = Math.min(i + chunk, sessions.length);
       for (; i < end; i++) sessions[i].sendJob(job, clean);
       if (i < sessions.length) setImmediate(step);
+      else this.urgentUnderWay = false;
     };
-    step();
+    if (urgent) step();
+    else setImmediate(step);
   }
 
+  /** A new-tip broadcast has sessions left to reach. */
+  private urgentUnderWay = false;
   private broadcastGen = 0;
 
   private tick(): void {
@@ -165,7 +186,8 @@ export class StratumServer {
 
 function listenOn(server: Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
+    // The errno code stays on the error: the CLI turns EADDRINUSE/EACCES into a one-line explanation.
+    const onError = (err: NodeJS.ErrnoException) => reject(Object.assign(new Error(`cannot listen on ${host}:${port}: ${err.message}`), { code: err.code, host, port }));
     server.once('error', onError);
     server.listen(port, host, () => {
       server.off('error', onError);

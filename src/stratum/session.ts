@@ -1,13 +1,14 @@
 import type { Socket } from 'node:net';
 import { difficultyToTarget, targetBytes, targetToDifficulty, toHex, u32Hex } from '../chain/index.ts';
 import { type Job, notifyLine } from '../shares/job.ts';
-import type { JobManager } from '../shares/jobs.ts';
+import type { JobManager, JobSource } from '../shares/jobs.ts';
 import { REJECT_ERRORS, type ShareOutcome } from '../shares/outcome.ts';
 import { type ShareResult, type SubmitParams, newRootCache, validateShare } from '../shares/validator.ts';
 import { LineFramer, type LineTooLongError } from './framing.ts';
 import type { StratumOptions } from './options.ts';
 import { ProtocolError, type RequestId, type StratumRequest, parseMessage } from './protocol.ts';
 import { Vardiff, clampDifficulty } from './vardiff.ts';
+import type { WriteBudget } from './write-budget.ts';
 
 export interface AuthorizedWorker {
   /** "account.worker" as the miner sent it. */
@@ -18,28 +19,84 @@ export interface AuthorizedWorker {
 
 export type AuthResult = ({ ok: true } & AuthorizedWorker) | { ok: false; reason: string };
 
+/** The host cannot take a valid share (its storage is full): the miner gets this error, the share no credit. */
+export interface ShareRefusal {
+  code: number;
+  message: string;
+}
+
 /** What a session needs from the pool around it. Stratum knows nothing of HTTP, SQL or the node. */
 export interface StratumHost {
   readonly jobs: JobManager;
   authorize(user: string, password: string, session: StratumSession): AuthResult;
-  /** Called for every classified share before the miner is answered (a block is submitted from here first). */
-  onShare(session: StratumSession, worker: AuthorizedWorker | null, poolDifficulty: number, result: ShareResult, params: SubmitParams): void;
+  /**
+   * Called for every classified share before the miner is answered (a block is submitted from here first). A
+   * refusal turns the answer to a valid share into that error (the share is not credited).
+   */
+  onShare(session: StratumSession, worker: AuthorizedWorker | null, poolDifficulty: number, result: ShareResult, params: SubmitParams): ShareRefusal | void;
   /** Abuse the session cannot handle alone: the server bans and closes. */
   onAbuse(session: StratumSession, reason: string): void;
   onClose(session: StratumSession): void;
+  /**
+   * At mining.subscribe, before the reply (which fixes the miner's extranonce1): the work this miner resumes, when
+   * it sends back a subscription id it was given earlier (cpuminer does after client.reconnect) or routing has it
+   * otherwise. null or absent: pool work.
+   */
+  resumeWork?(session: StratumSession, subscriptionId: string | undefined): WorkAssignment | null;
+  /** After each successful authorize (routing moves the session of a routed worker). */
+  onAuthorized?(session: StratumSession, worker: AuthorizedWorker): void;
   /** Time from a submit line's parse to its answer being written, for the latency histogram. */
   observeSubmit?(seconds: number): void;
+  /**
+   * The work this session gets for a pool job: the job itself, or a variant of it with this session's own
+   * coinbase (a SOLO miner's, paying its address). Called once per job sent, never per share.
+   */
+  workFor?(job: Job, session: StratumSession): Job;
   now(): number;
 }
 
-interface SentJob {
+/** Where a session's work comes from now (DESIGN.md "JobSource per session"): the pool's jobs or a route's. */
+export interface WorkAssignment {
+  /** null: the pool's own jobs. */
+  route: RoutedWork | null;
+  extranonce1: Buffer;
+  extranonce1Hex: string;
+  extranonce2Size: number;
+}
+
+/** A route's side of a routed session (src/routing implements it; stratum knows nothing of upstreams). */
+export interface RoutedWork {
+  readonly routeId: string;
+  readonly jobs: JobSource;
+  /** BIP310 mask the upstream allows (the session's is its intersection with the miner's). */
+  readonly versionMask: number;
+  /** The job and difficulty a miner on this route works on now; null before the upstream's first job. */
+  current(): { job: Job; difficulty: number } | null;
+  /**
+   * Every share on one of this route's jobs (sent: null when the miner named no job we sent), after local
+   * validation against the upstream job and target. The miner is answered from `result`; the route forwards
+   * and meters. Never submits a block to our node: a block on routed work is the upstream pool's.
+   */
+  onShare(session: StratumSession, worker: AuthorizedWorker | null, sent: SentJob | null, result: ShareResult, p: SubmitParams): void;
+}
+
+/** A job as sent to this miner: its own source, extranonce and target, which its shares are validated against. */
+export interface SentJob {
   job: Job;
   difficulty: number;
   /** 32 little-endian bytes. */
   target: Buffer;
+  /** null: a pool job. */
+  route: RoutedWork | null;
+  extranonce1: Buffer;
+  extranonce1Hex: string;
+  extranonce2Size: number;
 }
 
 const MAX_SENT_JOBS = 64;
+/** Lines one connection may have handled in one event-loop turn before it yields (fairness, timers, I/O). */
+const LINES_PER_TURN = 64;
+const TURN_BUDGET_MS = 5;
 /** Proxies authorize many workers on one connection; the cap keeps one peer from growing the map forever. */
 const MAX_WORKERS_PER_SESSION = 1024;
 const ZERO_TARGET = Buffer.alloc(32);
@@ -59,8 +116,14 @@ export class StratumSession {
   private vardiff: Vardiff;
   private readonly sentJobs = new Map<string, SentJob>();
   private reissue = 0;
+  /** The last pool job sent (vardiff re-issues it). */
   private lastJob: Job | null = null;
   private lastSentId = '';
+  /** Difficulty of the last job sent, either source; null forces set_difficulty with the next job. */
+  private sentDifficulty: number | null = null;
+  /** The pool's assignment (the allocated extranonce1, the configured extranonce2 size), and the current one. */
+  readonly poolWork: WorkAssignment;
+  private work: WorkAssignment;
   /** Latest ntime sent for lastJob (re-issues of one job never repeat an ntime). */
   private lastNtime = 0;
   private readonly rootCache = newRootCache();
@@ -70,6 +133,8 @@ export class StratumSession {
   lastActivityAt: number;
   closed = false;
   readonly counts: Partial<Record<ShareOutcome, number>> = {};
+  /** Times the socket was paused by the read throttle. */
+  readPauses = 0;
   private readonly framer: LineFramer;
   // token bucket
   private tokens: number;
@@ -79,6 +144,11 @@ export class StratumSession {
   private windowShares = 0;
   private windowRejects = 0;
   private windowGarbage = 0;
+  // read throttle (per 100 ms window)
+  private readWindowStart = 0;
+  private linesInWindow = 0;
+  private linesThisTurn = 0;
+  private turnStartedAt = 0;
 
   constructor(
     readonly id: string,
@@ -86,6 +156,8 @@ export class StratumSession {
     readonly extranonce1: Buffer,
     private readonly host: StratumHost,
     private readonly opts: StratumOptions,
+    /** Pool-wide accounting of bytes buffered for slow readers (StratumServer's); absent in unit tests. */
+    private readonly writeBudget?: WriteBudget,
   ) {
     const now = host.now();
     this.connectedAt = now;
@@ -98,13 +170,40 @@ export class StratumSession {
     this.tokens = opts.messageBurst;
     this.tokensAt = now;
     this.extranonce1Hex = toHex(extranonce1);
-    this.framer = new LineFramer(opts.maxLineBytes, (line) => this.onLine(line), (err) => this.onOversized(err));
-    socket.on('data', (chunk: Buffer) => this.framer.push(chunk));
+    this.poolWork = { route: null, extranonce1, extranonce1Hex: this.extranonce1Hex, extranonce2Size: opts.extranonce2Size };
+    this.work = this.poolWork;
+    this.framer = new LineFramer(opts.maxLineBytes, (line) => { this.onLine(line); this.afterLine(); }, (err) => this.onOversized(err));
+    this.readWindowStart = now;
+    socket.on('data', (chunk: Buffer) => {
+      this.linesThisTurn = 0;
+      this.turnStartedAt = performance.now();
+      // The answers to one chunk's lines leave together (one writev), not one write(2) per line.
+      socket.cork();
+      try { this.framer.push(chunk); } finally { socket.uncork(); }
+    });
   }
 
   readonly extranonce1Hex: string;
 
   get authorized(): boolean { return this.workers.size > 0; }
+
+  /** The accounts authorized on this connection (one, except behind a proxy). */
+  accounts(): Set<string> {
+    const out = new Set<string>();
+    for (const w of this.workers.values()) out.add(w.account);
+    return out;
+  }
+
+  /** The route this session works for now; null on pool work. */
+  get route(): RoutedWork | null { return this.work.route; }
+
+  get assignment(): WorkAssignment { return this.work; }
+
+  /** The pool's estimate of this miner's hashrate, H/s: vardiff aims at one share per target interval, so the
+   *  session's own difficulty × 2^32 / interval (what routing uses to take a hashrate amount from workers). */
+  estimatedHashrate(): number {
+    return (this.vardiff.current * 2 ** 32) / (this.opts.vardiff.targetIntervalMs / 1000);
+  }
 
   // ---- inbound -------------------------------------------------------------------------------------------
 
@@ -113,28 +212,70 @@ export class StratumSession {
     const now = this.host.now();
     this.lastActivityAt = now;
     this.rollWindow(now);
-    if (!this.takeToken(now)) {
-      this.garbage('message rate limit exceeded');
-      return this.sendError(extractId(line), 20, 'Rate limit exceeded: slow down');
-    }
     let msg: ReturnType<typeof parseMessage>;
     try {
       msg = parseMessage(line);
     } catch (e) {
       if (e instanceof ProtocolError) {
+        if (!this.takeToken(now)) return this.rateLimited(extractId(line));
         this.garbage(e.message);
         return this.sendError(e.id, e.code, e.message);
       }
       throw e;
     }
     if ('kind' in msg) return; // a response to something we asked (client.get_version…)
+    // Shares pay their way by their outcome (see handleSubmit); every other message costs a token, so a flood of
+    // them is limited while a miner whose shares are valid never is, however fast it finds them.
+    if (msg.method !== 'mining.submit' && !this.takeToken(now)) return this.rateLimited(msg.id);
     this.dispatch(msg, now);
+  }
+
+  private rateLimited(id: RequestId): void {
+    this.garbage('message rate limit exceeded');
+    this.sendError(id, 20, 'Rate limit exceeded: slow down');
+  }
+
+  /**
+   * CPU per connection is bounded by reading less, never by dropping a line or closing: after LINES_PER_TURN lines
+   * (or TURN_BUDGET_MS) in one event-loop turn the connection yields until the next turn, and past
+   * readLinesPerSecond the socket is paused for the rest of its 100 ms window, so TCP pushes back on the miner.
+   * Every line it sent is still read and hashed, in order.
+   */
+  private afterLine(): void {
+    this.linesInWindow++;
+    this.linesThisTurn++;
+    if (this.closed || this.framer.isHolding) return;
+    const now = this.host.now();
+    if (now - this.readWindowStart >= 100) {
+      this.readWindowStart = now;
+      this.linesInWindow = 0;
+    } else if (this.linesInWindow >= Math.max(1, Math.floor(this.opts.readLinesPerSecond / 10))) {
+      return this.holdReads(this.readWindowStart + 100 - now);
+    }
+    if (this.linesThisTurn >= LINES_PER_TURN || performance.now() - this.turnStartedAt > TURN_BUDGET_MS) this.holdReads(0);
+  }
+
+  private holdReads(ms: number): void {
+    this.framer.hold();
+    this.socket.pause();
+    this.readPauses++;
+    const go = (): void => {
+      if (this.closed) return;
+      this.linesThisTurn = 0;
+      this.turnStartedAt = performance.now();
+      const now = this.host.now();
+      if (now - this.readWindowStart >= 100) { this.readWindowStart = now; this.linesInWindow = 0; }
+      this.framer.release();
+      if (!this.framer.isHolding) this.socket.resume();
+    };
+    if (ms > 0) setTimeout(go, ms).unref();
+    else setImmediate(go);
   }
 
   private dispatch(req: StratumRequest, now: number): void {
     switch (req.method) {
       case 'mining.submit': return this.onSubmit(req.id, req.submit, now);
-      case 'mining.subscribe': return this.onSubscribe(req.id, req.userAgent);
+      case 'mining.subscribe': return this.onSubscribe(req.id, req.userAgent, req.sessionId);
       case 'mining.authorize': return this.onAuthorize(req.id, req.user, req.password);
       case 'mining.configure': return this.onConfigure(req.id, req.extensions, req.params);
       case 'mining.suggest_difficulty': this.suggestDifficulty(req.difficulty); return this.sendResult(req.id, true);
@@ -148,7 +289,7 @@ export class StratumSession {
     }
   }
 
-  private onSubscribe(id: RequestId, userAgent: string): void {
+  private onSubscribe(id: RequestId, userAgent: string, subscriptionId?: string): void {
     if (this.subscribed) return this.sendError(id, 20, 'Already subscribed');
     this.subscribed = true;
     this.userAgent = userAgent;
@@ -156,10 +297,14 @@ export class StratumSession {
       if (userAgent.toLowerCase().startsWith(prefix.toLowerCase())) this.minDifficulty = Math.max(this.minDifficulty, min);
     }
     if (this.difficulty < this.minDifficulty) this.setDifficultyNow(this.minDifficulty);
+    // A miner coming back (client.reconnect) to routed work gets the route's extranonce in this very reply.
+    const resumed = this.host.resumeWork?.(this, subscriptionId) ?? null;
+    if (resumed) this.work = resumed;
+    const w = this.work;
     // The subscribe reply must be the first line the server sends (cpuminer): nothing is sent before it.
-    this.write(`{"id":${JSON.stringify(id)},"result":[[["mining.set_difficulty","${this.id}"],["mining.notify","${this.id}"]],"${this.extranonce1Hex}",${this.opts.extranonce2Size}],"error":null}\n`);
+    this.write(`{"id":${JSON.stringify(id)},"result":[[["mining.set_difficulty","${this.id}"],["mining.notify","${this.id}"]],"${w.extranonce1Hex}",${w.extranonce2Size}],"error":null}\n`);
     // Authorized before subscribing (some firmware does): work follows the subscribe reply.
-    if (this.authorized && this.host.jobs.current) this.sendJob(this.host.jobs.current, true);
+    if (this.authorized) this.sendCurrentWork(true);
   }
 
   private onAuthorize(id: RequestId, user: string, password: string): void {
@@ -180,10 +325,8 @@ export class StratumSession {
     if (d && first && !this.lastJob) this.suggestDifficulty(Number(d[1]));
     this.sendResult(id, true);
     // Work only after the authorize reply (cpuminer takes the first unknown line as that reply).
-    if (first && this.subscribed) {
-      const job = this.host.jobs.current;
-      if (job) this.sendJob(job, true);
-    }
+    if (first && this.subscribed) this.sendCurrentWork(true);
+    this.host.onAuthorized?.(this, this.workers.get(res.name)!);
   }
 
   private onConfigure(id: RequestId, extensions: string[], params: Record<string, unknown>): void {
@@ -223,15 +366,18 @@ export class StratumSession {
     if (!this.subscribed) return this.sendError(id, 25, 'Not subscribed');
     const worker = this.workers.get(p.worker) ?? null;
     const sent = this.sentJobs.get(p.jobId);
+    // Validated against the job it names, with that job's own source, extranonce and target: a share for a job of
+    // the previous source after a move (a late share) is still checked, and routed, where its job came from.
+    const route = sent ? sent.route : this.work.route;
     let result: ShareResult;
     if (!worker) {
       result = { outcome: 'unauthorized', job: sent?.job };
     } else {
-      result = validateShare(this.host.jobs, {
-        extranonce1: this.extranonce1,
-        extranonce1Hex: this.extranonce1Hex,
-        extranonce2Size: this.opts.extranonce2Size,
-        versionMask: this.versionMask,
+      result = validateShare(route ? route.jobs : this.host.jobs, {
+        extranonce1: sent ? sent.extranonce1 : this.work.extranonce1,
+        extranonce1Hex: sent ? sent.extranonce1Hex : this.work.extranonce1Hex,
+        extranonce2Size: sent ? sent.extranonce2Size : this.work.extranonce2Size,
+        versionMask: route ? (this.versionMask & route.versionMask) >>> 0 : this.versionMask,
         job: sent?.job,
         target: sent?.target ?? ZERO_TARGET,
         rootCache: this.rootCache,
@@ -241,20 +387,28 @@ export class StratumSession {
     }
     const poolDifficulty = sent?.difficulty ?? this.difficulty;
     this.counts[result.outcome] = (this.counts[result.outcome] ?? 0) + 1;
+    let refusal: ShareRefusal | void = undefined;
+    // Routed work is metered and forwarded by its route, never credited by the pool nor submitted to our node.
+    if (route) route.onShare(this, worker, sent ?? null, result, p);
     // The host submits a block candidate to the node before anything else happens to the share.
-    this.host.onShare(this, worker, poolDifficulty, result, p);
+    else refusal = this.host.onShare(this, worker, poolDifficulty, result, p);
     this.windowShares++;
     if (result.outcome === 'accepted') {
       this.lastShareAt = now;
-      this.sendResult(id, true);
-      // Only shares at the current difficulty say anything about the current rate.
-      if (poolDifficulty === this.vardiff.current) {
-        const next = this.vardiff.onShare(now);
-        if (next !== null) this.applyDifficulty(next);
-      }
+      // Refused for want of storage: valid work all the same (not an offence, vardiff still counts it).
+      if (refusal) this.sendError(id, refusal.code, refusal.message);
+      else this.sendResult(id, true);
+      if (route) return; // a routed miner works at the upstream's difficulty: no vardiff
+      // A share at another difficulty (sent before a change, or capped at the network's) counts in proportion.
+      const next = this.vardiff.onShare(now, poolDifficulty / this.vardiff.current);
+      if (next !== null) this.applyDifficulty(next);
       return;
     }
-    if (result.outcome !== 'stale') this.windowRejects++;
+    // Stale shares follow every tip change through no fault of the miner: they cost nothing. Invalid work does.
+    if (result.outcome !== 'stale') {
+      this.windowRejects++;
+      if (!this.takeToken(now)) this.garbage('message rate limit exceeded (invalid shares)');
+    }
     const [code, message] = REJECT_ERRORS[result.outcome];
     this.sendError(id, code, message);
     this.checkRejects();
@@ -282,17 +436,21 @@ export class StratumSession {
   /**
    * A new difficulty applies from the next job: send set_difficulty, then re-issue the current job under a
    * new id, so shares are always checked at the difficulty in force for the job they answer.
+   * `d` is the session's own (vardiff's) difficulty; what the miner gets is capped at the job's network
+   * difficulty, so a temporary cap (a testnet minimum-difficulty template) never lowers the session's own.
    */
   private applyDifficulty(d: number): void {
     d = clampDifficulty(d, this.minDifficulty, this.opts.vardiff.maxDifficulty);
-    if (this.lastJob) d = Math.min(d, this.lastJob.networkDifficulty);
     if (this.closed) return;
-    if (d === this.difficulty) {
-      // Clamped back to where it was: vardiff must agree, or it stops counting shares at this difficulty.
+    if (this.work.route) {
+      // Routed: the upstream sets the difficulty; the session's own applies again when it is back on pool work.
       this.vardiff.reset(d, this.host.now());
       return;
     }
-    this.setDifficultyNow(d);
+    this.vardiff.reset(d, this.host.now());
+    const effective = this.lastJob ? Math.min(d, this.lastJob.networkDifficulty) : d;
+    if (effective === this.difficulty) return;
+    this.difficulty = effective;
     const job = this.lastJob;
     if (job && !this.host.jobs.isStale(job)) {
       // A later ntime than any sent for this job, so the re-issued work is new work (see notifyLine).
@@ -308,7 +466,7 @@ export class StratumSession {
     if (!this.authorized && now - this.connectedAt > this.opts.authorizeTimeoutMs) return this.close('no successful mining.authorize in time');
     // Shares, not pings, count as life: a connection that only keeps itself open is not mining.
     if (this.authorized && now - Math.max(this.lastShareAt, this.authorizedAt) > this.opts.shareTimeoutMs) return this.close('idle: no share for too long');
-    if (this.lastJob) {
+    if (this.lastJob && !this.work.route) {
       const next = this.vardiff.onTick(now);
       if (next !== null) this.applyDifficulty(next);
     }
@@ -316,23 +474,88 @@ export class StratumSession {
 
   // ---- outbound ------------------------------------------------------------------------------------------
 
-  /** Send a job (set_difficulty first when it changed: cpuminer applies it at the next notify). */
-  sendJob(job: Job, clean: boolean, id = job.id, ntime = job.ntime): void {
+  /** The current job of the session's source (pool or route). */
+  private sendCurrentWork(clean: boolean): void {
+    const route = this.work.route;
+    if (route) {
+      const c = route.current();
+      if (c) this.sendRouteJob(c.job, c.difficulty, clean);
+    } else if (this.host.jobs.current) {
+      this.sendJob(this.host.jobs.current, clean);
+    }
+  }
+
+  /**
+   * Move this session to other work in place: mining.set_extranonce (then the mask, the difficulty and the new
+   * source's job with clean_jobs, which is when miners apply the new extranonce). Only for miners that sent
+   * mining.extranonce.subscribe (or subscribe-extranonce in configure); false otherwise (use client.reconnect).
+   * Jobs already sent keep their own source: late shares for them are validated and routed there.
+   */
+  switchWork(next: WorkAssignment): boolean {
+    if (this.closed || !this.extranonceSubscribed || !this.subscribed) return false;
+    this.work = next;
+    let out = `{"id":null,"method":"mining.set_extranonce","params":["${next.extranonce1Hex}",${next.extranonce2Size}]}\n`;
+    if (this.versionMask) {
+      const mask = next.route ? (this.versionMask & next.route.versionMask) >>> 0 : this.versionMask;
+      out += `{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(mask)}"]}\n`;
+    }
+    this.write(out);
+    this.sentDifficulty = null;
+    this.lastJob = null; // the pool job (if any) is sent again under the new extranonce, clean
+    this.sendCurrentWork(true);
+    return true;
+  }
+
+  /** Set the work without telling the miner (it is about to reconnect, or has not subscribed yet). */
+  setWork(next: WorkAssignment): void {
+    this.work = next;
+    this.sentDifficulty = null;
+  }
+
+  /** A job of the session's route (the route fans its upstream's jobs out to its sessions). */
+  sendRouteJob(job: Job, difficulty: number, clean: boolean): void {
+    const w = this.work;
+    if (this.closed || !this.authorized || !this.subscribed || w.route === null) return;
+    let out = '';
+    if (this.sentDifficulty !== difficulty) out += `{"id":null,"method":"mining.set_difficulty","params":[${difficulty}]}\n`;
+    out += notifyLine(job, job.id, clean, job.ntime);
+    this.sentJobs.set(job.id, {
+      job, difficulty, target: this.targetFor(difficulty), route: w.route,
+      extranonce1: w.extranonce1, extranonce1Hex: w.extranonce1Hex, extranonce2Size: w.extranonce2Size,
+    });
+    if (this.sentJobs.size > MAX_SENT_JOBS) this.sentJobs.delete(this.sentJobs.keys().next().value as string);
+    this.lastSentId = job.id;
+    this.sentDifficulty = difficulty;
+    this.write(out);
+  }
+
+  /** Send a pool job (set_difficulty first when it changed: cpuminer applies it at the next notify). */
+  sendJob(pooled: Job, clean: boolean, id?: string, ntime = pooled.ntime): void {
     if (this.closed || !this.authorized || !this.subscribed) return;
+    if (this.work.route) return; // on routed work: pool jobs are not for this miner now
+    // The work this miner gets from that job: a SOLO miner's coinbase pays its own address.
+    const job = this.host.workFor ? this.host.workFor(pooled, this) : pooled;
+    id ??= job.id;
     // A job on another tip than the last one sent always drops old work, whatever the caller said.
     if (this.lastJob && !this.lastJob.prevHash.equals(job.prevHash)) clean = true;
-    if (this.difficulty > job.networkDifficulty) this.setDifficultyNow(job.networkDifficulty);
-    const prev = this.lastJob ? this.sentJobs.get(this.lastSentId)?.difficulty : undefined;
+    // The miner's difficulty never exceeds the network's (a higher share target would hide blocks), and comes
+    // back to the session's own as soon as the network's allows (vardiff keeps the session's own).
+    this.difficulty = Math.min(this.vardiff.current, job.networkDifficulty);
     let out = '';
-    if (prev !== this.difficulty) out += `{"id":null,"method":"mining.set_difficulty","params":[${this.difficulty}]}\n`;
+    if (this.sentDifficulty !== this.difficulty) out += `{"id":null,"method":"mining.set_difficulty","params":[${this.difficulty}]}\n`;
     if (job !== this.lastJob) this.lastNtime = 0;
     ntime = Math.max(ntime, this.lastNtime === 0 ? 0 : this.lastNtime + 1);
     this.lastNtime = ntime;
     out += notifyLine(job, id, clean, ntime);
-    this.sentJobs.set(id, { job, difficulty: this.difficulty, target: this.targetFor(this.difficulty) });
+    const w = this.poolWork;
+    this.sentJobs.set(id, {
+      job, difficulty: this.difficulty, target: this.targetFor(this.difficulty), route: null,
+      extranonce1: w.extranonce1, extranonce1Hex: w.extranonce1Hex, extranonce2Size: w.extranonce2Size,
+    });
     if (this.sentJobs.size > MAX_SENT_JOBS) this.sentJobs.delete(this.sentJobs.keys().next().value as string);
     this.lastJob = job;
     this.lastSentId = id;
+    this.sentDifficulty = this.difficulty;
     this.write(out);
   }
 
@@ -364,8 +587,12 @@ export class StratumSession {
   private write(s: string): void {
     if (this.closed || this.socket.destroyed) return;
     if (this.socket.writableLength > this.opts.maxWriteBufferBytes) return this.close('peer is not reading (write buffer full)');
-    this.socket.write(s);
+    if (this.writeBudget) this.writeBudget.write(this, s);
+    else this.socket.write(s);
   }
+
+  /** Bytes written and not yet taken by the kernel (counted by the write budget). */
+  pendingWriteBytes = 0;
 
   close(reason: string): void {
     if (this.closed) return;

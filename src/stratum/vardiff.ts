@@ -14,6 +14,11 @@ export interface VardiffOptions {
   /** Largest step per retarget, up and down. */
   maxStepUp: number;
   maxStepDown: number;
+  /** With no share at all for max(3 × targetIntervalMs, idleRetargetMs), step down by maxStepDownIdle: a device
+   *  far slower than the start difficulty assumes (a 200 kH/s ESP32 at 16384) reaches a workable difficulty in
+   *  a few minutes instead of never (÷8 per 2 min would take longer than the idle timeout). */
+  idleRetargetMs: number;
+  maxStepDownIdle: number;
 }
 
 export const DEFAULT_VARDIFF: VardiffOptions = {
@@ -25,6 +30,8 @@ export const DEFAULT_VARDIFF: VardiffOptions = {
   tolerance: 1.5,
   maxStepUp: 64,
   maxStepDown: 8,
+  idleRetargetMs: 30_000,
+  maxStepDownIdle: 64,
 };
 
 export function clampDifficulty(d: number, min: number, max: number): number {
@@ -55,20 +62,31 @@ export class Vardiff {
     this.shares = 0;
   }
 
-  /** Count a share at the current difficulty; returns a new difficulty when a retarget is due, else null. */
-  onShare(now: number): number | null {
-    this.shares++;
+  /**
+   * Count a share; returns a new difficulty when a retarget is due, else null. `weight` = the share's difficulty
+   * / the current one: a share sent at another difficulty (a job from before a change, or one capped at the
+   * network difficulty) is worth that many shares at the current difficulty.
+   */
+  onShare(now: number, weight = 1): number | null {
+    this.shares += weight;
     const elapsed = now - this.since;
     if (this.shares < this.opts.retargetShares && elapsed < this.opts.retargetIntervalMs) return null;
     return this.retarget(Math.max(elapsed, 1) / this.shares, now);
   }
 
-  /** Called periodically: a miner that stopped finding shares (difficulty too high) gets a lower one. */
+  /** Called periodically: a miner that finds no shares at all (difficulty far too high) gets a much lower one. */
   onTick(now: number): number | null {
     const elapsed = now - this.since;
-    if (this.shares > 0 || elapsed < Math.max(3 * this.opts.targetIntervalMs, this.opts.retargetIntervalMs)) return null;
-    // No share in `elapsed`: the true interval is at least that long.
-    return this.retarget(elapsed, now);
+    if (this.shares >= 1 || elapsed < Math.max(3 * this.opts.targetIntervalMs, this.opts.idleRetargetMs)) return null;
+    // Not one share where three were due: the rate is far below what this difficulty assumes. Step down hard
+    // (an overshoot is corrected upwards within a dozen shares).
+    const o = this.opts;
+    this.since = now;
+    this.shares = 0;
+    const next = clampDifficulty(tidyDifficulty(this.difficulty / o.maxStepDownIdle), o.minDifficulty, o.maxDifficulty);
+    if (next === this.difficulty) return null;
+    this.difficulty = next;
+    return next;
   }
 
   private retarget(observedIntervalMs: number, now: number): number | null {

@@ -38,6 +38,7 @@ export interface BcoinMTX {
 }
 export interface BcoinModule {
   FullNode: new (options: Record<string, unknown>) => BcoinFullNode;
+  wallet: { plugin: unknown };
   KeyRing: { generate(compressed?: boolean): BcoinKeyRing };
   MTX: new () => BcoinMTX;
   Coin: { fromTX(tx: BcoinTX, index: number, height: number): unknown };
@@ -46,6 +47,8 @@ export interface BcoinModule {
   Address: { fromString(addr: string, network?: string): BcoinAddress; fromWitnessPubkeyhash(hash: Buffer): BcoinAddress; fromPubkeyhash(hash: Buffer): BcoinAddress };
 }
 interface BcoinFullNode {
+  use(plugin: unknown): void;
+  require(name: string): { http: { http: Server; address(): { address: string; port: number } | null } };
   open(): Promise<void>;
   close(): Promise<void>;
   on(event: 'error', fn: (err: Error) => void): unknown;
@@ -82,6 +85,10 @@ export interface BcoinNodeHandle {
   rpc<T = unknown>(method: string, params?: unknown[]): Promise<T>;
   /** The bcoin module, for its primitives (keys, transactions, block parsing). */
   bcoin: BcoinModule;
+  /** The wallet's RPC endpoint (POST /, same credentials), when started with `wallet: true`. */
+  walletUrl: string | null;
+  /** One JSON-RPC call to the wallet (the "primary" wallet). */
+  walletRpc<T = unknown>(method: string, params?: unknown[]): Promise<T>;
   /** Errors bcoin reported on its own (e.g. a transaction `sendrawtransaction` took but the mempool refused:
    *  bcoin answers the txid at once and only logs the verification failure). */
   errors: Error[];
@@ -94,6 +101,8 @@ export interface StartBcoinOptions {
   port?: number;
   /** bcoin log level; default 'none', or BCOIN_LOG (e.g. BCOIN_LOG=debug prints bcoin's own log to the console). */
   logLevel?: string;
+  /** Also run bcoin's wallet (its own HTTP/RPC server on a free 127.0.0.1 port, the same API key). */
+  wallet?: boolean;
 }
 
 /** Start bcoin on regtest in memory. Rejects if bcoin cannot load or open on this machine. */
@@ -113,7 +122,11 @@ export async function startBcoinNode(opts: StartBcoinOptions = {}): Promise<Bcoi
     apiKey: password,
     logLevel: opts.logLevel ?? process.env.BCOIN_LOG ?? 'none',
     logConsole: !!process.env.BCOIN_LOG,
+    // With its wallet, a transaction index too: bcoin 1.0.2's wallet gettransaction fails on confirmed
+    // transactions ("Invalid integer value."), so their confirmations are read with the node's getrawtransaction.
+    ...(opts.wallet ? { walletHttpHost: '127.0.0.1', walletHttpPort: 0, indexTX: true } : {}),
   });
+  if (opts.wallet) node.use(bcoin.wallet.plugin);
   const errors: Error[] = [];
   node.on('error', (err) => errors.push(err));
   try {
@@ -128,12 +141,14 @@ export async function startBcoinNode(opts: StartBcoinOptions = {}): Promise<Bcoi
     throw new Error('bcoin HTTP server has no address after open()');
   }
   const url = `http://127.0.0.1:${addr.port}/`;
+  const walletAddr = opts.wallet ? node.require('walletdb').http.address() : null;
+  const walletUrl = walletAddr ? `http://127.0.0.1:${walletAddr.port}/` : null;
   const auth = 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
   let nextId = 1;
   let stopped: Promise<void> | undefined;
 
-  async function rpc<T = unknown>(method: string, params: unknown[] = []): Promise<T> {
-    const res = await fetch(url, {
+  async function rpc<T = unknown>(method: string, params: unknown[] = [], at = url): Promise<T> {
+    const res = await fetch(at, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: auth },
       body: JSON.stringify({ jsonrpc: '1.0', id: nextId++, method, params }),
@@ -151,7 +166,11 @@ export async function startBcoinNode(opts: StartBcoinOptions = {}): Promise<Bcoi
   }
 
   return {
-    url, user, password, rpc, bcoin, errors,
+    url, user, password, rpc, bcoin, errors, walletUrl,
+    walletRpc: <T>(method: string, params: unknown[] = []) => {
+      if (!walletUrl) throw new Error('bcoin was started without its wallet');
+      return rpc<T>(method, params, walletUrl);
+    },
     stop() {
       stopped ??= (async () => {
         // A refused transaction is "broadcast anyway" to peers we do not have, with a 60 s timer per item
@@ -161,6 +180,7 @@ export async function startBcoinNode(opts: StartBcoinOptions = {}): Promise<Bcoi
         // A pending getblocktemplate long poll is never answered once nothing connects: cut open
         // connections so http.Server.close() (inside node.close()) does not wait for them.
         node.http.http.closeAllConnections();
+        if (opts.wallet) node.require('walletdb').http.http.closeAllConnections();
         await node.close();
       })();
       return stopped;

@@ -9,7 +9,7 @@ import type { Msg } from './line-client.ts';
 
 export const REGTEST_ADDRESS = 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080';
 
-export async function startTestPool(node: NodeClient, stratum: Partial<StratumOptions> = {}, pool: Partial<PoolOptions> = {}) {
+export async function startTestPool(node: NodeClient, stratum: Partial<StratumOptions> = {}, pool: Partial<Omit<PoolOptions, 'blocks'>> & { blocks?: Partial<PoolOptions['blocks']> } = {}) {
   const shareLog = new InProcessShareLog((e) => { throw e; });
   const p = new Pool(node, {
     network: 'regtest',
@@ -19,9 +19,10 @@ export async function startTestPool(node: NodeClient, stratum: Partial<StratumOp
     stratum: { ...DEFAULT_STRATUM_OPTIONS, host: '127.0.0.1', port: 0, initialDifficulty: 0.0001, tickMs: 100, ...stratum, vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: 1e-8, ...(stratum.vardiff ?? {}) } },
     templates: { pollMs: 100, refreshMs: 60_000, longpoll: false },
     ...pool,
+    blocks: { checkIntervalMs: 100, retryMinMs: 20, retryMaxMs: 200, ...(pool.blocks ?? {}), journalDir: pool.blocks?.journalDir ?? null },
   }, shareLog, pino({ level: process.env.TEST_LOG ?? 'silent' }));
-  const { port } = await p.start();
-  return { pool: p, port, shareLog };
+  const { port, tlsPort } = await p.start();
+  return { pool: p, port, tlsPort, shareLog };
 }
 
 /** Solve a share for a mining.notify the way a miner would (real sha256d), at the given difficulty. */

@@ -4,7 +4,7 @@
 // Liveness never looks at dependencies: a database outage must not make the kubelet restart every pool.
 
 import type { FastifyInstance } from 'fastify';
-import type { ApiDeps } from '../deps.ts';
+import type { ApiDeps, IngestSnapshot } from '../deps.ts';
 import type { LoopMonitor } from '../loop-monitor.ts';
 
 export interface HealthOptions {
@@ -46,7 +46,7 @@ const readyResponse = {
   required: ['status', 'failing', 'checks'],
   properties: {
     status: { type: 'string', enum: ['ready', 'not-ready'] },
-    failing: { type: 'array', items: { type: 'string', enum: ['db', 'node', 'template', 'draining'] } },
+    failing: { type: 'array', items: { type: 'string', enum: ['db', 'node', 'template', 'draining', 'ingest'] } },
     checks: {
       type: 'object',
       properties: {
@@ -54,6 +54,14 @@ const readyResponse = {
         node: { ...check, properties: { ...check.properties, synced: { type: 'boolean' }, height: { type: 'integer' } } },
         template: { ...check, properties: { ...check.properties, ageMs: { type: ['integer', 'null'] }, maxAgeMs: { type: 'integer' } } },
         draining: { ...check, properties: { ...check.properties, draining: { type: 'boolean' } } },
+        ingest: {
+          ...check,
+          properties: {
+            ...check.properties,
+            writerUp: { type: 'boolean' }, acceptingShares: { type: 'boolean' }, backlogBytes: { type: 'integer' },
+            oldestUnsentAgeMs: { type: ['integer', 'null'] },
+          },
+        },
       },
     },
   },
@@ -72,6 +80,21 @@ const liveResponse = {
     uptimeSeconds: { type: 'number' },
   },
 } as const;
+
+/** Ingest: the writer makes progress and new shares can be stored (a pool refusing shares must not get miners). */
+function ingestCheck(s: IngestSnapshot) {
+  const problems: string[] = [];
+  if (s.writerUp === false) problems.push(`ingest writer down: ${s.writerError ?? 'unknown error'}`);
+  if (s.storage && !s.storage.accepting) problems.push(`refusing shares: ${s.storage.message ?? s.storage.reason ?? 'storage full'}`);
+  return {
+    ok: problems.length === 0,
+    ...(problems.length ? { error: problems.join('; ') } : {}),
+    writerUp: s.writerUp !== false,
+    acceptingShares: s.storage?.accepting !== false,
+    backlogBytes: s.spoolBytes,
+    oldestUnsentAgeMs: s.oldestUnsentAgeMs == null ? null : Math.round(s.oldestUnsentAgeMs),
+  };
+}
 
 export function healthRoutes(app: FastifyInstance, deps: ApiDeps, loop: LoopMonitor, opts: HealthOptions = {}): void {
   const templateMaxAgeMs = opts.templateMaxAgeMs ?? 60_000;
@@ -114,8 +137,9 @@ export function healthRoutes(app: FastifyInstance, deps: ApiDeps, loop: LoopMoni
         maxAgeMs: templateMaxAgeMs,
       },
       draining: { ok: !draining, ...(draining ? { error: 'pool is draining (shutting down)' } : {}), draining },
+      ...(deps.health.ingest ? { ingest: ingestCheck(deps.health.ingest()) } : {}),
     };
-    const failing = (Object.keys(checks) as (keyof typeof checks)[]).filter((k) => !checks[k].ok);
+    const failing = (Object.keys(checks) as (keyof typeof checks)[]).filter((k) => !checks[k]?.ok);
     return reply.status(failing.length ? 503 : 200).send({ status: failing.length ? 'not-ready' : 'ready', failing, checks });
   });
 }

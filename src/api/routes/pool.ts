@@ -3,6 +3,7 @@
 // this process's pool snapshot.
 
 import type { FastifyInstance } from 'fastify';
+import { BLOCK_COUNTER_KEYS } from '../../shares/block-state.ts';
 import { SHARE_OUTCOMES } from '../../shares/outcome.ts';
 import type { RejectCounts } from '../../store/types.ts';
 import type { ApiDeps } from '../deps.ts';
@@ -54,7 +55,7 @@ const poolResponse = {
       required: ['shares', 'blocks', 'lastBlock'],
       properties: {
         shares: intMap(SHARE_OUTCOMES),
-        blocks: intMap(['candidates', 'accepted', 'rejected', 'errors']),
+        blocks: { ...intMap(BLOCK_COUNTER_KEYS), description: 'Block candidates found, submitblock rounds, and blocks per status, since start.' },
         lastBlock: {
           type: ['object', 'null'],
           properties: {

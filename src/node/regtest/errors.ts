@@ -11,6 +11,13 @@ export const RPC_INVALID_PARAMETER = -8;
 export const RPC_DATABASE_ERROR = -20;
 export const RPC_DESERIALIZATION_ERROR = -22;
 export const RPC_VERIFY_ERROR = -25;
+export const RPC_VERIFY_REJECTED = -26;
+export const RPC_VERIFY_ALREADY_IN_CHAIN = -27;
+export const RPC_WALLET_ERROR = -4;
+export const RPC_WALLET_INSUFFICIENT_FUNDS = -6;
+export const RPC_WALLET_UNLOCK_NEEDED = -13;
+export const RPC_WALLET_PASSPHRASE_INCORRECT = -14;
+export const RPC_WALLET_WRONG_ENC_STATE = -15;
 export const RPC_IN_WARMUP = -28;
 
 /** An error answered to the RPC caller as `{code, message}`. Anything else thrown by a handler is a bug. */

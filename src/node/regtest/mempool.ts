@@ -28,6 +28,8 @@ export interface OfferedTx {
   bornHeight: number;
   /** Blocks (any branch) that carry it. */
   minedIn: BlockEntry[];
+  /** A real transaction (signed, spending real coins): the parsed form and the outpoints it spends. */
+  real?: { tx: Tx; inputs: string[] };
 }
 
 export type SyntheticKind = 'p2wpkh' | 'p2tr' | 'p2pkh';
@@ -70,16 +72,19 @@ function pickKind(): SyntheticKind {
   return r < 50 ? 'p2wpkh' : r < 67 ? 'p2tr' : 'p2pkh';
 }
 
+/** A transaction's serializations and ids when already computed (a block read back from disk). */
+export interface KnownTxForms { bytes: Buffer; strippedSize: number; txid: Buffer; wtxid: Buffer }
+
 /** Wraps a transaction as an offer: ids, weight, sigop cost and a fee of 1–50 sat/vB. */
-export function offer(tx: Tx, bornHeight: number, feeRate = 1 + randomInt(50)): OfferedTx {
-  const bytes = serializeTx(tx, true);
-  const stripped = serializeTx(tx, false).length;
+export function offer(tx: Tx, bornHeight: number, feeRate = 1 + randomInt(50), known?: KnownTxForms): OfferedTx {
+  const bytes = known?.bytes ?? serializeTx(tx, true);
+  const stripped = known?.strippedSize ?? serializeTx(tx, false).length;
   const weight = stripped * (WITNESS_SCALE_FACTOR - 1) + bytes.length;
   const vsize = Math.ceil(weight / WITNESS_SCALE_FACTOR);
   // Witness sigops: one per P2WPKH spend (two-item witness), none for taproot key paths.
   const witnessSigops = tx.inputs.filter((i) => i.witness.length === 2).length;
-  const id = txid(tx);
-  const wid = wtxid(tx);
+  const id = known?.txid ?? txid(tx);
+  const wid = known?.wtxid ?? wtxid(tx);
   return {
     txid: id,
     txidHex: hashToDisplay(id),

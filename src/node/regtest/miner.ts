@@ -17,8 +17,10 @@ export interface CandidateSpec {
   bits: number;
   time: number;
   scriptPubKey: Buffer;
-  /** Satoshis paid by the coinbase (subsidy + fees unless a test wants otherwise). */
+  /** Satoshis paid by the coinbase's main output (subsidy + fees unless a test wants otherwise). */
   coinbaseValue: bigint;
+  /** Further coinbase outputs (e.g. a pool fee output). */
+  extraOutputs?: { value: bigint; scriptPubKey: Uint8Array }[];
   txs: readonly OfferedTx[];
   /** Varies the coinbase (and so the merkle root) when a nonce range is exhausted. */
   extranonce: number;
@@ -38,7 +40,8 @@ export function buildCandidate(spec: CandidateSpec): Candidate {
     height: spec.height,
     extranonceSize: 4,
     tag: TAG,
-    outputs: [{ value: spec.coinbaseValue, scriptPubKey: spec.scriptPubKey }],
+    outputs: [{ value: spec.coinbaseValue, scriptPubKey: spec.scriptPubKey },
+      ...(spec.extraOutputs ?? []).map((o) => ({ value: o.value, scriptPubKey: Buffer.from(o.scriptPubKey) }))],
     witnessCommitmentScript: defaultWitnessCommitment(spec.txs),
   });
   const en = Buffer.alloc(4);

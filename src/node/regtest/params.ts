@@ -13,6 +13,8 @@ export const MAX_BLOCK_SIGOPS_COST = 80_000;
 export const WITNESS_SCALE_FACTOR = 4;
 /** chain.h: a block's time may be at most this far ahead of the node's clock, seconds. */
 export const MAX_FUTURE_BLOCK_TIME = 2 * 60 * 60;
+/** consensus/consensus.h: a coinbase output is spendable this many blocks after its own. */
+export const COINBASE_MATURITY = 100;
 /** consensus/amount.h */
 export const COIN = 100_000_000n;
 export const MAX_MONEY = 21_000_000n * COIN;
@@ -59,7 +61,14 @@ export function bitsForDifficulty(difficulty?: number): number {
   return targetToBits(target);
 }
 
+/** Signet genesis (chainparams.cpp SigNetParams: CreateGenesisBlock(1598918400, 52613770, 0x1e0377ae, 1, 50 * COIN)),
+ *  the same for the default signet and every custom one. */
+export const SIGNET_GENESIS_HASH = '00000008819873e925422c1ff0f99f7cc9bbb232af63a077a480a3633bee1ef6';
+/** signet.cpp: the 4-byte header of the block solution pushed after the witness commitment. */
+export const SIGNET_HEADER = Buffer.from('ecc7daa2', 'hex');
+
 let genesis: Block | undefined;
+let signetGenesisBlock: Block | undefined;
 
 /**
  * The regtest genesis block (chainparams.cpp CreateGenesisBlock(1296688602, 2, 0x207fffff, 1, 50 * COIN)): the
@@ -67,6 +76,17 @@ let genesis: Block | undefined;
  */
 export function regtestGenesis(): Block {
   if (genesis) return genesis;
+  genesis = buildGenesis(1296688602, 2, REGTEST_BITS, REGTEST_GENESIS_HASH, 'regtest');
+  return genesis;
+}
+
+/** The signet genesis block: the same coinbase under signet's time, nonce and bits. Its hash is asserted. */
+export function signetGenesis(): Block {
+  signetGenesisBlock ??= buildGenesis(1598918400, 52613770, 0x1e0377ae, SIGNET_GENESIS_HASH, 'signet');
+  return signetGenesisBlock;
+}
+
+function buildGenesis(time: number, nonce: number, bits: number, expected: string, name: string): Block {
   const coinbase: Tx = {
     version: 1,
     inputs: [{
@@ -86,14 +106,13 @@ export function regtestGenesis(): Block {
   };
   const root = merkleRoot([txid(coinbase)]);
   if (hashToDisplay(root) !== '4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b') {
-    throw new Error('regtest genesis: wrong merkle root');
+    throw new Error(`${name} genesis: wrong merkle root`);
   }
   const block: Block = {
-    header: { version: 1, prevHash: Buffer.alloc(32), merkleRoot: root, time: 1296688602, bits: REGTEST_BITS, nonce: 2 },
+    header: { version: 1, prevHash: Buffer.alloc(32), merkleRoot: root, time, bits, nonce },
     txs: [coinbase],
   };
   const hash = blockHashHex(block.header);
-  if (hash !== REGTEST_GENESIS_HASH) throw new Error(`regtest genesis: hash ${hash}, expected ${REGTEST_GENESIS_HASH}`);
-  genesis = block;
+  if (hash !== expected) throw new Error(`${name} genesis: hash ${hash}, expected ${expected}`);
   return block;
 }

@@ -2,16 +2,17 @@
 // checks and error codes (src/rpc/mining.cpp, src/rpc/blockchain.cpp, src/rpc/util.cpp).
 
 import {
-  type Tx, addressToScript, bitsToDifficulty, bitsToTarget, fromHex, hashToDisplay, parseBlock, serializeHeader, serializeTx, toHex,
+  type Tx, addressToScript, bitsToTarget, fromHex, hashToDisplay, parseBlock, serializeHeader, serializeTx, toHex,
   txid, wtxid, u32Hex,
 } from '../../chain/index.ts';
 import type { BlockEntry } from './block-index.ts';
-import type { EmbeddedChain } from './chain.ts';
+import type { EmbeddedChain, LongpollWait } from './chain.ts';
 import {
   RPC_DESERIALIZATION_ERROR, RPC_INVALID_PARAMETER, RPC_METHOD_NOT_FOUND, RPC_MISC_ERROR,
   RPC_TYPE_ERROR, RpcFault,
 } from './errors.ts';
 import { WITNESS_SCALE_FACTOR } from './params.ts';
+import { scriptPubKeyJson, scriptToAsm } from './script-json.ts';
 import { isCoinbase } from './validate.ts';
 
 export interface CallContext {
@@ -19,21 +20,32 @@ export interface CallContext {
   signal: AbortSignal;
 }
 
-export interface MethodOptions {
-  /** A long poll answers with the current template after this long, ms. */
-  longpollTimeoutMs: number;
-  /** When the server started (chain clock, seconds), for `uptime`. */
-  startedAt: number;
+/** getzmqnotifications entry (src/zmq/zmqrpc.cpp). */
+export interface ZmqNotification {
+  type: string;
+  address: string;
+  hwm: number;
 }
 
-type Kind = 'string' | 'number' | 'bool' | 'object' | 'array';
-interface Param { name: string; kinds: Kind[]; optional?: boolean }
-interface Method { params: Param[]; run: (args: unknown[], ctx: CallContext) => unknown }
+export interface MethodOptions {
+  /** How a getblocktemplate long poll waits (Core: tip at once, mempool after 1 min then every 10 s, no timeout). */
+  longpoll: LongpollWait;
+  /** Active ZMQ publishers; getzmqnotifications answers them ([] when none, as Core built with ZMQ). */
+  zmqNotifications?: () => ZmqNotification[];
+  /** When the server started (chain clock, seconds), for `uptime`. */
+  startedAt: number;
+  /** Transaction and wallet methods (rpc-wallet.ts), when the chain has a wallet. */
+  extraMethods?: Record<string, Method>;
+}
+
+export type Kind = 'string' | 'number' | 'bool' | 'object' | 'array';
+export interface Param { name: string; kinds: Kind[]; optional?: boolean }
+export interface Method { params: Param[]; run: (args: unknown[], ctx: CallContext) => unknown }
 
 export type Dispatch = (method: string, params: unknown, ctx: CallContext) => Promise<unknown>;
 
-const p = (name: string, ...kinds: Kind[]): Param => ({ name, kinds });
-const opt = (name: string, ...kinds: Kind[]): Param => ({ name, kinds, optional: true });
+export const p = (name: string, ...kinds: Kind[]): Param => ({ name, kinds });
+export const opt = (name: string, ...kinds: Kind[]): Param => ({ name, kinds, optional: true });
 
 function jsonType(v: unknown): string {
   if (v === null) return 'null';
@@ -43,19 +55,32 @@ function jsonType(v: unknown): string {
 }
 
 /** ParseHashV. */
-function parseHash(v: unknown, name: string): string {
+export function parseHash(v: unknown, name: string): string {
   const s = v as string;
   if (!/^[0-9a-fA-F]*$/.test(s)) throw new RpcFault(RPC_INVALID_PARAMETER, `${name} must be hexadecimal string (not '${s}')`);
   if (s.length !== 64) throw new RpcFault(RPC_INVALID_PARAMETER, `${name} must be of length 64 (not ${s.length}, for '${s}')`);
   return s.toLowerCase();
 }
 
-function toInt(v: unknown, name: string): number {
+export function toInt(v: unknown, name: string): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new RpcFault(RPC_TYPE_ERROR, `${name}: JSON integer out of range`);
   return v;
 }
 
-const btc = (sats: bigint | number): number => Number(sats) / 1e8;
+export const btc = (sats: bigint | number): number => Number(sats) / 1e8;
+
+/**
+ * GetDifficulty (src/rpc/blockchain.cpp) in Core's double arithmetic, as Core prints it: regtest's is
+ * 4.656542373906925e-10 (JavaScript's shortest form of the same double is 4.6565423739069247e-10).
+ */
+function coreDifficulty(bits: number): number {
+  let shift = (bits >>> 24) & 0xff;
+  let diff = 0x0000ffff / (bits & 0x00ffffff);
+  while (shift < 29) { diff *= 256.0; shift++; }
+  while (shift > 29) { diff /= 256.0; shift--; }
+  // UniValue prints doubles with 16 significant digits: the value a client parses is that one.
+  return Number(diff.toPrecision(16));
+}
 const hex64 = (n: bigint): string => n.toString(16).padStart(64, '0');
 
 /** Normalizes positional or named params to an argument list and checks types (RPCHelpMan::Check). */
@@ -94,7 +119,7 @@ export function createDispatch(chain: EmbeddedChain, opts: MethodOptions): Dispa
     },
     getbestblockhash: { params: [], run: () => chain.tip.hashHex },
     getblockcount: { params: [], run: () => chain.height },
-    getdifficulty: { params: [], run: () => chain.difficulty },
+    getdifficulty: { params: [], run: () => coreDifficulty(chain.bits) },
     getblockhash: {
       params: [p('height', 'number')],
       run: ([h]) => {
@@ -107,6 +132,7 @@ export function createDispatch(chain: EmbeddedChain, opts: MethodOptions): Dispa
       params: [p('blockhash', 'string'), opt('verbosity', 'number', 'bool')],
       run: ([h, v]) => getBlock(chain, chain.lookup(parseHash(h, 'blockhash')), v === undefined || v === null ? 1 : v === true ? 1 : v === false ? 0 : toInt(v, 'verbosity')),
     },
+    getzmqnotifications: { params: [], run: () => opts.zmqNotifications?.() ?? [] },
     getblockheader: {
       params: [p('blockhash', 'string'), opt('verbose', 'bool')],
       run: ([h, v]) => {
@@ -117,13 +143,13 @@ export function createDispatch(chain: EmbeddedChain, opts: MethodOptions): Dispa
     getblockchaininfo: {
       params: [],
       run: () => ({
-        chain: 'regtest',
+        chain: chain.network,
         blocks: chain.height,
         headers: chain.height,
         bestblockhash: chain.tip.hashHex,
         bits: u32Hex(chain.bits),
         target: hex64(chain.target),
-        difficulty: chain.difficulty,
+        difficulty: coreDifficulty(chain.bits),
         time: chain.tip.header.time,
         mediantime: chain.tip.mtp,
         verificationprogress: 1,
@@ -131,6 +157,7 @@ export function createDispatch(chain: EmbeddedChain, opts: MethodOptions): Dispa
         chainwork: hex64(chain.tip.chainWork),
         size_on_disk: 0,
         pruned: false,
+        ...(chain.isSignet ? { signet_challenge: chain.signetChallenge } : {}),
         warnings: [],
       }),
     },
@@ -139,12 +166,14 @@ export function createDispatch(chain: EmbeddedChain, opts: MethodOptions): Dispa
       run: () => ({
         blocks: chain.height,
         bits: u32Hex(chain.bits),
-        difficulty: chain.difficulty,
+        difficulty: coreDifficulty(chain.bits),
         target: hex64(chain.target),
         networkhashps: networkHashPs(chain),
         pooledtx: chain.mempool.size,
-        chain: 'regtest',
-        next: { height: chain.height + 1, bits: u32Hex(chain.bits), difficulty: chain.difficulty, target: hex64(chain.target) },
+        blockmintxfee: 0.00000001,
+        chain: chain.network,
+        ...(chain.isSignet ? { signet_challenge: chain.signetChallenge } : {}),
+        next: { height: chain.height + 1, bits: u32Hex(chain.bits), difficulty: coreDifficulty(chain.bits), target: hex64(chain.target) },
         warnings: [],
       }),
     },
@@ -181,7 +210,7 @@ export function createDispatch(chain: EmbeddedChain, opts: MethodOptions): Dispa
         }]));
       },
     },
-    validateaddress: { params: [p('address', 'string')], run: ([a]) => validateAddress(a as string) },
+    validateaddress: { params: [p('address', 'string')], run: ([a]) => validateAddress(a as string, chain.network) },
     invalidateblock: { params: [p('blockhash', 'string')], run: ([h]) => { chain.invalidateBlock(parseHash(h, 'blockhash')); return null; } },
     reconsiderblock: { params: [p('blockhash', 'string')], run: ([h]) => { chain.reconsiderBlock(parseHash(h, 'blockhash')); return null; } },
     generatetoaddress: {
@@ -190,6 +219,7 @@ export function createDispatch(chain: EmbeddedChain, opts: MethodOptions): Dispa
     },
     uptime: { params: [], run: () => chain.nowSec() - opts.startedAt },
     ping: { params: [], run: () => null },
+    ...opts.extraMethods,
   };
 
   return async (method, params, ctx) => {
@@ -216,15 +246,20 @@ async function getBlockTemplate(chain: EmbeddedChain, req: Record<string, unknow
   }
   if (mode !== 'template') throw new RpcFault(RPC_INVALID_PARAMETER, 'Invalid mode');
   const rules = Array.isArray(req.rules) ? req.rules : [];
-  if (!rules.includes('segwit')) {
-    throw new RpcFault(RPC_INVALID_PARAMETER, 'getblocktemplate must be called with the segwit rule set (call with {"rules": ["segwit"]})');
-  }
   const lp = req.longpollid;
   if (lp !== undefined && lp !== null) {
-    // Core: a string is <tip hash><mempool counter>; anything else watches the current state.
-    const id = typeof lp === 'string' ? lp : chain.longpollId();
+    // Core: a string is <tip hash><mempool counter>; anything else watches the current state. It waits before
+    // looking at the rules (a long poll without them is answered with the rules error when it ends).
     if (typeof lp === 'string') parseHash(lp.slice(0, 64), 'longpollid');
-    await chain.waitForChange(id, opts.longpollTimeoutMs, ctx.signal);
+    const id = typeof lp === 'string' ? lp : chain.longpollId();
+    await chain.waitForChange(id, opts.longpoll, ctx.signal);
+  }
+  // Core checks the signet rule first (src/rpc/mining.cpp), then segwit.
+  if (chain.isSignet && !rules.includes('signet')) {
+    throw new RpcFault(RPC_INVALID_PARAMETER, 'getblocktemplate must be called with the signet rule set (call with {"rules": ["segwit", "signet"]})');
+  }
+  if (!rules.includes('segwit')) {
+    throw new RpcFault(RPC_INVALID_PARAMETER, 'getblocktemplate must be called with the segwit rule set (call with {"rules": ["segwit"]})');
   }
   return chain.getBlockTemplate();
 }
@@ -244,7 +279,7 @@ function headerJson(chain: EmbeddedChain, e: BlockEntry): Record<string, unknown
     nonce: e.header.nonce,
     bits: u32Hex(e.header.bits),
     target: hex64(bitsToTarget(e.header.bits)),
-    difficulty: bitsToDifficulty(e.header.bits),
+    difficulty: coreDifficulty(e.header.bits),
     chainwork: hex64(e.chainWork),
     nTx: e.nTx,
     ...(e.parent ? { previousblockhash: e.parent.hashHex } : {}),
@@ -256,22 +291,21 @@ function getBlock(chain: EmbeddedChain, e: BlockEntry, verbosity: number): unkno
   const bytes = chain.blockBytes(e);
   if (!bytes) throw new RpcFault(RPC_MISC_ERROR, e.failed ? 'Block not found on disk' : 'Block not available (pruned data)');
   if (verbosity <= 0) return bytes.toString('hex');
-  const h = headerJson(chain, e);
-  const { nTx, previousblockhash, nextblockhash, ...rest } = h;
+  // blockToJSON: the header's fields, then sizes, then the transactions (src/rpc/blockchain.cpp).
   const block = verbosity >= 2 ? parseBlock(bytes) : null;
+  // Core has undo data (so fees) for a block that was connected once; the connect checks ran exactly then.
+  const undo = e.connectError === null;
   return {
-    ...rest,
-    size: e.size,
+    ...headerJson(chain, e),
     strippedsize: e.strippedSize,
+    size: e.size,
     weight: e.weight,
-    tx: block ? block.txs.map((tx) => txJson(chain, tx)) : (e.txids ?? []).map(hashToDisplay),
-    nTx,
-    ...(previousblockhash ? { previousblockhash } : {}),
-    ...(nextblockhash ? { nextblockhash } : {}),
+    tx: block ? block.txs.map((tx) => txJson(chain, tx, undo)) : (e.txids ?? []).map(hashToDisplay),
   };
 }
 
-function txJson(chain: EmbeddedChain, tx: Tx): Record<string, unknown> {
+/** TxToUniv with verbosity 2 (core_io.cpp); `undo`: the fee is known (a block's transaction with its undo data). */
+export function txJson(chain: EmbeddedChain, tx: Tx, undo = false): Record<string, unknown> {
   const bytes = serializeTx(tx, true);
   const weight = serializeTx(tx, false).length * (WITNESS_SCALE_FACTOR - 1) + bytes.length;
   const id = hashToDisplay(txid(tx));
@@ -288,10 +322,11 @@ function txJson(chain: EmbeddedChain, tx: Tx): Record<string, unknown> {
     vin: isCoinbase(tx)
       ? [{ coinbase: toHex(tx.inputs[0].scriptSig), ...witness(tx.inputs[0].witness), sequence: tx.inputs[0].sequence }]
       : tx.inputs.map((i) => ({
-        txid: hashToDisplay(i.prevTxid), vout: i.vout, scriptSig: { hex: toHex(i.scriptSig) }, ...witness(i.witness), sequence: i.sequence,
+        txid: hashToDisplay(i.prevTxid), vout: i.vout, scriptSig: { asm: scriptToAsm(i.scriptSig, true), hex: toHex(i.scriptSig) },
+        ...witness(i.witness), sequence: i.sequence,
       })),
-    vout: tx.outputs.map((o, n) => ({ value: btc(o.value), n, scriptPubKey: { hex: toHex(o.scriptPubKey) } })),
-    ...(fee !== undefined && !isCoinbase(tx) ? { fee: btc(fee) } : {}),
+    vout: tx.outputs.map((o, n) => ({ value: btc(o.value), n, scriptPubKey: scriptPubKeyJson(o.scriptPubKey, chain.network) })),
+    ...(undo && fee !== undefined && !isCoinbase(tx) ? { fee: btc(fee) } : {}),
     hex: toHex(bytes),
   };
 }
@@ -304,10 +339,10 @@ function networkHashPs(chain: EmbeddedChain): number {
   return dt > 0 ? Number(tip.chainWork - back.chainWork) / dt : 0;
 }
 
-function validateAddress(address: string): Record<string, unknown> {
+function validateAddress(address: string, network: 'regtest' | 'signet'): Record<string, unknown> {
   let script: Buffer;
   try {
-    script = addressToScript(address, 'regtest');
+    script = addressToScript(address, network);
   } catch {
     return { isvalid: false, error: 'Invalid address' };
   }

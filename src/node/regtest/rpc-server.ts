@@ -5,6 +5,11 @@
 //   and HTTP 400 (-32600), 404 (-32601) or 500 (anything else).
 // - JSON-RPC 2.0 requests: result xor error, always HTTP 200; a notification (no id) gets 204 and no body.
 // - A batch (array) is answered with HTTP 200 and an array, each element by the rules above.
+// - Work queue (src/httpserver.cpp): each request is one work item run by one of `rpcthreads` workers; items
+//   wait in a queue of at most `rpcworkqueue`; a request arriving at a full queue is answered at once with
+//   HTTP 503 "Work queue depth exceeded" (before authentication). A worker stays busy until its handler
+//   returns: a long poll pins one until the tip changes, even after its client went away (Core does not watch
+//   the connection).
 
 import http from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -20,10 +25,16 @@ export interface RpcServerOptions {
   logger?: Logger;
   /** Larger request bodies get HTTP 413. Default 32 MiB (Core's MAX_SIZE): room for a 4 MB block in hex. */
   maxBodyBytes?: number;
+  /** Requests run at once (Core's -rpcthreads). Default 16 (DEFAULT_HTTP_THREADS). */
+  rpcThreads?: number;
+  /** Requests waiting for a worker before new ones get 503 (Core's -rpcworkqueue). Default 64. */
+  rpcWorkQueue?: number;
 }
 
 export interface RpcServer {
   readonly server: http.Server;
+  /** Work items running (at most rpcThreads) and waiting for a worker. */
+  readonly work: { running: number; queued: number; rejected: number };
   /** Ends pending long polls, keep-alive sockets and the listener. */
   close(): Promise<void>;
 }
@@ -38,8 +49,30 @@ const sha = (s: string): Buffer => createHash('sha256').update(s).digest();
 export function createRpcServer(dispatch: Dispatch, opts: RpcServerOptions): RpcServer {
   const expected = sha(`${opts.user}:${opts.password}`);
   const maxBody = opts.maxBodyBytes ?? 32 * 1024 * 1024;
-  const inflight = new Set<AbortController>();
+  const threads = Math.max(1, opts.rpcThreads ?? 16);
+  const depth = Math.max(1, opts.rpcWorkQueue ?? 64);
+  // Ended when the server closes (long polls then answer); never by a client going away, as in Core.
+  const shutdown = new AbortController();
+  const queue: Array<() => void> = [];
+  const work = { running: 0, queued: 0, rejected: 0 };
   let closing = false;
+
+  /** Runs `item` on a free worker, or queues it; false when the queue is full (the caller answers 503). */
+  const dispatchWork = (item: () => Promise<void>): boolean => {
+    if (queue.length >= depth) { work.rejected++; return false; }
+    const run = (): void => {
+      work.running++;
+      item().catch(() => undefined).finally(() => {
+        work.running--;
+        const next = queue.shift();
+        work.queued = queue.length;
+        next?.();
+      });
+    };
+    if (work.running < threads) run();
+    else { queue.push(run); work.queued = queue.length; }
+    return true;
+  };
 
   const authorized = (header: string | undefined): boolean => {
     if (!header || !header.startsWith('Basic ')) return false;
@@ -109,18 +142,10 @@ export function createRpcServer(dispatch: Dispatch, opts: RpcServerOptions): Rpc
   }
 
   const server = http.createServer((req, res) => {
-    const controller = new AbortController();
-    inflight.add(controller);
-    res.on('close', () => { controller.abort(); inflight.delete(controller); });
-    req.on('error', () => { /* the socket went away: 'close' above ends the call */ });
+    req.on('error', () => { /* the socket went away; a running call still runs to its end, as in Core */ });
     if (closing) { res.writeHead(503, { connection: 'close' }).end(); return; }
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/' && !path.startsWith('/wallet/')) { res.writeHead(404).end(); return; }
-    if (req.method !== 'POST') { res.writeHead(405).end('JSONRPC server handles only POST requests'); return; }
-    if (!authorized(req.headers.authorization)) {
-      res.writeHead(401, { 'www-authenticate': 'Basic realm="jsonrpc"' }).end();
-      return;
-    }
     const chunks: Buffer[] = [];
     let size = 0;
     let tooBig = false;
@@ -136,10 +161,22 @@ export function createRpcServer(dispatch: Dispatch, opts: RpcServerOptions): Rpc
     });
     req.on('end', () => {
       if (tooBig) return;
-      handle(req, res, Buffer.concat(chunks), { signal: controller.signal }).catch((err: unknown) => {
-        opts.logger?.error({ err }, 'embedded chain: request failed');
-        if (!res.headersSent) send(res, legacyError(new RpcFault(RPC_MISC_ERROR, 'internal error'), null));
+      const accepted = dispatchWork(async () => {
+        // On the worker, as Core's HTTPReq_JSONRPC: method, then authentication, then the call.
+        if (req.method !== 'POST') { res.writeHead(405).end('JSONRPC server handles only POST requests'); return; }
+        if (!authorized(req.headers.authorization)) {
+          res.writeHead(401, { 'www-authenticate': 'Basic realm="jsonrpc"' }).end();
+          return;
+        }
+        await handle(req, res, Buffer.concat(chunks), { signal: shutdown.signal }).catch((err: unknown) => {
+          opts.logger?.error({ err }, 'embedded chain: request failed');
+          if (!res.headersSent && !res.destroyed) send(res, legacyError(new RpcFault(RPC_MISC_ERROR, 'internal error'), null));
+        });
       });
+      if (!accepted) {
+        opts.logger?.warn('embedded chain: request rejected because the http work queue depth is exceeded');
+        res.writeHead(503, { 'content-type': 'text/html; charset=ISO-8859-1' }).end('Work queue depth exceeded');
+      }
     });
   });
   server.on('clientError', (_err, socket) => {
@@ -149,9 +186,11 @@ export function createRpcServer(dispatch: Dispatch, opts: RpcServerOptions): Rpc
 
   return {
     server,
+    work,
     close: () => new Promise<void>((resolve) => {
       closing = true;
-      for (const c of inflight) c.abort(); // long polls answer now with the current template
+      shutdown.abort(); // long polls answer now with the current template
+      for (const run of queue.splice(0)) run(); // queued items run, see the shutdown and end
       server.close(() => resolve());
       server.closeIdleConnections();
       // One turn of the loop lets the aborted calls write their answers; then every socket goes.

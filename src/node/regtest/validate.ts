@@ -4,14 +4,15 @@
 // (inputs, coinbase amount) need the chain's state and live in chain.ts.
 
 import {
-  type Block, type BlockHeader, type Tx, bitsToTarget, findWitnessCommitment, hashToBigInt, headerHash, merkleRoot,
-  parseBlock, pushHeight, serializeBlock, serializeTx, sha256d, txid, witnessCommitment, witnessMerkleRoot, wtxid, u32Hex,
+  type Block, type BlockHeader, type Tx, Reader, bitsToTarget, findWitnessCommitment, hashToBigInt, headerHash, merkleRoot,
+  hasWitness, parseBlock, pushHeight, serializeBlock, serializeTx, sha256d, txid, witnessCommitment, witnessMerkleRoot, wtxid, u32Hex,
 } from '../../chain/index.ts';
 import type { BlockEntry } from './block-index.ts';
+import type { KnownTxForms } from './mempool.ts';
 import { RPC_DESERIALIZATION_ERROR, RpcFault } from './errors.ts';
 import {
   LOCKTIME_THRESHOLD, MAX_BLOCK_SIGOPS_COST, MAX_BLOCK_WEIGHT, MAX_FUTURE_BLOCK_TIME, MAX_MONEY, REGTEST_POW_LIMIT,
-  WITNESS_SCALE_FACTOR,
+  SIGNET_HEADER, WITNESS_SCALE_FACTOR,
 } from './params.ts';
 
 export interface DecodedBlock {
@@ -43,6 +44,26 @@ export function decodeBlock(bytes: Uint8Array): DecodedBlock {
     throw new RpcFault(RPC_DESERIALIZATION_ERROR, 'Block decode failed');
   }
   return describeBlock(block);
+}
+
+/**
+ * A block this chain stored itself (read back from its checksummed block file): parsed once, each transaction
+ * serialized once per form, no canonical-encoding check (it passed when the block arrived).
+ */
+export function decodeStoredBlock(bytes: Buffer): DecodedBlock & { forms: KnownTxForms[] } {
+  const block = parseBlock(bytes);
+  const forms: KnownTxForms[] = block.txs.map((tx) => {
+    const stripped = serializeTx(tx, false);
+    const id = sha256d(stripped);
+    const full = hasWitness(tx) ? serializeTx(tx, true) : stripped;
+    return { bytes: full, strippedSize: stripped.length, txid: id, wtxid: full === stripped ? id : sha256d(full) };
+  });
+  const n = block.txs.length;
+  const strippedSize = 80 + (n < 0xfd ? 1 : n <= 0xffff ? 3 : 5) + forms.reduce((s, f) => s + f.strippedSize, 0);
+  return {
+    block, hash: headerHash(block.header), txids: forms.map((f) => f.txid), size: bytes.length, strippedSize,
+    weight: strippedSize * (WITNESS_SCALE_FACTOR - 1) + bytes.length, forms,
+  };
 }
 
 export function describeBlock(block: Block): DecodedBlock {
@@ -135,10 +156,13 @@ function merkleMutated(hashes: readonly Buffer[]): boolean {
   return false;
 }
 
-/** CheckBlockHeader + CheckBlock: everything that needs no other block. */
-export function checkBlock(d: DecodedBlock, opts: { checkPow: boolean }): Rejection | null {
+/** CheckBlockHeader + CheckBlock: everything that needs no other block. `signet`: the chain is a signet. */
+export function checkBlock(d: DecodedBlock, opts: { checkPow: boolean; signet?: boolean }): Rejection | null {
   const { block } = d;
   if (opts.checkPow && !checkProofOfWork(d.hash, block.header.bits)) return { reason: 'high-hash' };
+  // Core checks the signet solution right after the header, and only when it checks proof of work (not for
+  // getblocktemplate proposals).
+  if (opts.signet && opts.checkPow && !checkSignetSolution(block)) return { reason: 'bad-signet-blksig' };
   if (block.txs.length === 0 || !merkleRoot(d.txids).equals(block.header.merkleRoot)) return { reason: 'bad-txnmrklroot', mutated: true };
   if (merkleMutated(d.txids)) return { reason: 'bad-txns-duplicate', mutated: true };
   if (block.txs.length * WITNESS_SCALE_FACTOR > MAX_BLOCK_WEIGHT || d.strippedSize * WITNESS_SCALE_FACTOR > MAX_BLOCK_WEIGHT) {
@@ -153,6 +177,16 @@ export function checkBlock(d: DecodedBlock, opts: { checkPow: boolean }): Reject
   let sigops = 0;
   for (const tx of block.txs) sigops += txLegacySigOps(tx);
   if (sigops * WITNESS_SCALE_FACTOR > MAX_BLOCK_SIGOPS_COST) return { reason: 'bad-blk-sigops' };
+  return null;
+}
+
+/**
+ * What is checked again of a block read back from the chain's own block file (it passed every check when it
+ * arrived): proof of work and merkle root, so damage the file's checksum cannot see (older records) is caught.
+ */
+export function checkStoredBlock(d: DecodedBlock): Rejection | null {
+  if (!checkProofOfWork(d.hash, d.block.header.bits)) return { reason: 'high-hash' };
+  if (d.block.txs.length === 0 || !merkleRoot(d.txids).equals(d.block.header.merkleRoot)) return { reason: 'bad-txnmrklroot', mutated: true };
   return null;
 }
 
@@ -205,5 +239,72 @@ export function addDefaultCoinbaseWitness(block: Block): boolean {
   if (!cb || cb.inputs.length === 0 || !findWitnessCommitment(cb)) return false;
   if (cb.inputs.some((i) => i.witness.length > 0)) return false;
   cb.inputs[0].witness = [Buffer.alloc(32)];
+  return true;
+}
+
+/**
+ * signet.cpp CheckSignetBlockSolution for the challenge OP_TRUE (`-signetchallenge=51`), the only challenge the
+ * embedded chain runs (any other needs signatures it does not verify). Like Core: the coinbase must carry a
+ * BIP141 witness commitment; a solution after SIGNET_HEADER in that output, when present, must parse as
+ * scriptSig ‖ witness stack with nothing left over; then the scriptSig and OP_TRUE must evaluate to true. The
+ * scriptSig is evaluated for push-only scripts (what a solution is); anything else is refused here.
+ */
+export function checkSignetSolution(block: Block): boolean {
+  const cb = block.txs[0];
+  if (!cb) return false;
+  let commitmentScript: Buffer | null = null;
+  for (let i = cb.outputs.length - 1; i >= 0; i--) {
+    const s = cb.outputs[i].scriptPubKey;
+    if (s.length >= 38 && s[0] === 0x6a && s[1] === 0x24 && s.readUInt32BE(2) === 0xaa21a9ed) { commitmentScript = s; break; }
+  }
+  if (!commitmentScript) return false; // "require a witness commitment"
+  const pushes = scriptPushes(commitmentScript);
+  if (!pushes) return true; // GetOp stops at a bad push; no solution found: OP_TRUE needs none
+  const section = pushes.find((p) => p.length > SIGNET_HEADER.length && p.subarray(0, 4).equals(SIGNET_HEADER));
+  if (!section) return true; // no solution: allowed so that OP_TRUE works as a trivial challenge
+  let scriptSig: Buffer;
+  let stackItems: number;
+  try {
+    const r = new Reader(section.subarray(4));
+    scriptSig = r.varBytes();
+    stackItems = r.varInt();
+    for (let i = 0; i < stackItems; i++) r.varBytes();
+    if (r.remaining !== 0) return false; // extraneous data
+  } catch {
+    return false; // parse error
+  }
+  // OP_TRUE is no witness program: a non-empty witness is SCRIPT_ERR_WITNESS_UNEXPECTED.
+  if (stackItems !== 0) return false;
+  return scriptPushes(scriptSig) !== null && isPushOnly(scriptSig);
+}
+
+/** The data pushes of a script (opcodes skipped), or null when a push runs past the end. */
+function scriptPushes(script: Buffer): Buffer[] | null {
+  const out: Buffer[] = [];
+  for (let pc = 0; pc < script.length;) {
+    const op = script[pc++];
+    let n = -1;
+    if (op >= 0x01 && op <= 0x4b) n = op;
+    else if (op === 0x4c) { if (pc + 1 > script.length) return null; n = script[pc]; pc += 1; }
+    else if (op === 0x4d) { if (pc + 2 > script.length) return null; n = script.readUInt16LE(pc); pc += 2; }
+    else if (op === 0x4e) { if (pc + 4 > script.length) return null; n = script.readUInt32LE(pc); pc += 4; }
+    if (n < 0) continue;
+    if (pc + n > script.length) return null;
+    out.push(script.subarray(pc, pc + n));
+    pc += n;
+  }
+  return out;
+}
+
+/** IsPushOnly: every opcode is a push (OP_0..OP_PUSHDATA4, OP_1NEGATE, OP_1..OP_16). */
+function isPushOnly(script: Buffer): boolean {
+  for (let pc = 0; pc < script.length;) {
+    const op = script[pc++];
+    if (op > 0x60 || op === 0x50) return false; // OP_RESERVED counts as a push in Core but fails when executed
+    if (op >= 0x01 && op <= 0x4b) pc += op;
+    else if (op === 0x4c) pc += 1 + script[pc];
+    else if (op === 0x4d) pc += 2 + script.readUInt16LE(pc);
+    else if (op === 0x4e) pc += 4 + script.readUInt32LE(pc);
+  }
   return true;
 }

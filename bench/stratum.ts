@@ -1,0 +1,286 @@
+// `npm run bench:stratum`: hashhub's share path measured the way the performance issue measures it, side by side
+// with any other Stratum V1 pool: ../shared/tools/fakenode.py serves a 3,000-transaction template at a network
+// difficulty no share reaches, hashhub runs pinned to core 0 (writing every share through its spool into
+// Postgres), ../shared/tools/stratum_load (Go, built here into a temp dir) runs pinned to core 1. Each scenario
+// gets a fresh pool process. Results go to BENCHMARKS.md (section "stratum").
+//
+//   npm run bench:stratum                    all scenarios (~8 minutes)
+//   npm run bench:stratum -- --quick         a smoke run
+//   npm run bench:stratum -- --ckpool BIN    also run the same scenarios against a ckpool binary you built
+//                                            yourself (nothing of ckpool is in this repository)
+//   npm run bench:stratum -- --only a,b      some scenarios by name
+// Environment: HASHHUB_BENCH_TOOLS=<dir of fakenode.py> (default ../shared/tools); HASHHUB_BENCH_LOAD_BIN=<prebuilt stratum_load>; HASHHUB_BENCH_POOL_WRAP=<command prefix for the
+// pool process>, e.g. "strace -c -f -o /tmp/pool.strace" to count its syscalls per scenario.
+
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { benchDatabase } from './pg.ts';
+import { provenance, writeSection } from './sections.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const TOOLS = process.env.HASHHUB_BENCH_TOOLS ?? path.resolve(ROOT, '..', 'shared', 'tools');
+const ADDRESS = '1BitcoinEaterAddressDontSendf59kuE';
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const ckpoolBin = args.includes('--ckpool') ? args[args.indexOf('--ckpool') + 1] : undefined;
+const only = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].split(',')) : null;
+const log = (s: string) => process.stderr.write(s + '\n');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface LoadResult {
+  label: string;
+  conns_established: number;
+  responses_in_window: number;
+  responses_per_s: number;
+  sent_per_s: number;
+  accepted: number;
+  rejected: number;
+  unanswered: number;
+  behind_skipped: number;
+  reject_reasons?: Record<string, number>;
+  latency_ms: { p50: number; p90: number; p99: number; p999: number; max: number };
+  self_cpu_s_window: number;
+  window_s: number;
+  closed_by_server: number;
+  server?: { rss_bytes_per_conn: number; rss_peak_bytes: number; cpu_s_window: number; cpu_pct_window: number; rss_window_end_bytes: number };
+}
+
+interface Scenario {
+  name: string;
+  what: string;
+  conns: number;
+  mode: 'none' | 'random' | 'grind';
+  rate: number;
+  duration: number;
+  /** Pool share difficulty (and floor). */
+  difficulty?: number;
+  /** Template refresh interval for the pool, ms. */
+  refreshMs?: number;
+}
+
+const SCENARIOS: Scenario[] = quick
+  ? [
+      { name: 'sat-1k', what: 'saturation, 1k connections', conns: 500, mode: 'random', rate: 200_000, duration: 5 },
+      { name: 'grind-1k', what: 'accepted path', conns: 200, mode: 'grind', rate: 2000, duration: 5, difficulty: 2 ** -30 },
+    ]
+  : [
+      { name: 'idle-10k', what: 'idle, 10k connections', conns: 10_000, mode: 'none', rate: 0, duration: 10 },
+      { name: 'sat-1k', what: 'saturation (200k/s offered), 1k connections', conns: 1000, mode: 'random', rate: 200_000, duration: 20 },
+      { name: '5k-1k', what: '5k/s, 1k connections', conns: 1000, mode: 'random', rate: 5000, duration: 20 },
+      { name: '5k-10k', what: '5k/s, 10k connections', conns: 10_000, mode: 'random', rate: 5000, duration: 20 },
+      { name: '20k-10k', what: '20k/s, 10k connections', conns: 10_000, mode: 'random', rate: 20_000, duration: 20 },
+      { name: '50k-10k', what: '50k/s offered, 10k connections', conns: 10_000, mode: 'random', rate: 50_000, duration: 20 },
+      { name: 'refresh-10k', what: '5k/s, 10k connections, a template refresh every 2 s', conns: 10_000, mode: 'random', rate: 5000, duration: 20, refreshMs: 2000 },
+      { name: 'grind-1k', what: 'accepted path: every share accepted and stored, 1k connections', conns: 1000, mode: 'grind', rate: 15_000, duration: 30, difficulty: 2 ** -30 },
+    ];
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function waitPort(port: number, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((r) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.destroy(); r(true); });
+      c.on('error', () => r(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`nothing listens on ${port} after ${ms} ms`);
+    await sleep(100);
+  }
+}
+
+function buildLoadGenerator(dir: string): string {
+  // A prebuilt generator (HASHHUB_BENCH_LOAD_BIN) skips the Go build.
+  if (process.env.HASHHUB_BENCH_LOAD_BIN) return process.env.HASHHUB_BENCH_LOAD_BIN;
+  try {
+    execFileSync('go', ['version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('the load generator needs Go: apt-get install -y golang-go');
+  }
+  const out = path.join(dir, 'stratum_load');
+  execFileSync('go', ['build', '-o', out, '.'], { cwd: path.join(TOOLS, 'stratum_load'), stdio: 'inherit', env: { ...process.env, GOFLAGS: '-mod=mod', GOCACHE: path.join(dir, 'gocache') } });
+  return out;
+}
+
+function startFakenode(port: number): ChildProcess {
+  return spawn('python3', [path.join(TOOLS, 'fakenode.py'), '--port', String(port), '--rpcuser', 'user', '--rpcpassword', 'pass',
+    '--difficulty', '1e12', '--txs', '3000', '--tip-interval', '0', '--max-runtime', '3600'], { stdio: 'ignore' });
+}
+
+interface Server { pid: number; port: number; stop(): Promise<void>; child: ChildProcess }
+
+function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 15_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => { clearTimeout(t); resolve(); });
+    child.kill(signal);
+  });
+}
+
+/** hashhub pool on core 0, limits raised so random (invalid) shares are not punished: real miners' shares are not random. */
+async function startHashhub(work: string, nodePort: number, s: Scenario, dbUrl: string): Promise<Server> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(path.join(work, 'hashhub-'));
+  const difficulty = s.difficulty ?? 1;
+  const config = {
+    network: 'mainnet', payoutAddress: ADDRESS, logLevel: 'warn',
+    node: { urls: [`http://user:pass@127.0.0.1:${nodePort}`], refreshMs: s.refreshMs ?? 30_000 },
+    stratum: {
+      host: '127.0.0.1', port,
+      difficulty: { initial: difficulty, min: difficulty, max: difficulty },
+      limits: {
+        maxConnections: 20_000, maxConnectionsPerIp: 20_000, messagesPerSecond: 1e9, messageBurst: 1e9, banMaxRejects: 1e9,
+        banMaxGarbage: 1e9, shareTimeoutMs: 3_600_000,
+      },
+    },
+    api: { enabled: false },
+    database: { url: dbUrl, dataDir },
+  };
+  const cfgFile = path.join(dataDir, 'config.json');
+  writeFileSync(cfgFile, JSON.stringify(config));
+  const child = spawn('bash', ['-c', `ulimit -n 20000 2>/dev/null; exec taskset -c 0 ${process.env.HASHHUB_BENCH_POOL_WRAP ?? ''} "${process.execPath}" --import tsx src/cli/main.ts pool --config "${cfgFile}"`], {
+    cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HASHHUB_CONFIG: '' },
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => { err += d; });
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`hashhub did not start:\n${err}`)), 120_000);
+    child.stderr!.on('data', () => { if (err.includes('hashhub pool is running')) { clearTimeout(t); resolve(); } });
+    child.once('exit', (c) => { clearTimeout(t); reject(new Error(`hashhub exited ${c}:\n${err}`)); });
+  });
+  return { pid: child.pid!, port, child, stop: async () => { await stopChild(child); rmSync(dataDir, { recursive: true, force: true }); } };
+}
+
+/** ckpool with the configuration ../shared/tools/README.md gives (for comparison only). */
+async function startCkpool(bin: string, work: string, nodePort: number): Promise<Server> {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(work, 'ckpool-'));
+  const conf = {
+    btcd: [{ url: `127.0.0.1:${nodePort}`, auth: 'user', pass: 'pass', notify: false }], btcaddress: ADDRESS,
+    serverurl: [`127.0.0.1:${port}`], mindiff: 1, startdiff: 1, maxdiff: 0, nonce1length: 4, nonce2length: 8,
+    update_interval: 30, donation: 0.0, logdir: path.join(dir, 'logs'),
+  };
+  writeFileSync(path.join(dir, 'ckpool.conf'), JSON.stringify(conf));
+  const child = spawn('bash', ['-c', `ulimit -n 20000 2>/dev/null; exec taskset -c 0 "${bin}" -c "${path.join(dir, 'ckpool.conf')}" -s "${path.join(dir, 'sock')}"`], { stdio: 'ignore' });
+  await waitPort(port, 30_000);
+  await sleep(2000);
+  return { pid: child.pid!, port, child, stop: async () => { await stopChild(child, 'SIGTERM', 5000); rmSync(dir, { recursive: true, force: true }); } };
+}
+
+/**
+ * Before a measured run, the same pool takes 5 s of `random` submits from up to 500 other connections (then
+ * closed): hashhub's share path is JavaScript, compiled by the JIT while it runs, and a pool runs for days, so
+ * its first seconds (interpreted code, a backlog that then takes a while to drain) are not what a miner sees.
+ * ckpool gets the same warm-up.
+ */
+function warmUp(bin: string, server: Server, s: Scenario): void {
+  if (s.rate === 0) return;
+  runLoad(bin, server, { ...s, conns: Math.min(s.conns, 500), mode: 'random', rate: Math.min(s.rate, 10_000), duration: 5 }, 'warm-up', true);
+}
+
+function runLoad(bin: string, server: Server, s: Scenario, label: string, quiet = false): LoadResult {
+  const a = ['-target', `127.0.0.1:${server.port}`, '-conns', String(s.conns), '-ramp', '5000', '-user', ADDRESS, '-worker', 'w',
+    '-mode', s.mode, '-rate', String(s.rate), '-duration', String(s.duration), '-settle', '3', '-drain', '3', '-pid', String(server.pid),
+    '-label', label, '-src', 'auto', ...(quiet ? ['-settle', '0', '-drain', '1'] : [])];
+  const out = execFileSync('taskset', ['-c', '1', bin, ...a], { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'ignore'] });
+  const line = out.trim().split("\n").pop()!;
+  if (process.env.BENCH_DEBUG) log(line);
+  return JSON.parse(line) as LoadResult;
+}
+
+const f = (n: number | undefined, d = 0) => (n !== undefined && Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '—');
+const cpuUs = (r: LoadResult) => (r.server && r.responses_in_window > 0 ? (r.server.cpu_s_window * 1e6) / r.responses_in_window : NaN);
+
+async function main() {
+  const work = mkdtempSync(path.join(tmpdir(), 'hashhub-bench-stratum-'));
+  const procs: ChildProcess[] = [];
+  try {
+    log('building the load generator (Go)…');
+    const gen = buildLoadGenerator(work);
+    const nodePort = await freePort();
+    const node = startFakenode(nodePort);
+    procs.push(node);
+    await waitPort(nodePort, 20_000);
+    const results: { s: Scenario; hashhub: LoadResult; stored?: number; catchUp?: { stored: number; seconds: number }; ckpool?: LoadResult }[] = [];
+    for (const s of SCENARIOS) {
+      if (only && !only.has(s.name)) continue;
+      const db = await benchDatabase();
+      if (!db) throw new Error('no Postgres at 127.0.0.1:5432 (HASHHUB_BENCH_PG_URL): hashhub writes every share to it');
+      const pool = await startHashhub(work, nodePort, s, db.url);
+      let r: LoadResult;
+      let stored: number | undefined;
+      let catchUp: { stored: number; seconds: number } | undefined;
+      try {
+        log(`hashhub ${s.name}: ${s.what}…`);
+        warmUp(gen, pool, s);
+        r = runLoad(gen, pool, s, `hashhub ${s.name}`);
+        if (s.mode === 'grind') {
+          await sleep(3000);
+          const c = new pg.Client({ connectionString: db.url });
+          await c.connect();
+          const count = async () => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM shares')).rows[0].n);
+          stored = await count();
+          // Then the writer catches up with the spool (the pool keeps running, no load): every share a miner saw
+          // accepted must reach the database; how long it takes is the ingest rate left beside the share path.
+          const t0 = Date.now();
+          let all = stored;
+          while (all < r.accepted && Date.now() - t0 < 180_000) { await sleep(1000); all = await count(); }
+          catchUp = { stored: all, seconds: (Date.now() - t0) / 1000 + 3 };
+          await c.end();
+        }
+      } finally {
+        await pool.stop();
+        await db.drop();
+      }
+      log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}`);
+      let ck: LoadResult | undefined;
+      if (ckpoolBin && s.mode !== 'grind') {
+        const c = await startCkpool(ckpoolBin, work, nodePort);
+        try {
+          warmUp(gen, c, s);
+          ck = runLoad(gen, c, s, `ckpool ${s.name}`);
+          log(`  ckpool: ${f(ck.responses_per_s)} answered/s, p99 ${f(ck.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(ck), 1)} µs/submit, ${f(ck.server?.rss_bytes_per_conn)} B/conn`);
+        } finally {
+          await c.stop();
+        }
+      }
+      if (catchUp) log(`  ${f(catchUp.stored)} stored ${f(catchUp.seconds, 0)} s after the window`);
+      results.push({ s, hashhub: r, stored, catchUp, ckpool: ck });
+    }
+    const lines = ['## Stratum share path (vs ckpool)', '', ...provenance(`npm run bench:stratum${quick ? ' -- --quick' : ''}${ckpoolBin ? ' -- --ckpool <bin>' : ''}`), '',
+      'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0, the Go load generator to core 1; pool CPU from /proc over the measured window. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
+      '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'];
+    const row = (s: Scenario, who: string, r: LoadResult, note = '') => lines.push(
+      `| ${s.what} | ${who} | ${f(r.responses_per_s)} | ${f(cpuUs(r), 1)} | ${f(r.latency_ms.p50, 2)} | ${f(r.latency_ms.p99, 2)} | ${f(r.latency_ms.p999, 2)} | ${f(r.latency_ms.max, 1)} | ${f(r.server?.rss_bytes_per_conn)} | ${f(r.closed_by_server)} | ${note} |`);
+    for (const { s, hashhub, stored, catchUp, ckpool } of results) {
+      const notes = [
+        hashhub.unanswered ? `${f(hashhub.unanswered)} unanswered` : '',
+        hashhub.behind_skipped ? `generator behind by ${f(hashhub.behind_skipped)}` : '',
+        stored !== undefined ? `${f(stored)} stored of ${f(hashhub.accepted)} accepted 3 s after the window` : '',
+        catchUp ? `${f(catchUp.stored)} stored ${f(catchUp.seconds, 0)} s after it (${catchUp.stored >= hashhub.accepted ? 'none lost' : 'NOT ALL: the rest still in the spool'})` : '',
+        `generator CPU ${f(hashhub.self_cpu_s_window, 1)} s of ${f(hashhub.window_s, 0)} s`,
+      ].filter(Boolean).join('; ');
+      row(s, 'hashhub', hashhub, notes);
+      if (ckpool) row(s, 'ckpool (same run)', ckpool, ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '');
+    }
+    writeSection('stratum', lines);
+    log('written to BENCHMARKS.md (section stratum)');
+  } finally {
+    for (const p of procs) await stopChild(p, 'SIGTERM', 3000);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().then(() => process.exit(0), (err) => { log(`bench:stratum failed: ${(err as Error).stack ?? err}`); process.exit(1); });

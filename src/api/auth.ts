@@ -1,0 +1,126 @@
+// Who is calling: the operator (one token: config api.operatorToken / HASHHUB_OPERATOR_TOKEN, or generated once
+// into <dataDir>/operator.token, mode 0600), an account's owner, or a read-only watcher of an account (tokens
+// issued by accounting, stored hashed). `Authorization: Bearer <token>` on every request that needs one. The
+// market and routing use the same module for their operator actions and account access.
+
+import { createHash, timingSafeEqual } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { FastifyRequest } from 'fastify';
+import { findToken, newToken } from '../accounting/accounts.ts';
+import type { Queryable } from '../store/db.ts';
+import { ApiError } from './errors.ts';
+
+export type Principal =
+  | { role: 'operator' }
+  | { role: 'owner'; accountId: bigint; account: string; tokenId: bigint }
+  | { role: 'watcher'; accountId: bigint; account: string; tokenId: bigint }
+  | { role: 'anonymous' };
+
+export interface OperatorToken {
+  token: string;
+  /** Where it was read from or written to; null when it came from the config/environment. */
+  file: string | null;
+  /** Generated just now (print where it is). */
+  created: boolean;
+}
+
+/** The operator token: the configured one, else <dataDir>/operator.token (created once, mode 0600). */
+export function resolveOperatorToken(opts: { token?: string; dataDir: string }): OperatorToken {
+  if (opts.token) {
+    if (opts.token.length < 16) throw new Error('api.operatorToken (HASHHUB_OPERATOR_TOKEN) must be at least 16 characters');
+    return { token: opts.token, file: null, created: false };
+  }
+  const file = path.resolve(opts.dataDir, 'operator.token');
+  try {
+    const token = fs.readFileSync(file, 'utf8').trim();
+    if (token) return { token, file, created: false };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read the operator token ${file}: ${(e as Error).message}`);
+  }
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const token = newToken('operator');
+  try {
+    fs.writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (e) {
+    // Another process created it first: use theirs.
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return { token: fs.readFileSync(file, 'utf8').trim(), file, created: false };
+    throw e;
+  }
+  return { token, file, created: true };
+}
+
+const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+/**
+ * How long a looked-up account token is trusted without asking the database again, ms. A page load sends several
+ * requests with one token, and every lookup was a round trip on the pool's busy event loop. A revocation through
+ * this process's API takes effect at once (tokensChanged); one made by another process within this long.
+ */
+export const TOKEN_CACHE_MS = 2000;
+const TOKEN_CACHE_MAX = 10_000;
+
+export class Auth {
+  private readonly operatorHash: Buffer;
+  private readonly tokens = new Map<string, { p: Principal; until: number }>();
+
+  constructor(private readonly db: Queryable, operatorToken: string, private readonly now: () => number = Date.now) {
+    this.operatorHash = sha(operatorToken);
+  }
+
+  /** A token was revoked or issued: forget every cached lookup. */
+  tokensChanged(): void {
+    this.tokens.clear();
+  }
+
+  /** The caller of a request. A token that is presented but unknown is an error, never "anonymous". */
+  async principal(req: Pick<FastifyRequest, 'headers'>): Promise<Principal> {
+    const h = req.headers.authorization;
+    if (!h) return { role: 'anonymous' };
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+    if (!m) throw new ApiError('UNAUTHORIZED', 'Authorization must be "Bearer <token>"');
+    const token = m[1];
+    const hash = sha(token);
+    if (timingSafeEqual(hash, this.operatorHash)) return { role: 'operator' };
+    const key = hash.toString('base64');
+    const now = this.now();
+    const hit = this.tokens.get(key);
+    if (hit && hit.until > now) return hit.p;
+    const t = await findToken(this.db, token);
+    // Unknown tokens are not cached: one issued a moment later works at once.
+    if (!t) throw new ApiError('UNAUTHORIZED', 'Unknown or revoked token');
+    const p: Principal = { role: t.role, accountId: t.accountId, account: t.account, tokenId: t.tokenId };
+    if (this.tokens.size >= TOKEN_CACHE_MAX) this.tokens.clear();
+    this.tokens.set(key, { p, until: now + TOKEN_CACHE_MS });
+    return p;
+  }
+
+  async requireOperator(req: Pick<FastifyRequest, 'headers'>): Promise<void> {
+    const p = await this.principal(req);
+    if (p.role === 'anonymous') throw new ApiError('UNAUTHORIZED', 'The operator token is required');
+    if (p.role !== 'operator') throw new ApiError('FORBIDDEN', 'Only the operator may do that');
+  }
+
+  /** The caller may read this account's private data (owner, watcher, operator). */
+  async requireRead(req: Pick<FastifyRequest, 'headers'>, accountId: bigint): Promise<Principal> {
+    const p = await this.principal(req);
+    if (p.role === 'operator') return p;
+    if (p.role === 'anonymous') throw new ApiError('UNAUTHORIZED', "This account's token (owner or watcher) is required");
+    if (p.accountId !== accountId) throw new ApiError('FORBIDDEN', 'This token belongs to another account');
+    return p;
+  }
+
+  /** The caller may change this account (owner, operator). */
+  async requireWrite(req: Pick<FastifyRequest, 'headers'>, accountId: bigint): Promise<Principal> {
+    const p = await this.requireRead(req, accountId);
+    if (p.role === 'watcher') throw new ApiError('FORBIDDEN', 'A watcher token is read-only');
+    return p;
+  }
+}
+
+/** "who" for logs: the operator, or the token id and role, with the client address. */
+export function describePrincipal(p: Principal, ip: string): string {
+  if (p.role === 'operator') return `operator from ${ip}`;
+  if (p.role === 'anonymous') return `anonymous from ${ip}`;
+  return `${p.role} token ${p.tokenId} from ${ip}`;
+}

@@ -1,0 +1,166 @@
+import type { Logger } from 'pino';
+import { type Config, DEFAULT_REGTEST_ADDRESS, redactSecretsInUrl } from './config.ts';
+import { accountingApi } from './accounting.ts';
+import { marketApiDeps } from './market-wiring.ts';
+import { type ApiConfig, type ApiWiring, startApi } from './run-api.ts';
+import { NODE_WAIT_FOREVER_MS, type PreparedPool, preparePool } from './run-pool.ts';
+import { listenError } from './startup-errors.ts';
+import { Auth, resolveOperatorToken } from '../api/auth.ts';
+
+// `hashhub pool`: storage, then the API and probes at once, then Stratum when the node's first template arrives
+// (however long the node takes: ready says 503 and names the node meanwhile). SIGINT/SIGTERM stop it cleanly in
+// every phase, including while it waits for the node.
+
+/** Print this if the node has not given a template after so long (the embedded chain answers in ms). */
+const WAITING_NOTICE_MS = 2000;
+
+export interface PoolCommandIo {
+  /** One line for humans (stderr). */
+  say(text: string): void;
+  /** Leave the process with this code (process.exit). */
+  exit(code: number): void;
+}
+
+const defaultIo: PoolCommandIo = {
+  say: (text) => { process.stderr.write(text); },
+  exit: (code) => process.exit(code),
+};
+
+function shown(host: string): string {
+  return host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+}
+
+/**
+ * What the API serves of a pool: its figures and live feed, and the books, routing and market when they run, all
+ * behind one Auth (the operator token and the accounts' tokens). Exported so the dashboard's browser tests serve
+ * exactly what `hashhub pool` serves.
+ */
+export function poolApiWiring(cfg: Config, running: Omit<PreparedPool, 'listen'>, auth: Auth): ApiWiring {
+  return {
+    pool: running.pool, node: running.rpc, stats: running.stats, dbPing: () => running.dbReady(),
+    ingest: () => running.ingest(), shareLog: running.shareLog,
+    accounting: running.accounting ? (registry) => accountingApi(cfg, running.accounting!, auth, registry) : undefined,
+    routing: running.routing ? { service: running.routing, auth } : undefined,
+    market: running.market ? marketApiDeps(running.market, running.store.db, auth, cfg.market.rateLimitPerMinute) : undefined,
+  };
+}
+
+export function apiConfigFrom(cfg: Config): ApiConfig {
+  return {
+    host: cfg.api.host, port: cfg.api.port,
+    cors: cfg.api.cors.length === 0 ? false : cfg.api.cors.includes('*') ? true : cfg.api.cors,
+    templateMaxAgeMs: 2 * cfg.node.refreshMs, onlineMinutes: cfg.database.workerOnlineMinutes,
+  };
+}
+
+export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo = defaultIo): Promise<void> {
+  let prepared: PreparedPool | null = null;
+  let api: Awaited<ReturnType<typeof startApi>> | null = null;
+  let stopping: Promise<void> | null = null;
+  /** Storage and the API are opened in bounded time: a signal meanwhile waits for them, then closes them. */
+  let starting: Promise<unknown> = Promise.resolve();
+  let observeDbWrite: ((s: number) => void) | undefined;
+
+  const shutdown = (signal: string, code = 0): Promise<void> => {
+    stopping ??= (async () => {
+      const st = prepared?.pool.stats;
+      log.info({ signal, shares: st?.shares, blocks: st?.blocks, blockResults: st?.blockResults }, 'shutting down');
+      await starting.catch(() => undefined);
+      try {
+        // Pool first (readiness turns 503 via draining, miners get client.reconnect, the spool is flushed), then the API.
+        await prepared?.stop();
+        await api?.app.close();
+      } catch (err) {
+        log.error({ err }, 'shutdown failed');
+        code = 1;
+      }
+      io.exit(code);
+    })();
+    return stopping;
+  };
+  let signals = 0;
+  const onSignal = (signal: string) => {
+    // A second Ctrl-C while a graceful stop is under way: the operator wants out now.
+    if (++signals > 1) {
+      io.say('hashhub: stopping now (second signal)\n');
+      io.exit(130);
+      return;
+    }
+    void shutdown(signal);
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  const preparing = preparePool(cfg, log, { onDbWrite: (s) => observeDbWrite?.(s), nodeStartTimeoutMs: NODE_WAIT_FOREVER_MS });
+  starting = preparing;
+  prepared = await preparing;
+  const running = prepared;
+  if (stopping) return; // a signal during start-up: shutdown() closes what was opened
+
+  let operatorToken = null as { file: string | null; created: boolean } | null;
+  if (cfg.api.enabled) {
+    try {
+      // One operator token for every operator action (accounting, routing, the market): the configured one, or
+      // <dataDir>/operator.token made once.
+      const op = resolveOperatorToken({ token: cfg.api.operatorToken, dataDir: cfg.database.dataDir });
+      operatorToken = { file: op.file, created: op.created };
+      const auth = new Auth(running.store.db, op.token);
+      const starts = startApi({ ...poolApiWiring(cfg, running, auth), onDbWrite: (fn) => { observeDbWrite = fn; } }, apiConfigFrom(cfg), log);
+      starting = starts;
+      api = await starts;
+    } catch (e) {
+      if (stopping) return;
+      await running.stop().catch(() => undefined);
+      throw listenError(e, 'the API', 'HASHHUB_API_PORT');
+    }
+  }
+  if (stopping) return;
+  const apiUrl = api ? `http://${shown(cfg.api.host)}:${api.port}` : null;
+
+  // The node may be down or still starting: say so once, with what to check, and keep trying.
+  const nodeWhere = running.embedded ? running.embedded.url : cfg.node.urls.map(redactSecretsInUrl).join(', ');
+  const notice = setTimeout(() => {
+    const why = running.pool.templates.status.error ?? 'no answer yet';
+    io.say(`hashhub: waiting for the node at ${nodeWhere} (${why}): is bitcoind running with server=1, and are HASHHUB_NODE_URLS and the credentials right? ` +
+      `Stratum opens when it gives the first block template${apiUrl ? `; meanwhile ${apiUrl}/health/ready answers 503 naming the node` : ''}. Ctrl-C stops.\n`);
+  }, WAITING_NOTICE_MS);
+  notice.unref();
+
+  let ports: { port: number; tlsPort?: number };
+  try {
+    ports = await running.listen();
+  } catch (e) {
+    clearTimeout(notice);
+    if (stopping) return void (await stopping);
+    await running.stop().catch(() => undefined);
+    await api?.app.close().catch(() => undefined);
+    throw e;
+  } finally {
+    clearTimeout(notice);
+  }
+  if (stopping) return;
+
+  const address = cfg.payoutAddress ?? DEFAULT_REGTEST_ADDRESS;
+  const where = shown(cfg.stratum.host);
+  const url = `stratum+tcp://${where}:${ports.port}`;
+  io.say(
+    `\nhashhub pool is running on ${cfg.network}${running.embedded ? ' (embedded regtest chain at ' + running.embedded.url + ')' : ''}\n` +
+    `  Stratum:  ${url}${ports.tlsPort ? `   TLS: stratum+ssl://${where}:${ports.tlsPort}` : ''}\n` +
+    `  Payout:   ${address}\n` +
+    `  Database: ${running.store.db.target}\n` +
+    (apiUrl ? `  Dashboard: ${apiUrl}/\n` : '') +
+    (apiUrl ? `  API:      ${apiUrl}/api/v1/pool   docs /docs   probes /health/live /health/ready   metrics /metrics\n` : '') +
+    (apiUrl && operatorToken?.file ? `  Operator: token in ${operatorToken.file}${operatorToken.created ? ' (new)' : ''} (Authorization: Bearer <token>)\n` : '') +
+    (apiUrl && running.market ? `  Market:   ${apiUrl}/api/v1/market/book (a clearing every ${cfg.market.tickSeconds} s; \`hashhub market --help\`)\n` : '') +
+    (running.accounting ? `  Books:    ${cfg.accounting.defaultScheme.toUpperCase()} by default (${cfg.accounting.allowedSchemes.join(', ')}); \`hashhub accounts create <name>\` gives an owner token\n` : '') +
+    `  Point a miner at it, user "<account>.<worker>", any password (d=<n> suggests a difficulty):\n` +
+    `    npx hashhub miner --url ${url} --user ${address}.rig1\n` +
+    `    minerd -a sha256d -o ${url} -u ${address}.cpu -p x\n` +
+    `  Ctrl-C stops it gracefully (miners are told to reconnect).\n\n`,
+  );
+  const statsTimer = setInterval(() => {
+    const s = running.pool.stats;
+    log.info({ connections: running.pool.server.stats.connections, shares: s.shares, blocks: s.blocks, height: s.templateHeight }, 'pool stats');
+  }, 60_000);
+  statsTimer.unref();
+}

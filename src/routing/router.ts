@@ -1,0 +1,292 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { AuthorizedWorker, StratumSession, WorkAssignment } from '../stratum/session.ts';
+import type { RouteMeter } from './meter.ts';
+import { DEFAULT_ROUTE_OPTIONS, Route, type RouteOptions, type RouteSpec, type RouteStatus } from './route.ts';
+
+export type MoveMethod = 'set_extranonce' | 'reconnect' | 'resume';
+
+export interface MoveEvent {
+  routeId: number | null;
+  /** null: back to pool work. */
+  from: number | null;
+  worker: string;
+  session: string;
+  method: MoveMethod;
+  at: number;
+}
+
+export interface RouterEvents {
+  moved: [MoveEvent];
+  state: [number, RouteStatus];
+  /** A worker that came back from client.reconnect without its subscription id: it stays on pool work. */
+  cannotMove: [string, string];
+}
+
+export interface RouterOptions extends RouteOptions {
+  /** Host and port in client.reconnect (cpuminer ignores an empty one). */
+  reconnectHost: string;
+  reconnectPort: number;
+  /** The TLS port, for miners connected over TLS (they are sent back to it). */
+  reconnectTlsPort?: number;
+  /** How long a subscription id is remembered for a reconnecting miner, ms. */
+  resumeMemoryMs: number;
+  /** Period of the reconcile pass (every route change also runs it), ms. */
+  reconcileMs: number;
+}
+
+export const DEFAULT_ROUTER_OPTIONS: Omit<RouterOptions, 'reconnectHost' | 'reconnectPort'> = {
+  ...DEFAULT_ROUTE_OPTIONS, resumeMemoryMs: 15 * 60_000, reconcileMs: 1000,
+};
+
+const MAX_REMEMBERED = 200_000;
+/** After a client.reconnect, a miner back within this long without its id is not sent another (no storm). */
+const RECONNECT_GUARD_MS = 30_000;
+
+function canonical(w: AuthorizedWorker): string {
+  return `${w.account}.${w.worker}`;
+}
+
+/**
+ * Routing inside one stratum process: which of its sessions work for which route, carried out with
+ * mining.set_extranonce where the miner subscribed to it, else client.reconnect (our host and port) and a resume
+ * at mining.subscribe by the subscription id the miner sends back (cpuminer does). Which workers go where is
+ * decided elsewhere (routes in the database, or the market): this only executes it for its own sessions.
+ */
+export class Router extends EventEmitter<RouterEvents> {
+  readonly routes = new Map<number, Route>();
+  private readonly sessions = new Set<StratumSession>();
+  /** Subscription id (= session id) → the worker it authorized, for a miner that comes back after client.reconnect. */
+  private readonly known = new Map<string, { worker: AuthorizedWorker; at: number }>();
+  private readonly reconnectSent = new Map<string, number>();
+  private readonly cannot = new Map<string, number>();
+  private readonly leaving = new WeakSet<StratumSession>();
+  /** Sessions that presented a subscription id we knew at mining.subscribe. */
+  private readonly presented = new WeakSet<StratumSession>();
+  /** Probing takes one worker: the one sent client.reconnect for it holds the place until it is back. */
+  private readonly probeReserved = new Map<number, { name: string; until: number }>();
+  private timer: NodeJS.Timeout | null = null;
+  private scheduled = false;
+  readonly moves: Record<MoveMethod, number> = { set_extranonce: 0, reconnect: 0, resume: 0 };
+  /** Route start (or resume) → first upstream-accepted share, seconds, per route (last value). */
+  readonly switchLatency = new Map<number, number>();
+  private readonly startedAt = new Map<number, number>();
+
+  constructor(readonly opts: RouterOptions, readonly meter: RouteMeter, private readonly log?: Logger, private readonly now: () => number = Date.now) {
+    super();
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.reconcile(), this.opts.reconcileMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const r of this.routes.values()) r.stop();
+  }
+
+  setReconnectTarget(host: string, port: number, tlsPort?: number): void {
+    this.opts.reconnectHost = host;
+    this.opts.reconnectPort = port;
+    this.opts.reconnectTlsPort = tlsPort;
+  }
+
+  /** Add or replace a route (same id and spec: nothing happens). */
+  upsert(spec: RouteSpec): Route {
+    const old = this.routes.get(spec.id);
+    if (old && JSON.stringify(old.spec) === JSON.stringify(spec)) return old;
+    if (old && JSON.stringify(old.spec.destinations) === JSON.stringify(spec.destinations)) {
+      // Only the workers changed (the market's next tick): same upstream connection, sessions move at reconcile.
+      old.spec.workers = [...spec.workers];
+      old.spec.name = spec.name;
+      this.schedule();
+      return old;
+    }
+    if (old) this.remove(spec.id);
+    const r = new Route(spec, this.opts, this.meter, this.now);
+    this.routes.set(spec.id, r);
+    this.startedAt.set(spec.id, this.now());
+    r.on('changed', () => this.schedule());
+    r.on('state', (st) => {
+      if (st.state === 'ready' && this.startedAt.has(spec.id)) {
+        this.switchLatency.set(spec.id, (this.now() - this.startedAt.get(spec.id)!) / 1000);
+        this.startedAt.delete(spec.id);
+      }
+      if (st.state === 'paused') this.startedAt.set(spec.id, this.now());
+      this.log?.info({ route: spec.id, state: st.state, code: st.code, message: st.message }, 'route state');
+      this.emit('state', spec.id, st);
+      this.schedule();
+    });
+    r.start();
+    this.schedule();
+    return r;
+  }
+
+  /** Stop a route: its workers go back to pool work now (late shares for its jobs are still forwarded). */
+  remove(id: number): void {
+    const r = this.routes.get(id);
+    if (!r) return;
+    this.routes.delete(id);
+    this.reconcile();
+    // Give late shares a moment to be answered before the connection goes.
+    setTimeout(() => r.stop(), 5000).unref();
+    r.status = { ...r.status, state: 'stopped' };
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => { this.scheduled = false; this.reconcile(); });
+  }
+
+  // ---- StratumHost hooks (through Pool) ----------------------------------------------------------------------
+
+  resumeWork(session: StratumSession, subscriptionId: string | undefined): WorkAssignment | null {
+    if (!subscriptionId) return null;
+    const k = this.known.get(subscriptionId);
+    if (!k || this.now() - k.at > this.opts.resumeMemoryMs) return null;
+    this.presented.add(session);
+    const route = this.desired(k.worker, session);
+    if (!route) return null;
+    const m = route.assign(session, canonical(k.worker));
+    if (!m) return null;
+    this.moves.resume++;
+    this.emit('moved', { routeId: route.spec.id, from: null, worker: canonical(k.worker), session: session.id, method: 'resume', at: this.now() });
+    return m.assignment;
+  }
+
+  onAuthorized(session: StratumSession, worker: AuthorizedWorker): void {
+    this.sessions.add(session);
+    this.known.set(session.id, { worker, at: this.now() });
+    if (this.known.size > MAX_REMEMBERED) this.known.delete(this.known.keys().next().value as string);
+    this.reconcileSession(session);
+  }
+
+  onClose(session: StratumSession): void {
+    this.sessions.delete(session);
+    for (const r of this.routes.values()) r.release(session);
+    // A route removed meanwhile (still answering late shares) may hold it too.
+    if (session.route instanceof Route) session.route.release(session);
+  }
+
+  // ---- deciding and moving ----------------------------------------------------------------------------------
+
+  /**
+   * Routes with a hashrate amount: which sessions they take. Members stay (no churn), then sessions in id order
+   * until the estimated hashrate reaches the amount.
+   */
+  private chosenFor(r: Route): Set<StratumSession> {
+    const want = r.spec.hashrate ?? 0;
+    const chosen = new Set<StratumSession>();
+    let sum = 0;
+    for (const s of r.members.keys()) {
+      if (s.closed || sum >= want) continue;
+      chosen.add(s);
+      sum += s.estimatedHashrate();
+    }
+    for (const s of this.sessions) {
+      if (sum >= want) break;
+      if (chosen.has(s) || s.closed) continue;
+      const w = s.workers.values().next().value as AuthorizedWorker | undefined;
+      if (!w || !r.matches(w)) continue;
+      chosen.add(s);
+      sum += s.estimatedHashrate();
+    }
+    return chosen;
+  }
+
+  private chosenCache: Map<Route, Set<StratumSession>> | null = null;
+
+  /** The route this session's worker should work for now, if it can take it. */
+  private desired(worker: AuthorizedWorker, session: StratumSession): Route | null {
+    const name = canonical(worker);
+    const until = this.cannot.get(name);
+    if (until !== undefined && until > this.now()) return null;
+    for (const r of this.routes.values()) {
+      if (!r.matches(worker)) continue;
+      if (r.spec.hashrate) {
+        const chosen = this.chosenCache?.get(r) ?? this.chosenFor(r);
+        this.chosenCache?.set(r, chosen);
+        if (!chosen.has(session)) continue; // not taken for this amount: another route, or pool work
+      }
+      const a = r.accepting;
+      if (a === 'all') return r;
+      if (a === 'one') {
+        // Probing: one worker's real hashrate until the first accepted share.
+        const others = [...r.members.keys()].filter((s) => s !== session && !s.closed);
+        const held = this.probeReserved.get(r.spec.id);
+        if (held && held.name !== name && held.until > this.now()) return null;
+        return others.length === 0 ? r : null;
+      }
+      return null; // a route that matches but cannot take work: pool work, not another route
+    }
+    return null;
+  }
+
+  reconcile(): void {
+    this.chosenCache = new Map();
+    try {
+      for (const s of this.sessions) this.reconcileSession(s);
+    } finally {
+      this.chosenCache = null;
+    }
+  }
+
+  private reconcileSession(session: StratumSession): void {
+    if (session.closed || !session.subscribed || this.leaving.has(session)) return;
+    const worker = session.workers.values().next().value as AuthorizedWorker | undefined;
+    if (!worker) return;
+    const current = session.route as Route | null;
+    const member = current ? current.members.get(session) : undefined;
+    const target = this.desired(worker, session);
+    // Same route but no membership: the upstream session changed (new extranonce1), so it is assigned again.
+    if (current === target && (target === null || member)) return;
+    const name = canonical(worker);
+    if (current && current !== target) current.release(session);
+    let next: WorkAssignment = session.poolWork;
+    let to: Route | null = null;
+    if (target) {
+      if (!session.extranonceSubscribed) {
+        // The miner's extranonce1 is fixed by its subscribe reply: it must reconnect, and is resumed by its id.
+        return this.reconnect(session, name, target.spec.id, current?.spec.id ?? null);
+      }
+      const m = target.assign(session, name);
+      if (m) { next = m.assignment; to = target; }
+    }
+    if (!to && !current) return; // nothing to do: pool work stays pool work
+    if (!to && current && !session.extranonceSubscribed) return this.reconnect(session, name, null, current.spec.id);
+    if (session.switchWork(next)) {
+      this.moves.set_extranonce++;
+      this.emit('moved', { routeId: to?.spec.id ?? null, from: current?.spec.id ?? null, worker: name, session: session.id, method: 'set_extranonce', at: this.now() });
+    }
+  }
+
+  private reconnect(session: StratumSession, name: string, to: number | null, from: number | null): void {
+    const sent = this.reconnectSent.get(name);
+    if (to !== null && sent !== undefined && this.now() - sent < RECONNECT_GUARD_MS && session.connectedAt >= sent && !this.presented.has(session)) {
+      // It reconnected after our client.reconnect but without its subscription id: it cannot be resumed, so it
+      // stays on pool work (sending another reconnect would only start a storm).
+      this.cannot.set(name, this.now() + 10 * 60_000);
+      this.log?.warn({ worker: name, session: session.id }, 'routed miner came back without its subscription id: left on pool work');
+      this.emit('cannotMove', name, 'reconnected without its subscription id (mining.subscribe session id)');
+      return;
+    }
+    this.reconnectSent.set(name, this.now());
+    if (to !== null && this.routes.get(to)?.accepting === 'one') this.probeReserved.set(to, { name, until: this.now() + 10_000 });
+    this.leaving.add(session);
+    this.moves.reconnect++;
+    this.emit('moved', { routeId: to, from, worker: name, session: session.id, method: 'reconnect', at: this.now() });
+    // A miner on TLS comes back on TLS (cpuminer keeps its URL's scheme and takes only host and port).
+    const tls = (session.socket as { encrypted?: boolean }).encrypted === true && this.opts.reconnectTlsPort;
+    session.sendReconnect(this.opts.reconnectHost, tls ? this.opts.reconnectTlsPort : this.opts.reconnectPort);
+    // A miner that ignores client.reconnect is closed after a grace: it reconnects by itself (and is resumed).
+    setTimeout(() => { if (!session.closed) session.close('moved by client.reconnect'); }, 3000).unref();
+  }
+
+  /** Sessions working for this route now (for the API and tests). */
+  membersOf(id: number): StratumSession[] {
+    const r = this.routes.get(id);
+    return r ? [...r.members.keys()].filter((s) => !s.closed && s.route === r) : [];
+  }
+}

@@ -1,0 +1,85 @@
+import type { Logger } from 'pino';
+import type { Queryable } from '../store/db.ts';
+import { RouteMeter } from './meter.ts';
+import type { RouteSpec } from './route.ts';
+import { DEFAULT_ROUTER_OPTIONS, Router, type RouterOptions } from './router.ts';
+import { RouteStore } from './store.ts';
+
+export interface RoutingServiceOptions {
+  router: Partial<RouterOptions> & Pick<RouterOptions, 'reconnectHost' | 'reconnectPort'>;
+  /** Routes are read from the database this often (the CLI and the API write them there), ms. */
+  syncMs: number;
+  /** Metering increments are written this often, ms. */
+  flushMs: number;
+  /** This stratum process's name in the meter watermarks. */
+  node: string;
+  /** Metering bucket, ms (default a minute; see RouteMeter). */
+  meterBucketMs?: number;
+}
+
+/**
+ * Routing in a pool process: routes decided in the database (CLI, REST, market) are carried out on this process's
+ * own sessions by its Router; state changes, moves and metering go back to the database.
+ */
+export class RoutingService {
+  readonly meter: RouteMeter;
+  readonly router: Router;
+  readonly store: RouteStore;
+  private syncTimer: NodeJS.Timeout | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private syncing: Promise<void> | null = null;
+  lastError: string | null = null;
+
+  constructor(db: Queryable, private readonly opts: RoutingServiceOptions, private readonly log: Logger) {
+    this.meter = new RouteMeter(Date.now, opts.meterBucketMs);
+    this.store = new RouteStore(db, opts.node);
+    this.router = new Router({ ...DEFAULT_ROUTER_OPTIONS, ...opts.router }, this.meter, log.child({ mod: 'router' }));
+    this.router.on('state', (id, st) => { this.store.recordState(id, st).catch((e: unknown) => this.warn('cannot record a route state', e)); });
+    this.router.on('moved', (m) => {
+      const id = m.routeId ?? m.from;
+      if (id !== null) this.store.recordMove(id, { worker: m.worker, session: m.session, method: m.method, to: m.routeId, from: m.from }).catch((e: unknown) => this.warn('cannot record a move', e));
+    });
+  }
+
+  private warn(what: string, e: unknown): void {
+    this.lastError = `${what}: ${(e as Error).message}`;
+    this.log.warn({ err: (e as Error).message }, what);
+  }
+
+  async start(): Promise<void> {
+    this.router.start();
+    await this.sync().catch((e: unknown) => this.warn('cannot read routes', e));
+    this.syncTimer = setInterval(() => { void this.sync().catch((e: unknown) => this.warn('cannot read routes', e)); }, this.opts.syncMs);
+    this.syncTimer.unref();
+    this.flushTimer = setInterval(() => { this.meter.flush(this.store).catch((e: unknown) => this.warn('cannot write route metering (kept, retried)', e)); }, this.opts.flushMs);
+    this.flushTimer.unref();
+  }
+
+  /** Read the routes in force and apply them (also called by the API right after a change). */
+  sync(): Promise<void> {
+    this.syncing ??= (async () => {
+      try {
+        const rows = await this.store.active();
+        const keep = new Set<number>();
+        for (const r of rows) {
+          // A market route past its lease (no newer clearing): its workers go back to pool work; the upstream stays.
+          const leased = r.leaseUntil === null || Date.parse(r.leaseUntil) > Date.now();
+          const spec: RouteSpec = { id: r.id, name: r.name, destinations: r.destinations, workers: leased ? r.workers : [], hashrate: r.hashrate ?? null, bidId: r.bidId ?? null };
+          keep.add(r.id);
+          this.router.upsert(spec);
+        }
+        for (const id of [...this.router.routes.keys()]) if (!keep.has(id)) this.router.remove(id);
+      } finally {
+        this.syncing = null;
+      }
+    })();
+    return this.syncing;
+  }
+
+  async stop(): Promise<void> {
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    this.router.stop();
+    await this.meter.flush(this.store).catch((e: unknown) => this.warn('cannot write route metering at stop', e));
+  }
+}

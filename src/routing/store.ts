@@ -1,0 +1,163 @@
+import type { Queryable } from '../store/db.ts';
+import type { MeterSink, MinuteDelta, RouteMinute } from './meter.ts';
+import type { Destination, RouteSpec, RouteStatus } from './route.ts';
+
+// Routes and their metering in the database (migration 020): the one place that decides which workers go where
+// (every stratum process reads it and routes its own sessions), and where delivered work is kept.
+
+export interface RouteRow extends RouteSpec {
+  createdAt: string;
+  startsAt: string;
+  stoppedAt: string | null;
+  state: string;
+  stateCode: string | null;
+  stateMessage: string | null;
+  stateSince: string;
+  leaseUntil: string | null;
+  appliedTick: number | null;
+}
+
+/** What a route delivered per worker over an interval: the meter's counts summed over its buckets. */
+export type RouteDelivery = Pick<RouteMinute, 'routeId' | 'worker' | 'valid' | 'validDifficulty' | 'invalid' | 'forwarded' | 'accepted'
+  | 'acceptedDifficulty' | 'acceptedDifficultySq' | 'rejected' | 'stale' | 'noAnswer' | 'switchLost' | 'probeAccepted'>;
+
+interface RawRoute {
+  id: string; name: string; destinations: Destination[]; workers: string[]; hashrate: number | null; bid_id: string | null; created_at: Date; starts_at: Date;
+  stopped_at: Date | null; state: string; state_code: string | null; state_message: string | null; state_since: Date;
+  lease_until: Date | null; applied_tick: string | null;
+}
+
+function toRow(r: RawRoute): RouteRow {
+  return {
+    id: Number(r.id), name: r.name, destinations: typeof r.destinations === 'string' ? JSON.parse(r.destinations) as Destination[] : r.destinations,
+    workers: r.workers, hashrate: r.hashrate === null ? null : Number(r.hashrate), bidId: r.bid_id === null ? null : Number(r.bid_id),
+    createdAt: new Date(r.created_at).toISOString(), startsAt: new Date(r.starts_at).toISOString(), stoppedAt: r.stopped_at ? new Date(r.stopped_at).toISOString() : null,
+    state: r.state, stateCode: r.state_code, stateMessage: r.state_message, stateSince: new Date(r.state_since).toISOString(),
+    leaseUntil: r.lease_until ? new Date(r.lease_until).toISOString() : null, appliedTick: r.applied_tick === null ? null : Number(r.applied_tick),
+  };
+}
+
+const COLS = 'id, name, destinations, workers, hashrate, bid_id, created_at, starts_at, stopped_at, state, state_code, state_message, state_since, lease_until, applied_tick';
+
+export class RouteStore implements MeterSink {
+  constructor(private readonly db: Queryable, private readonly node = 'node-0') {}
+
+  async create(r: { name: string; destinations: Destination[]; workers: string[]; hashrate?: number | null; bidId?: number | null; startsAt?: Date }): Promise<RouteRow> {
+    const res = await this.db.query<RawRoute>(
+      `INSERT INTO routes (name, destinations, workers, bid_id, starts_at, hashrate) VALUES ($1, $2::jsonb, $3::text[], $4, COALESCE($5::timestamptz, now()), $6) RETURNING ${COLS}`,
+      [r.name, JSON.stringify(r.destinations), r.workers, r.bidId ?? null, r.startsAt?.toISOString() ?? null, r.hashrate ?? null]);
+    return toRow(res.rows[0]);
+  }
+
+  async list(opts: { active?: boolean } = {}): Promise<RouteRow[]> {
+    const res = await this.db.query<RawRoute>(`SELECT ${COLS} FROM routes ${opts.active ? 'WHERE stopped_at IS NULL' : ''} ORDER BY id`);
+    return res.rows.map(toRow);
+  }
+
+  /** Routes in force now: started, not stopped. */
+  async active(now = new Date()): Promise<RouteRow[]> {
+    const res = await this.db.query<RawRoute>(`SELECT ${COLS} FROM routes WHERE stopped_at IS NULL AND starts_at <= $1::timestamptz ORDER BY id`, [now.toISOString()]);
+    return res.rows.map(toRow);
+  }
+
+  async get(id: number): Promise<RouteRow | null> {
+    const res = await this.db.query<RawRoute>(`SELECT ${COLS} FROM routes WHERE id = $1`, [id]);
+    return res.rows[0] ? toRow(res.rows[0]) : null;
+  }
+
+  /** The workers of a route, as the market applies them at a tick (a later tick only; the lease with it). */
+  async setWorkers(id: number, workers: readonly string[], lease: { tick: number; until: Date } | null): Promise<boolean> {
+    const res = lease
+      ? await this.db.query(`UPDATE routes SET workers = $2::text[], applied_tick = $3, lease_until = $4::timestamptz WHERE id = $1 AND stopped_at IS NULL AND (applied_tick IS NULL OR applied_tick <= $3)`,
+        [id, workers, lease.tick, lease.until.toISOString()])
+      : await this.db.query(`UPDATE routes SET workers = $2::text[] WHERE id = $1 AND stopped_at IS NULL`, [id, workers]);
+    return res.rowCount > 0;
+  }
+
+  /** The active route of a market bid. */
+  async forBid(bidId: number): Promise<RouteRow | null> {
+    const res = await this.db.query<RawRoute>(`SELECT ${COLS} FROM routes WHERE bid_id = $1 AND stopped_at IS NULL`, [bidId]);
+    return res.rows[0] ? toRow(res.rows[0]) : null;
+  }
+
+  /** Stop a route (idempotent); false when there is no such route. */
+  async stop(id: number): Promise<boolean> {
+    const res = await this.db.query(`UPDATE routes SET stopped_at = COALESCE(stopped_at, now()), state = 'stopped', state_since = CASE WHEN stopped_at IS NULL THEN now() ELSE state_since END WHERE id = $1`, [id]);
+    if (res.rowCount === 0) return false;
+    await this.db.query(`UPDATE route_pauses SET ended_at = now() WHERE route_id = $1 AND ended_at IS NULL`, [id]);
+    return true;
+  }
+
+  /** A state change seen by a stratum process: the route's row, an event, and the pause record. */
+  async recordState(id: number, st: RouteStatus): Promise<void> {
+    const at = new Date(st.since).toISOString();
+    await this.db.query(`UPDATE routes SET state = $2, state_code = $3, state_message = $4, state_since = $5::timestamptz WHERE id = $1 AND stopped_at IS NULL`,
+      [id, st.state, st.code, st.message, at]);
+    await this.db.query(`INSERT INTO route_events (route_id, at, kind, code, message) VALUES ($1, $2::timestamptz, $3, $4, $5)`, [id, at, st.state, st.code, st.message]);
+    if (st.state === 'paused' || st.state === 'failed') {
+      await this.db.query(`INSERT INTO route_pauses (route_id, started_at, code, message) SELECT $1, $2::timestamptz, $3, $4
+        WHERE NOT EXISTS (SELECT 1 FROM route_pauses WHERE route_id = $1 AND ended_at IS NULL)`, [id, at, st.code ?? 'unknown', st.message]);
+    } else {
+      await this.db.query(`UPDATE route_pauses SET ended_at = $2::timestamptz WHERE route_id = $1 AND ended_at IS NULL`, [id, at]);
+    }
+  }
+
+  async recordMove(id: number, data: Record<string, unknown>): Promise<void> {
+    await this.db.query(`INSERT INTO route_events (route_id, kind, data) VALUES ($1, 'moved', $2::jsonb)`, [id, JSON.stringify(data)]);
+  }
+
+  async events(id: number, limit = 100): Promise<{ at: string; kind: string; code: string | null; message: string | null; data: unknown }[]> {
+    const res = await this.db.query<{ at: Date; kind: string; code: string | null; message: string | null; data: unknown }>(
+      `SELECT at, kind, code, message, data FROM route_events WHERE route_id = $1 ORDER BY id DESC LIMIT $2`, [id, limit]);
+    return res.rows.map((r) => ({ ...r, at: new Date(r.at).toISOString() }));
+  }
+
+  async pauses(id: number): Promise<{ startedAt: string; endedAt: string | null; code: string; message: string | null }[]> {
+    const res = await this.db.query<{ started_at: Date; ended_at: Date | null; code: string; message: string | null }>(
+      `SELECT started_at, ended_at, code, message FROM route_pauses WHERE route_id = $1 ORDER BY started_at`, [id]);
+    return res.rows.map((r) => ({ startedAt: new Date(r.started_at).toISOString(), endedAt: r.ended_at ? new Date(r.ended_at).toISOString() : null, code: r.code, message: r.message }));
+  }
+
+  /** MeterSink: add the increments, and this process's watermark, in one transaction-free pass (each row one upsert). */
+  async addMinutes(deltas: readonly MinuteDelta[], watermark: Date): Promise<void> {
+    for (const d of deltas) {
+      await this.db.query(
+        `INSERT INTO route_minutes AS m (route_id, worker, minute, valid, valid_difficulty, invalid, forwarded, accepted, accepted_difficulty, accepted_difficulty_sq,
+           rejected, stale, no_answer, switch_lost, switch_lost_difficulty, probe_accepted, probe_difficulty)
+         VALUES ($1, $2, $3::timestamptz, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (route_id, worker, minute) DO UPDATE SET
+           valid = m.valid + EXCLUDED.valid, valid_difficulty = m.valid_difficulty + EXCLUDED.valid_difficulty, invalid = m.invalid + EXCLUDED.invalid,
+           forwarded = m.forwarded + EXCLUDED.forwarded, accepted = m.accepted + EXCLUDED.accepted,
+           accepted_difficulty = m.accepted_difficulty + EXCLUDED.accepted_difficulty, accepted_difficulty_sq = m.accepted_difficulty_sq + EXCLUDED.accepted_difficulty_sq,
+           rejected = m.rejected + EXCLUDED.rejected, stale = m.stale + EXCLUDED.stale, no_answer = m.no_answer + EXCLUDED.no_answer,
+           switch_lost = m.switch_lost + EXCLUDED.switch_lost, switch_lost_difficulty = m.switch_lost_difficulty + EXCLUDED.switch_lost_difficulty,
+           probe_accepted = m.probe_accepted + EXCLUDED.probe_accepted, probe_difficulty = m.probe_difficulty + EXCLUDED.probe_difficulty`,
+        [d.routeId, d.worker, new Date(d.minute).toISOString(), d.valid, d.validDifficulty, d.invalid, d.forwarded, d.accepted, d.acceptedDifficulty, d.acceptedDifficultySq,
+          d.rejected, d.stale, d.noAnswer, d.switchLost, d.switchLostDifficulty, d.probeAccepted, d.probeDifficulty]);
+    }
+    await this.db.query(`INSERT INTO route_meter_watermarks (node, watermark) VALUES ($1, $2::timestamptz)
+      ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.watermark, EXCLUDED.watermark), updated_at = now()`, [this.node, watermark.toISOString()]);
+  }
+
+  /** Per route and worker over [from, to) (minute buckets by submit time). */
+  async delivered(from: Date, to: Date, routeIds?: readonly number[]): Promise<RouteDelivery[]> {
+    const res = await this.db.query<Record<string, string | number>>(
+      `SELECT route_id, worker, sum(valid) AS valid, sum(valid_difficulty) AS valid_difficulty, sum(invalid) AS invalid, sum(forwarded) AS forwarded,
+              sum(accepted) AS accepted, sum(accepted_difficulty) AS accepted_difficulty, sum(accepted_difficulty_sq) AS accepted_difficulty_sq,
+              sum(rejected) AS rejected, sum(stale) AS stale, sum(no_answer) AS no_answer, sum(switch_lost) AS switch_lost, sum(probe_accepted) AS probe_accepted
+         FROM route_minutes WHERE minute >= $1::timestamptz AND minute < $2::timestamptz ${routeIds ? 'AND route_id = ANY($3::bigint[])' : ''}
+        GROUP BY route_id, worker ORDER BY route_id, worker`,
+      routeIds ? [from.toISOString(), to.toISOString(), routeIds] : [from.toISOString(), to.toISOString()]);
+    return res.rows.map((r) => ({
+      routeId: Number(r.route_id), worker: String(r.worker), valid: Number(r.valid), validDifficulty: Number(r.valid_difficulty), invalid: Number(r.invalid),
+      forwarded: Number(r.forwarded), accepted: Number(r.accepted), acceptedDifficulty: Number(r.accepted_difficulty), acceptedDifficultySq: Number(r.accepted_difficulty_sq),
+      rejected: Number(r.rejected), stale: Number(r.stale), noAnswer: Number(r.no_answer), switchLost: Number(r.switch_lost), probeAccepted: Number(r.probe_accepted),
+    }));
+  }
+
+  /** The slowest process's watermark (every process that metered in the last hour). */
+  async watermark(): Promise<Date> {
+    const res = await this.db.query<{ w: Date | null }>(`SELECT min(watermark) AS w FROM route_meter_watermarks WHERE updated_at > now() - interval '1 hour'`);
+    return res.rows[0]?.w ? new Date(res.rows[0].w) : new Date(0);
+  }
+}

@@ -1,0 +1,82 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { Transaction, p2pkh } from '@scure/btc-signer';
+import { pubECDSA } from '@scure/btc-signer/utils.js';
+import { Deposits } from '../src/accounting/deposits.ts';
+import { Ledger, owned } from '../src/accounting/ledger.ts';
+import { walletAddressScript } from '../src/accounting/payouts/wallet.ts';
+import { BitcoinRpc } from '../src/node/rpc.ts';
+import { REGTEST_NETWORK } from '../src/node/regtest/index.ts';
+import type { Database } from '../src/store/db.ts';
+import { BACKENDS, accountId, openMigrated } from './helpers/accounting.ts';
+import { type BcoinNodeHandle, loadBcoin, startBcoinNode } from './helpers/bcoin-node.ts';
+import { SKIP_PG } from './helpers/pg.ts';
+import { until } from './helpers/until.ts';
+
+// The same deposit code against a wallet nobody here wrote: bcoin's (getnewaddress, listsinceblock; its
+// gettransaction cannot answer for confirmed transactions, so the node's transaction index is asked instead;
+// its listsinceblock needs a block to start from and lists only what is N deep).
+// A buyer outside the wallet pays the account's address; credited once at N confirmations.
+
+const pg = BACKENDS.find((b) => b.name === 'postgres')!;
+const skip = SKIP_PG || (loadBcoin() instanceof Error ? 'bcoin does not load here' : false);
+// bcoin's regtest encodings; segwit is not active at these heights there (no-witness-yet), so the buyer is P2PKH.
+const BCOIN_REGTEST = { ...REGTEST_NETWORK, bech32: 'rb', pubKeyHash: 0x3c, scriptHash: 0x26, wif: 0x5a };
+const N = 2;
+
+describe('deposits through bcoin\'s wallet', { skip }, () => {
+  let db: Database;
+  let cleanup: () => Promise<void>;
+  let b: BcoinNodeHandle;
+  let node: BitcoinRpc;
+  let wallet: BitcoinRpc;
+  const ledger = new Ledger();
+
+  before(async () => {
+    ({ db, cleanup } = await openMigrated(pg));
+    b = await startBcoinNode({ wallet: true });
+    node = new BitcoinRpc({ endpoints: [{ url: b.url, user: b.user, password: b.password }], timeoutMs: 30_000 });
+    wallet = new BitcoinRpc({ endpoints: [{ url: b.walletUrl!, user: b.user, password: b.password }], timeoutMs: 30_000 });
+  });
+  after(async () => { node?.close(); wallet?.close(); await b?.stop(); await cleanup?.(); });
+
+  test('a deposit to an address of bcoin\'s wallet is credited once at N confirmations', async () => {
+    const key = randomBytes(32);
+    const buyer = p2pkh(pubECDSA(key, true), BCOIN_REGTEST);
+    const sink = p2pkh(pubECDSA(randomBytes(32), true), BCOIN_REGTEST).address!;
+    const [cbHash] = await node.call<string[]>('generatetoaddress', [1, buyer.address]);
+    await node.call('generatetoaddress', [100, sink]);
+    const cb = (await node.call<{ tx: { txid: string; vout: { value: number }[] }[] }>('getblock', [cbHash, true, true])).tx[0];
+    const value = BigInt(Math.round(cb.vout[0].value * 1e8));
+
+    const id = await accountId(db, 'bcoin-buyer');
+    const deposits = new Deposits(db, { node, wallet }, { confirmations: N, reorgWatchBlocks: 144, network: 'regtest' }, pino({ level: 'silent' }));
+    const { address } = await deposits.address(id, 'bcoin-buyer');
+    // Our own listing of the coin's amount stands in for the previous transaction (no fee attack in a test).
+    const tx = new Transaction({ allowLegacyWitnessUtxo: true });
+    tx.addInput({ txid: cb.txid, index: 0, witnessUtxo: { script: buyer.script, amount: value } });
+    tx.addOutput({ script: walletAddressScript(address, 'regtest'), amount: 3_000_000n });
+    tx.addOutput({ script: buyer.script, amount: value - 3_000_000n - 2000n });
+    tx.sign(key);
+    tx.finalize();
+    const txid = await node.call<string>('sendrawtransaction', [tx.hex]);
+    // (bcoin's listsinceblock lists only what is already N deep: nothing is "seen" before that.)
+    await node.call('generatetoaddress', [N - 1, sink]);
+    await new Promise((r) => setTimeout(r, 300)); // bcoin's wallet indexes blocks asynchronously
+    assert.deepEqual((await deposits.run(Date.now())).outcomes.map((o) => o.kind), [], 'not credited below N');
+    await node.call('generatetoaddress', [1, sink]);
+    let kinds: string[] = [];
+    await until(async () => {
+      kinds = kinds.concat((await deposits.run(Date.now())).outcomes.map((o) => (o.kind === 'failed' ? `failed: ${o.error}` : o.kind)));
+      return kinds.includes('credited');
+    }, 10_000, () => `the credit (outcomes ${kinds.join(', ')}; bcoin errors ${b.errors.map(String).join('; ')})`);
+    assert.deepEqual(kinds.filter((k) => k !== 'credited' && !k.startsWith('failed')), []);
+    await deposits.run(Date.now());
+    assert.equal(await ledger.balance(db, owned('balance', id)), 3_000_000n);
+    const keys = await db.query<{ k: string }>("SELECT idempotency_key AS k FROM journal_entries WHERE idempotency_key LIKE 'deposit:%'");
+    assert.deepEqual(keys.rows.map((r) => r.k), [`deposit:${txid}:0`]);
+    assert.deepEqual(await ledger.verify(db), []);
+  });
+});

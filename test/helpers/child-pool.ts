@@ -1,0 +1,52 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+
+// `hashhub pool` as its own process, for tests that kill it (SIGKILL) and start it again on the same data.
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+/** A port free right now on 127.0.0.1 (for a child that must listen on a known port). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export interface PoolProcess {
+  child: ChildProcess;
+  /** Everything it printed so far (stdout and stderr). */
+  output: () => string;
+}
+
+/** Start `hashhub pool` with `env`; resolves once it prints its banner (a loaded machine may take a while). */
+export function startPoolProcess(env: NodeJS.ProcessEnv, timeoutMs = 90_000): Promise<PoolProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'pool'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { out += d; });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`pool did not start in ${timeoutMs / 1000} s:\n${out}`)), timeoutMs);
+    child.stderr!.on('data', () => {
+      if (out.includes('hashhub pool is running')) { clearTimeout(timer); resolve({ child, output: () => out }); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`pool exited with ${code} before it was ready:\n${out}`)); });
+  });
+}
+
+export function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
+}
+
+/** SIGKILL whatever of these is still running, and wait for it. */
+export async function killAll(procs: readonly (PoolProcess | null)[]): Promise<void> {
+  for (const p of procs) {
+    if (p && p.child.exitCode === null && p.child.signalCode === null) {
+      p.child.kill('SIGKILL');
+      await exited(p.child);
+    }
+  }
+}

@@ -1,0 +1,191 @@
+import { type TestContext, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { DurableShareLog, type DurableShareLogOptions } from '../src/ingest/durable-log.ts';
+import { AnswerGate } from '../src/pool/answer-gate.ts';
+import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
+import type { ShareWriter, WriteResult } from '../src/store/types.ts';
+
+// The spool written once per event-loop turn (batchAppends): one write(2) for a turn's shares, blocks at once
+// with the shares before them, exact positions (the checkpoint), a failed turn write falling back to one write
+// per line, and the pool's answers held until the turn's lines are written.
+
+class FakeWriter implements ShareWriter {
+  readonly shares = new Map<string, ShareEvent>();
+  readonly deliveries = new Map<string, number>();
+  readonly blocks: string[] = [];
+  down = false;
+  async writeShares(batch: readonly ShareEvent[]): Promise<WriteResult> {
+    await new Promise((r) => setImmediate(r));
+    if (this.down) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    for (const s of batch) {
+      this.deliveries.set(s.id, (this.deliveries.get(s.id) ?? 0) + 1);
+      this.shares.set(s.id, s);
+    }
+    return { inserted: batch.length, duplicates: 0 };
+  }
+  async writeBlock(b: BlockEvent): Promise<void> {
+    if (this.down) throw new Error('down');
+    if (b.kind === 'candidate') this.blocks.push(b.hash);
+  }
+  async ping(): Promise<void> {}
+}
+
+function tmp(t: TestContext): string {
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-spool-batch-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+let n = 0;
+function share(over: Partial<ShareEvent> = {}): ShareEvent {
+  n++;
+  return {
+    id: `b-${n}`, time: 1_900_000_000_000 + n, account: 'acct', worker: `w${n % 3}`, sessionId: String(n % 7), remoteAddress: '10.0.0.1',
+    jobId: (n % 16).toString(16), height: 800_000, outcome: 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false, ...over,
+  };
+}
+
+function block(i: number): Extract<BlockEvent, { kind: 'candidate' }> {
+  return {
+    kind: 'candidate', time: 1_900_000_000_000 + i, height: 800_000 + i, hash: i.toString(16).padStart(64, '0'), prevHash: '00'.repeat(32),
+    account: 'acct', worker: 'w1', reward: 625_000_000n, blockHex: 'ab'.repeat(500),
+  };
+}
+
+/** A batched log whose spool writes are recorded (each write(2) as the text it wrote). */
+function open(dir: string, writer: ShareWriter, writes: string[], over: Partial<DurableShareLogOptions> = {}): DurableShareLog {
+  return new DurableShareLog({
+    dir, writer, logger: pino({ level: 'silent' }), flushMs: 10, batchMax: 200, retryMinMs: 10, retryMaxMs: 50, fsyncMs: 50, batchAppends: true,
+    io: { write: (fd, buf, off, len) => { writes.push(buf.toString('utf8', off, off + len)); return fs.writeSync(fd, buf, off, len); } },
+    ...over,
+  });
+}
+
+const spooled = (log: DurableShareLog) => new Promise<void>((resolve) => { assert.ok(log.whenSpooled(resolve), 'lines are waiting'); });
+const idsIn = (text: string) => [...text.matchAll(/"(b-\d+)"/g)].map((m) => m[1]);
+
+test('batched: a turn\'s shares are one write, in order, before whenSpooled calls back; a block writes the shares before it at once', async (t) => {
+  const dir = tmp(t);
+  const w = new FakeWriter();
+  const writes: string[] = [];
+  const log = open(dir, w, writes);
+  t.after(() => log.close());
+  assert.equal(log.whenSpooled(() => assert.fail('nothing was waiting')), false);
+  const sent = Array.from({ length: 100 }, () => share());
+  for (const s of sent) log.appendShare(s);
+  assert.equal(writes.length, 0, 'nothing written within the turn');
+  assert.equal(log.idle, false);
+  await spooled(log);
+  assert.equal(writes.length, 1, 'one write for the turn');
+  assert.deepEqual(idsIn(writes[0]), sent.map((s) => s.id));
+
+  const more = [share(), share(), share()];
+  for (const s of more) log.appendShare(s);
+  log.appendBlock(block(1));
+  assert.equal(writes.length, 3, 'the shares (one write) then the block, synchronously');
+  assert.deepEqual(idsIn(writes[1]), more.map((s) => s.id));
+  assert.match(writes[2], /"candidate"|0{63}1/);
+  assert.equal(log.whenSpooled(() => undefined), false, 'nothing left waiting after the block');
+
+  assert.ok(await log.waitIdle(10_000));
+  assert.equal(w.shares.size, 103);
+  assert.ok([...w.deliveries.values()].every((c) => c === 1));
+  assert.deepEqual(w.blocks, [block(1).hash]);
+});
+
+test('batched: line positions are exact with multi-byte characters (the checkpoint reaches the end, nothing pending)', async (t) => {
+  const dir = tmp(t);
+  const w = new FakeWriter();
+  const writes: string[] = [];
+  const log = open(dir, w, writes);
+  for (let i = 0; i < 50; i++) log.appendShare(share({ worker: i % 2 ? 'wörker-✓' : 'rig😀' }));
+  await spooled(log);
+  for (let i = 0; i < 50; i++) log.appendShare(share());
+  await spooled(log);
+  assert.equal(writes.length, 2);
+  assert.ok(await log.waitIdle(10_000), 'idle: the checkpoint covers the last line');
+  assert.equal(log.stats().spoolBytes, 0, 'no byte after the checkpoint');
+  assert.equal(w.shares.size, 100);
+  await log.close();
+});
+
+test('batched: a failed turn write falls back to one write per line; nothing is lost; close writes what is waiting', async (t) => {
+  const dir = tmp(t);
+  const w = new FakeWriter();
+  const writes: string[] = [];
+  let fail = 1;
+  const inner: string[] = [];
+  const log = open(dir, w, writes, {
+    io: {
+      write: (fd, buf, off, len) => {
+        if (fail-- > 0) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+        inner.push(buf.toString('utf8', off, off + len));
+        return fs.writeSync(fd, buf, off, len);
+      },
+    },
+  });
+  const sent = Array.from({ length: 10 }, () => share());
+  for (const s of sent) log.appendShare(s);
+  await spooled(log);
+  assert.equal(inner.length, 10, 'one write per line after the failed turn write');
+  assert.deepEqual(inner.map((l) => idsIn(l)[0]), sent.map((s) => s.id));
+  assert.ok(await log.waitIdle(10_000));
+  assert.equal(w.shares.size, 10);
+  assert.equal(log.stats().spoolErrors, 0, 'every line made it to the spool');
+
+  // Appended, then closed in the same turn: the lines are in the spool and a restart replays them.
+  w.down = true;
+  const last = Array.from({ length: 5 }, () => share());
+  for (const s of last) log.appendShare(s);
+  await log.close();
+  const w2 = new FakeWriter();
+  const again = open(dir, w2, []);
+  assert.ok(await again.waitIdle(10_000));
+  for (const s of last) assert.ok(w2.shares.has(s.id), `${s.id} replayed after close`);
+  await again.close();
+});
+
+test('AnswerGate: the answer to a share leaves the socket only after the turn\'s spool write', async (t) => {
+  const dir = tmp(t);
+  const w = new FakeWriter();
+  const writes: string[] = [];
+  const log = open(dir, w, writes);
+  t.after(() => log.close());
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.after(() => server.close());
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.after(() => client.destroy());
+  const srv = await accepted;
+  t.after(() => srv.destroy());
+  const gate = new AnswerGate(log);
+
+  const s = share();
+  log.appendShare(s);
+  gate.hold(srv);
+  const answer = '{"id":1,"result":true,"error":null}\n';
+  srv.write(answer);
+  assert.equal(srv.writableLength, answer.length, 'the answer waits (corked) while the share is not written');
+  assert.equal(gate.size, 1);
+  const received = new Promise<string>((r) => client.once('data', (d) => r(d.toString())));
+  await new Promise<void>((resolve) => {
+    log.whenSpooled(() => {
+      assert.equal(writes.length, 1, 'the share was written before this callback');
+      assert.equal(srv.writableLength, 0, 'and the answer was handed to the kernel right after it');
+      resolve();
+    });
+  });
+  assert.equal(gate.size, 0);
+  assert.match(await received, /"result":true/);
+
+  // Nothing waiting: the gate does not hold the answer.
+  gate.hold(srv);
+  srv.write('x\n');
+  assert.equal(srv.writableLength, 0);
+});

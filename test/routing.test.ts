@@ -1,0 +1,302 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { StratumMiner } from '../src/miner/client.ts';
+import { RouteMeter } from '../src/routing/meter.ts';
+import { DEFAULT_ROUTER_OPTIONS, Router } from '../src/routing/router.ts';
+import { parseUpstreamUrl } from '../src/routing/url.ts';
+import { RouteError } from '../src/routing/errors.ts';
+import { PrefixAllocator } from '../src/routing/prefixes.ts';
+import { rateOf } from '../src/routing/meter.ts';
+import { StubNode } from './helpers/stub-node.ts';
+import { startTestPool } from './helpers/pool.ts';
+import { until } from './helpers/until.ts';
+import { StubUpstream, type StubUpstreamOptions } from './helpers/stub-upstream.ts';
+import { LineClient } from './helpers/line-client.ts';
+import { loadConfig } from '../src/cli/config.ts';
+import { reconnectHostFrom } from '../src/cli/run-routing.ts';
+import { solveShare } from './helpers/pool.ts';
+
+// Routing inside one process: pool A routes its miners to pool B (another in-process pool), by set_extranonce
+// and by client.reconnect + resume at subscribe; B's counts are the shares A metered as accepted.
+
+const stops: (() => Promise<unknown> | void)[] = [];
+after(async () => { for (const s of stops.reverse()) await s(); });
+
+async function twoPools(bOpts: Parameters<typeof startTestPool>[1] = {}) {
+  const a = await startTestPool(new StubNode(), { initialDifficulty: 0.00002 });
+  const b = await startTestPool(new StubNode(), { initialDifficulty: 0.00002, ...bOpts });
+  stops.push(() => a.pool.stop(200), () => b.pool.stop(200));
+  const meter = new RouteMeter();
+  const router = new Router({ ...DEFAULT_ROUTER_OPTIONS, reconnectHost: '127.0.0.1', reconnectPort: a.port, reconcileMs: 200, upstream: { backoffMinMs: 100, backoffMaxMs: 500 } }, meter);
+  router.start();
+  a.pool.routing = router;
+  stops.push(() => router.stop());
+  return { a, b, router, meter };
+}
+
+function miner(port: number, user: string, extranonceSubscribe: boolean, hashrate = 200_000): StratumMiner {
+  const m = new StratumMiner({ host: '127.0.0.1', port, user, extranonceSubscribe, hashrate, reconnectInitialMs: 50, reconnectMaxMs: 200 });
+  stops.push(() => m.stop());
+  return m.start();
+}
+
+async function poolWithStub(o: StubUpstreamOptions = {}, ro: Partial<typeof DEFAULT_ROUTER_OPTIONS> = {}) {
+  const a = await startTestPool(new StubNode(), { initialDifficulty: 0.00002 });
+  const up = new StubUpstream(o);
+  await up.listen();
+  stops.push(() => a.pool.stop(200), () => up.close());
+  const meter = new RouteMeter();
+  const router = new Router({ ...DEFAULT_ROUTER_OPTIONS, reconnectHost: '127.0.0.1', reconnectPort: a.port, reconcileMs: 200, rejectMinShares: 5, upstream: { backoffMinMs: 100, backoffMaxMs: 300, noJobTimeoutMs: 2000 }, ...ro }, meter);
+  router.start();
+  a.pool.routing = router;
+  stops.push(() => router.stop());
+  const route = (workers = ['seller'], url = `stratum+tcp://127.0.0.1:${up.port}`) => router.upsert({ id: 7, name: 's', destinations: [{ url, user: 'buyer.x', password: 'x' }], workers });
+  return { a, up, router, meter, route };
+}
+
+const onPool = (m: StratumMiner) => m.currentJob !== null && !m.currentJob.jobId.startsWith('r');
+const onRoute = (m: StratumMiner) => m.currentJob !== null && m.currentJob.jobId.startsWith('r');
+
+describe('routing', () => {
+  test('URLs: schemes and shapes each have their own error', () => {
+    assert.deepEqual(parseUpstreamUrl('stratum+tcp://pool.example:3333'), { tls: false, host: 'pool.example', port: 3333 });
+    assert.deepEqual(parseUpstreamUrl('stratum+ssl://[::1]:443'), { tls: true, host: '::1', port: 443 });
+    const code = (u: string) => { try { parseUpstreamUrl(u); return 'ok'; } catch (e) { return (e as RouteError).code; } };
+    assert.equal(code('http://pool.example:3333'), 'unknown-scheme');
+    assert.equal(code('stratum+tcp://pool.example'), 'bad-url');
+    assert.equal(code('stratum+tcp://pool.example:99999'), 'bad-url');
+    assert.equal(code('pool.example:3333'), 'bad-url');
+  });
+
+  test('config: routing.* from the environment; client.reconnect names a concrete host', () => {
+    const base = { HASHHUB_STRATUM_HOST: '0.0.0.0' };
+    assert.equal(reconnectHostFrom(loadConfig({ env: base })), '127.0.0.1');
+    const cfg = loadConfig({ env: { ...base, HASHHUB_ROUTING_RECONNECT_HOST: 'pool.example', HASHHUB_ROUTING_ENABLED: 'false', HASHHUB_MARKET_ENABLED: 'false', HASHHUB_ROUTING_MINER_DIFFICULTY_DIVISOR: '4' } });
+    assert.equal(reconnectHostFrom(cfg), 'pool.example');
+    assert.equal(cfg.routing.enabled, false);
+    assert.equal(cfg.routing.minerDifficultyDivisor, 4);
+    assert.equal(loadConfig({ env: {} }).routing.minerDifficultyDivisor, 1, 'miners get the destination\'s difficulty by default');
+    assert.throws(() => loadConfig({ env: {}, overrides: { 'routing.prefixBytes': 9 } }), /routing\.prefixBytes/);
+  });
+
+  test('prefixes: unique while in use, held for a grace after release', () => {
+    let now = 0;
+    const p = new PrefixAllocator(1, 1000, () => now);
+    const got = new Set<string>();
+    for (let i = 0; i < 256; i++) got.add(p.allocate()!.toString('hex'));
+    assert.equal(got.size, 256);
+    assert.equal(p.allocate(), null);
+    p.release(Buffer.from('07', 'hex'));
+    assert.equal(p.allocate(), null, 'held during the grace');
+    now = 1001;
+    assert.equal(p.allocate()!.toString('hex'), '07');
+  });
+
+  test('error band: 1/√N at one difficulty', () => {
+    const r = rateOf(100 * 4, 100 * 16, 100, 60);
+    assert.ok(Math.abs(r.relativeError! - 0.1) < 1e-12);
+  });
+
+  test('set_extranonce and reconnect: both miners move to B, B counts exactly what A metered accepted', async () => {
+    const { a, b, router, meter } = await twoPools();
+    const m1 = miner(a.port, 'seller.xn', true);
+    const m2 = miner(a.port, 'seller.rc', false);
+    await until(() => (a.pool.stats.shares.accepted ?? 0) >= 4, 20_000, 'pool shares on A');
+    router.upsert({ id: 1, name: 't', destinations: [{ url: `stratum+tcp://127.0.0.1:${b.port}`, user: 'buyer.routed', password: 'x' }], workers: ['seller'] });
+    await until(() => router.routes.get(1)!.state === 'ready', 20_000, () => `route ready (${JSON.stringify(router.routes.get(1)!.status)})`);
+    await until(() => router.membersOf(1).length === 2, 20_000, () => `both miners routed (moves ${JSON.stringify(router.moves)})`);
+    assert.ok(router.moves.set_extranonce >= 1, 'the subscribed miner moved by set_extranonce');
+    assert.ok(router.moves.reconnect >= 1 && router.moves.resume >= 1, `the other by reconnect + resume: ${JSON.stringify(router.moves)}`);
+    await until(() => (meter.totals.get(1)?.accepted ?? 0) >= 10, 30_000, () => `accepted routed shares: ${JSON.stringify(meter.totals.get(1))} B ${JSON.stringify(b.pool.stats.shares)} m1 ${JSON.stringify(m1.stats())} m2 ${JSON.stringify(m2.stats())} st ${JSON.stringify(router.routes.get(1)!.status)}`);
+    router.remove(1);
+    await until(() => router.membersOf(1).length === 0 && meter.pendingAnswers === 0, 10_000, 'back on pool work');
+    await new Promise((r) => setTimeout(r, 300));
+    await m1.stop(); await m2.stop();
+    await until(() => meter.pendingAnswers === 0, 5000, 'answers');
+    const t = meter.totals.get(1)!;
+    const bAccepted = b.pool.stats.shares.accepted;
+    assert.equal(t.accepted + t.probeAccepted, bAccepted, `B accepted ${bAccepted}, A metered ${t.accepted} + probe ${t.probeAccepted}`);
+    assert.ok(Math.abs(meter.totals.get(1)!.acceptedDifficulty - b.pool.stats.acceptedDifficulty) <= 1e-9 * b.pool.stats.acceptedDifficulty + (t.probeAccepted ? b.pool.stats.acceptedDifficulty : 0));
+    void net;
+  });
+
+  test('destination rejecting everything: the route pauses (rejects) and its worker is back on pool work', async () => {
+    const { a, router, route, up } = await poolWithStub({ answer: 'reject' });
+    const m = miner(a.port, 'seller.r', true);
+    await until(() => onPool(m), 10_000, 'pool work');
+    const r = route();
+    await until(() => r.state === 'paused', 20_000, () => `paused (state ${JSON.stringify(r.status)}, submits ${up.submits.length})`);
+    assert.equal(r.status.code, 'rejects');
+    await until(() => onPool(m) && router.membersOf(7).length === 0, 5000, 'back on pool work');
+  });
+
+  test('too little extranonce2 at the destination: the probe refuses with that reason; workers stay on pool work', async () => {
+    const { a, route, router } = await poolWithStub({ extranonce2Size: 4 });
+    const m = miner(a.port, 'seller.e', true);
+    await until(() => onPool(m), 10_000, 'pool work');
+    const r = route();
+    await until(() => r.state === 'failed', 10_000, () => `failed (${JSON.stringify(r.status)})`);
+    assert.equal(r.status.code, 'extranonce2-too-small');
+    assert.match(r.status.message!, /4 bytes/);
+    assert.equal(router.membersOf(7).length, 0);
+    assert.ok(onPool(m));
+  });
+
+  test('a destination that later leaves too little extranonce2 (set_extranonce): the route stops using it with that reason', async () => {
+    const { a, route, router } = await poolWithStub({ laterExtranonce2Size: 3 });
+    const m = miner(a.port, 'seller.later', true);
+    await until(() => onPool(m), 10_000, 'pool work');
+    const r = route();
+    await until(() => r.status.code === 'extranonce2-too-small', 10_000, () => `extranonce2-too-small (${JSON.stringify(r.status)})`);
+    await until(() => onPool(m) && router.membersOf(7).length === 0, 5000, 'on pool work');
+  });
+
+  test('a destination\'s set_extranonce with room: its miners get new extranonces and keep delivering', async () => {
+    const { a, route, up, router } = await poolWithStub({ laterExtranonce2Size: 8, jobEveryMs: 300 });
+    const m = miner(a.port, 'seller.xnl', true);
+    await until(() => onPool(m), 10_000, 'pool work');
+    route();
+    await until(() => onRoute(m) && m.currentJob!.extranonce1.toString('hex').startsWith('abcdef01'), 10_000, () => `moved under the new upstream extranonce1 (${m.currentJob?.extranonce1.toString('hex')})`);
+    const n = up.submits.length;
+    await until(() => up.submits.length > n + 2, 10_000, 'shares after the change');
+    assert.ok(router.membersOf(7).length === 1);
+  });
+
+  test('a hashrate amount taken from chosen workers: sessions by the pool\'s estimate until the amount is reached', async () => {
+    const { a, router, up } = await poolWithStub({ jobEveryMs: 500 });
+    const ms = ['h1', 'h2', 'h3'].map((w) => miner(a.port, `seller.${w}`, true, 50_000));
+    await until(() => ms.every(onPool), 10_000, 'pool work');
+    const each = [...a.pool.server.sessions][0].estimatedHashrate();
+    const r = router.upsert({ id: 9, name: 'amount', destinations: [{ url: `stratum+tcp://127.0.0.1:${up.port}`, user: 'b.x', password: 'x' }], workers: ['seller'], hashrate: 1.5 * each });
+    await until(() => r.state === 'ready' && router.membersOf(9).length === 2, 15_000, () => `two of three sessions routed (${router.membersOf(9).length}, ${JSON.stringify(r.status)})`);
+    await new Promise((res) => setTimeout(res, 600));
+    assert.equal(router.membersOf(9).length, 2, 'stable: no churn');
+    assert.equal(ms.filter(onPool).length, 1);
+  });
+
+  test('stratum+ssl://: a self-signed destination is a "tls" error when verified, and works when verification is off', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'route-tls-'));
+    stops.push(() => rmSync(dir, { recursive: true, force: true }));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const b = await startTestPool(new StubNode(), { initialDifficulty: 0.00002, tls: { port: 0, cert: readFileSync(path.join(dir, 'cert.pem')), key: readFileSync(path.join(dir, 'key.pem')) } });
+    stops.push(() => b.pool.stop(200));
+    assert.ok(b.tlsPort);
+    const url = `stratum+ssl://127.0.0.1:${b.tlsPort}`;
+    const { route: verified } = await poolWithStub();
+    const r1 = verified(['seller'], url);
+    await until(() => r1.status.code === 'tls', 10_000, () => `tls (${JSON.stringify(r1.status)}, ${r1.lastError?.message})`);
+    r1.stop();
+    const { a, route: unverified } = await poolWithStub({}, { upstream: { backoffMinMs: 100, backoffMaxMs: 300, rejectUnauthorized: false } });
+    const m = miner(a.port, 'seller.tls', true);
+    await until(() => onPool(m), 10_000, 'pool work');
+    const r2 = unverified(['seller'], url);
+    await until(() => r2.state === 'ready' && onRoute(m), 20_000, () => `ready over TLS (${JSON.stringify(r2.status)})`);
+    assert.ok(b.pool.stats.shares.accepted >= 1);
+  });
+
+  test('the destination\'s client.reconnect: the router follows it to the new host and port and delivers there', async () => {
+    const there = new StubUpstream({ jobEveryMs: 500 });
+    await there.listen();
+    stops.push(() => there.close());
+    const { a, route, up } = await poolWithStub({ redirectTo: there.port });
+    const m = miner(a.port, 'seller.redir', true);
+    await until(() => onPool(m), 10_000, 'pool work');
+    const r = route();
+    const states: string[] = [];
+    r.on('state', (st) => states.push(st.state));
+    await until(() => r.state === 'ready' && there.submits.length > 0, 15_000, () => `delivering at the new address (${JSON.stringify(r.status)}, submits ${up.submits.length}/${there.submits.length})`);
+    assert.equal(up.submits.length, 0);
+    assert.ok(!states.includes('failed') && !states.includes('paused'), `followed, not a failure: ${states.join(' → ')}`);
+  });
+
+  test('each bad destination has its own error: auth refused, unreachable, DNS, garbage, oversized line', async () => {
+    const { route: authRoute } = await poolWithStub({ authorize: false });
+    const r1 = authRoute();
+    await until(() => r1.status.code === 'auth-refused', 10_000, () => `auth-refused (${JSON.stringify(r1.status)})`);
+    r1.stop();
+    const closed = await new Promise<number>((res) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => res(p)); }); });
+    const { route: r2f } = await poolWithStub();
+    const r2 = r2f(['seller'], `stratum+tcp://127.0.0.1:${closed}`);
+    await until(() => r2.status.code === 'unreachable', 10_000, () => `unreachable (${JSON.stringify(r2.status)})`);
+    r2.stop();
+    const { route: r3f } = await poolWithStub();
+    const r3 = r3f(['seller'], 'stratum+tcp://no-such-host.invalid:3333');
+    await until(() => r3.status.code === 'dns', 15_000, () => `dns (${JSON.stringify(r3.status)})`);
+    r3.stop();
+    const { route: r4f } = await poolWithStub({ difficulty: 1 }, { maxUpstreamDifficulty: 0.001 });
+    const r4 = r4f();
+    await until(() => r4.status.code === 'difficulty-too-high', 10_000, () => `difficulty-too-high (${JSON.stringify(r4.status)})`);
+    r4.stop();
+        for (const [payload, code] of [['this is not json\n', 'garbage'], ['{"id":1,"result":"' + 'x'.repeat(20_000) + '"}\n', 'line-too-long']] as const) {
+      const bad = net.createServer((s) => { s.on('error', () => undefined); s.once('data', () => s.write(payload)); });
+      await new Promise<void>((res) => bad.listen(0, '127.0.0.1', () => res()));
+      stops.push(() => new Promise((res) => bad.close(res)));
+      const { route: rf } = await poolWithStub();
+      const r = rf(['seller'], `stratum+tcp://127.0.0.1:${(bad.address() as net.AddressInfo).port}`);
+      await until(() => r.status.code === code, 10_000, () => `${code} (${JSON.stringify(r.status)})`);
+      r.stop();
+    }
+  });
+
+  test('destination dies: workers back on pool work within 5 s; the route resumes by itself when it returns', async () => {
+    const { a, up, router, route } = await poolWithStub({ jobEveryMs: 500 });
+    const m1 = miner(a.port, 'seller.k1', true);
+    const m2 = miner(a.port, 'seller.k2', false);
+    await until(() => onPool(m1) && onPool(m2), 10_000, 'pool work');
+    const r = route();
+    await until(() => r.state === 'ready' && onRoute(m1) && onRoute(m2), 20_000, () => `routed (${JSON.stringify(r.status)}, m1 ${m1.currentJob?.jobId}, m2 ${m2.currentJob?.jobId})`);
+    const port = up.port;
+    const t0 = Date.now();
+    await up.close();
+    await until(() => onPool(m1) && onPool(m2), 5000, 'both miners back on pool work within 5 s');
+    const backMs = Date.now() - t0;
+    assert.equal(r.state, 'paused');
+    assert.equal(r.status.code, 'disconnected');
+    const again = new StubUpstream({ jobEveryMs: 500 });
+    await again.listen(port);
+    stops.push(() => again.close());
+    await until(() => r.state === 'ready' && onRoute(m1) && onRoute(m2), 20_000, () => `resumed (${JSON.stringify(r.status)})`);
+    assert.ok(again.submits.length > 0);
+    process.stderr.write(`# destination killed: both miners on pool work after ${backMs} ms; moves ${JSON.stringify(router.moves)}\n`);
+  });
+
+  test('a late share for the previous destination\'s job goes to that destination, not to the pool', async () => {
+    const { a, up, router, route, meter } = await poolWithStub();
+    const c = new LineClient(a.port);
+    await c.connected();
+    stops.push(() => { c.socket.destroy(); });
+    c.send({ id: 1, method: 'mining.subscribe', params: ['late-test'] });
+    const sub = await c.waitFor((m) => m.id === 1);
+    c.send({ id: 2, method: 'mining.extranonce.subscribe', params: [] });
+    c.send({ id: 3, method: 'mining.authorize', params: ['seller.late', 'x'] });
+    await c.waitFor((m) => m.method === 'mining.notify');
+    void sub;
+    const r = route();
+    // Probing moves this (only) worker: set_extranonce, then the route's job.
+    const xn = await c.waitFor((m) => m.method === 'mining.set_extranonce');
+    const routeJob = await c.waitFor((m) => m.method === 'mining.notify' && String(m.params![0]).startsWith('r'));
+    const [en1, en2Size] = xn.params as [string, number];
+    router.remove(7); // back to pool work
+    await c.waitFor((m) => m.method === 'mining.set_extranonce' && (m.params as [string])[0] !== en1);
+    const before = a.pool.stats.shares.accepted;
+    const params = solveShare(routeJob, en1, en2Size, 1e-6);
+    params[0] = 'seller.late';
+    c.send({ id: 9, method: 'mining.submit', params });
+    const ans = await c.waitFor((m) => m.id === 9);
+    assert.equal(ans.result, true);
+    await until(() => up.submits.length === 1, 5000, 'the late share at the destination');
+    const fwd = up.submits[0] as string[];
+    assert.equal(fwd[0], 'buyer.x');
+    assert.equal(fwd[2], en1.slice(-4) + params[2], 'upstream extranonce2 = our prefix ‖ the miner\'s');
+    assert.equal(a.pool.stats.shares.accepted, before, 'not a pool share');
+    await until(() => meter.pendingAnswers === 0, 5000, 'answer');
+    assert.equal(meter.totals.get(7)!.probeAccepted + meter.totals.get(7)!.accepted, 1);
+    void r;
+  });
+});
