@@ -245,6 +245,35 @@ describe('payouts through the embedded wallet', { skip: SKIP_PG }, () => {
     assert.equal(await received(m.address), 654_321n);
   });
 
+  test('a cancelled, never-sent batch paid again from the same coins gets its own transaction (regression: duplicate txid)', async () => {
+    // The same outputs from the same coins at the same rate sign into the same txid (segwit: signatures are not in
+    // it) when the wallet hands out the same change address again, as bcoin does until that address is used:
+    // the next batch must still get a transaction of its own, and the cancelled one keeps its record.
+    const m = await miner(321_000n);
+    const fixedChange = addressToScript(await call<string>('getrawchangeaddress'), 'regtest');
+    const wallet = new RpcPayoutWallet({ node: rpc, wallet: rpc, network: 'regtest' });
+    wallet.changeScript = async () => fixedChange;
+    const p = new Payouts(db, wallet, policy, pino({ level: 'silent' }));
+    const r1 = await p.run(now);
+    assert.equal(r1.created.kind, 'signed');
+    if (r1.created.kind !== 'signed') return;
+    await p.cancel(r1.created.batchId, now, 'test');
+    const r2 = await p.run(now);
+    assert.equal(r2.created.kind, 'signed', JSON.stringify(r2.created, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+    if (r2.created.kind !== 'signed') return;
+    assert.notEqual(r2.created.txid, r1.created.txid);
+    const old = await p.list(db, { limit: 1, offset: 0, id: r1.created.batchId });
+    assert.deepEqual(old.items[0].txids, [r1.created.txid]);
+    assert.equal(old.items[0].status, 'cancelled');
+    await p.run(now);
+    await mine();
+    now += 1000;
+    const done = await p.run(now);
+    assert.ok(done.progressed.some((x) => x.kind === 'confirmed' && x.txid === (r2.created as { txid: string }).txid), JSON.stringify(done.progressed, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+    assert.equal(await received(m.address), 321_000n);
+    assert.deepEqual(await ledger.verify(db), []);
+  });
+
   test('a changed payout address holds that account\'s payout for the delay; a never-sent batch can be cancelled', async () => {
     const m = await miner(400_000n);
     const fresh = outsideAddress();

@@ -65,8 +65,8 @@ export function feeFor(vsize: number, satPerVb: number): bigint {
   return BigInt(Math.ceil(vsize * satPerVb));
 }
 
-function psbtOf(inputs: readonly Coin[], outputs: readonly Output[]): Uint8Array {
-  const tx = new Transaction({ allowUnknownOutputs: true, version: 2 });
+function psbtOf(inputs: readonly Coin[], outputs: readonly Output[], lockTime = 0): Uint8Array {
+  const tx = new Transaction({ allowUnknownOutputs: true, version: 2, lockTime });
   for (const c of inputs) tx.addInput({ txid: c.txid, index: c.vout, sequence: RBF_SEQUENCE, witnessUtxo: { script: c.script, amount: c.value } });
   for (const o of outputs) tx.addOutput({ script: o.script, amount: o.value });
   return tx.toPSBT();
@@ -114,4 +114,14 @@ export function bumpPayout(prev: { inputs: Coin[]; outputs: Output[]; changeInde
   const outputs = prev.outputs.map((o, i) => (i === prev.changeIndex ? { script: o.script, value: o.value - extra } : o));
   const vsize = estimateVsize(prev.inputs.map((c) => c.script), outputs.map((o) => o.script));
   return { inputs: prev.inputs, outputs, changeIndex: prev.changeIndex, fee: newFee, vsize, psbt: psbtOf(prev.inputs, outputs) };
+}
+
+/**
+ * The same payment with another nLockTime, so another txid. A small height is long past on any chain a payout
+ * can run on (its coins matured 100 blocks), so the transaction stays final. Used when the transaction built
+ * is byte for byte one already on record (a cancelled, never-sent batch paid again from the same coins to the
+ * same change address), since a txid names one transaction of one batch.
+ */
+export function withLockTime(tx: BuiltTx, lockTime: number): BuiltTx {
+  return { ...tx, psbt: psbtOf(tx.inputs, tx.outputs, lockTime) };
 }

@@ -6,7 +6,7 @@ import type { Database, Queryable } from '../../store/db.ts';
 import { ConflictError, InsufficientBalanceError, NotFoundError, ValidationError } from '../errors.ts';
 import { Ledger, credit, debit, owned, pool } from '../ledger.ts';
 import type { Posting } from '../types.ts';
-import { type BuiltTx, type Coin, type Output, buildPayout, bumpPayout } from './build.ts';
+import { type BuiltTx, type Coin, type Output, buildPayout, bumpPayout, withLockTime } from './build.ts';
 import { type PayoutWallet, type SignedTx, WalletError, measure } from './wallet.ts';
 
 // Payout batches through the node wallet, exactly once.
@@ -199,6 +199,10 @@ export class Payouts {
     return set;
   }
 
+  private async txidOnRecord(txid: string): Promise<boolean> {
+    return (await this.db.query('SELECT 1 FROM payout_txs WHERE txid = $1', [txid])).rows.length > 0;
+  }
+
   /** The fee rate to pay: the node's estimate (or the fallback), within [minSatVb, maxSatVb]. */
   async feeRate(): Promise<{ satVb: number; source: 'estimate' | 'fallback'; capped: boolean }> {
     const est = await this.wallet.estimateFeeRate(this.policy.confTarget);
@@ -226,6 +230,13 @@ export class Payouts {
       }
       built = r.tx;
       signed = this.policy.mode === 'external' ? unsignedTx(built) : await this.wallet.sign(built);
+      // A txid already on record (a cancelled batch's, never sent, over the same coins and change address):
+      // another lock time makes this batch's transaction its own. Never more than a few tries.
+      for (let lockTime = 1; await this.txidOnRecord(signed.txid); lockTime++) {
+        if (lockTime > 16) return await this.pendingReason(batchId, 'wallet-error', `the payout transaction ${signed.txid} is already on record and no lock time gave another`);
+        built = withLockTime(built, lockTime);
+        signed = this.policy.mode === 'external' ? unsignedTx(built) : await this.wallet.sign(built);
+      }
     } catch (e) {
       if (e instanceof WalletError) {
         const code: PendingCode = e.code === 'unreachable' ? 'wallet-unreachable' : e.code === 'locked' ? 'wallet-locked' : 'wallet-error';
