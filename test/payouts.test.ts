@@ -274,6 +274,42 @@ describe('payouts through the embedded wallet', { skip: SKIP_PG }, () => {
     assert.deepEqual(await ledger.verify(db), []);
   });
 
+  test('a cancelled batch is never sent, and a bump racing a cancel sends nothing (regression: both once went out)', async () => {
+    const m = await miner(222_000n);
+    const p = payouts();
+    const r1 = await p.run(now);
+    assert.equal(r1.created.kind, 'signed');
+    if (r1.created.kind !== 'signed') return;
+    await p.cancel(r1.created.batchId, now, 'test');
+    await assert.rejects(p.broadcast(r1.created.batchId, now), /is cancelled: not sent/);
+    assert.deepEqual(await call<string[]>('getrawmempool'), []);
+    assert.equal(await ledger.balance(db, owned('balance', m.id)), 222_000n);
+
+    // The operator bumps a signed batch; while the wallet signs the replacement, the batch is cancelled.
+    const inner = new RpcPayoutWallet({ node: rpc, wallet: rpc, network: 'regtest' });
+    let racing: Payouts | null = null;
+    const wallet = Object.assign(Object.create(inner) as RpcPayoutWallet, {
+      sign: async (b: Parameters<RpcPayoutWallet['sign']>[0]) => {
+        if (racing) { const q = racing; racing = null; await q.cancel(r2id, now, 'operator'); }
+        return inner.sign(b);
+      },
+    });
+    const p2 = new Payouts(db, wallet, policy, pino({ level: 'silent' }));
+    const r2 = await p2.run(now);
+    assert.equal(r2.created.kind, 'signed');
+    if (r2.created.kind !== 'signed') return;
+    const r2id = r2.created.batchId;
+    racing = p;
+    await assert.rejects(p2.bump(r2id, 5, now), /changed while the replacement was signed/);
+    assert.equal((await p.list(db, { limit: 1, offset: 0, id: r2id })).items[0].status, 'cancelled');
+    assert.deepEqual(await call<string[]>('getrawmempool'), []);
+    assert.equal(await ledger.balance(db, owned('balance', m.id)), 222_000n);
+    assert.deepEqual(await ledger.verify(db), []);
+    // Paid once, later, by a batch of its own.
+    await settleAll(p);
+    assert.equal(await received(m.address), 222_000n);
+  });
+
   test('a changed payout address holds that account\'s payout for the delay; a never-sent batch can be cancelled', async () => {
     const m = await miner(400_000n);
     const fresh = outsideAddress();

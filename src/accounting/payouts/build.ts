@@ -106,14 +106,14 @@ export function buildPayout(coins: readonly Coin[], outputs: readonly Output[], 
  * An RBF replacement: the same inputs and payee outputs, the change lowered to reach `newFee`. Refused (null)
  * when there is no change to take it from or the change would fall below dust.
  */
-export function bumpPayout(prev: { inputs: Coin[]; outputs: Output[]; changeIndex: number; fee: bigint }, newFee: bigint): BuiltTx | null {
+export function bumpPayout(prev: { inputs: Coin[]; outputs: Output[]; changeIndex: number; fee: bigint; lockTime?: number }, newFee: bigint): BuiltTx | null {
   if (prev.changeIndex < 0 || newFee <= prev.fee) return null;
   const extra = newFee - prev.fee;
   const change = prev.outputs[prev.changeIndex];
   if (change.value - extra < dustLimit(change.script)) return null;
   const outputs = prev.outputs.map((o, i) => (i === prev.changeIndex ? { script: o.script, value: o.value - extra } : o));
   const vsize = estimateVsize(prev.inputs.map((c) => c.script), outputs.map((o) => o.script));
-  return { inputs: prev.inputs, outputs, changeIndex: prev.changeIndex, fee: newFee, vsize, psbt: psbtOf(prev.inputs, outputs) };
+  return { inputs: prev.inputs, outputs, changeIndex: prev.changeIndex, fee: newFee, vsize, psbt: psbtOf(prev.inputs, outputs, prev.lockTime ?? 0) };
 }
 
 /**

@@ -203,6 +203,20 @@ export class Payouts {
     return (await this.db.query('SELECT 1 FROM payout_txs WHERE txid = $1', [txid])).rows.length > 0;
   }
 
+  /**
+   * Sign `built` (or take its unsigned transaction, external mode). A txid already on record is another batch's
+   * (a cancelled, never-sent batch over the same coins, outputs and change script: segwit txids leave the
+   * signatures out), so another lock time makes this one its own; null after 16 tries.
+   */
+  private async signUnique(built: BuiltTx, lockTime: number): Promise<{ built: BuiltTx; signed: SignedTx } | null> {
+    for (let tries = 0; tries < 16; tries++, lockTime++) {
+      const b = tries === 0 ? built : withLockTime(built, lockTime);
+      const signed = this.policy.mode === 'external' ? unsignedTx(b) : await this.wallet.sign(b);
+      if (!(await this.txidOnRecord(signed.txid))) return { built: b, signed };
+    }
+    return null;
+  }
+
   /** The fee rate to pay: the node's estimate (or the fallback), within [minSatVb, maxSatVb]. */
   async feeRate(): Promise<{ satVb: number; source: 'estimate' | 'fallback'; capped: boolean }> {
     const est = await this.wallet.estimateFeeRate(this.policy.confTarget);
@@ -228,15 +242,9 @@ export class Payouts {
       if (r.kind === 'insufficient-funds') {
         return await this.pendingReason(batchId, 'insufficient-funds', `the wallet's spendable coins (${r.have} sat) do not cover the batch and its fee (${r.need} sat)`);
       }
-      built = r.tx;
-      signed = this.policy.mode === 'external' ? unsignedTx(built) : await this.wallet.sign(built);
-      // A txid already on record (a cancelled batch's, never sent, over the same coins and change address):
-      // another lock time makes this batch's transaction its own. Never more than a few tries.
-      for (let lockTime = 1; await this.txidOnRecord(signed.txid); lockTime++) {
-        if (lockTime > 16) return await this.pendingReason(batchId, 'wallet-error', `the payout transaction ${signed.txid} is already on record and no lock time gave another`);
-        built = withLockTime(built, lockTime);
-        signed = this.policy.mode === 'external' ? unsignedTx(built) : await this.wallet.sign(built);
-      }
+      const unique = await this.signUnique(r.tx, 0);
+      if (!unique) return await this.pendingReason(batchId, 'wallet-error', 'the payout transaction built is already on record and no lock time gave another');
+      ({ built, signed } = unique);
     } catch (e) {
       if (e instanceof WalletError) {
         const code: PendingCode = e.code === 'unreachable' ? 'wallet-unreachable' : e.code === 'locked' ? 'wallet-locked' : 'wallet-error';
@@ -353,12 +361,19 @@ export class Payouts {
 
   /** Send the batch's current stored transaction (the same bytes every time). */
   async broadcast(batchId: bigint, now: number): Promise<ProgressOutcome> {
-    const b = await this.db.query<{ txid: string; status: string }>('SELECT txid, status FROM payout_batches WHERE id = $1::bigint', [batchId.toString()]);
-    const txid = b.rows[0]?.txid;
-    if (!txid) throw new NotFoundError(`batch ${batchId} has no transaction`);
-    const t = (await this.txsOf(this.db, batchId)).find((x) => x.txid === txid) as StoredTx;
-    // Recorded before the send: from here on the transaction may be out there (cancel checks this).
-    await this.db.query('UPDATE payout_txs SET broadcast_at = coalesce(broadcast_at, $2::timestamptz) WHERE txid = $1', [txid, iso(now)]);
+    // Marked under the batch's lock before the send, and only while the batch may still be sent: from here on
+    // the transaction may be out there. A cancel takes the same lock and looks again (a cancelled batch is
+    // never sent; a sent one is never cancelled unless its transaction is seen conflicted).
+    const { txid, t } = await this.db.transaction(async (q) => {
+      const b = await q.query<{ txid: string | null; status: string }>('SELECT txid, status FROM payout_batches WHERE id = $1::bigint FOR UPDATE', [batchId.toString()]);
+      const row = b.rows[0];
+      if (!row) throw new NotFoundError(`no payout batch ${batchId}`);
+      if (row.status !== 'signed' && row.status !== 'broadcast') throw new ConflictError(`batch ${batchId} is ${row.status}: not sent`);
+      if (!row.txid) throw new NotFoundError(`batch ${batchId} has no transaction`);
+      const stored = (await this.txsOf(q, batchId)).find((x) => x.txid === row.txid) as StoredTx;
+      await q.query('UPDATE payout_txs SET broadcast_at = coalesce(broadcast_at, $2::timestamptz) WHERE txid = $1', [row.txid, iso(now)]);
+      return { txid: row.txid, t: stored };
+    });
     this.fault('before-send', batchId);
     const outcome = await this.wallet.broadcast(t.hex);
     this.lastSend.set(txid, now);
@@ -448,15 +463,23 @@ export class Payouts {
     const outputs = parsed.outputs.map((o) => ({ script: o.scriptPubKey, value: o.value }));
     // BIP125: more in absolute fee, by at least the incremental relay fee (1 sat/vB) of the replacement.
     const newFee = BigInt(Math.max(Math.ceil(prev.vsize * satVb), Number(prev.fee) + prev.vsize));
-    const built = bumpPayout({ inputs: prev.inputs, outputs, changeIndex: prev.changeIndex, fee: prev.fee }, newFee);
-    if (!built) throw new ConflictError(`batch ${batchId} has no change output large enough to pay ${newFee} sat over the same inputs`);
+    const built0 = bumpPayout({ inputs: prev.inputs, outputs, changeIndex: prev.changeIndex, fee: prev.fee, lockTime: parsed.locktime }, newFee);
+    if (!built0) throw new ConflictError(`batch ${batchId} has no change output large enough to pay ${newFee} sat over the same inputs`);
+    let built: BuiltTx;
     let signed: SignedTx;
     try {
-      signed = await this.wallet.sign(built);
+      const unique = await this.signUnique(built0, parsed.locktime);
+      if (!unique) throw new ConflictError(`batch ${batchId}: every replacement built is already on record`);
+      ({ built, signed } = unique);
     } catch (e) {
       throw e instanceof WalletError ? new ConflictError(`cannot sign the replacement: ${e.message}`) : e;
     }
     await this.db.transaction(async (tx) => {
+      // A cancel or a settle may have come while the wallet signed: then the replacement is dropped, unsent.
+      const now2 = await tx.query<{ status: string; txid: string }>('SELECT status, txid FROM payout_batches WHERE id = $1::bigint FOR UPDATE', [batchId.toString()]);
+      if ((now2.rows[0]?.status !== 'broadcast' && now2.rows[0]?.status !== 'signed') || now2.rows[0].txid !== prev.txid) {
+        throw new ConflictError(`batch ${batchId} changed while the replacement was signed (now ${now2.rows[0]?.status}); nothing was sent`);
+      }
       await tx.query(
         `INSERT INTO payout_txs (txid, batch_id, hex, fee, vsize, fee_rate, inputs, change_index, signed, replaces)
          VALUES ($1, $2::bigint, $3, $4::bigint, $5, $6::numeric, $7::jsonb, $8, true, $9)`,
@@ -491,16 +514,28 @@ export class Payouts {
       if (!txs.every((t) => t.inputs.every((i) => coins.has(`${i.txid}:${i.vout}`)))) {
         throw new ConflictError(`batch ${batchId}: some of its inputs are spent already (was the PSBT signed and sent?); confirm it instead`);
       }
-    } else {
+    }
+    const seenConflicted = new Set<string>();
+    if (status !== 'awaiting_signature') {
       for (const t of txs) {
         if (t.broadcastAt === null) continue;
         const s = await this.wallet.status(t.txid);
         if (s.kind !== 'conflicted') throw new ConflictError(`batch ${batchId}: ${t.txid} was sent and is ${s.kind}; it may still confirm, so the batch cannot be cancelled`);
+        seenConflicted.add(t.txid);
       }
     }
     await this.db.transaction(async (tx) => {
       const lock = await tx.query<{ status: string; total: string }>('SELECT status, total::text FROM payout_batches WHERE id = $1::bigint FOR UPDATE', [batchId.toString()]);
       if (lock.rows[0].status !== status) throw new ConflictError(`batch ${batchId} changed meanwhile`);
+      // Looked at again under the lock a send takes: a transaction marked sent (or a replacement added) since
+      // the check above may be out there.
+      if (status !== 'awaiting_signature') {
+        for (const t of await this.txsOf(tx, batchId)) {
+          if (t.broadcastAt !== null && !seenConflicted.has(t.txid)) {
+            throw new ConflictError(`batch ${batchId}: ${t.txid} was sent meanwhile; it may still confirm, so the batch cannot be cancelled`);
+          }
+        }
+      }
       const lines = await tx.query<{ account_id: string; amount: string }>('SELECT account_id::text, amount::text FROM payout_lines WHERE batch_id = $1::bigint', [batchId.toString()]);
       const postings: Posting[] = lines.rows.map((l) => credit(owned('balance', BigInt(l.account_id)), BigInt(l.amount)));
       postings.push(debit(pool('payouts_in_flight'), BigInt(lock.rows[0].total)));
@@ -529,6 +564,10 @@ export class Payouts {
         const uOuts = u.outputs.map((o) => `${o.scriptPubKey.toString('hex')}:${o.value}`).join(',');
         if (uIns !== ins || uOuts !== outs) continue;
         const m = measure(hex);
+        const owner = await this.db.query<{ batch_id: string }>('SELECT batch_id::text FROM payout_txs WHERE txid = $1', [m.txid]);
+        if (owner.rows[0] && BigInt(owner.rows[0].batch_id) !== id) {
+          throw new ConflictError(`${m.txid} is the transaction of batch ${owner.rows[0].batch_id} (cancelled after its PSBT was handed out, then signed and sent); batch ${id} pays the same outputs from the same inputs and can no longer confirm: see the operator log`);
+        }
         await this.db.transaction(async (q) => {
           if (m.txid !== t.txid) {
             await q.query(
