@@ -2,6 +2,7 @@
 export * from './bytes.ts';
 export * from './hash.ts';
 export * from './sha256-words.ts';
+export { nativeSha, NATIVE_SHA_PATH, type NativeSha } from './sha256-native.ts';
 export * from './target.ts';
 export * from './tx.ts';
 export * from './block.ts';

@@ -5,6 +5,8 @@
 // block of a 64-byte message has a constant message schedule (precomputed), and the coinbase prefix before the
 // extranonce is a per-job midstate. Measured in bench/hash.ts (instruction counts under callgrind).
 
+import { nativeSha } from './sha256-native.ts';
+
 const K = new Int32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
   0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -169,8 +171,12 @@ const HW = new Int32Array(8);
 
 /** sha256d of an 80-byte block header into a fresh 32-byte Buffer (two blocks + the second hash). */
 export function sha256d80(header: Uint8Array): Buffer {
-  sha256dFromMidstate(SHA256_IV, header, 0, HW, 0);
   const out = Buffer.allocUnsafe(32);
+  if (nativeSha) {
+    nativeSha.sha256d(header, out);
+    return out;
+  }
+  sha256dFromMidstate(SHA256_IV, header, 0, HW, 0);
   storeWords(HW, 0, out, 0);
   return out;
 }

@@ -1,4 +1,4 @@
-import { midstate, sha256dFromMidstate, sha256dPairWords, storeWords, toHex, wordsOf } from '../chain/index.ts';
+import { midstate, nativeSha, sha256dFromMidstate, sha256dPairWords, storeWords, toHex, wordsOf } from '../chain/index.ts';
 
 // Stratum V1 work encoding shared by the pool's validator and our miner. The conventions (checked against
 // cpuminer util.c/cpu-miner.c and ckpool stratifier.c):
@@ -74,6 +74,11 @@ export class WorkHasher {
 
   merkleRootFor(extranonce1: Uint8Array, extranonce2: Uint8Array): Buffer {
     this.fillExtranonce(extranonce1, extranonce2);
+    if (nativeSha) {
+      const out = Buffer.allocUnsafe(32);
+      nativeSha.merkleRoot(this.coinbaseMid, this.coinbase, this.midBytes, this.branchWords, out);
+      return out;
+    }
     const node = this.node;
     sha256dFromMidstate(this.coinbaseMid, this.coinbase, this.midBytes, node, 0);
     const bw = this.branchWords;
