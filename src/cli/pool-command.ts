@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { nativeSha } from '../chain/index.ts';
 import { type Config, DEFAULT_REGTEST_ADDRESS, redactSecretsInUrl } from './config.ts';
 import { accountingApi } from './accounting.ts';
 import { marketApiDeps } from './market-wiring.ts';
@@ -148,6 +149,7 @@ export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo
     `  Stratum:  ${url}${ports.tlsPort ? `   TLS: stratum+ssl://${where}:${ports.tlsPort}` : ''}\n` +
     `  Payout:   ${address}\n` +
     `  Database: ${running.store.db.target}\n` +
+    `  Hashing:  ${nativeSha ? 'native SHA-256 (SHA extensions)' : `JavaScript (${process.env.HASHHUB_NATIVE_SHA === '0' ? 'HASHHUB_NATIVE_SHA=0' : 'native module not built or no SHA extensions; npm install builds it'})`}\n` +
     (apiUrl ? `  Dashboard: ${apiUrl}/\n` : '') +
     (apiUrl ? `  API:      ${apiUrl}/api/v1/pool   docs /docs   probes /health/live /health/ready   metrics /metrics\n` : '') +
     (apiUrl && operatorToken?.file ? `  Operator: token in ${operatorToken.file}${operatorToken.created ? ' (new)' : ''} (Authorization: Bearer <token>)\n` : '') +
