@@ -124,6 +124,11 @@ test('SIGKILL between finding a block and the node\'s answer: the restarted pool
       if (rec) break;
       t.diagnostic(`attempt ${attempt}: no block on the node's tip ${tipAtStall.slice(0, 16)} within 20 s; the tip had moved past the pool's work`);
       await proxy.restore();
+      // Before the next stall the pool must be back on the node's tip: a block of its accepted above the height
+      // of this stall (its submission retried through, a template on the new tip, a block on it). Waiting for a
+      // few accepted shares was not enough once the test's miners hashed natively: shares on the old work came
+      // in within milliseconds, the next stall began at once, and the pool never saw the node's tip.
+      await until(() => chain.chain.height > heightAtStall, 30_000, 'the pool mining on the node\'s tip again');
       const accepted = fleet.stats().accepted;
       await until(() => fleet.stats().accepted >= accepted + 3, 20_000, 'miners at work again');
     }
