@@ -74,26 +74,22 @@ function splitStatus(row: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
+type OrderQuery = { states?: OrderState[]; limit?: number; id?: number };
+
 export class MarketReader {
   constructor(private readonly db: Queryable) {}
 
-  async bids(accountId: number | null, opts: { states?: OrderState[]; limit?: number; id?: number } = {}): Promise<{ bid: BidRow; status: OrderStatusView | null }[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (accountId !== null) { params.push(accountId); where.push(`account_id = $${params.length}`); }
-    if (opts.states?.length) { params.push(opts.states); where.push(`state = ANY($${params.length}::market_order_state[])`); }
-    if (opts.id !== undefined) { params.push(opts.id); where.push(`id = $${params.length}`); }
-    params.push(opts.limit ?? 100);
-    const r = await this.db.query(
-      `SELECT x.*, ${STATUS_COLUMNS}
-         FROM (SELECT ${BID_COLUMNS} FROM market_bids ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT $${params.length}) x
-         LEFT JOIN market_order_status s ON s.side = 'bid' AND s.order_id = x.id ORDER BY x.id DESC`,
-      params,
-    );
-    return r.rows.map((row) => ({ bid: bidFromRow(row), status: statusFromRow(splitStatus(row)) }));
+  async bids(accountId: number | null, opts: OrderQuery = {}): Promise<{ bid: BidRow; status: OrderStatusView | null }[]> {
+    return (await this.ordersWithStatus('bid', accountId, opts)).map((row) => ({ bid: bidFromRow(row), status: statusFromRow(splitStatus(row)) }));
   }
 
-  async asks(accountId: number | null, opts: { states?: OrderState[]; limit?: number; id?: number } = {}): Promise<{ ask: AskRow; status: OrderStatusView | null }[]> {
+  async asks(accountId: number | null, opts: OrderQuery = {}): Promise<{ ask: AskRow; status: OrderStatusView | null }[]> {
+    return (await this.ordersWithStatus('ask', accountId, opts)).map((row) => ({ ask: askFromRow(row), status: statusFromRow(splitStatus(row)) }));
+  }
+
+  /** One side's orders (newest first) with what the latest tick saw of each: the rows bids() and asks() map. */
+  private async ordersWithStatus(side: 'bid' | 'ask', accountId: number | null, opts: OrderQuery) {
+    const [table, columns] = side === 'bid' ? ['market_bids', BID_COLUMNS] : ['market_asks', ASK_COLUMNS];
     const where: string[] = [];
     const params: unknown[] = [];
     if (accountId !== null) { params.push(accountId); where.push(`account_id = $${params.length}`); }
@@ -102,11 +98,11 @@ export class MarketReader {
     params.push(opts.limit ?? 100);
     const r = await this.db.query(
       `SELECT x.*, ${STATUS_COLUMNS}
-         FROM (SELECT ${ASK_COLUMNS} FROM market_asks ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT $${params.length}) x
-         LEFT JOIN market_order_status s ON s.side = 'ask' AND s.order_id = x.id ORDER BY x.id DESC`,
+         FROM (SELECT ${columns} FROM ${table} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT $${params.length}) x
+         LEFT JOIN market_order_status s ON s.side = '${side}' AND s.order_id = x.id ORDER BY x.id DESC`,
       params,
     );
-    return r.rows.map((row) => ({ ask: askFromRow(row), status: statusFromRow(splitStatus(row)) }));
+    return r.rows;
   }
 
   /** The public book: live orders by price level, with what the latest tick saw of each (no owners). */
