@@ -59,3 +59,46 @@ export async function aggregateChunk(tx: Queryable, frame: BooksFrame, upTo: num
 export async function pruneBuckets(q: Queryable, before: number): Promise<void> {
   await q.query('DELETE FROM share_sums_bucket WHERE bucket < $1::timestamptz', [new Date(before).toISOString()]);
 }
+
+/**
+ * Buckets of [lo, hi) whose sums hold fewer shares than are stored: a share stored after the sums had passed its
+ * time (a spool replayed late, a source that reported no watermark). With minute buckets the count comes from the
+ * minute rollups ingest keeps (cheap, and what FPPS's late check reads too); shorter buckets count the raw shares.
+ */
+const LATE_BUCKETS_ROLLUP = `
+SELECT r.bucket AS b FROM pool_rollups_minute r
+LEFT JOIN (SELECT bucket, sum(n) AS n FROM share_sums_bucket WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz GROUP BY 1) s
+  ON s.bucket = r.bucket
+WHERE r.bucket >= $1::timestamptz AND r.bucket < $2::timestamptz AND r.accepted > coalesce(s.n, 0)`;
+
+const LATE_BUCKETS_RAW = `
+SELECT r.b FROM (
+  SELECT date_bin($3::interval, time, ${EPOCH}) AS b, count(*) AS n FROM shares
+  WHERE time >= $1::timestamptz AND time < $2::timestamptz GROUP BY 1
+) r
+LEFT JOIN (SELECT bucket, sum(n) AS n FROM share_sums_bucket WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz GROUP BY 1) s
+  ON s.bucket = r.b
+WHERE r.n > coalesce(s.n, 0)`;
+
+/**
+ * Re-sum the buckets of [lo, hi) (bucket starts, both below the cursor) that miss late-stored shares, so that a
+ * PPLNS window holds every share stored when it is computed, whichever bucket a late share fell in (the window
+ * reads its newest and crossing buckets share by share from the raw shares: the sums must agree with them).
+ * Runs in the split's transaction, under the accounting lock. Returns how many buckets were re-summed.
+ */
+export async function resumLateBuckets(tx: Queryable, frame: BooksFrame, lo: number, hi: number): Promise<number> {
+  const width = bucketMs(frame);
+  const from = new Date(lo).toISOString();
+  const to = new Date(hi).toISOString();
+  const late = width === 60_000
+    ? await tx.query<{ b: Date | string }>(LATE_BUCKETS_ROLLUP, [from, to])
+    : await tx.query<{ b: Date | string }>(LATE_BUCKETS_RAW, [from, to, `${width / 1000} seconds`]);
+  for (const row of late.rows) {
+    const b = new Date(row.b).getTime();
+    const start = new Date(b).toISOString();
+    const end = new Date(b + width).toISOString();
+    await tx.query('DELETE FROM share_sums_bucket WHERE bucket = $1::timestamptz', [start]);
+    await tx.query(SUM_BUCKET, [start, end, `${width / 1000} seconds`]);
+  }
+  return late.rows.length;
+}
