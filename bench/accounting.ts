@@ -116,7 +116,10 @@ export async function benchAccounting(url: string, opts: { quick: boolean; prope
         (ARRAY[0.5, 1, 1, 2])[1 + (w.id % 4)], 4, 'j', 900000 + s / 60, ${bits}
       FROM generate_series(0, ${perWorker - 1}) s, workers w WHERE w.id <> 0
       ORDER BY s, w.id`, [new Date(T0).toISOString()]);
-    // (In time order, as ingest writes them: the BRIN index on time depends on it.)
+    // (In time order, as ingest writes them: the BRIN index on time depends on it.) The minute rollups ingest keeps
+    // with them: a PPLNS split compares them with the share sums to find shares stored late.
+    await db.exec(`INSERT INTO pool_rollups_minute (bucket, accepted, accepted_difficulty)
+      SELECT date_trunc('minute', time, 'UTC'), count(*), sum(pool_difficulty) FROM shares GROUP BY 1`);
     await db.exec('ANALYZE shares');
 
     // Folding the hour's shares into the share sums: in production a few seconds of shares at every tick.

@@ -61,6 +61,12 @@ export const configSchema = z.object({
     port: port.default(3333),
     tls: z.object({ host: z.string().optional(), port, certFile: z.string(), keyFile: z.string() }).optional(),
     nodeId: z.number().int().min(0).max(255).default(0),
+    /**
+     * Stratum processes sharing the port (Node's cluster hands out the connections): one holds fewer than 20,000
+     * sockets here. Each has its own spool, block journal and extranonce1 node id (nodeId, nodeId + 1, …); the
+     * first also runs the API, the books and the market. More than one needs PostgreSQL (database.url).
+     */
+    processes: z.number().int().min(1).max(64).default(1),
     extranonce2Size: z.number().int().min(2).max(16).default(8),
     difficulty: z.object({
       /** Start difficulty; default 0.0001 on regtest (CPU miners), 16384 elsewhere (ASICs; vardiff moves it). */
@@ -337,6 +343,7 @@ export const ENV_MAP: Record<string, { path: string[]; type: 'string' | 'number'
   HASHHUB_TLS_CERT: { path: ['stratum', 'tls', 'certFile'], type: 'string' },
   HASHHUB_TLS_KEY: { path: ['stratum', 'tls', 'keyFile'], type: 'string' },
   HASHHUB_NODE_ID: { path: ['stratum', 'nodeId'], type: 'number' },
+  HASHHUB_STRATUM_PROCESSES: { path: ['stratum', 'processes'], type: 'number' },
   HASHHUB_EXTRANONCE2_SIZE: { path: ['stratum', 'extranonce2Size'], type: 'number' },
   HASHHUB_DIFFICULTY: { path: ['stratum', 'difficulty', 'initial'], type: 'number' },
   HASHHUB_MIN_DIFFICULTY: { path: ['stratum', 'difficulty', 'min'], type: 'number' },
@@ -491,6 +498,12 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   }
   if (cfg.market.enabled && (!cfg.accounting.enabled || !cfg.routing.enabled)) {
     throw new ConfigError(`market.enabled needs accounting.enabled and routing.enabled (it settles on the books and delivers by routing); set HASHHUB_MARKET_ENABLED=false to run without the market`);
+  }
+  if (cfg.stratum.processes > 1 && !cfg.database.url) {
+    throw new ConfigError(`stratum.processes (${cfg.stratum.processes}, HASHHUB_STRATUM_PROCESSES) needs PostgreSQL (database.url, DATABASE_URL): the embedded database belongs to one process`);
+  }
+  if (cfg.stratum.nodeId + cfg.stratum.processes - 1 > 255) {
+    throw new ConfigError(`stratum.nodeId (${cfg.stratum.nodeId}) + stratum.processes (${cfg.stratum.processes}) − 1 is above 255: each process takes the next node id`);
   }
   const bucket = cfg.routing.meterBucketSeconds;
   if (60 % bucket !== 0) throw new ConfigError(`routing.meterBucketSeconds: ${bucket} must divide a minute (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)`);

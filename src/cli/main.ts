@@ -9,6 +9,7 @@ import { migrate, openDatabase } from '../store/index.ts';
 import { ConfigError, loadConfig, redactConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { runPoolCommand } from './pool-command.ts';
+import { clusterIndex, runClusterPrimary, workerConfig } from './cluster.ts';
 import { explainStartupError } from './startup-errors.ts';
 
 const program = new Command('hashhub')
@@ -22,7 +23,14 @@ program
   .option('-p, --port <port>', 'Stratum port (also HASHHUB_STRATUM_PORT)', (v) => Number(v))
   .action(async (o: { config?: string; port?: number }) => {
     const cfg = loadConfig({ file: o.config, overrides: { 'stratum.port': o.port } });
-    await runPoolCommand(cfg, createLogger(cfg.logLevel));
+    const log = createLogger(cfg.logLevel);
+    if (cfg.stratum.processes > 1) {
+      // Several Stratum processes sharing the port: this is the primary (supervisor) or one of them.
+      const index = clusterIndex();
+      if (index === null) return runClusterPrimary(cfg, log, { say: (t) => { process.stderr.write(t); }, exit: (c) => process.exit(c) });
+      return runPoolCommand(workerConfig(cfg, index), log.child({ proc: index }), undefined, { clusterIndex: index });
+    }
+    await runPoolCommand(cfg, log);
   });
 
 program

@@ -6,6 +6,7 @@ import { marketApiDeps } from './market-wiring.ts';
 import { type ApiConfig, type ApiWiring, startApi } from './run-api.ts';
 import { NODE_WAIT_FOREVER_MS, type PreparedPool, preparePool } from './run-pool.ts';
 import { listenError } from './startup-errors.ts';
+import { reportListening } from './cluster.ts';
 import { Auth, resolveOperatorToken } from '../api/auth.ts';
 
 // `hashhub pool`: storage, then the API and probes at once, then Stratum when the node's first template arrives
@@ -54,7 +55,14 @@ export function apiConfigFrom(cfg: Config): ApiConfig {
   };
 }
 
-export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo = defaultIo): Promise<void> {
+export interface PoolCommandOptions {
+  /** This process's index in a cluster (stratum.processes > 1; cluster.ts): 0 is the lead, others followers. */
+  clusterIndex?: number;
+}
+
+export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo = defaultIo, opts: PoolCommandOptions = {}): Promise<void> {
+  const inCluster = opts.clusterIndex !== undefined;
+  const follower = (opts.clusterIndex ?? 0) > 0;
   let prepared: PreparedPool | null = null;
   let api: Awaited<ReturnType<typeof startApi>> | null = null;
   let stopping: Promise<void> | null = null;
@@ -89,10 +97,20 @@ export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo
     }
     void shutdown(signal);
   };
-  process.on('SIGINT', () => onSignal('SIGINT'));
+  // In a cluster the primary says when to stop (a message; a second signal to it: stop now). Ctrl-C reaches the
+  // whole process group and is the primary's to handle; a SIGTERM (systemd sends it to every process of the unit)
+  // and the primary's message are one stop, not two; a primary that is gone stops the process too.
+  process.on('SIGINT', () => { if (!inCluster) onSignal('SIGINT'); });
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  if (inCluster) {
+    process.on('message', (m: { hashhub?: string }) => {
+      if (m?.hashhub === 'stop') void shutdown('cluster stop');
+      else if (m?.hashhub === 'stop-now') { io.say('hashhub: stopping now (second signal)\n'); io.exit(130); }
+    });
+    process.on('disconnect', () => void shutdown('cluster primary gone'));
+  }
 
-  const preparing = preparePool(cfg, log, { onDbWrite: (s) => observeDbWrite?.(s), nodeStartTimeoutMs: NODE_WAIT_FOREVER_MS });
+  const preparing = preparePool(cfg, log, { onDbWrite: (s) => observeDbWrite?.(s), nodeStartTimeoutMs: NODE_WAIT_FOREVER_MS, role: follower ? 'follower' : 'lead' });
   starting = preparing;
   prepared = await preparing;
   const running = prepared;
@@ -140,6 +158,8 @@ export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo
     clearTimeout(notice);
   }
   if (stopping) return;
+  if (inCluster) reportListening(opts.clusterIndex!, ports);
+  if (follower) return;
 
   const address = cfg.payoutAddress ?? DEFAULT_REGTEST_ADDRESS;
   const where = shown(cfg.stratum.host);
@@ -147,6 +167,7 @@ export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo
   io.say(
     `\nhashhub pool is running on ${cfg.network}${running.embedded ? ' (embedded regtest chain at ' + running.embedded.url + ')' : ''}\n` +
     `  Stratum:  ${url}${ports.tlsPort ? `   TLS: stratum+ssl://${where}:${ports.tlsPort}` : ''}\n` +
+    (cfg.stratum.processes > 1 ? `  Processes: ${cfg.stratum.processes} sharing the Stratum port (this one, node id ${cfg.stratum.nodeId}, also runs the API, books and market)\n` : '') +
     `  Payout:   ${address}\n` +
     `  Database: ${running.store.db.target}\n` +
     `  Hashing:  ${nativeSha ? 'native SHA-256 (SHA extensions)' : `JavaScript (${process.env.HASHHUB_NATIVE_SHA === '0' ? 'HASHHUB_NATIVE_SHA=0' : 'native module not built or no SHA extensions; npm install builds it'})`}\n` +

@@ -103,7 +103,7 @@ export function stratumOptionsFrom(cfg: Config): StratumOptions {
 }
 
 /** The database and the durable share log in front of it, from config. Closes what it opened if it fails. */
-async function openStorage(cfg: Config, log: Logger, hooks: RunPoolHooks, userAgents: () => Map<string, string>) {
+async function openStorage(cfg: Config, log: Logger, hooks: RunPoolHooks, userAgents: () => Map<string, string>, maintenance: boolean) {
   const d = cfg.database;
   const store = await openStore({
     url: d.url,
@@ -146,7 +146,8 @@ async function openStorage(cfg: Config, log: Logger, hooks: RunPoolHooks, userAg
     await store.close().catch(() => undefined);
     throw e;
   }
-  store.maintenance.start();
+  // Partitions, retention and rollups: one process's job (the cluster's lead; a follower writes shares only).
+  if (maintenance) store.maintenance.start();
   log.info({ db: store.db.target, spool: d.ingest.spoolDir ?? path.join(d.dataDir, 'spool') }, 'storage ready');
   return { store, shareLog };
 }
@@ -163,6 +164,32 @@ export interface PreparedPool extends Omit<RunningPool, 'port' | 'tlsPort'> {
 export interface PrepareOptions extends RunPoolHooks {
   /** How long listen() keeps trying the node for its first template, ms. Default 30 s; the CLI waits for ever. */
   nodeStartTimeoutMs?: number;
+  /**
+   * 'follower': one of the extra Stratum processes of a cluster (stratum.processes > 1, see cluster.ts): its own
+   * sessions, spool, block journal and routing, but no books, market or database maintenance (the lead runs
+   * those once for all). Default 'lead' (a single process is its own lead).
+   */
+  role?: 'lead' | 'follower';
+}
+
+/** The embedded regtest chain from config (when no node is configured): its blocks live in the data dir. */
+export async function startEmbeddedFromConfig(cfg: Config, log: Logger): Promise<EmbeddedChainHandle> {
+  try {
+    return await startEmbeddedChain({
+      host: cfg.node.embedded.host,
+      port: cfg.node.embedded.port,
+      difficulty: cfg.node.embedded.difficulty,
+      mempoolTxs: cfg.node.embedded.mempoolTxs,
+      // Its blocks live in the data dir: a restart continues at the same height.
+      dataDir: path.join(cfg.database.dataDir, 'embedded-chain'),
+      zmqPubHashBlock: cfg.node.embedded.zmq,
+      logger: log.child({ mod: 'embedded-chain' }),
+    });
+  } catch (e) {
+    // A damaged or mismatched chain data dir is the operator's to fix: one line, no stack.
+    if (e instanceof ChainDataError) throw new StartupError(e.problem, e.fix, { cause: e });
+    throw listenError(e, 'the embedded chain', 'HASHHUB_EMBEDDED_PORT');
+  }
 }
 
 /** Longest timer Node allows (~24.8 days): "until stopped" for the first template. */
@@ -184,7 +211,8 @@ export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions
   };
   ensureWritableDir(cfg.database.dataDir, 'data directory', 'HASHHUB_DATA_DIR (database.dataDir)');
   if (cfg.database.ingest.spoolDir) ensureWritableDir(cfg.database.ingest.spoolDir, 'spool directory', 'HASHHUB_SPOOL_DIR (database.ingest.spoolDir)');
-  const { store, shareLog } = await openStorage(cfg, log, opts, userAgents);
+  const follower = opts.role === 'follower';
+  const { store, shareLog } = await openStorage(cfg, log, opts, userAgents, !follower);
   const closeStorage = async () => {
     await shareLog.close();
     await store.close();
@@ -192,20 +220,9 @@ export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions
   let embedded: EmbeddedChainHandle | null = null;
   let endpoints = cfg.node.urls.map((url) => ({ url, user: cfg.node.user, password: cfg.node.password, cookieFile: cfg.node.cookieFile }));
   if (endpoints.length === 0) {
-    embedded = await startEmbeddedChain({
-      host: cfg.node.embedded.host,
-      port: cfg.node.embedded.port,
-      difficulty: cfg.node.embedded.difficulty,
-      mempoolTxs: cfg.node.embedded.mempoolTxs,
-      // Its blocks live in the data dir: a restart continues at the same height.
-      dataDir: path.join(cfg.database.dataDir, 'embedded-chain'),
-      zmqPubHashBlock: cfg.node.embedded.zmq,
-      logger: log.child({ mod: 'embedded-chain' }),
-    }).catch(async (e: unknown) => {
+    embedded = await startEmbeddedFromConfig(cfg, log).catch(async (e: unknown) => {
       await closeStorage();
-      // A damaged or mismatched chain data dir is the operator's to fix: one line, no stack.
-      if (e instanceof ChainDataError) throw new StartupError(e.problem, e.fix, { cause: e });
-      throw listenError(e, 'the embedded chain', 'HASHHUB_EMBEDDED_PORT');
+      throw e;
     });
     endpoints = [{ url: embedded.url, user: embedded.user, password: embedded.password, cookieFile: undefined }];
     log.info({ url: embedded.url }, 'no node configured: embedded regtest chain started');
@@ -240,7 +257,7 @@ export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions
   const started = pool;
   // The books run from the database (any number of processes compute the same ones); they start once the node
   // has answered (listen), so the first block values are read from a live node.
-  const books = cfg.accounting.enabled ? createAccountingService(cfg, store.db, rpc, log) : null;
+  const books = cfg.accounting.enabled && !follower ? createAccountingService(cfg, store.db, rpc, log) : null;
   try {
     // The books' frame now, before any miner connects: a period or network that differs from the one the books
     // were started with is the operator's to fix, and must stop the start rather than fail every step later.
@@ -255,7 +272,8 @@ export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions
     throw e;
   }
   // SOLO miners get coinbases paying their own address: which accounts those are is the books' answer.
-  const solo = books && cfg.accounting.allowedSchemes.includes('solo') ? new SoloBook({
+  // (A cluster's followers read the same answer from the database: the books run in the lead only.)
+  const solo = cfg.accounting.enabled && cfg.accounting.allowedSchemes.includes('solo') ? new SoloBook({
     db: store.db, network: cfg.network, addressChangeDelaySeconds: cfg.accounting.payouts.addressChangeDelaySeconds,
     refreshMs: cfg.accounting.soloRefreshMs, onChange: (accounts) => started.soloChanged(accounts), logger: log.child({ mod: 'solo' }),
   }) : null;

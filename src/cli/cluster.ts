@@ -1,0 +1,147 @@
+import cluster, { type Worker } from 'node:cluster';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { EmbeddedChainHandle } from '../node/regtest/index.ts';
+import type { Config } from './config.ts';
+import { startEmbeddedFromConfig } from './run-pool.ts';
+
+// `stratum.processes` > 1: several Stratum processes on one machine sharing the port. Node's cluster module
+// hands the accepted connections out round-robin (Linux; Node 20 ignores `reusePort`). The primary process only
+// supervises: it starts the embedded chain when no node is configured (so every process mines on the same
+// chain), forks one worker per process, forwards a stop and restarts a worker that dies.
+//
+// Worker k runs the pool with stratum.nodeId + k as its extranonce1 prefix (no two processes hand out the same
+// work), its own spool (its own ingest watermark source) and block journal. Worker 0, the lead, also runs the
+// API, the books, the market and database maintenance, exactly as a single process does; the others are
+// followers (run-pool.ts `role`). Everything that decides money is in the database, so a second process changes
+// no money outcome (DESIGN.md): shares are stored once each by the process that took them, block rows are one
+// per hash, route metering adds up per process. Live figures the API shows from memory (connections, sessions)
+// are the lead's own; the figures it reads from the database (hashrate, workers, shares, blocks) cover all.
+
+export const CLUSTER_INDEX_ENV = 'HASHHUB_CLUSTER_INDEX';
+const CLUSTER_NODE_ENV = 'HASHHUB_CLUSTER_NODE';
+
+/** Messages a worker sends the primary. */
+export type ClusterMessage = { hashhub: 'listening'; index: number; port: number; tlsPort?: number };
+
+/** This process's index in a cluster (0 = the lead), or null outside one. */
+export function clusterIndex(): number | null {
+  if (cluster.isPrimary) return null;
+  const v = process.env[CLUSTER_INDEX_ENV];
+  return v === undefined ? null : Number(v);
+}
+
+/** Where worker `index` keeps its spool and block journal: the lead the usual dirs, followers their own. */
+export function workerConfig(cfg: Config, index: number): Config {
+  const c = structuredClone(cfg);
+  c.stratum.nodeId = cfg.stratum.nodeId + index;
+  const node = process.env[CLUSTER_NODE_ENV];
+  if (node) {
+    const n = JSON.parse(node) as { url: string; user: string; password: string };
+    c.node.urls = [n.url];
+    c.node.user = n.user;
+    c.node.password = n.password;
+  }
+  if (index > 0) {
+    c.database.ingest.spoolDir = `${cfg.database.ingest.spoolDir ?? path.join(cfg.database.dataDir, 'spool')}-${index}`;
+    c.blocks.journalDir = `${cfg.blocks.journalDir ?? path.join(cfg.database.dataDir, 'blocks')}-${index}`;
+    c.api.enabled = false;
+    c.market.enabled = false;
+  }
+  return c;
+}
+
+/** Tell the primary this worker's Stratum ports are open. */
+export function reportListening(index: number, ports: { port: number; tlsPort?: number }): void {
+  const m: ClusterMessage = { hashhub: 'listening', index, ...ports };
+  process.send?.(m);
+}
+
+/** A worker that exits this soon after its start with an error is failing to start: the cluster stops. */
+const START_FAILURE_MS = 20_000;
+const RESTART_DELAY_MS = 1000;
+
+export interface ClusterIo {
+  say(text: string): void;
+  exit(code: number): void;
+}
+
+function send(worker: Worker, what: 'stop' | 'stop-now'): void {
+  try {
+    if (worker.isConnected()) worker.send({ hashhub: what });
+  } catch {
+    // Its channel is closing: it is on its way out (and stops when the channel closes).
+  }
+}
+
+export async function runClusterPrimary(cfg: Config, log: Logger, io: ClusterIo): Promise<void> {
+  const n = cfg.stratum.processes;
+  let embedded: EmbeddedChainHandle | null = null;
+  const env: Record<string, string> = {};
+  if (cfg.node.urls.length === 0) {
+    embedded = await startEmbeddedFromConfig(cfg, log);
+    env[CLUSTER_NODE_ENV] = JSON.stringify({ url: embedded.url, user: embedded.user, password: embedded.password });
+    log.info({ url: embedded.url }, 'no node configured: embedded regtest chain started for the cluster');
+  }
+  const workers = new Map<number, { worker: Worker; startedAt: number }>();
+  const listening = new Set<number>();
+  let stopping = false;
+  let exitCode = 0;
+  let announced = false;
+
+  const finish = async () => {
+    if (workers.size > 0) return;
+    await embedded?.close().catch(() => undefined);
+    io.exit(exitCode);
+  };
+  const stopAll = (code: number) => {
+    if (!stopping) exitCode = code;
+    stopping = true;
+    for (const { worker } of workers.values()) send(worker, 'stop');
+    void finish();
+  };
+
+  const fork = (index: number) => {
+    const worker = cluster.fork({ ...env, [CLUSTER_INDEX_ENV]: String(index) });
+    workers.set(index, { worker, startedAt: Date.now() });
+    worker.on('message', (m: ClusterMessage) => {
+      if (m?.hashhub !== 'listening') return;
+      listening.add(m.index);
+      if (!announced && listening.size === n) {
+        announced = true;
+        io.say(`hashhub: ${n} Stratum processes share port ${m.port} (node ids ${cfg.stratum.nodeId}..${cfg.stratum.nodeId + n - 1}; process 0 runs the API, books and market)\n`);
+      }
+    });
+    worker.on('exit', (code, signal) => {
+      const started = workers.get(index)?.startedAt ?? 0;
+      workers.delete(index);
+      listening.delete(index);
+      if (stopping) return void finish();
+      if (code !== 0 && Date.now() - started < START_FAILURE_MS && !listeningOnce.has(index)) {
+        // It could not start (its own error line is printed): the others stop too, with its exit code.
+        log.error({ process: index, code, signal }, 'a Stratum process failed to start; stopping the cluster');
+        return stopAll(code ?? 1);
+      }
+      log.error({ process: index, code, signal }, 'a Stratum process died; starting it again (its spool replays, its miners reconnect)');
+      setTimeout(() => { if (!stopping) fork(index); }, RESTART_DELAY_MS);
+    });
+  };
+  // A worker that was listening once and dies later is restarted whatever its exit code.
+  const listeningOnce = new Set<number>();
+  cluster.on('message', (_w, m: ClusterMessage) => { if (m?.hashhub === 'listening') listeningOnce.add(m.index); });
+
+  let signals = 0;
+  const onSignal = (signal: string) => {
+    if (++signals > 1) {
+      // A second signal: the workers stop now, as a single process does at a second Ctrl-C.
+      for (const { worker } of workers.values()) send(worker, 'stop-now');
+      return;
+    }
+    log.info({ signal }, 'stopping the Stratum processes');
+    stopAll(0);
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  for (let i = 0; i < n; i++) fork(i);
+}
