@@ -176,6 +176,9 @@ async function runHistory(world: World, ops: Op[], seq: number): Promise<void> {
       const id = `h${seq}-${++n}`;
       await q.query(`INSERT INTO shares (id, time, account_id, worker_id, pool_difficulty, share_difficulty, job_id, height, nbits)
         VALUES ($1, $2::timestamptz, $3, $4, $5, $5, 'j', $6, $7)`, [id, new Date(time).toISOString(), ids.get(account)!.toString(), workers.get(account)!.toString(), pd, height, BITS]);
+      // (Ingest counts every stored share in the minute rollups, in the same transaction.)
+      await q.query(`INSERT INTO pool_rollups_minute AS r (bucket, accepted) VALUES (date_trunc('minute', $1::timestamptz, 'UTC'), 1)
+        ON CONFLICT (bucket) DO UPDATE SET accepted = r.accepted + 1`, [new Date(time).toISOString()]);
       shares.push({ id, time, account, pd, height, late, splitBefore });
     };
     /** A step of a process that may crash; a crash (or a fault) is a restart for the next step. */

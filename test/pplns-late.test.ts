@@ -90,5 +90,66 @@ for (const backend of BACKENDS) {
         [new Date(T0).toISOString(), new Date(T0 + 240_000).toISOString()]);
       assert.equal(sums.rows[0].n, String(model.filter((s) => s.time < T0 + 240_000).length - 1));
     });
+
+    test('a bucket whose raw shares are gone (retention) is never re-summed to fewer shares than its sums hold', async () => {
+      const engine = new AccountingEngine(db, frame, null);
+      // p4 alone mines minute 10; the sums fold it; then its raw shares are dropped (as retention drops a day).
+      await writeShares(db, Array.from({ length: 5 }, (_, i) => share({ time: T0 + 600_000 + i * 10_000, account: 'p4', poolDifficulty: 3, nbits: BITS })));
+      await writeShares(db, [share({ time: T0 + 700_000, account: 'p1', poolDifficulty: 1, nbits: BITS })]);
+      await setWatermark(db, T0 + 880_000);
+      await engine.runOnce(T0 + 880_000);
+      await db.query('DELETE FROM shares WHERE time >= $1::timestamptz AND time < $2::timestamptz', [new Date(T0 + 600_000).toISOString(), new Date(T0 + 660_000).toISOString()]);
+      // A share replayed late into that minute: the rollups count 6, the raw table holds 1, the sums 5.
+      await writeShares(db, [share({ time: T0 + 630_001, account: 'p3', poolDifficulty: 1, nbits: BITS })]);
+      const T = T0 + 870_000;
+      const hash = blockHash();
+      await insertBlock(db, { hash, height: 300, time: T, account: 'p1', reward: 1_000_000_000n, status: 'pending', blockHex: blockHex({ height: 300, bits: BITS, outputs: [{ value: 1_000_000_000n, scriptPubKey: poolScript() }] }) });
+      await setWatermark(db, T + 1);
+      assert.deepEqual((await engine.runOnce(T + 1)).splits.map((x) => x.kind), ['split']);
+      const got = await splitLines(hash);
+      // p4's 15 of difficulty stay in the window (its sums were kept).
+      assert.ok((got.get('p4') ?? 0n) > 0n, `p4's summed shares are still in the window: ${[...got].map(([a, v]) => `${a} ${v}`).join(", ")}`);
+    });
+  });
+}
+
+// The same where maintenance has compacted the minute rollups into hours (a window longer than compactAfterDays):
+// the late share's minute row holds only the late count, so those hours are compared whole.
+const H = 3_600_000;
+const D = 86_400_000;
+for (const backend of BACKENDS) {
+  describe(`PPLNS windows and late shares in compacted rollups on ${backend.name}`, { skip: backend.name === 'postgres' && SKIP_PG }, () => {
+    let db: Database;
+    let cleanup: () => Promise<void>;
+    let frame: BooksFrame;
+    before(async () => {
+      ({ db, cleanup } = await openMigrated(backend));
+      frame = await setupBooks(db, T0, 3600, { pplnsFeeBps: FEE_BPS, defaultScheme: 'pplns', pplnsN: 100_000, pplnsMaxWindowSeconds: 3 * 86_400 });
+      for (const name of ['p1', 'p2', 'p3']) await accountId(db, name);
+    });
+    after(async () => { await cleanup?.(); });
+
+    test('a late share in a compacted hour counts in a window split after it was stored', async () => {
+      const list: ShareEvent[] = [];
+      for (let i = 0; i < 3 * 144; i++) list.push(share({ time: T0 + 2_000 + i * 600_000, account: i % 2 ? 'p2' : 'p1', poolDifficulty: 1, nbits: BITS }));
+      await writeShares(db, list);
+      const engine = new AccountingEngine(db, frame, null);
+      await setWatermark(db, T0 + 3 * D);
+      await engine.aggregate(T0 + 3 * D, 600_000);
+      // Maintenance at T0 + 3 d + 1 h, compactAfterDays = 2: the minutes of the first day become hour rows.
+      await db.query('SELECT hashhub_compact_rollups(2, $1::timestamptz)', [new Date(T0 + 3 * D + H).toISOString()]);
+      const T = T0 + 3 * D - 30 * 60_000;
+      const hash = blockHash();
+      await insertBlock(db, { hash, height: 300, time: T, account: 'p1', reward: 5_000_000_000n, status: 'pending', blockHex: blockHex({ height: 300, bits: BITS, outputs: [{ value: 5_000_000_000n, scriptPubKey: poolScript() }] }) });
+      // Replayed late into T0 + 12 h, a minute that already holds one summed share.
+      await writeShares(db, [share({ time: T0 + 12 * H + 30_000, account: 'p3', poolDifficulty: 1000, nbits: BITS })]);
+      const r = await engine.runOnce(T0 + 3 * D + H);
+      assert.deepEqual(r.splits.map((s) => s.kind), ['split']);
+      const lines = await db.query<{ name: string; amount: string }>(
+        'SELECT a.name, l.amount::text FROM block_split_lines l JOIN accounts a ON a.id = l.account_id WHERE l.block_hash = $1', [hash]);
+      const p3 = lines.rows.find((x) => x.name === 'p3');
+      // p3's 1000 of the window's 430 + 1000 difficulty (every share up to T: the cap is 3 days), less the fee.
+      assert.ok(p3 && BigInt(p3.amount) > 2_000_000_000n, `the late share is in the window (${JSON.stringify(lines.rows)})`);
+    });
   });
 }

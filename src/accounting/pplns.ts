@@ -1,7 +1,7 @@
 import type { Queryable } from '../store/db.ts';
 import { commonScale } from './exact.ts';
 import type { BooksFrame } from './params.ts';
-import { resumLateBuckets } from './sums.ts';
+import { resumLateShares } from './sums.ts';
 
 // The PPLNS window of a block, from the stored shares: the last N × (the block's network difficulty) of accepted
 // pooled difficulty before the block (newest first, the share that crosses the line counted in part), but no
@@ -13,8 +13,9 @@ import { resumLateBuckets } from './sums.ts';
 // growing time range until the cumulative pooled difficulty crosses the target; only the crossing bucket is then
 // walked share by share. The block's own bucket (it holds shares after the block) and the bucket of the time cap
 // come from the raw shares. A share stored after the sums passed its time (replayed late) counts like any other
-// share stored before the split is computed: the buckets the window reads from the sums are re-summed first when
-// they hold fewer shares than are stored (a split is computed once, so a share stored after it is not in it).
+// share stored before the split is computed: where the buckets read from the sums hold fewer shares than ingest's
+// rollups count, they are re-summed from the raw shares (a split is computed once: a share stored after it is not
+// in it).
 //
 // Weights are exact: difficulty (float8 → numeric, 15 significant digits) × hashhub_bits_ratio(block bits), so
 // the target is exactly N × 65535 in the same units and the partial share is target − what came after it.
@@ -146,8 +147,12 @@ export async function pplnsWindow(tx: Queryable, frame: BooksFrame, block: { tim
     if (done) break;
     const lo = Math.max(capBucket + bucketMs, hi - span);
     if (lo < hi) {
-      await resumLateBuckets(tx, frame, lo, hi);
       await tx.query(ADD_SUMS, [iso(lo), iso(hi)]);
+      // Shares stored after the sums passed them: re-summed, and those buckets loaded again.
+      if ((await resumLateShares(tx, frame, lo, hi)).resummed > 0) {
+        await tx.query('DELETE FROM pplns_buckets WHERE b >= $1::timestamptz AND b < $2::timestamptz', [iso(lo), iso(hi)]);
+        await tx.query(ADD_SUMS, [iso(lo), iso(hi)]);
+      }
       hi = lo;
     } else {
       // Only the cap's bucket is left: its shares after the cap.

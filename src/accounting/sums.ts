@@ -61,44 +61,61 @@ export async function pruneBuckets(q: Queryable, before: number): Promise<void> 
 }
 
 /**
- * Buckets of [lo, hi) whose sums hold fewer shares than are stored: a share stored after the sums had passed its
- * time (a spool replayed late, a source that reported no watermark). With minute buckets the count comes from the
- * minute rollups ingest keeps (cheap, and what FPPS's late check reads too); shorter buckets count the raw shares.
+ * Where the PPLNS window's buckets of [lo, hi), as loaded into pplns_buckets from the sums, hold fewer shares than
+ * ingest stored there: a share stored after the sums passed its time (a spool replayed late, a source that
+ * reported no watermark). Ingest counts every stored share in the minute rollups in the same transaction (a
+ * replay counts nothing twice); minutes maintenance has compacted into hours are compared per hour. $1 lo, $2 hi.
  */
-const LATE_BUCKETS_ROLLUP = `
-SELECT r.bucket AS b FROM pool_rollups_minute r
-LEFT JOIN (SELECT bucket, sum(n) AS n FROM share_sums_bucket WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz GROUP BY 1) s
-  ON s.bucket = r.bucket
-WHERE r.bucket >= $1::timestamptz AND r.bucket < $2::timestamptz AND r.accepted > coalesce(s.n, 0)`;
+const LATE_MINUTES = `
+SELECT r.bucket AS t, 60 AS secs FROM pool_rollups_minute r
+LEFT JOIN (SELECT date_trunc('minute', b, 'UTC') AS t, sum(n) AS n FROM pplns_buckets
+  WHERE b >= $1::timestamptz AND b < $2::timestamptz GROUP BY 1) s ON s.t = r.bucket
+WHERE r.bucket >= date_trunc('minute', $1::timestamptz, 'UTC') AND r.bucket < $2::timestamptz
+  AND NOT EXISTS (SELECT 1 FROM pool_rollups_hour h WHERE h.bucket = date_trunc('hour', r.bucket, 'UTC'))
+  AND r.accepted > coalesce(s.n, 0)
+UNION ALL
+SELECT h.bucket, 3600 FROM pool_rollups_hour h
+WHERE h.bucket >= date_trunc('hour', $1::timestamptz, 'UTC') AND h.bucket < $2::timestamptz
+  AND h.accepted + coalesce((SELECT sum(m.accepted) FROM pool_rollups_minute m
+      WHERE m.bucket >= h.bucket AND m.bucket < h.bucket + interval '1 hour'), 0)
+    > coalesce((SELECT sum(s.n) FROM share_sums_bucket s WHERE s.bucket >= h.bucket AND s.bucket < h.bucket + interval '1 hour'), 0)
+ORDER BY 1`;
 
-const LATE_BUCKETS_RAW = `
-SELECT r.b FROM (
-  SELECT date_bin($3::interval, time, ${EPOCH}) AS b, count(*) AS n FROM shares
-  WHERE time >= $1::timestamptz AND time < $2::timestamptz GROUP BY 1
-) r
-LEFT JOIN (SELECT bucket, sum(n) AS n FROM share_sums_bucket WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz GROUP BY 1) s
-  ON s.bucket = r.b
-WHERE r.n > coalesce(s.n, 0)`;
+export interface Resum {
+  /** Ranges re-summed from the raw shares. */
+  resummed: number;
+  /** Ranges whose raw shares are fewer than their sums (dropped by retention): the sums are kept as they are. */
+  kept: number;
+}
 
 /**
- * Re-sum the buckets of [lo, hi) (bucket starts, both below the cursor) that miss late-stored shares, so that a
- * PPLNS window holds every share stored when it is computed, whichever bucket a late share fell in (the window
- * reads its newest and crossing buckets share by share from the raw shares: the sums must agree with them).
- * Runs in the split's transaction, under the accounting lock. Returns how many buckets were re-summed.
+ * Re-sum, from the raw shares, the parts of [lo, hi) (bucket starts, below the cursor) where the sums miss
+ * shares stored late: a PPLNS window then holds every share stored when it is computed, whichever bucket a late
+ * share fell in (its newest and crossing buckets are read share by share from the raw shares: the sums must
+ * agree with them). pplns_buckets must hold [lo, hi) as loaded from the sums. A range is never re-summed to fewer
+ * shares than its sums hold (raw shares dropped by retention while the sums were kept). Runs in the split's
+ * transaction, under the accounting lock.
  */
-export async function resumLateBuckets(tx: Queryable, frame: BooksFrame, lo: number, hi: number): Promise<number> {
-  const width = bucketMs(frame);
-  const from = new Date(lo).toISOString();
-  const to = new Date(hi).toISOString();
-  const late = width === 60_000
-    ? await tx.query<{ b: Date | string }>(LATE_BUCKETS_ROLLUP, [from, to])
-    : await tx.query<{ b: Date | string }>(LATE_BUCKETS_RAW, [from, to, `${width / 1000} seconds`]);
+export async function resumLateShares(tx: Queryable, frame: BooksFrame, lo: number, hi: number): Promise<Resum> {
+  const cursor = await readCursor(tx);
+  if (cursor === null || hi > cursor) throw new Error(`re-summing ${new Date(lo).toISOString()}..${new Date(hi).toISOString()} past the sums' cursor`);
+  const late = await tx.query<{ t: Date | string; secs: number }>(LATE_MINUTES, [new Date(lo).toISOString(), new Date(hi).toISOString()]);
+  const out: Resum = { resummed: 0, kept: 0 };
+  const width = `${bucketMs(frame) / 1000} seconds`;
   for (const row of late.rows) {
-    const b = new Date(row.b).getTime();
-    const start = new Date(b).toISOString();
-    const end = new Date(b + width).toISOString();
-    await tx.query('DELETE FROM share_sums_bucket WHERE bucket = $1::timestamptz', [start]);
-    await tx.query(SUM_BUCKET, [start, end, `${width / 1000} seconds`]);
+    const t = new Date(row.t).getTime();
+    const from = new Date(Math.max(lo, t)).toISOString();
+    const to = new Date(Math.min(hi, t + Number(row.secs) * 1000)).toISOString();
+    const c = await tx.query<{ raw: string; summed: string }>(`SELECT
+        (SELECT count(*) FROM shares WHERE time >= $1::timestamptz AND time < $2::timestamptz)::text AS raw,
+        (SELECT coalesce(sum(n), 0) FROM share_sums_bucket WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz)::text AS summed`, [from, to]);
+    const raw = BigInt(c.rows[0].raw);
+    const summed = BigInt(c.rows[0].summed);
+    if (raw < summed) out.kept++;
+    if (raw <= summed) continue; // (a minute the range covers in part: nothing missing in the part it covers)
+    await tx.query('DELETE FROM share_sums_bucket WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz', [from, to]);
+    await tx.query(SUM_BUCKET, [from, to, width]);
+    out.resummed++;
   }
-  return late.rows.length;
+  return out;
 }
