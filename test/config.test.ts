@@ -45,6 +45,8 @@ const bad: [string, Parameters<typeof loadConfig>[0], RegExp][] = [
   ['min above max', { env: { HASHHUB_MIN_DIFFICULTY: '10', HASHHUB_MAX_DIFFICULTY: '1' } }, /min .* is above/],
   ['bad boolean', { env: { HASHHUB_REQUIRE_ADDRESS_ACCOUNTS: 'maybe' } }, /must be true or false/],
   ['missing file', { file: path.join(dir, 'nope.json'), env: {} }, /cannot read config file/],
+  ['several Stratum processes on the embedded database', { env: { HASHHUB_STRATUM_PROCESSES: '2' } }, /stratum\.processes \(2, HASHHUB_STRATUM_PROCESSES\) needs PostgreSQL/],
+  ['node ids past 255', { env: { HASHHUB_STRATUM_PROCESSES: '4', HASHHUB_NODE_ID: '253', DATABASE_URL: 'postgres://127.0.0.1/x' } }, /stratum\.nodeId \(253\) \+ stratum\.processes \(4\)/],
   ['bad node URL', { env: { HASHHUB_NODE_URLS: 'not a url', HASHHUB_PAYOUT_ADDRESS: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080' } }, /node\.urls\.0/],
 ];
 for (const [name, opts, re] of bad) {
