@@ -9,16 +9,19 @@
 //   npm run bench:stratum -- --ckpool BIN    also run the same scenarios against a ckpool binary you built
 //                                            yourself (nothing of ckpool is in this repository)
 //   npm run bench:stratum -- --only a,b      some scenarios by name
+//   npm run bench:stratum -- --variants      the SOLO and multi-process share paths (section "stratum-variants")
 // Environment: HASHHUB_BENCH_TOOLS=<dir of fakenode.py> (default ../shared/tools); HASHHUB_BENCH_LOAD_BIN=<prebuilt stratum_load>; HASHHUB_BENCH_POOL_WRAP=<command prefix for the
 // pool process>, e.g. "strace -c -f -o /tmp/pool.strace" to count its syscalls per scenario.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { benchDatabase } from './pg.ts';
+import { PgDatabase } from '../src/store/pg.ts';
+import { migrate } from '../src/store/migrate.ts';
 import { provenance, writeSection } from './sections.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -46,6 +49,9 @@ interface LoadResult {
   self_cpu_s_window: number;
   window_s: number;
   closed_by_server: number;
+  responses: number;
+  /** Pool CPU per answered submit measured here instead of by the generator (a cluster). */
+  cpu_us_override?: number;
   server?: { rss_bytes_per_conn: number; rss_peak_bytes: number; cpu_s_window: number; cpu_pct_window: number; rss_window_end_bytes: number };
 }
 
@@ -60,6 +66,10 @@ interface Scenario {
   difficulty?: number;
   /** Template refresh interval for the pool, ms. */
   refreshMs?: number;
+  /** Stratum processes sharing the port (stratum.processes), on both cores (beside the generator on core 1). */
+  processes?: number;
+  /** The miners' account mines SOLO: every share hashes the account's own coinbase. */
+  solo?: boolean;
 }
 
 const SCENARIOS: Scenario[] = quick
@@ -77,6 +87,17 @@ const SCENARIOS: Scenario[] = quick
       { name: 'refresh-10k', what: '5k/s, 10k connections, a template refresh every 2 s', conns: 10_000, mode: 'random', rate: 5000, duration: 20, refreshMs: 2000 },
       { name: 'grind-1k', what: 'accepted path: every share accepted and stored, 1k connections', conns: 1000, mode: 'grind', rate: 15_000, duration: 30, difficulty: 2 ** -30 },
     ];
+
+/** `--variants`: the share path as it stands for SOLO accounts and with several processes (own section). */
+const VARIANTS: Scenario[] = [
+  { name: 'sat-1k-solo', what: 'saturation (200k/s offered), 1k connections, SOLO account', conns: 1000, mode: 'random', rate: 200_000, duration: 20, solo: true },
+  { name: '5k-1k-solo', what: '5k/s, 1k connections, SOLO account', conns: 1000, mode: 'random', rate: 5000, duration: 20, solo: true },
+  { name: 'grind-1k-solo', what: 'accepted path, 1k connections, SOLO account', conns: 1000, mode: 'grind', rate: 15_000, duration: 30, difficulty: 2 ** -30, solo: true },
+  { name: 'sat-1k-2p', what: 'saturation (200k/s offered), 1k connections, 2 processes', conns: 1000, mode: 'random', rate: 200_000, duration: 20, processes: 2 },
+  { name: '5k-10k-2p', what: '5k/s, 10k connections, 2 processes', conns: 10_000, mode: 'random', rate: 5000, duration: 20, processes: 2 },
+  { name: 'grind-1k-2p', what: 'accepted path, 1k connections, 2 processes', conns: 1000, mode: 'grind', rate: 15_000, duration: 30, difficulty: 2 ** -30, processes: 2 },
+];
+const variants = args.includes('--variants');
 
 async function freePort(): Promise<number> {
   const s = net.createServer();
@@ -147,16 +168,19 @@ async function startHashhub(work: string, nodePort: number, s: Scenario, dbUrl: 
     api: { enabled: false },
     database: { url: dbUrl, dataDir },
   };
+  (config.stratum as Record<string, unknown>).processes = s.processes ?? 1;
+  const cores = (s.processes ?? 1) > 1 ? '0,1' : '0';
   const cfgFile = path.join(dataDir, 'config.json');
   writeFileSync(cfgFile, JSON.stringify(config));
-  const child = spawn('bash', ['-c', `ulimit -n 20000 2>/dev/null; exec taskset -c 0 ${process.env.HASHHUB_BENCH_POOL_WRAP ?? ''} "${process.execPath}" --import tsx src/cli/main.ts pool --config "${cfgFile}"`], {
+  const child = spawn('bash', ['-c', `ulimit -n 20000 2>/dev/null; exec taskset -c ${cores} ${process.env.HASHHUB_BENCH_POOL_WRAP ?? ''} "${process.execPath}" --import tsx src/cli/main.ts pool --config "${cfgFile}"`], {
     cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HASHHUB_CONFIG: '' },
   });
   let err = '';
   child.stderr!.on('data', (d) => { err += d; });
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`hashhub did not start:\n${err}`)), 120_000);
-    child.stderr!.on('data', () => { if (err.includes('hashhub pool is running')) { clearTimeout(t); resolve(); } });
+    const ready = (s.processes ?? 1) > 1 ? 'Stratum processes share port' : 'hashhub pool is running';
+    child.stderr!.on('data', () => { if (err.includes(ready)) { clearTimeout(t); resolve(); } });
     child.once('exit', (c) => { clearTimeout(t); reject(new Error(`hashhub exited ${c}:\n${err}`)); });
   });
   return { pid: child.pid!, port, child, stop: async () => { await stopChild(child); rmSync(dataDir, { recursive: true, force: true }); } };
@@ -200,7 +224,40 @@ function runLoad(bin: string, server: Server, s: Scenario, label: string, quiet 
 }
 
 const f = (n: number | undefined, d = 0) => (n !== undefined && Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '—');
-const cpuUs = (r: LoadResult) => (r.server && r.responses_in_window > 0 ? (r.server.cpu_s_window * 1e6) / r.responses_in_window : NaN);
+const cpuUs = (r: LoadResult) => (r.cpu_us_override ?? (r.server && r.responses_in_window > 0 ? (r.server.cpu_s_window * 1e6) / r.responses_in_window : NaN));
+
+/** CPU seconds of a process and its children (a cluster's primary and its Stratum processes), from /proc. */
+function treeCpuSeconds(pid: number): number {
+  const ticks = (p: string) => {
+    const st = readFileSync(`/proc/${p}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(f[1]), cpu: Number(f[11]) + Number(f[12]) };
+  };
+  let total = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const t = ticks(d);
+      if (Number(d) === pid || t.ppid === pid) total += t.cpu;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total / 100; // USER_HZ
+}
+
+/** The miners' account (the generator's user) mines SOLO: its scheme row before the pool starts. */
+async function makeSolo(url: string): Promise<void> {
+  const db = new PgDatabase({ url, maxConnections: 1 });
+  try {
+    await migrate(db);
+    await db.query('INSERT INTO accounts (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [ADDRESS]);
+    await db.query(`INSERT INTO account_schemes (account_id, effective_from, scheme)
+      SELECT id, now() - interval '1 day', 'solo' FROM accounts WHERE name = $1`, [ADDRESS]);
+  } finally {
+    await db.close();
+  }
+}
 
 async function main() {
   const work = mkdtempSync(path.join(tmpdir(), 'hashhub-bench-stratum-'));
@@ -213,10 +270,11 @@ async function main() {
     procs.push(node);
     await waitPort(nodePort, 20_000);
     const results: { s: Scenario; hashhub: LoadResult; stored?: number; catchUp?: { stored: number; seconds: number }; ckpool?: LoadResult }[] = [];
-    for (const s of SCENARIOS) {
+    for (const s of variants ? VARIANTS : SCENARIOS) {
       if (only && !only.has(s.name)) continue;
       const db = await benchDatabase();
       if (!db) throw new Error('no Postgres at 127.0.0.1:5432 (HASHHUB_BENCH_PG_URL): hashhub writes every share to it');
+      if (s.solo) await makeSolo(db.url);
       const pool = await startHashhub(work, nodePort, s, db.url);
       let r: LoadResult;
       let stored: number | undefined;
@@ -224,7 +282,10 @@ async function main() {
       try {
         log(`hashhub ${s.name}: ${s.what}…`);
         warmUp(gen, pool, s);
+        const cpu0 = (s.processes ?? 1) > 1 ? treeCpuSeconds(pool.pid) : 0;
         r = runLoad(gen, pool, s, `hashhub ${s.name}`);
+        // A cluster's CPU is its processes' together, over the whole run (the generator sees only the primary).
+        if ((s.processes ?? 1) > 1 && r.responses > 0) r.cpu_us_override = ((treeCpuSeconds(pool.pid) - cpu0) * 1e6) / r.responses;
         if (s.mode === 'grind') {
           await sleep(3000);
           const c = new pg.Client({ connectionString: db.url });
@@ -258,12 +319,15 @@ async function main() {
       if (catchUp) log(`  ${f(catchUp.stored)} stored ${f(catchUp.seconds, 0)} s after the window`);
       results.push({ s, hashhub: r, stored, catchUp, ckpool: ck });
     }
-    const lines = ['## Stratum share path (vs ckpool)', '', ...provenance(`npm run bench:stratum${quick ? ' -- --quick' : ''}${ckpoolBin ? ' -- --ckpool <bin>' : ''}`), '',
+    const lines = variants ? ['## Stratum share path: SOLO accounts and several processes', '', ...provenance('npm run bench:stratum -- --variants'), '',
+      'As the section above (fakenode, 3,000-transaction template, the Go generator pinned to core 1, every share through the spool into Postgres), for the other shapes of the share path. SOLO: the generator\'s account mines SOLO, so every share hashes that account\'s own coinbase (per-account coinb2) — compare with the pool rows above. 2 processes: `stratum.processes = 2` on both cores, one of which the generator also uses, so its throughput says little (the performance issue: report, do not chase); pool CPU is the processes\' together over the whole run (ramp included) per answered submit, and the generator\'s RSS figure (the primary\'s) is left out.', '',
+      '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'] : ['## Stratum share path (vs ckpool)', '', ...provenance(`npm run bench:stratum${quick ? ' -- --quick' : ''}${ckpoolBin ? ' -- --ckpool <bin>' : ''}`), '',
       'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0, the Go load generator to core 1; pool CPU from /proc over the measured window. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'];
     const row = (s: Scenario, who: string, r: LoadResult, note = '') => lines.push(
-      `| ${s.what} | ${who} | ${f(r.responses_per_s)} | ${f(cpuUs(r), 1)} | ${f(r.latency_ms.p50, 2)} | ${f(r.latency_ms.p99, 2)} | ${f(r.latency_ms.p999, 2)} | ${f(r.latency_ms.max, 1)} | ${f(r.server?.rss_bytes_per_conn)} | ${f(r.closed_by_server)} | ${note} |`);
+      `| ${s.what} | ${who} | ${f(r.responses_per_s)} | ${f(cpuUs(r), 1)} | ${f(r.latency_ms.p50, 2)} | ${f(r.latency_ms.p99, 2)} | ${f(r.latency_ms.p999, 2)} | ${f(r.latency_ms.max, 1)} | ${(s.processes ?? 1) > 1 ? '—' : f(r.server?.rss_bytes_per_conn)} | ${f(r.closed_by_server)} | ${note} |`);
     for (const { s, hashhub, stored, catchUp, ckpool } of results) {
       const notes = [
         hashhub.unanswered ? `${f(hashhub.unanswered)} unanswered` : '',
@@ -275,8 +339,8 @@ async function main() {
       row(s, 'hashhub', hashhub, notes);
       if (ckpool) row(s, 'ckpool (same run)', ckpool, ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '');
     }
-    writeSection('stratum', lines);
-    log('written to BENCHMARKS.md (section stratum)');
+    writeSection(variants ? 'stratum-variants' : 'stratum', lines);
+    log(`written to BENCHMARKS.md (section ${variants ? 'stratum-variants' : 'stratum'})`);
   } finally {
     for (const p of procs) await stopChild(p, 'SIGTERM', 3000);
     rmSync(work, { recursive: true, force: true });
