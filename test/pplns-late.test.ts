@@ -75,6 +75,7 @@ for (const backend of BACKENDS) {
       await setWatermark(db, T + 1);
       const r = await engine.runOnce(T + 1);
       assert.deepEqual(r.splits.map((s) => s.kind), ['split']);
+      assert.deepEqual(r.splits[0].kind === 'split' && r.splits[0].late, { resummed: 1, kept: 0 }, 'the split says it took in late shares');
       const got = await splitLines(hash);
       assert.ok((got.get('p3') ?? 0n) > 0n, 'the late shares are in the window');
       assert.deepEqual(got, expected(T, reward, model));
@@ -105,7 +106,10 @@ for (const backend of BACKENDS) {
       const hash = blockHash();
       await insertBlock(db, { hash, height: 300, time: T, account: 'p1', reward: 1_000_000_000n, status: 'pending', blockHex: blockHex({ height: 300, bits: BITS, outputs: [{ value: 1_000_000_000n, scriptPubKey: poolScript() }] }) });
       await setWatermark(db, T + 1);
-      assert.deepEqual((await engine.runOnce(T + 1)).splits.map((x) => x.kind), ['split']);
+      const r = await engine.runOnce(T + 1);
+      assert.deepEqual(r.splits.map((x) => x.kind), ['split']);
+      // (Re-summed too: minute 2, where the first test stored a share after its split.)
+      assert.deepEqual(r.splits[0].kind === 'split' && r.splits[0].late, { resummed: 1, kept: 1 }, 'the split says it kept the sums');
       const got = await splitLines(hash);
       // p4's 15 of difficulty stay in the window (its sums were kept).
       assert.ok((got.get('p4') ?? 0n) > 0n, `p4's summed shares are still in the window: ${[...got].map(([a, v]) => `${a} ${v}`).join(", ")}`);

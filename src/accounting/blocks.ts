@@ -4,6 +4,7 @@ import { apportion, commonScale } from './exact.ts';
 import { Ledger, credit, debit, owned, pool } from './ledger.ts';
 import { type BooksFrame, paramsAt } from './params.ts';
 import { pplnsWindow } from './pplns.ts';
+import type { Resum } from './sums.ts';
 import type { Posting, Scheme } from './types.ts';
 
 // Block-driven accounting, from the block rows (the block state machine of the block path owns their status:
@@ -32,7 +33,9 @@ export interface FoundBlock {
 }
 
 export type SplitOutcome =
-  | { kind: 'split'; hash: string; split: 'pooled' | 'solo'; lines: number; fee: bigint; toPoolRevenue: bigint }
+  | { kind: 'split'; hash: string; split: 'pooled' | 'solo'; lines: number; fee: bigint; toPoolRevenue: bigint;
+      /** Ranges of the window re-summed for shares stored late, and ranges kept as summed (raw shares gone). */
+      late?: Resum }
   | { kind: 'already'; hash: string }
   | { kind: 'no-params'; hash: string };
 
@@ -117,7 +120,7 @@ export class BlockAccounting {
           pplns.map((_, i) => amounts[i].toString())],
       );
     }
-    return { kind: 'split', hash: b.hash, split: 'pooled', lines: pplns.length, fee: feeAmount, toPoolRevenue: revenue };
+    return { kind: 'split', hash: b.hash, split: 'pooled', lines: pplns.length, fee: feeAmount, toPoolRevenue: revenue, late: w.late };
   }
 
   /**

@@ -165,7 +165,14 @@ export class AccountingEngine {
     const out: SplitOutcome[] = [];
     for (const b of await this.blocks.splittable(this.db, this.frame, Math.min(watermark, cursor))) {
       try {
-        out.push(await this.locked((tx) => this.blocks.split(tx, this.frame, b)));
+        const o = await this.locked((tx) => this.blocks.split(tx, this.frame, b));
+        out.push(o);
+        if (o.kind === 'split' && o.late?.resummed) {
+          this.log?.warn({ block: b.hash, ranges: o.late.resummed }, 'PPLNS: shares stored after the share sums passed them are in this block\'s window (sums re-summed)');
+        }
+        if (o.kind === 'split' && o.late?.kept) {
+          this.log?.error({ block: b.hash, ranges: o.late.kept }, 'PPLNS: part of this block\'s window has fewer raw shares than its sums (dropped by retention?): the sums were used as they are');
+        }
       } catch (e) {
         errors.push({ step: 'split', unit: b.hash, error: (e as Error).message });
         this.log?.error({ block: b.hash, err: (e as Error).message }, 'block split failed; other blocks go on');

@@ -1,7 +1,7 @@
 import type { Queryable } from '../store/db.ts';
 import { commonScale } from './exact.ts';
 import type { BooksFrame } from './params.ts';
-import { resumLateShares } from './sums.ts';
+import { type Resum, resumLateShares } from './sums.ts';
 
 // The PPLNS window of a block, from the stored shares: the last N × (the block's network difficulty) of accepted
 // pooled difficulty before the block (newest first, the share that crosses the line counted in part), but no
@@ -37,6 +37,8 @@ export interface PplnsWindow {
   /** Time of the oldest share counted (ms); null when the window is empty. */
   start: number | null;
   cappedByTime: boolean;
+  /** Ranges re-summed for shares stored late, and ranges whose raw shares are gone (kept as summed). */
+  late: Resum;
 }
 
 /**
@@ -134,6 +136,7 @@ export async function pplnsWindow(tx: Queryable, frame: BooksFrame, block: { tim
   let done = capBucket >= blockBucket;
   let span = 10 * bucketMs;
   let crossing: { b: number; after: string } | null = null;
+  const late: Resum = { resummed: 0, kept: 0 };
   for (;;) {
     const c = await tx.query<{ b: Date | string; after: string }>(CROSSING, [ratio, target]);
     if (c.rows.length > 0) {
@@ -149,7 +152,10 @@ export async function pplnsWindow(tx: Queryable, frame: BooksFrame, block: { tim
     if (lo < hi) {
       await tx.query(ADD_SUMS, [iso(lo), iso(hi)]);
       // Shares stored after the sums passed them: re-summed, and those buckets loaded again.
-      if ((await resumLateShares(tx, frame, lo, hi)).resummed > 0) {
+      const r = await resumLateShares(tx, frame, lo, hi);
+      late.resummed += r.resummed;
+      late.kept += r.kept;
+      if (r.resummed > 0) {
         await tx.query('DELETE FROM pplns_buckets WHERE b >= $1::timestamptz AND b < $2::timestamptz', [iso(lo), iso(hi)]);
         await tx.query(ADD_SUMS, [iso(lo), iso(hi)]);
       }
@@ -199,7 +205,7 @@ export async function pplnsWindow(tx: Queryable, frame: BooksFrame, block: { tim
   const total = commonScale(lines.length ? lines.map((l) => l.weight) : ['0']);
   const weight = scaledToString(total.values.reduce((s, x) => s + x, 0n), total.scale);
   return {
-    lines, target, weight, shares: lines.reduce((s, l) => s + l.shares, 0), start: oldest, cappedByTime: crossing === null,
+    lines, target, weight, shares: lines.reduce((s, l) => s + l.shares, 0), start: oldest, cappedByTime: crossing === null, late,
   };
 }
 
