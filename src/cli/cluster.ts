@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { EmbeddedChainHandle } from '../node/regtest/index.ts';
 import type { Config } from './config.ts';
+import type { PoolCommandIo } from './pool-command.ts';
 import { startEmbeddedFromConfig } from './run-pool.ts';
 
 // `stratum.processes` > 1: several Stratum processes on one machine sharing the port. Node's cluster module
@@ -18,7 +19,7 @@ import { startEmbeddedFromConfig } from './run-pool.ts';
 // per hash, route metering adds up per process. Live figures the API shows from memory (connections, sessions)
 // are the lead's own; the figures it reads from the database (hashrate, workers, shares, blocks) cover all.
 
-export const CLUSTER_INDEX_ENV = 'HASHHUB_CLUSTER_INDEX';
+const CLUSTER_INDEX_ENV = 'HASHHUB_CLUSTER_INDEX';
 const CLUSTER_NODE_ENV = 'HASHHUB_CLUSTER_NODE';
 
 /** Messages a worker sends the primary. */
@@ -45,8 +46,7 @@ export function workerConfig(cfg: Config, index: number): Config {
   if (index > 0) {
     c.database.ingest.spoolDir = `${cfg.database.ingest.spoolDir ?? path.join(cfg.database.dataDir, 'spool')}-${index}`;
     c.blocks.journalDir = `${cfg.blocks.journalDir ?? path.join(cfg.database.dataDir, 'blocks')}-${index}`;
-    c.api.enabled = false;
-    c.market.enabled = false;
+    c.api.enabled = false; // (no books or market either: run-pool.ts role 'follower')
   }
   return c;
 }
@@ -61,11 +61,6 @@ export function reportListening(index: number, ports: { port: number; tlsPort?: 
 const START_FAILURE_MS = 20_000;
 const RESTART_DELAY_MS = 1000;
 
-export interface ClusterIo {
-  say(text: string): void;
-  exit(code: number): void;
-}
-
 function send(worker: Worker, what: 'stop' | 'stop-now'): void {
   try {
     if (worker.isConnected()) worker.send({ hashhub: what });
@@ -74,7 +69,7 @@ function send(worker: Worker, what: 'stop' | 'stop-now'): void {
   }
 }
 
-export async function runClusterPrimary(cfg: Config, log: Logger, io: ClusterIo): Promise<void> {
+export async function runClusterPrimary(cfg: Config, log: Logger, io: PoolCommandIo): Promise<void> {
   const n = cfg.stratum.processes;
   let embedded: EmbeddedChainHandle | null = null;
   const env: Record<string, string> = {};
@@ -84,7 +79,8 @@ export async function runClusterPrimary(cfg: Config, log: Logger, io: ClusterIo)
     log.info({ url: embedded.url }, 'no node configured: embedded regtest chain started for the cluster');
   }
   const workers = new Map<number, { worker: Worker; startedAt: number }>();
-  const listening = new Set<number>();
+  // Processes whose Stratum ports opened (once: one that dies later is restarted whatever its exit code).
+  const listened = new Set<number>();
   let stopping = false;
   let exitCode = 0;
   let announced = false;
@@ -106,8 +102,8 @@ export async function runClusterPrimary(cfg: Config, log: Logger, io: ClusterIo)
     workers.set(index, { worker, startedAt: Date.now() });
     worker.on('message', (m: ClusterMessage) => {
       if (m?.hashhub !== 'listening') return;
-      listening.add(m.index);
-      if (!announced && listening.size === n) {
+      listened.add(m.index);
+      if (!announced && listened.size === n) {
         announced = true;
         io.say(`hashhub: ${n} Stratum processes share port ${m.port} (node ids ${cfg.stratum.nodeId}..${cfg.stratum.nodeId + n - 1}; process 0 runs the API, books and market)\n`);
       }
@@ -115,9 +111,8 @@ export async function runClusterPrimary(cfg: Config, log: Logger, io: ClusterIo)
     worker.on('exit', (code, signal) => {
       const started = workers.get(index)?.startedAt ?? 0;
       workers.delete(index);
-      listening.delete(index);
       if (stopping) return void finish();
-      if (code !== 0 && Date.now() - started < START_FAILURE_MS && !listeningOnce.has(index)) {
+      if (code !== 0 && Date.now() - started < START_FAILURE_MS && !listened.has(index)) {
         // It could not start (its own error line is printed): the others stop too, with its exit code.
         log.error({ process: index, code, signal }, 'a Stratum process failed to start; stopping the cluster');
         return stopAll(code ?? 1);
@@ -126,10 +121,6 @@ export async function runClusterPrimary(cfg: Config, log: Logger, io: ClusterIo)
       setTimeout(() => { if (!stopping) fork(index); }, RESTART_DELAY_MS);
     });
   };
-  // A worker that was listening once and dies later is restarted whatever its exit code.
-  const listeningOnce = new Set<number>();
-  cluster.on('message', (_w, m: ClusterMessage) => { if (m?.hashhub === 'listening') listeningOnce.add(m.index); });
-
   let signals = 0;
   const onSignal = (signal: string) => {
     if (++signals > 1) {

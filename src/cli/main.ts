@@ -8,7 +8,7 @@ import { redactUrl } from '../store/db.ts';
 import { migrate, openDatabase } from '../store/index.ts';
 import { ConfigError, loadConfig, redactConfig } from './config.ts';
 import { createLogger } from './logger.ts';
-import { runPoolCommand } from './pool-command.ts';
+import { defaultIo, runPoolCommand } from './pool-command.ts';
 import { clusterIndex, runClusterPrimary, workerConfig } from './cluster.ts';
 import { explainStartupError } from './startup-errors.ts';
 
@@ -27,7 +27,7 @@ program
     if (cfg.stratum.processes > 1) {
       // Several Stratum processes sharing the port: this is the primary (supervisor) or one of them.
       const index = clusterIndex();
-      if (index === null) return runClusterPrimary(cfg, log, { say: (t) => { process.stderr.write(t); }, exit: (c) => process.exit(c) });
+      if (index === null) return runClusterPrimary(cfg, log, defaultIo);
       return runPoolCommand(workerConfig(cfg, index), log.child({ proc: index }), undefined, { clusterIndex: index });
     }
     await runPoolCommand(cfg, log);

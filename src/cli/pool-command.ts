@@ -23,7 +23,7 @@ export interface PoolCommandIo {
   exit(code: number): void;
 }
 
-const defaultIo: PoolCommandIo = {
+export const defaultIo: PoolCommandIo = {
   say: (text) => { process.stderr.write(text); },
   exit: (code) => process.exit(code),
 };
