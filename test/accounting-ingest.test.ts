@@ -30,11 +30,13 @@ function share(over: Partial<ShareEvent> = {}): ShareEvent {
   };
 }
 
-test('spool lines carry nbits; lines of the previous layout (no nbits) still replay', () => {
+test('spool lines carry nbits; lines of the previous layouts (JSON with and without nbits) still replay', () => {
   const s = share({ nbits: 0x17034219 });
   const line = encodeShare(s);
-  assert.ok(line.startsWith('["s2",'));
+  assert.ok(line.startsWith('s3\t'));
   assert.deepEqual(decodeLine(line.trimEnd()), { kind: 'share', event: s });
+  const json = JSON.stringify(['s2', s.id, s.time, s.account, s.worker, s.sessionId, s.remoteAddress, s.jobId, s.height, s.outcome, s.poolDifficulty, s.shareDifficulty, 0, null, s.nbits]);
+  assert.deepEqual(decodeLine(json), { kind: 'share', event: s });
   const old = JSON.stringify(['s', 'old-1', 1, 'a', 'w', 's', 'ip', 'j', 5, 'accepted', 1, 2, 0, null]);
   const d = decodeLine(old);
   assert.equal(d.kind, 'share');

@@ -5,6 +5,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
+import { decodeLine } from '../src/ingest/codec.ts';
 import { DurableShareLog, type DurableShareLogOptions } from '../src/ingest/durable-log.ts';
 import { AnswerGate } from '../src/pool/answer-gate.ts';
 import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
@@ -67,7 +68,8 @@ function open(dir: string, writer: ShareWriter, writes: string[], over: Partial<
 }
 
 const spooled = (log: DurableShareLog) => new Promise<void>((resolve) => { assert.ok(log.whenSpooled(resolve), 'lines are waiting'); });
-const idsIn = (text: string) => [...text.matchAll(/"(b-\d+)"/g)].map((m) => m[1]);
+const idsIn = (text: string) => text.split('\n').filter((l) => l.length > 0).map((l) => decodeLine(l))
+  .flatMap((e) => (e.kind === 'share' ? [e.event.id] : []));
 
 test('batched: a turn\'s shares are one write, in order, before whenSpooled calls back; a block writes the shares before it at once', async (t) => {
   const dir = tmp(t);

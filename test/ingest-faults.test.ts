@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
+import { decodeLine } from '../src/ingest/codec.ts';
 import { DurableShareLog, type DurableShareLogOptions } from '../src/ingest/durable-log.ts';
 import { Spool } from '../src/ingest/spool.ts';
 import { Pool } from '../src/pool/pool.ts';
@@ -134,7 +135,7 @@ test('a spool segment deleted under the writer: reported, skipped, the others wr
   const segs = segments(dir).sort();
   assert.ok(segs.length >= 4, `${segs.length} segments`);
   const victim = segs[1];
-  const lost = new Set(fs.readFileSync(path.join(dir, victim), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as string[])[1]));
+  const lost = new Set(fs.readFileSync(path.join(dir, victim), 'utf8').trim().split('\n').map((l) => (decodeLine(l).event as ShareEvent).id));
   fs.rmSync(path.join(dir, victim));
   w.down = false;
   assert.ok(await log.waitIdle(10_000), 'caught up past the missing segment');

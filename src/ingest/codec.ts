@@ -1,11 +1,15 @@
 import type { BlockEvent, ShareEvent } from '../shares/events.ts';
 import { BLOCK_STATUSES, type BlockStatus } from '../shares/block-state.ts';
 import { SHARE_OUTCOMES, type ShareOutcome } from '../shares/outcome.ts';
+import { SHARE_ROW_COLUMNS, fromCopyText, shareRow } from '../store/copy.ts';
 
-// One spool line per event: a JSON array (no key names: ~40 % smaller than an object), tagged 's2' for a share
-// and 'bc' / 'ba' / 'bs' for a block candidate, a node's answer and a block status change. The tags are the format
-// version: a changed layout gets a new tag, old spools still replay ('s' = a share before nbits was recorded, 'b' =
-// the first block layout). Non-finite numbers become strings (JSON would turn Infinity into null).
+// One spool line per event. A share is 's3' and a tab, then the share as a COPY text row of the database's
+// staging table (store/copy.ts shareRow): the writer hands these lines to COPY as they are, so a share is encoded
+// once, on its way into the spool, not a second time for the database. Block events are JSON arrays tagged 'bc' /
+// 'ba' / 'bs' (a block candidate, a node's answer, a block status change). The tags are the format version: a
+// changed layout gets a new tag, and old spools still replay ('s2' = a share as a JSON array, written before
+// 's3' and still for a time the row cannot hold; 's' = a share before nbits was recorded; 'b' = the first block
+// layout). In JSON lines non-finite numbers become strings (JSON would turn Infinity into null).
 
 export type LogEvent = { kind: 'share'; event: ShareEvent } | { kind: 'block'; event: BlockEvent };
 
@@ -16,7 +20,12 @@ function num(v: number): number | string {
   return Number.isFinite(v) ? v : String(v);
 }
 
+/** The tag and separator that start a share line in the COPY-row form. */
+export const SHARE_ROW_PREFIX = 's3\t';
+
 export function encodeShare(e: ShareEvent): string {
+  const row = shareRow(e);
+  if (row !== null) return SHARE_ROW_PREFIX + row + '\n';
   return JSON.stringify([
     's2', e.id, e.time, e.account, e.worker, e.sessionId, e.remoteAddress, e.jobId, e.height, e.outcome,
     num(e.poolDifficulty), num(e.shareDifficulty), e.block ? 1 : 0, e.blockHash ?? null, e.nbits ?? null,
@@ -49,8 +58,35 @@ function n(v: unknown, what: string): number {
   return x;
 }
 
+function outcomeOf(v: unknown): ShareOutcome {
+  const outcome = str(v, 'outcome');
+  if (!OUTCOMES.has(outcome)) throw new SpoolFormatError(`unknown outcome ${outcome}`);
+  return outcome as ShareOutcome;
+}
+
+/** A share line in the COPY-row form (see shareRow for the columns). */
+function decodeShareRow(line: string): LogEvent {
+  const f = line.split('\t');
+  if (f.length !== SHARE_ROW_COLUMNS + 1) throw new SpoolFormatError(`share row has ${f.length - 1} columns, expected ${SHARE_ROW_COLUMNS}`);
+  const text = (i: number, what: string) => str(fromCopyText(f[i]), what);
+  const time = Date.parse(f[2]);
+  if (!Number.isFinite(time)) throw new SpoolFormatError('time: expected an ISO time');
+  const height = Number(f[9]);
+  if (!Number.isInteger(height)) throw new SpoolFormatError('height: expected an integer');
+  const event: ShareEvent = {
+    id: text(1, 'id'), time, account: text(3, 'account'), worker: text(4, 'worker'), sessionId: text(12, 'sessionId'),
+    remoteAddress: text(13, 'remoteAddress'), jobId: text(8, 'jobId'), height, outcome: outcomeOf(f[5]),
+    poolDifficulty: n(f[6], 'poolDifficulty'), shareDifficulty: n(f[7], 'shareDifficulty'), block: f[14] === '1',
+  };
+  const blockHash = fromCopyText(f[10]);
+  if (blockHash !== null) event.blockHash = blockHash;
+  if (f[11] !== '\\N') event.nbits = n(f[11], 'nbits');
+  return { kind: 'share', event };
+}
+
 /** Parse one spool line (without its newline). Throws SpoolFormatError on anything unexpected. */
 export function decodeLine(line: string): LogEvent {
+  if (line.startsWith(SHARE_ROW_PREFIX)) return decodeShareRow(line);
   let a: unknown;
   try {
     a = JSON.parse(line);
@@ -59,12 +95,11 @@ export function decodeLine(line: string): LogEvent {
   }
   if (!Array.isArray(a)) throw new SpoolFormatError('not an array');
   if ((a[0] === 's' && a.length === 14) || (a[0] === 's2' && a.length === 15)) {
-    const outcome = str(a[9], 'outcome');
-    if (!OUTCOMES.has(outcome)) throw new SpoolFormatError(`unknown outcome ${outcome}`);
+    const outcome = outcomeOf(a[9]);
     const event: ShareEvent = {
       id: str(a[1], 'id'), time: n(a[2], 'time'), account: str(a[3], 'account'), worker: str(a[4], 'worker'),
       sessionId: str(a[5], 'sessionId'), remoteAddress: str(a[6], 'remoteAddress'), jobId: str(a[7], 'jobId'),
-      height: n(a[8], 'height'), outcome: outcome as ShareOutcome, poolDifficulty: n(a[10], 'poolDifficulty'),
+      height: n(a[8], 'height'), outcome, poolDifficulty: n(a[10], 'poolDifficulty'),
       shareDifficulty: n(a[11], 'shareDifficulty'), block: a[12] === 1,
     };
     if (a[13] !== null) event.blockHash = str(a[13], 'blockHash');

@@ -5,8 +5,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { type BlockEvent, InProcessShareLog, type ShareEvent, type StorageState } from '../shares/events.ts';
 import { isConnectionError } from '../store/db.ts';
-import type { IngestStats, ShareWriter } from '../store/types.ts';
-import { type LogEvent, SpoolFormatError, decodeLine, encodeBlock, encodeShare } from './codec.ts';
+import type { IngestStats, ShareWriter, UserAgentUpdates } from '../store/types.ts';
+import { type LogEvent, SHARE_ROW_PREFIX, SpoolFormatError, decodeLine, encodeBlock, encodeShare } from './codec.ts';
 import { DiskBudget, type DiskBudgetOptions } from './disk-budget.ts';
 import { MissingSegmentError, type Position, Spool, type SpoolIo, cmpPos } from './spool.ts';
 
@@ -67,6 +67,19 @@ interface Entry {
   /** Spool position after this event's line; null if the spool write failed (memory only). */
   end: Position | null;
   at: number;
+  /** A share's spool line when it is a COPY row ('s3', ending in a newline): the writer copies it as it is. */
+  row: string | null;
+}
+
+/** A text value as the rows store it: Postgres text cannot hold NUL (store/copy.ts copyText drops it too). */
+function noNul(v: string): string {
+  return v.includes('\0') ? v.replace(/\0/g, '') : v;
+}
+
+/** The spool line of a share, kept for the writer when it is in the COPY-row form. */
+function rowOf(ev: LogEvent, line: string): string | null {
+  if (ev.kind !== 'share' || !line.startsWith(SHARE_ROW_PREFIX)) return null;
+  return line.endsWith('\n') ? line : line + '\n';
 }
 
 /** SQLSTATE classes a retry cannot fix: data exceptions and program limits. Such an event is set aside. */
@@ -254,7 +267,7 @@ export class DurableShareLog extends InProcessShareLog {
     for (const b of batch) {
       const start = { seg: pos.start.seg, off };
       off += ascii ? b.line.length : Buffer.byteLength(b.line, 'utf8');
-      this.record(b.ev, { start, end: { seg: pos.start.seg, off } });
+      this.record(b.ev, b.line, { start, end: { seg: pos.start.seg, off } });
     }
   }
 
@@ -304,11 +317,11 @@ export class DurableShareLog extends InProcessShareLog {
       this.log.error({ kind: ev.kind }, 'event appended after the share log was closed: not recorded');
       return;
     }
-    this.record(ev, this.write(ev, line, sync));
+    this.record(ev, line, this.write(ev, line, sync));
   }
 
   /** After the spool write of an event (pos null: it failed): queue it for the database. */
-  private record(ev: LogEvent, pos: { start: Position; end: Position } | null): void {
+  private record(ev: LogEvent, line: string, pos: { start: Position; end: Position } | null): void {
     if (pos) {
       this.budget.onWriteOk();
       if (this.spoolFailing) {
@@ -316,7 +329,7 @@ export class DurableShareLog extends InProcessShareLog {
         this.log.info({ dir: this.spool.dir }, 'spool writes work again');
       }
     }
-    const entry: Entry = { ev, end: pos?.end ?? null, at: Date.now() };
+    const entry: Entry = { ev, end: pos?.end ?? null, at: Date.now(), row: rowOf(ev, line) };
     if (pos) this.lastAppended = pos.end;
     if (!pos) {
       // Not on disk: memory is all there is. Blocks are always kept; shares are refused after the first failed
@@ -452,7 +465,8 @@ export class DurableShareLog extends InProcessShareLog {
         const entries: Entry[] = [];
         for (const l of r.lines) {
           try {
-            entries.push({ ev: decodeLine(l.text), end: l.end, at: 0 });
+            const ev = decodeLine(l.text);
+            entries.push({ ev, end: l.end, at: 0, row: rowOf(ev, l.text) });
           } catch (err) {
             if (!(err instanceof SpoolFormatError)) throw err;
             this.counters.corruptLines++;
@@ -550,15 +564,23 @@ export class DurableShareLog extends InProcessShareLog {
 
   private async writeBatch(batch: Entry[], isolate: boolean): Promise<void> {
     let shares: ShareEvent[] = [];
+    /** The run's spool lines as COPY rows, while every share of the run has one. */
+    let rows: string[] | null = [];
     let blocks: BlockEvent[] = [];
     const flushShares = async () => {
       if (shares.length === 0) return;
-      const run = this.withUserAgents(shares);
+      const run = shares;
+      const runRows = rows;
       shares = [];
+      rows = [];
+      const w = this.o.writer;
       if (isolate) {
-        for (const s of run) await this.isolated(() => this.o.writer.writeShares([s]), s);
+        for (const s of this.withUserAgents(run)) await this.isolated(() => w.writeShares([s]), s);
+      } else if (runRows && w.writeShareRows) {
+        const r = await w.writeShareRows(run, runRows.join(''), this.userAgentUpdates(run));
+        this.counters.duplicates += r.duplicates;
       } else {
-        const r = await this.o.writer.writeShares(run);
+        const r = await w.writeShares(this.withUserAgents(run));
         this.counters.duplicates += r ? r.duplicates : 0;
       }
       this.counters.writtenShares += run.length;
@@ -582,6 +604,10 @@ export class DurableShareLog extends InProcessShareLog {
       if (e.ev.kind === 'share') {
         await flushBlocks();
         shares.push(e.ev.event);
+        if (rows) {
+          if (e.row === null) rows = null;
+          else rows.push(e.row);
+        }
       } else {
         await flushShares();
         blocks.push(e.ev.event);
@@ -609,9 +635,10 @@ export class DurableShareLog extends InProcessShareLog {
     }
   }
 
-  private withUserAgents(shares: ShareEvent[]): ShareEvent[] {
+  /** Make sure uaCache knows the sessions of these shares that are still connected. False: no resolver. */
+  private resolveUserAgents(shares: readonly ShareEvent[]): boolean {
     const resolve = this.o.userAgents;
-    if (!resolve) return shares;
+    if (!resolve) return false;
     const missing = new Set<string>();
     for (const s of shares) if (!this.uaCache.has(s.sessionId)) missing.add(s.sessionId);
     if (missing.size > 0) {
@@ -619,6 +646,31 @@ export class DurableShareLog extends InProcessShareLog {
       this.uaCache.clear();
       for (const [id, ua] of resolve(missing)) this.uaCache.set(id, ua);
     }
+    return true;
+  }
+
+  /** The user agents of the batch's workers (one per account and worker; names capped as the rows cap them). */
+  private userAgentUpdates(shares: readonly ShareEvent[]): UserAgentUpdates {
+    const out: UserAgentUpdates = { accounts: [], workers: [], userAgents: [] };
+    if (!this.resolveUserAgents(shares)) return out;
+    const seen = new Set<string>();
+    for (const s of shares) {
+      const ua = this.uaCache.get(s.sessionId);
+      if (!ua || s.account === '') continue;
+      const account = noNul(s.account.slice(0, 100));
+      const worker = noNul(s.worker.slice(0, 64));
+      const key = account + '\0' + worker + '\0' + ua;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.accounts.push(account);
+      out.workers.push(worker);
+      out.userAgents.push(noNul(ua.slice(0, 200)));
+    }
+    return out;
+  }
+
+  private withUserAgents(shares: ShareEvent[]): ShareEvent[] {
+    if (!this.resolveUserAgents(shares)) return shares;
     return shares.map((s) => {
       const ua = this.uaCache.get(s.sessionId);
       return ua ? { ...s, userAgent: ua } : s;

@@ -24,27 +24,74 @@ export function copyFloat(v: number): string {
 export type StagedShare = ShareEvent & { userAgent?: string };
 
 /**
+ * A share's time as Postgres reads it (Date#toISOString's form). Shares of a batch fall in a handful of seconds,
+ * so the part up to the second is formatted once per second; only the milliseconds change per row.
+ */
+class IsoTimes {
+  private sec = Number.NaN;
+  private prefix = '';
+
+  format(ms: number): string {
+    if (!isPlainTime(ms)) return new Date(ms).toISOString();
+    const sec = Math.floor(ms / 1000);
+    if (sec !== this.sec) {
+      this.sec = sec;
+      this.prefix = new Date(sec * 1000).toISOString().slice(0, 20);
+    }
+    const m = ms - sec * 1000;
+    return this.prefix + (m < 10 ? '00' : m < 100 ? '0' : '') + m + 'Z';
+  }
+}
+
+/** Milliseconds since 1970 that IsoTimes formats itself (from 1970 to 9999; others go to Date). */
+function isPlainTime(ms: number): boolean {
+  return Number.isSafeInteger(ms) && ms >= 0 && ms < 253402300800000;
+}
+
+const rowTimes = new IsoTimes();
+
+/**
+ * A share as one COPY text row of share_staging's row columns (queries.COPY_STAGING_ROWS, after its leading
+ * tag), without the newline; null when its time cannot be written this way (never for a pool clock's time).
+ * The ingest spool stores shares in this form, so the writer hands spool lines to COPY without re-encoding
+ * them. Names are capped as in sharesToCopy.
+ */
+export function shareRow(s: ShareEvent): string | null {
+  if (!isPlainTime(s.time)) return null;
+  return copyText(s.id) + '\t' + rowTimes.format(s.time) + '\t' + copyText(s.account.slice(0, 100)) + '\t' +
+    copyText(s.worker.slice(0, 64)) + '\t' + s.outcome + '\t' + copyFloat(s.poolDifficulty) + '\t' +
+    copyFloat(s.shareDifficulty) + '\t' + copyText(s.jobId.slice(0, 64)) + '\t' + Math.trunc(s.height) + '\t' +
+    copyText(s.blockHash ?? null) + '\t' + (s.nbits === undefined ? '\\N' : String(s.nbits | 0)) + '\t' +
+    copyText(s.sessionId) + '\t' + copyText(s.remoteAddress) + '\t' + (s.block ? '1' : '0');
+}
+
+/** Columns of shareRow, in order. */
+export const SHARE_ROW_COLUMNS = 14;
+
+const UNESCAPE = /\\(.)/g;
+const UNESCAPED: Record<string, string> = { t: '\t', n: '\n', r: '\r' };
+
+/** One COPY text field back to its value (null for \N). */
+export function fromCopyText(v: string): string | null {
+  if (v === '\\N') return null;
+  return v.includes('\\') ? v.replace(UNESCAPE, (_m, c: string) => UNESCAPED[c] ?? c) : v;
+}
+
+/**
  * One batch as COPY text for share_staging (column order of queries.COPY_STAGING). Names are capped so a
  * garbage worker name on an unauthorized share cannot bloat the staging table (they are not stored anyway).
+ * One string concatenation per row, no per-row array or Date: this runs for every stored share.
  */
 export function sharesToCopy(shares: readonly StagedShare[]): string {
-  const out: string[] = new Array(shares.length);
+  const times = new IsoTimes();
+  let out = '';
   for (let i = 0; i < shares.length; i++) {
     const s = shares[i];
-    out[i] = [
-      copyText(s.id),
-      new Date(s.time).toISOString(),
-      copyText(s.account.slice(0, 100)),
-      copyText(s.worker.slice(0, 64)),
-      copyText(s.outcome),
-      copyFloat(s.poolDifficulty),
-      copyFloat(s.shareDifficulty),
-      copyText(s.jobId.slice(0, 64)),
-      String(Math.trunc(s.height)),
-      copyText(s.blockHash ?? null),
-      copyText(s.userAgent ? s.userAgent.slice(0, 200) : null),
-      s.nbits === undefined ? '\\N' : String(s.nbits | 0),
-    ].join('\t');
+    out += copyText(s.id) + '\t' + times.format(s.time) + '\t' + copyText(s.account.slice(0, 100)) + '\t' +
+      copyText(s.worker.slice(0, 64)) + '\t' + copyText(s.outcome) + '\t' + copyFloat(s.poolDifficulty) + '\t' +
+      copyFloat(s.shareDifficulty) + '\t' + copyText(s.jobId.slice(0, 64)) + '\t' + Math.trunc(s.height) + '\t' +
+      copyText(s.blockHash ?? null) + '\t' + copyText(s.userAgent ? s.userAgent.slice(0, 200) : null) + '\t' +
+      (s.nbits === undefined ? '\\N' : String(s.nbits | 0)) + '\n';
   }
-  return out.join('\n') + '\n';
+  return out;
 }

@@ -8,7 +8,8 @@
 export const CREATE_STAGING = `
 CREATE TEMP TABLE IF NOT EXISTS share_staging (
   id text, time timestamptz, account text, worker text, outcome text, pool_difficulty float8,
-  share_difficulty float8, job_id text, height integer, block_hash text, user_agent text, nbits integer
+  share_difficulty float8, job_id text, height integer, block_hash text, user_agent text, nbits integer,
+  tag text, session_id text, remote_address text, block text
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS share_inserted (
   time timestamptz, account_id bigint, worker_id bigint, outcome text, pool_difficulty float8, share_difficulty float8
@@ -16,6 +17,10 @@ CREATE TEMP TABLE IF NOT EXISTS share_inserted (
 
 export const COPY_STAGING = `COPY share_staging (id, time, account, worker, outcome, pool_difficulty, share_difficulty,
   job_id, height, block_hash, user_agent, nbits) FROM STDIN`;
+
+/** The same table from spool lines as they are (ingest/codec.ts 's3' lines: the tag, then store/copy.ts shareRow). */
+export const COPY_STAGING_ROWS = `COPY share_staging (tag, id, time, account, worker, outcome, pool_difficulty,
+  share_difficulty, job_id, height, block_hash, nbits, session_id, remote_address, block) FROM STDIN`;
 
 // Only names not already there: ON CONFLICT alone would burn an identity value per conflicting row.
 export const UPSERT_ACCOUNTS = `
@@ -135,6 +140,18 @@ FROM (
   SELECT a.id AS account_id, s.worker, max(s.user_agent) AS user_agent
   FROM share_staging s JOIN accounts a ON a.name = s.account
   WHERE s.user_agent IS NOT NULL AND s.account <> ''
+  GROUP BY 1, 2
+) x
+WHERE w.account_id = x.account_id AND w.name = x.worker AND w.user_agent IS DISTINCT FROM x.user_agent`;
+
+/** UPDATE_USER_AGENTS for a batch staged from spool lines: $1 accounts, $2 workers, $3 their sessions' agents. */
+export const UPDATE_USER_AGENTS_OF = `
+UPDATE workers w SET user_agent = x.user_agent
+FROM (
+  SELECT a.id AS account_id, u.worker, max(u.user_agent) AS user_agent
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS u(account, worker, user_agent)
+  JOIN accounts a ON a.name = u.account
+  WHERE u.account <> ''
   GROUP BY 1, 2
 ) x
 WHERE w.account_id = x.account_id AND w.name = x.worker AND w.user_agent IS DISTINCT FROM x.user_agent`;

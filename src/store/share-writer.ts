@@ -1,8 +1,8 @@
-import type { BlockEvent } from '../shares/events.ts';
+import type { BlockEvent, ShareEvent } from '../shares/events.ts';
 import { type StagedShare, sharesToCopy } from './copy.ts';
-import type { Database } from './db.ts';
+import type { Database, Queryable } from './db.ts';
 import * as Q from './queries.ts';
-import type { ShareWriter, WriteResult } from './types.ts';
+import type { ShareWriter, UserAgentUpdates, WriteResult } from './types.ts';
 
 const DAY_MS = 86_400_000;
 /** Rows encoded per event-loop turn (see encodeInSlices). */
@@ -47,12 +47,28 @@ export class SqlShareWriter implements ShareWriter {
     await this.opts.prepare?.();
     await this.ensureDays(shares);
     const hasUserAgent = shares.some((s) => s.userAgent);
-    const hasBlock = shares.some((s) => s.blockHash && s.outcome === 'accepted');
     const copyText = await encodeInSlices(shares);
+    return this.writeStaged(shares, Q.COPY_STAGING, copyText, hasUserAgent ? (tx) => tx.query(Q.UPDATE_USER_AGENTS) : null);
+  }
+
+  async writeShareRows(shares: readonly ShareEvent[], rows: string, userAgents: UserAgentUpdates): Promise<WriteResult> {
+    if (shares.length === 0) return { inserted: 0, duplicates: 0 };
+    await this.opts.prepare?.();
+    await this.ensureDays(shares);
+    const ua = userAgents.accounts.length > 0
+      ? (tx: Queryable) => tx.query(Q.UPDATE_USER_AGENTS_OF, [userAgents.accounts, userAgents.workers, userAgents.userAgents])
+      : null;
+    return this.writeStaged(shares, Q.COPY_STAGING_ROWS, rows, ua);
+  }
+
+  /** One batch: COPY into the staging table, then the statements that move it into the tables (one transaction). */
+  private async writeStaged(shares: readonly ShareEvent[], copySql: string, copyText: string,
+    updateUserAgents: ((tx: Queryable) => Promise<unknown>) | null): Promise<WriteResult> {
+    const hasBlock = shares.some((s) => s.blockHash && s.outcome === 'accepted');
     try {
       const inserted = await this.db.transaction(async (tx) => {
         await tx.exec(Q.CREATE_STAGING);
-        await tx.copyFrom(Q.COPY_STAGING, copyText);
+        await tx.copyFrom(copySql, copyText);
         await tx.query(Q.UPSERT_ACCOUNTS);
         await tx.query(Q.UPSERT_WORKERS);
         const ins = await tx.query(Q.INSERT_SHARES);
@@ -61,7 +77,7 @@ export class SqlShareWriter implements ShareWriter {
           await tx.query(Q.UPSERT_POOL_ROLLUPS);
           await tx.query(Q.UPDATE_WORKERS);
         }
-        if (hasUserAgent) await tx.query(Q.UPDATE_USER_AGENTS);
+        if (updateUserAgents) await updateUserAgents(tx);
         if (hasBlock) await tx.query(Q.INSERT_BLOCK_CANDIDATES);
         return ins.rowCount;
       }, { timeoutMs: this.opts.timeoutMs });
@@ -127,7 +143,7 @@ export class SqlShareWriter implements ShareWriter {
     this.knownDays.clear();
   }
 
-  private async ensureDays(shares: readonly StagedShare[]): Promise<void> {
+  private async ensureDays(shares: readonly ShareEvent[]): Promise<void> {
     let missing: Set<number> | null = null;
     for (const s of shares) {
       const day = Math.floor(s.time / DAY_MS);

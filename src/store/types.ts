@@ -12,6 +12,12 @@ export interface ShareWriter {
    * store reports how many were new (WriteResult); other writers may resolve to nothing.
    */
   writeShares(shares: readonly ShareEvent[]): Promise<void | WriteResult>;
+  /**
+   * writeShares for shares whose spool lines are COPY rows already (ingest/codec.ts 's3' lines, each ending in a
+   * newline, in the order of `shares`): the SQL store copies them as they are. userAgents: the user agent of the
+   * session behind some of the shares, per account and worker (each list the same length).
+   */
+  writeShareRows?(shares: readonly ShareEvent[], rows: string, userAgents: UserAgentUpdates): Promise<WriteResult>;
   /** Record a block event (candidate, node answer, status). Idempotent (replays change nothing). */
   writeBlock(block: BlockEvent): Promise<void>;
   /** Several block events in order, atomically; writers without it get writeBlock() one by one. */
@@ -24,6 +30,12 @@ export interface ShareWriter {
    * live source has passed its end.
    */
   recordWatermark?(source: string, committedTo: number, description?: string): Promise<void>;
+}
+
+export interface UserAgentUpdates {
+  accounts: string[];
+  workers: string[];
+  userAgents: string[];
 }
 
 export interface WriteResult {

@@ -1,0 +1,131 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { decodeLine, encodeShare } from '../src/ingest/codec.ts';
+import type { ShareEvent } from '../src/shares/events.ts';
+import { SHARE_OUTCOMES } from '../src/shares/outcome.ts';
+import type { Database } from '../src/store/db.ts';
+import { migrate } from '../src/store/migrate.ts';
+import { SqlShareWriter } from '../src/store/share-writer.ts';
+import type { UserAgentUpdates } from '../src/store/types.ts';
+import { BACKENDS, SKIP_PG } from './helpers/pg.ts';
+
+// Shares are spooled as COPY rows ('s3' lines) and the writer copies those lines into the database as they are.
+// Two things must hold: a line decodes back to the share it was made from (a replay after a crash writes the
+// same share), and a batch written from its lines leaves the database exactly as the same batch written the
+// older way (each share encoded again for COPY) does.
+
+const NOW = Date.UTC(2031, 2, 10, 12, 30, 20, 500);
+const char = fc.oneof(fc.constantFrom('\t', '\n', '\r', '\\', '\\N', '"', 'N', '\u00e9', '\u{1F600}'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }));
+/** Names up to the length the database keeps (longer ones are capped: tested below), without NUL (dropped). */
+const name = (max: number) => fc.string({ unit: char, maxLength: max }).filter((s) => s.length <= max && !s.includes('\0'));
+const difficulty = fc.oneof(fc.double({ noNaN: false }).filter((d) => !Object.is(d, -0)), fc.constantFrom(1, 0.5, 65536));
+
+const shareArb: fc.Arbitrary<ShareEvent> = fc.record({
+  id: fc.string({ minLength: 1, maxLength: 40 }).filter((s) => !s.includes('\0')),
+  time: fc.integer({ min: NOW - 86_400_000, max: NOW + 86_400_000 }),
+  account: name(100), worker: name(64), sessionId: fc.string({ maxLength: 12 }).filter((s) => !s.includes('\0')),
+  remoteAddress: fc.constantFrom('127.0.0.1', '::ffff:10.0.0.1'), jobId: name(64),
+  height: fc.integer({ min: 0, max: 2_000_000 }), outcome: fc.constantFrom(...SHARE_OUTCOMES),
+  poolDifficulty: difficulty, shareDifficulty: difficulty, block: fc.boolean(),
+  blockHash: fc.option(fc.stringMatching(/^[0-9a-f]{64}$/), { nil: undefined }),
+  nbits: fc.option(fc.integer({ min: 0, max: 0x7fffffff }), { nil: undefined }),
+}, { requiredKeys: ['id', 'time', 'account', 'worker', 'sessionId', 'remoteAddress', 'jobId', 'height', 'outcome', 'poolDifficulty', 'shareDifficulty', 'block'] });
+
+/** The share as a plain object without the optional keys the generator left undefined. */
+const defined = (s: ShareEvent) => Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined));
+
+test('a share spooled as a COPY row decodes back to the same share', () => {
+  fc.assert(fc.property(shareArb, (s) => {
+    const line = encodeShare(s);
+    assert.ok(line.startsWith('s3\t') && line.endsWith('\n') && !line.slice(0, -1).includes('\n'), 'one s3 line');
+    assert.deepEqual(decodeLine(line.slice(0, -1)), { kind: 'share', event: defined(s) });
+  }), { numRuns: 3000 });
+});
+
+test('a share whose time a COPY row cannot hold is spooled as JSON and still decodes', () => {
+  const s: ShareEvent = { id: 'x', time: -5, account: 'a', worker: 'w', sessionId: 's', remoteAddress: '127.0.0.1', jobId: 'j', height: 1, outcome: 'stale', poolDifficulty: 1, shareDifficulty: 0, block: false };
+  const line = encodeShare(s);
+  assert.match(line, /^\["s2",/);
+  assert.deepEqual(decodeLine(line.slice(0, -1)), { kind: 'share', event: s });
+});
+
+test('names longer than the database keeps are capped in the row, as the database caps them', () => {
+  const s: ShareEvent = { id: 'x', time: NOW, account: 'a'.repeat(150), worker: 'w'.repeat(90), sessionId: 's', remoteAddress: '127.0.0.1', jobId: 'j'.repeat(80), height: 1, outcome: 'unauthorized', poolDifficulty: 1, shareDifficulty: 0, block: false };
+  const back = decodeLine(encodeShare(s).slice(0, -1));
+  assert.equal(back.kind, 'share');
+  if (back.kind !== 'share') return;
+  assert.equal(back.event.account, 'a'.repeat(100));
+  assert.equal(back.event.worker, 'w'.repeat(64));
+  assert.equal(back.event.jobId, 'j'.repeat(64));
+});
+
+const TABLES = [
+  // Names, not ids: the two writes run on the same database one after the other, so ids differ.
+  `SELECT s.id, s.time, a.name AS account, w.name AS worker, s.pool_difficulty, s.share_difficulty, s.job_id, s.height, s.block_hash, s.nbits
+   FROM shares s JOIN accounts a ON a.id = s.account_id JOIN workers w ON w.id = s.worker_id ORDER BY s.id`,
+  `SELECT s.id, s.time, a.name AS account, w.name AS worker, s.outcome, s.pool_difficulty, s.job_id
+   FROM share_rejects s JOIN accounts a ON a.id = s.account_id JOIN workers w ON w.id = s.worker_id ORDER BY s.id`,
+  'SELECT name FROM accounts ORDER BY name',
+  'SELECT a.name AS account, w.name, w.first_seen, w.last_seen, w.difficulty, w.user_agent FROM workers w JOIN accounts a ON a.id = w.account_id ORDER BY 1, 2',
+  'SELECT bucket, accepted, accepted_difficulty, rejected_difficulty, best_difficulty, low_difficulty, stale, unauthorized FROM pool_rollups_minute ORDER BY bucket',
+  `SELECT b.hash, b.height, b.status, b.time, a.name AS account FROM blocks b LEFT JOIN accounts a ON a.id = b.account_id ORDER BY b.hash`,
+];
+
+async function snapshot(db: Database): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const sql of TABLES) out.push((await db.query(sql)).rows);
+  return out;
+}
+
+async function reset(db: Database): Promise<void> {
+  await db.exec(`TRUNCATE shares, share_rejects, worker_rollups_minute, pool_rollups_minute, blocks CASCADE;
+    DELETE FROM workers WHERE id <> 0; DELETE FROM accounts WHERE id <> 0;`);
+}
+
+for (const backend of BACKENDS) {
+  describe(`spool rows into ${backend.name}`, { skip: backend.name === 'postgres' && SKIP_PG }, () => {
+    let db: Database;
+    let cleanup: () => Promise<void>;
+    before(async () => {
+      const h = await backend.open();
+      db = h.db;
+      cleanup = h.cleanup;
+      await migrate(db);
+    });
+    after(async () => { await cleanup?.(); });
+
+    test('a batch written from its spool lines leaves the tables as the same batch encoded again does', async () => {
+      const agents = new Map([['s-a', 'cgminer/4.11'], ['s-b', 'bmminer\t"x"\\y']]);
+      const realistic = fc.record({
+        id: fc.uuid(), time: fc.integer({ min: NOW - 120_000, max: NOW }), account: fc.constantFrom('alice', 'bob', 'b\\ob\tx', ''),
+        worker: fc.constantFrom('rig1', 'rig 2', 'r\n3'), sessionId: fc.constantFrom('s-a', 's-b', 's-c'), remoteAddress: fc.constant('127.0.0.1'),
+        jobId: fc.constantFrom('1', '2f', 'j\\1'), height: fc.integer({ min: 900_000, max: 900_010 }), outcome: fc.constantFrom(...SHARE_OUTCOMES),
+        poolDifficulty: fc.constantFrom(1, 2.5, 1024), shareDifficulty: fc.double({ min: 0, max: 1e6, noNaN: true }), block: fc.boolean(),
+        blockHash: fc.option(fc.stringMatching(/^[0-9a-f]{64}$/), { nil: undefined }), nbits: fc.option(fc.constant(0x1d00ffff), { nil: undefined }),
+      }, { requiredKeys: ['id', 'time', 'account', 'worker', 'sessionId', 'remoteAddress', 'jobId', 'height', 'outcome', 'poolDifficulty', 'shareDifficulty', 'block'] });
+      await fc.assert(fc.asyncProperty(fc.array(realistic, { minLength: 1, maxLength: 30 }), async (shares) => {
+        const writer = new SqlShareWriter(db);
+        await reset(db);
+        const staged = shares.map((s) => (agents.has(s.sessionId) ? { ...s, userAgent: agents.get(s.sessionId) } : s));
+        const old = await writer.writeShares(staged);
+        const replayOld = await writer.writeShares(staged);
+        const expected = await snapshot(db);
+
+        await reset(db);
+        const ua: UserAgentUpdates = { accounts: [], workers: [], userAgents: [] };
+        for (const s of shares) {
+          const agent = agents.get(s.sessionId);
+          if (!agent || s.account === '') continue;
+          ua.accounts.push(s.account); ua.workers.push(s.worker); ua.userAgents.push(agent);
+        }
+        const rows = shares.map((s) => encodeShare(s)).join('');
+        const fresh = await writer.writeShareRows(shares, rows, ua);
+        const replay = await writer.writeShareRows(shares, rows, ua);
+        assert.deepEqual(await snapshot(db), expected);
+        assert.deepEqual(fresh, old);
+        assert.deepEqual(replay, replayOld, 'a replayed batch is all duplicates, as before');
+      }), { numRuns: backend.name === 'postgres' ? 40 : 15 });
+    });
+  });
+}

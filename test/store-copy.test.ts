@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { SHARE_OUTCOMES } from '../src/shares/outcome.ts';
+import { type StagedShare, copyFloat, copyText, sharesToCopy } from '../src/store/copy.ts';
+
+// sharesToCopy is written for speed (one concatenation per row, the time formatted once per second). This is
+// the plain form it replaced, one array and one Date per row: the fast one must produce the same bytes.
+function referenceCopy(shares: readonly StagedShare[]): string {
+  return shares.map((s) => [
+    copyText(s.id), new Date(s.time).toISOString(), copyText(s.account.slice(0, 100)), copyText(s.worker.slice(0, 64)),
+    copyText(s.outcome), copyFloat(s.poolDifficulty), copyFloat(s.shareDifficulty), copyText(s.jobId.slice(0, 64)),
+    String(Math.trunc(s.height)), copyText(s.blockHash ?? null), copyText(s.userAgent ? s.userAgent.slice(0, 200) : null),
+    s.nbits === undefined ? '\\N' : String(s.nbits | 0),
+  ].join('\t') + '\n').join('');
+}
+
+const NOW = Date.UTC(2026, 10, 28, 17, 0, 0);
+const text = fc.string({ unit: 'binary', maxLength: 80 });
+const share: fc.Arbitrary<StagedShare> = fc.record({
+  id: text,
+  // Runs of shares within a second, across second boundaries, and times the cache must not take (far
+  // past and future, before 1970, fractional).
+  time: fc.oneof(
+    fc.integer({ min: NOW - 5_000, max: NOW + 5_000 }),
+    fc.integer({ min: -62_198_755_200_000, max: 253_402_300_799_999 }),
+    fc.double({ min: 0, max: 4e12, noNaN: true }),
+  ),
+  account: text, worker: text, sessionId: text, remoteAddress: fc.constant('127.0.0.1'), jobId: text,
+  height: fc.oneof(fc.integer({ min: 0, max: 2_000_000 }), fc.double({ min: 0, max: 1e7, noNaN: true })),
+  outcome: fc.constantFrom(...SHARE_OUTCOMES),
+  poolDifficulty: fc.double(), shareDifficulty: fc.double(),
+  block: fc.boolean(),
+  blockHash: fc.option(fc.stringMatching(/^[0-9a-f]{64}$/), { nil: undefined }),
+  nbits: fc.option(fc.integer({ min: 0, max: 0xffffffff }), { nil: undefined }),
+  userAgent: fc.option(text, { nil: undefined }),
+}, { requiredKeys: ['id', 'time', 'account', 'worker', 'sessionId', 'remoteAddress', 'jobId', 'height', 'outcome', 'poolDifficulty', 'shareDifficulty', 'block'] });
+
+test('sharesToCopy writes the same COPY text as the plain per-row form, for any shares', () => {
+  fc.assert(fc.property(fc.array(share, { minLength: 1, maxLength: 40 }), (shares) => {
+    assert.equal(sharesToCopy(shares), referenceCopy(shares));
+  }), { numRuns: 2000 });
+});
+
+test('sharesToCopy: consecutive shares in and across seconds carry their own milliseconds', () => {
+  const base = { id: 'x', account: 'a', worker: 'w', sessionId: 's', remoteAddress: '127.0.0.1', jobId: 'j', height: 1, outcome: 'accepted' as const, poolDifficulty: 1, shareDifficulty: 2, block: false };
+  const times = [NOW + 999, NOW + 1000, NOW + 1001, NOW + 1010, NOW + 1100, NOW + 5];
+  const rows = sharesToCopy(times.map((time) => ({ ...base, time }))).trimEnd().split('\n');
+  assert.deepEqual(rows.map((r) => r.split('\t')[1]), times.map((t) => new Date(t).toISOString()));
+});
