@@ -1,7 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decodeLine, encodeShare } from '../src/ingest/codec.ts';
+import fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { SpoolFormatError, decodeLine, encodeShare } from '../src/ingest/codec.ts';
+import { DurableShareLog } from '../src/ingest/durable-log.ts';
 import type { ShareEvent } from '../src/shares/events.ts';
 import { SHARE_OUTCOMES } from '../src/shares/outcome.ts';
 import type { Database } from '../src/store/db.ts';
@@ -48,6 +53,18 @@ test('a share whose time a COPY row cannot hold is spooled as JSON and still dec
   const line = encodeShare(s);
   assert.match(line, /^\["s2",/);
   assert.deepEqual(decodeLine(line.slice(0, -1)), { kind: 'share', event: s });
+});
+
+test('a damaged share row is refused as unreadable, never read as a different share', () => {
+  const s: ShareEvent = { id: 'x', time: NOW, account: 'a', worker: 'w', sessionId: 's', remoteAddress: '127.0.0.1', jobId: 'j', height: 7, outcome: 'accepted', poolDifficulty: 2, shareDifficulty: 3.5, block: false, nbits: 5 };
+  const f = encodeShare(s).slice(0, -1).split('\t');
+  assert.deepEqual(decodeLine(f.join('\t')).event, s);
+  for (const [i, bad] of [[2, '2031-03-10 12:30:20.500+00'], [2, ''], [6, ''], [6, '0x10'], [7, ' 3.5'], [9, '7.5'], [9, ''], [11, ''], [14, ''], [5, 'nope']] as const) {
+    const g = [...f];
+    g[i] = bad;
+    assert.throws(() => decodeLine(g.join('\t')), SpoolFormatError, `column ${i} = ${JSON.stringify(bad)}`);
+  }
+  assert.throws(() => decodeLine(f.slice(0, -1).join('\t')), SpoolFormatError, 'a column short');
 });
 
 test('names longer than the database keeps are capped in the row, as the database caps them', () => {
@@ -126,6 +143,40 @@ for (const backend of BACKENDS) {
         assert.deepEqual(fresh, old);
         assert.deepEqual(replay, replayOld, 'a replayed batch is all duplicates, as before');
       }), { numRuns: backend.name === 'postgres' ? 40 : 15 });
+    });
+
+    test('through the share log: every share stored once from its spool line, and each worker gets its session\'s user agent', async () => {
+      await reset(db);
+      const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-rows-'));
+      const agents = new Map([['s1', 'cgminer/4.12'], ['s2', 'bmminer\t2']]);
+      const log = new DurableShareLog({
+        dir, writer: new SqlShareWriter(db), logger: pino({ level: 'silent' }), flushMs: 5, batchAppends: true,
+        userAgents: (ids) => new Map([...ids].flatMap((id) => (agents.has(id) ? [[id, agents.get(id)!] as const] : []))),
+      });
+      try {
+        let i = 0;
+        const mk = (sessionId: string, account: string, worker: string): ShareEvent => ({
+          id: `ua-${++i}`, time: NOW + i, account, worker, sessionId, remoteAddress: '127.0.0.1', jobId: 'j', height: 900_000,
+          outcome: 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false,
+        });
+        // Session s1 mines for two workers, interleaved with s2 and an agent-less session s3.
+        const sent = [mk('s1', 'alice', 'rig1'), mk('s2', 'bob', 'r\\1'), mk('s1', 'alice', 'rig2'), mk('s3', 'carol', 'x'), mk('s1', 'alice', 'rig1'), mk('s2', 'bob', 'r\\1')];
+        for (const sh of sent) log.appendShare(sh);
+        assert.ok(await log.waitIdle(10_000));
+        const rows = (await db.query<{ account: string; name: string; user_agent: string | null }>(
+          'SELECT a.name AS account, w.name, w.user_agent FROM workers w JOIN accounts a ON a.id = w.account_id WHERE w.id <> 0 ORDER BY 1, 2')).rows;
+        assert.deepEqual(rows.map((r) => ({ ...r })), [
+          { account: 'alice', name: 'rig1', user_agent: 'cgminer/4.12' },
+          { account: 'alice', name: 'rig2', user_agent: 'cgminer/4.12' },
+          { account: 'bob', name: 'r\\1', user_agent: 'bmminer\t2' },
+          { account: 'carol', name: 'x', user_agent: null },
+        ]);
+        const stored = (await db.query<{ id: string }>('SELECT id FROM shares ORDER BY id')).rows.map((r) => r.id);
+        assert.deepEqual(stored, sent.map((sh) => sh.id).sort());
+      } finally {
+        await log.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 }

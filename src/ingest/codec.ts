@@ -1,7 +1,7 @@
 import type { BlockEvent, ShareEvent } from '../shares/events.ts';
 import { BLOCK_STATUSES, type BlockStatus } from '../shares/block-state.ts';
 import { SHARE_OUTCOMES, type ShareOutcome } from '../shares/outcome.ts';
-import { SHARE_ROW_COLUMNS, fromCopyText, shareRow } from '../store/copy.ts';
+import { SHARE_ROW_COLUMNS, fromCopyText, isPlainTime, shareRow } from '../store/copy.ts';
 
 // One spool line per event. A share is 's3' and a tab, then the share as a COPY text row of the database's
 // staging table (store/copy.ts shareRow): the writer hands these lines to COPY as they are, so a share is encoded
@@ -23,8 +23,13 @@ function num(v: number): number | string {
 /** The tag and separator that start a share line in the COPY-row form. */
 export const SHARE_ROW_PREFIX = 's3\t';
 
+/** Whether encodeShare writes this share as a COPY row: every share with a time from the pool's clock. */
+export function spoolsAsRow(e: ShareEvent): boolean {
+  return isPlainTime(e.time);
+}
+
 export function encodeShare(e: ShareEvent): string {
-  const row = shareRow(e);
+  const row = spoolsAsRow(e) ? shareRow(e) : null;
   if (row !== null) return SHARE_ROW_PREFIX + row + '\n';
   return JSON.stringify([
     's2', e.id, e.time, e.account, e.worker, e.sessionId, e.remoteAddress, e.jobId, e.height, e.outcome,
@@ -64,23 +69,35 @@ function outcomeOf(v: unknown): ShareOutcome {
   return outcome as ShareOutcome;
 }
 
+// What shareRow writes, checked strictly on the way back: a line damaged on disk must be refused (set aside as
+// unreadable), never read as a different share.
+const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const INTEGER = /^-?\d+$/;
+const FLOAT = /^(?:-?(?:\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?|NaN|-?Infinity)$/;
+
+function rowNumber(v: string, re: RegExp, what: string): number {
+  if (!re.test(v)) throw new SpoolFormatError(`${what}: not a number as the spool writes it`);
+  return Number(v);
+}
+
 /** A share line in the COPY-row form (see shareRow for the columns). */
 function decodeShareRow(line: string): LogEvent {
   const f = line.split('\t');
   if (f.length !== SHARE_ROW_COLUMNS + 1) throw new SpoolFormatError(`share row has ${f.length - 1} columns, expected ${SHARE_ROW_COLUMNS}`);
   const text = (i: number, what: string) => str(fromCopyText(f[i]), what);
+  if (!ISO_MS.test(f[2])) throw new SpoolFormatError('time: expected an ISO time');
   const time = Date.parse(f[2]);
   if (!Number.isFinite(time)) throw new SpoolFormatError('time: expected an ISO time');
-  const height = Number(f[9]);
-  if (!Number.isInteger(height)) throw new SpoolFormatError('height: expected an integer');
+  if (f[14] !== '0' && f[14] !== '1') throw new SpoolFormatError('block: expected 0 or 1');
   const event: ShareEvent = {
     id: text(1, 'id'), time, account: text(3, 'account'), worker: text(4, 'worker'), sessionId: text(12, 'sessionId'),
-    remoteAddress: text(13, 'remoteAddress'), jobId: text(8, 'jobId'), height, outcome: outcomeOf(f[5]),
-    poolDifficulty: n(f[6], 'poolDifficulty'), shareDifficulty: n(f[7], 'shareDifficulty'), block: f[14] === '1',
+    remoteAddress: text(13, 'remoteAddress'), jobId: text(8, 'jobId'), height: rowNumber(f[9], INTEGER, 'height'),
+    outcome: outcomeOf(f[5]), poolDifficulty: rowNumber(f[6], FLOAT, 'poolDifficulty'),
+    shareDifficulty: rowNumber(f[7], FLOAT, 'shareDifficulty'), block: f[14] === '1',
   };
   const blockHash = fromCopyText(f[10]);
   if (blockHash !== null) event.blockHash = blockHash;
-  if (f[11] !== '\\N') event.nbits = n(f[11], 'nbits');
+  if (f[11] !== '\\N') event.nbits = rowNumber(f[11], INTEGER, 'nbits');
   return { kind: 'share', event };
 }
 

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { type BlockEvent, InProcessShareLog, type ShareEvent, type StorageState } from '../shares/events.ts';
 import { isConnectionError } from '../store/db.ts';
 import type { IngestStats, ShareWriter, UserAgentUpdates } from '../store/types.ts';
-import { type LogEvent, SHARE_ROW_PREFIX, SpoolFormatError, decodeLine, encodeBlock, encodeShare } from './codec.ts';
+import { type LogEvent, SHARE_ROW_PREFIX, SpoolFormatError, decodeLine, encodeBlock, encodeShare, spoolsAsRow } from './codec.ts';
 import { DiskBudget, type DiskBudgetOptions } from './disk-budget.ts';
 import { MissingSegmentError, type Position, Spool, type SpoolIo, cmpPos } from './spool.ts';
 
@@ -23,7 +23,7 @@ export interface DurableShareLogOptions {
   batchMax?: number;
   /** …or when its oldest event is this old, ms. Default 100. */
   flushMs?: number;
-  /** Events held in memory; past it the writer reads them back from the spool. Default 100,000. */
+  /** Events held in memory; past it the writer reads them back from the spool. Default 20,000. */
   queueCapacity?: number;
   /** Retry back-off after a failed write: from retryMinMs doubling to retryMaxMs. Defaults 100 / 5000. */
   retryMinMs?: number;
@@ -76,10 +76,14 @@ function noNul(v: string): string {
   return v.includes('\0') ? v.replace(/\0/g, '') : v;
 }
 
-/** The spool line of a share, kept for the writer when it is in the COPY-row form. */
+/** A share line just encoded (ending in a newline), kept for the writer when it is in the COPY-row form. */
 function rowOf(ev: LogEvent, line: string): string | null {
-  if (ev.kind !== 'share' || !line.startsWith(SHARE_ROW_PREFIX)) return null;
-  return line.endsWith('\n') ? line : line + '\n';
+  return ev.kind === 'share' && spoolsAsRow(ev.event) ? line : null;
+}
+
+/** The same for a line read back from the spool (no newline; an older spool may hold JSON lines). */
+function rowOfSpooled(ev: LogEvent, text: string): string | null {
+  return ev.kind === 'share' && text.startsWith(SHARE_ROW_PREFIX) ? text + '\n' : null;
 }
 
 /** SQLSTATE classes a retry cannot fix: data exceptions and program limits. Such an event is set aside. */
@@ -264,10 +268,15 @@ export class DurableShareLog extends InProcessShareLog {
     // Each line's end: byte lengths are character lengths unless the text had multi-byte characters.
     const ascii = pos.end.off - pos.start.off === text.length;
     let off = pos.start.off;
+    let chars = 0;
     for (const b of batch) {
       const start = { seg: pos.start.seg, off };
       off += ascii ? b.line.length : Buffer.byteLength(b.line, 'utf8');
-      this.record(b.ev, b.line, { start, end: { seg: pos.start.seg, off } });
+      // The line the writer keeps is cut from the text just written (flat): b.line is still the chain of pieces
+      // it was concatenated from, several times its size for as long as it waits in the queue.
+      const line = text.slice(chars, chars + b.line.length);
+      chars += b.line.length;
+      this.record(b.ev, line, { start, end: { seg: pos.start.seg, off } });
     }
   }
 
@@ -466,7 +475,7 @@ export class DurableShareLog extends InProcessShareLog {
         for (const l of r.lines) {
           try {
             const ev = decodeLine(l.text);
-            entries.push({ ev, end: l.end, at: 0, row: rowOf(ev, l.text) });
+            entries.push({ ev, end: l.end, at: 0, row: rowOfSpooled(ev, l.text) });
           } catch (err) {
             if (!(err instanceof SpoolFormatError)) throw err;
             this.counters.corruptLines++;
@@ -654,7 +663,12 @@ export class DurableShareLog extends InProcessShareLog {
     const out: UserAgentUpdates = { accounts: [], workers: [], userAgents: [] };
     if (!this.resolveUserAgents(shares)) return out;
     const seen = new Set<string>();
+    // Most shares repeat their session's last account and worker: those are skipped without building a key.
+    const lastOfSession = new Map<string, ShareEvent>();
     for (const s of shares) {
+      const last = lastOfSession.get(s.sessionId);
+      if (last && s.account === last.account && s.worker === last.worker) continue;
+      lastOfSession.set(s.sessionId, s);
       const ua = this.uaCache.get(s.sessionId);
       if (!ua || s.account === '') continue;
       const account = noNul(s.account.slice(0, 100));

@@ -43,8 +43,8 @@ class IsoTimes {
   }
 }
 
-/** Milliseconds since 1970 that IsoTimes formats itself (from 1970 to 9999; others go to Date). */
-function isPlainTime(ms: number): boolean {
+/** Milliseconds since 1970 that IsoTimes formats itself and shareRow can write (from 1970 to 9999). */
+export function isPlainTime(ms: number): boolean {
   return Number.isSafeInteger(ms) && ms >= 0 && ms < 253402300800000;
 }
 
