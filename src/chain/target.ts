@@ -64,7 +64,8 @@ export function meetsTarget(hash: Uint8Array, target: Uint8Array): boolean {
 
 /** A 256-bit target as 32 little-endian bytes. */
 export function targetBytes(target: bigint): Buffer {
-  const b = Buffer.alloc(32);
+  // Every byte is written below; from Node's shared pool, since each connection keeps one.
+  const b = Buffer.allocUnsafe(32);
   let t = target;
   for (let i = 0; i < 32; i++) { b[i] = Number(t & 0xffn); t >>= 8n; }
   return b;

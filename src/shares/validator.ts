@@ -65,8 +65,11 @@ export interface MerkleRootCache {
   root: Buffer;
 }
 
+/** The root of an empty cache (replaced, never written): one for all sessions. */
+const NO_ROOT = Buffer.alloc(0);
+
 export function newRootCache(): MerkleRootCache {
-  return { job: null, extranonce2: '', root: Buffer.alloc(0) };
+  return { job: null, extranonce2: '', root: NO_ROOT };
 }
 
 const HEX8 = /^[0-9a-fA-F]{8}$/;

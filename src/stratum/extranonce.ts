@@ -20,7 +20,8 @@ export class ExtranonceAllocator {
     const v = this.next;
     this.next = (this.next + 1) % this.space;
     this.inUse.add(v);
-    const b = Buffer.alloc(this.size);
+    // From Node's shared pool (a slice), not a buffer of its own: one lives as long as each connection.
+    const b = Buffer.allocUnsafe(this.size).fill(0);
     b[0] = this.nodeId;
     b.writeUIntBE(v, this.size - Math.min(this.size - 1, 6), Math.min(this.size - 1, 6));
     return b;
