@@ -1,0 +1,22 @@
+// Preloaded into the pool by `npm run bench:stratum` (never by hashhub itself): the pool's own event-loop delay
+// over the measured window, as a second view of latency beside the generator's. The generator times each submit
+// from its side on one core of a 2-core box, so its tail includes its own scheduling; this is how late the
+// pool's loop was to run anything, sampled every 2 ms: the wait a submit arriving at a random moment sees
+// before the pool starts on it. SIGUSR2 starts the window (resets the histogram), SIGWINCH writes the figures
+// to HASHHUB_BENCH_ELD_FILE.
+'use strict';
+const fs = require('node:fs');
+const { monitorEventLoopDelay } = require('node:perf_hooks');
+
+const file = process.env.HASHHUB_BENCH_ELD_FILE;
+if (file) {
+  const h = monitorEventLoopDelay({ resolution: 2 });
+  h.enable();
+  process.on('SIGUSR2', () => h.reset());
+  process.on('SIGWINCH', () => {
+    const ms = (ns) => Math.round(ns / 1e4) / 100;
+    fs.writeFileSync(file, JSON.stringify({
+      samples: h.count, p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), p999: ms(h.percentile(99.9)), max: ms(h.max),
+    }));
+  });
+}
