@@ -5,6 +5,7 @@ import type { EmbeddedChainHandle } from '../node/regtest/index.ts';
 import type { Config } from './config.ts';
 import type { PoolCommandIo } from './pool-command.ts';
 import { startEmbeddedFromConfig } from './run-pool.ts';
+import { StopSignals } from './stop-signals.ts';
 
 // `stratum.processes` > 1: several Stratum processes on one machine sharing the port. Node's cluster module
 // hands the accepted connections out round-robin (Linux; Node 20 ignores `reusePort`). The primary process only
@@ -121,9 +122,11 @@ export async function runClusterPrimary(cfg: Config, log: Logger, io: PoolComman
       setTimeout(() => { if (!stopping) fork(index); }, RESTART_DELAY_MS);
     });
   };
-  let signals = 0;
+  const signals = new StopSignals();
   const onSignal = (signal: string) => {
-    if (++signals > 1) {
+    const req = signals.next(signal);
+    if (req === 'repeat') return;
+    if (req === 'now') {
       // A second signal: the workers stop now, as a single process does at a second Ctrl-C.
       for (const { worker } of workers.values()) send(worker, 'stop-now');
       return;

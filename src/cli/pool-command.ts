@@ -8,6 +8,7 @@ import { NODE_WAIT_FOREVER_MS, type PreparedPool, preparePool } from './run-pool
 import { listenError } from './startup-errors.ts';
 import { reportListening } from './cluster.ts';
 import { Auth, resolveOperatorToken } from '../api/auth.ts';
+import { StopSignals } from './stop-signals.ts';
 
 // `hashhub pool`: storage, then the API and probes at once, then Stratum when the node's first template arrives
 // (however long the node takes: ready says 503 and names the node meanwhile). SIGINT/SIGTERM stop it cleanly in
@@ -83,14 +84,17 @@ export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo
         log.error({ err }, 'shutdown failed');
         code = 1;
       }
+      if (code === 0) log.info('stopped');
       io.exit(code);
     })();
     return stopping;
   };
-  let signals = 0;
+  const signals = new StopSignals();
   const onSignal = (signal: string) => {
+    const req = signals.next(signal);
+    if (req === 'repeat') return;
     // A second Ctrl-C while a graceful stop is under way: the operator wants out now.
-    if (++signals > 1) {
+    if (req === 'now') {
       io.say('hashhub: stopping now (second signal)\n');
       io.exit(130);
       return;
