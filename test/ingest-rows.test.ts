@@ -12,7 +12,6 @@ import { SHARE_OUTCOMES } from '../src/shares/outcome.ts';
 import type { Database } from '../src/store/db.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { SqlShareWriter } from '../src/store/share-writer.ts';
-import type { UserAgentUpdates } from '../src/store/types.ts';
 import { BACKENDS, SKIP_PG } from './helpers/pg.ts';
 
 // Shares are spooled as COPY rows ('s3' lines) and the writer copies those lines into the database as they are.
@@ -130,12 +129,7 @@ for (const backend of BACKENDS) {
         const expected = await snapshot(db);
 
         await reset(db);
-        const ua: UserAgentUpdates = { accounts: [], workers: [], userAgents: [] };
-        for (const s of shares) {
-          const agent = agents.get(s.sessionId);
-          if (!agent || s.account === '') continue;
-          ua.accounts.push(s.account); ua.workers.push(s.worker); ua.userAgents.push(agent);
-        }
+        const ua = (sessionId: string) => agents.get(sessionId);
         const rows = shares.map((s) => encodeShare(s)).join('');
         const fresh = await writer.writeShareRows(shares, rows, ua);
         const replay = await writer.writeShareRows(shares, rows, ua);

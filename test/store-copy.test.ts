@@ -5,13 +5,14 @@ import { SHARE_OUTCOMES } from '../src/shares/outcome.ts';
 import { type StagedShare, copyFloat, copyText, sharesToCopy } from '../src/store/copy.ts';
 
 // sharesToCopy is written for speed (one concatenation per row, the time formatted once per second). This is
-// the plain form it replaced, one array and one Date per row: the fast one must produce the same bytes.
+// the plain form it replaced (columns in queries.COPY_STAGING's order), one array and one Date per row: the fast
+// one must produce the same bytes.
 function referenceCopy(shares: readonly StagedShare[]): string {
   return shares.map((s) => [
     copyText(s.id), new Date(s.time).toISOString(), copyText(s.account.slice(0, 100)), copyText(s.worker.slice(0, 64)),
     copyText(s.outcome), copyFloat(s.poolDifficulty), copyFloat(s.shareDifficulty), copyText(s.jobId.slice(0, 64)),
-    String(Math.trunc(s.height)), copyText(s.blockHash ?? null), copyText(s.userAgent ? s.userAgent.slice(0, 200) : null),
-    s.nbits === undefined ? '\\N' : String(s.nbits | 0),
+    String(Math.trunc(s.height)), copyText(s.blockHash ?? null), s.nbits === undefined ? '\\N' : String(s.nbits | 0),
+    copyText(s.userAgent ? s.userAgent.slice(0, 200) : null),
   ].join('\t') + '\n').join('');
 }
 

@@ -29,7 +29,7 @@ export function spoolsAsRow(e: ShareEvent): boolean {
 }
 
 export function encodeShare(e: ShareEvent): string {
-  const row = spoolsAsRow(e) ? shareRow(e) : null;
+  const row = shareRow(e);
   if (row !== null) return SHARE_ROW_PREFIX + row + '\n';
   return JSON.stringify([
     's2', e.id, e.time, e.account, e.worker, e.sessionId, e.remoteAddress, e.jobId, e.height, e.outcome,

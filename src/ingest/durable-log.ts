@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { type BlockEvent, InProcessShareLog, type ShareEvent, type StorageState } from '../shares/events.ts';
 import { isConnectionError } from '../store/db.ts';
-import type { IngestStats, ShareWriter, UserAgentUpdates } from '../store/types.ts';
+import type { IngestStats, ShareWriter } from '../store/types.ts';
 import { type LogEvent, SHARE_ROW_PREFIX, SpoolFormatError, decodeLine, encodeBlock, encodeShare, spoolsAsRow } from './codec.ts';
 import { DiskBudget, type DiskBudgetOptions } from './disk-budget.ts';
 import { MissingSegmentError, type Position, Spool, type SpoolIo, cmpPos } from './spool.ts';
@@ -69,11 +69,6 @@ interface Entry {
   at: number;
   /** A share's spool line when it is a COPY row ('s3', ending in a newline): the writer copies it as it is. */
   row: string | null;
-}
-
-/** A text value as the rows store it: Postgres text cannot hold NUL (store/copy.ts copyText drops it too). */
-function noNul(v: string): string {
-  return v.includes('\0') ? v.replace(/\0/g, '') : v;
 }
 
 /** A share line just encoded (ending in a newline), kept for the writer when it is in the COPY-row form. */
@@ -586,7 +581,7 @@ export class DurableShareLog extends InProcessShareLog {
       if (isolate) {
         for (const s of this.withUserAgents(run)) await this.isolated(() => w.writeShares([s]), s);
       } else if (runRows && w.writeShareRows) {
-        const r = await w.writeShareRows(run, runRows.join(''), this.userAgentUpdates(run));
+        const r = await w.writeShareRows(run, runRows.join(''), this.userAgentOf(run) ?? (() => undefined));
         this.counters.duplicates += r.duplicates;
       } else {
         const r = await w.writeShares(this.withUserAgents(run));
@@ -644,10 +639,13 @@ export class DurableShareLog extends InProcessShareLog {
     }
   }
 
-  /** Make sure uaCache knows the sessions of these shares that are still connected. False: no resolver. */
-  private resolveUserAgents(shares: readonly ShareEvent[]): boolean {
+  /**
+   * The user agent of a session among these shares' (those still connected), from uaCache, which is rebuilt from
+   * the live sessions when it misses one; null without a resolver.
+   */
+  private userAgentOf(shares: readonly ShareEvent[]): ((sessionId: string) => string | undefined) | null {
     const resolve = this.o.userAgents;
-    if (!resolve) return false;
+    if (!resolve) return null;
     const missing = new Set<string>();
     for (const s of shares) if (!this.uaCache.has(s.sessionId)) missing.add(s.sessionId);
     if (missing.size > 0) {
@@ -655,41 +653,18 @@ export class DurableShareLog extends InProcessShareLog {
       this.uaCache.clear();
       for (const [id, ua] of resolve(missing)) this.uaCache.set(id, ua);
     }
-    return true;
-  }
-
-  /** The user agents of the batch's workers (one per account and worker; names capped as the rows cap them). */
-  private userAgentUpdates(shares: readonly ShareEvent[]): UserAgentUpdates {
-    const out: UserAgentUpdates = { accounts: [], workers: [], userAgents: [] };
-    if (!this.resolveUserAgents(shares)) return out;
-    const seen = new Set<string>();
-    // Most shares repeat their session's last account and worker: those are skipped without building a key.
-    const lastOfSession = new Map<string, ShareEvent>();
-    for (const s of shares) {
-      const last = lastOfSession.get(s.sessionId);
-      if (last && s.account === last.account && s.worker === last.worker) continue;
-      lastOfSession.set(s.sessionId, s);
-      const ua = this.uaCache.get(s.sessionId);
-      if (!ua || s.account === '') continue;
-      const account = noNul(s.account.slice(0, 100));
-      const worker = noNul(s.worker.slice(0, 64));
-      const key = account + '\0' + worker + '\0' + ua;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      out.accounts.push(account);
-      out.workers.push(worker);
-      out.userAgents.push(noNul(ua.slice(0, 200)));
-    }
-    return out;
+    return (id) => this.uaCache.get(id);
   }
 
   private withUserAgents(shares: ShareEvent[]): ShareEvent[] {
-    if (!this.resolveUserAgents(shares)) return shares;
+    const agentOf = this.userAgentOf(shares);
+    if (!agentOf) return shares;
     return shares.map((s) => {
-      const ua = this.uaCache.get(s.sessionId);
+      const ua = agentOf(s.sessionId);
       return ua ? { ...s, userAgent: ua } : s;
     });
   }
+
 
   private async advanceCheckpoint(pos: Position): Promise<void> {
     try {

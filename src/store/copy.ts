@@ -5,12 +5,22 @@ import type { ShareEvent } from '../shares/events.ts';
 
 const NEEDS_ESCAPE = /[\\\t\n\r\0]/;
 
+/** A text value as Postgres can hold it: NUL cannot be stored at all, so it is dropped rather than fail a batch. */
+export function storableText(v: string): string {
+  return v.includes('\0') ? v.replace(/\0/g, '') : v;
+}
+
 export function copyText(v: string | null | undefined): string {
   if (v === null || v === undefined) return '\\N';
   if (!NEEDS_ESCAPE.test(v)) return v;
-  // NUL cannot be stored in a Postgres text value at all: drop it rather than fail the whole batch.
-  return v.replace(/\0/g, '').replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
+  return storableText(v).replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
 }
+
+/**
+ * Names as the staging table takes them: capped, so a garbage name on an unauthorized share cannot bloat it
+ * (such names are not stored anyway).
+ */
+export const NAME_CAPS = { account: 100, worker: 64, jobId: 64, userAgent: 200 } as const;
 
 /** float8 text: JS's shortest round-trip form parses back to the same double in Postgres. */
 export function copyFloat(v: number): string {
@@ -51,18 +61,25 @@ export function isPlainTime(ms: number): boolean {
 const rowTimes = new IsoTimes();
 
 /**
+ * The columns both COPY forms start with (queries.COPY_STAGING and COPY_STAGING_ROWS after its tag): id, time,
+ * account, worker, outcome, pool_difficulty, share_difficulty, job_id, height, block_hash, nbits.
+ */
+function shareColumns(s: ShareEvent, times: IsoTimes): string {
+  return copyText(s.id) + '\t' + times.format(s.time) + '\t' + copyText(s.account.slice(0, NAME_CAPS.account)) + '\t' +
+    copyText(s.worker.slice(0, NAME_CAPS.worker)) + '\t' + s.outcome + '\t' + copyFloat(s.poolDifficulty) + '\t' +
+    copyFloat(s.shareDifficulty) + '\t' + copyText(s.jobId.slice(0, NAME_CAPS.jobId)) + '\t' + Math.trunc(s.height) + '\t' +
+    copyText(s.blockHash ?? null) + '\t' + (s.nbits === undefined ? '\\N' : String(s.nbits | 0));
+}
+
+/**
  * A share as one COPY text row of share_staging's row columns (queries.COPY_STAGING_ROWS, after its leading
  * tag), without the newline; null when its time cannot be written this way (never for a pool clock's time).
  * The ingest spool stores shares in this form, so the writer hands spool lines to COPY without re-encoding
- * them. Names are capped as in sharesToCopy.
+ * them.
  */
 export function shareRow(s: ShareEvent): string | null {
   if (!isPlainTime(s.time)) return null;
-  return copyText(s.id) + '\t' + rowTimes.format(s.time) + '\t' + copyText(s.account.slice(0, 100)) + '\t' +
-    copyText(s.worker.slice(0, 64)) + '\t' + s.outcome + '\t' + copyFloat(s.poolDifficulty) + '\t' +
-    copyFloat(s.shareDifficulty) + '\t' + copyText(s.jobId.slice(0, 64)) + '\t' + Math.trunc(s.height) + '\t' +
-    copyText(s.blockHash ?? null) + '\t' + (s.nbits === undefined ? '\\N' : String(s.nbits | 0)) + '\t' +
-    copyText(s.sessionId) + '\t' + copyText(s.remoteAddress) + '\t' + (s.block ? '1' : '0');
+  return shareColumns(s, rowTimes) + '\t' + copyText(s.sessionId) + '\t' + copyText(s.remoteAddress) + '\t' + (s.block ? '1' : '0');
 }
 
 /** Columns of shareRow, in order. */
@@ -78,20 +95,14 @@ export function fromCopyText(v: string): string | null {
 }
 
 /**
- * One batch as COPY text for share_staging (column order of queries.COPY_STAGING). Names are capped so a
- * garbage worker name on an unauthorized share cannot bloat the staging table (they are not stored anyway).
- * One string concatenation per row, no per-row array or Date: this runs for every stored share.
+ * One batch as COPY text for share_staging (column order of queries.COPY_STAGING). One string concatenation per
+ * row, no per-row array or Date: this runs for every stored share.
  */
 export function sharesToCopy(shares: readonly StagedShare[]): string {
   const times = new IsoTimes();
   let out = '';
-  for (let i = 0; i < shares.length; i++) {
-    const s = shares[i];
-    out += copyText(s.id) + '\t' + times.format(s.time) + '\t' + copyText(s.account.slice(0, 100)) + '\t' +
-      copyText(s.worker.slice(0, 64)) + '\t' + copyText(s.outcome) + '\t' + copyFloat(s.poolDifficulty) + '\t' +
-      copyFloat(s.shareDifficulty) + '\t' + copyText(s.jobId.slice(0, 64)) + '\t' + Math.trunc(s.height) + '\t' +
-      copyText(s.blockHash ?? null) + '\t' + copyText(s.userAgent ? s.userAgent.slice(0, 200) : null) + '\t' +
-      (s.nbits === undefined ? '\\N' : String(s.nbits | 0)) + '\n';
+  for (const s of shares) {
+    out += shareColumns(s, times) + '\t' + copyText(s.userAgent ? s.userAgent.slice(0, NAME_CAPS.userAgent) : null) + '\n';
   }
   return out;
 }

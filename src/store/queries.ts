@@ -16,7 +16,7 @@ CREATE TEMP TABLE IF NOT EXISTS share_inserted (
 ) ON COMMIT DELETE ROWS`;
 
 export const COPY_STAGING = `COPY share_staging (id, time, account, worker, outcome, pool_difficulty, share_difficulty,
-  job_id, height, block_hash, user_agent, nbits) FROM STDIN`;
+  job_id, height, block_hash, nbits, user_agent) FROM STDIN`;
 
 /** The same table from spool lines as they are (ingest/codec.ts 's3' lines: the tag, then store/copy.ts shareRow). */
 export const COPY_STAGING_ROWS = `COPY share_staging (tag, id, time, account, worker, outcome, pool_difficulty,
@@ -144,7 +144,7 @@ FROM (
 ) x
 WHERE w.account_id = x.account_id AND w.name = x.worker AND w.user_agent IS DISTINCT FROM x.user_agent`;
 
-/** UPDATE_USER_AGENTS for a batch staged from spool lines: $1 accounts, $2 workers, $3 their sessions' agents. */
+/** UPDATE_USER_AGENTS for a batch staged from spool lines: $1 accounts, $2 workers, $3 their sessions' agents (names as staged). */
 export const UPDATE_USER_AGENTS_OF = `
 UPDATE workers w SET user_agent = x.user_agent
 FROM (

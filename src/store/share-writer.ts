@@ -1,8 +1,8 @@
 import type { BlockEvent, ShareEvent } from '../shares/events.ts';
-import { type StagedShare, sharesToCopy } from './copy.ts';
+import { NAME_CAPS, type StagedShare, sharesToCopy, storableText } from './copy.ts';
 import type { Database, Queryable } from './db.ts';
 import * as Q from './queries.ts';
-import type { ShareWriter, UserAgentUpdates, WriteResult } from './types.ts';
+import type { ShareWriter, WriteResult } from './types.ts';
 
 const DAY_MS = 86_400_000;
 /** Rows encoded per event-loop turn (see encodeInSlices). */
@@ -21,6 +21,33 @@ async function encodeInSlices(shares: readonly StagedShare[]): Promise<string> {
     parts.push(sharesToCopy(shares.slice(i, i + COPY_SLICE)));
   }
   return parts.join('');
+}
+
+/**
+ * UPDATE_USER_AGENTS_OF's arrays for a batch: each account and worker (as the staging table keeps the names) with
+ * its session's user agent, once. Most shares repeat their session's last account and worker: those are skipped
+ * without building a key.
+ */
+function userAgentUpdates(shares: readonly ShareEvent[], userAgentOf: (sessionId: string) => string | undefined) {
+  const out = { accounts: [] as string[], workers: [] as string[], userAgents: [] as string[] };
+  const seen = new Set<string>();
+  const lastOfSession = new Map<string, ShareEvent>();
+  for (const s of shares) {
+    const last = lastOfSession.get(s.sessionId);
+    if (last && s.account === last.account && s.worker === last.worker) continue;
+    lastOfSession.set(s.sessionId, s);
+    const ua = userAgentOf(s.sessionId);
+    if (!ua || s.account === '') continue;
+    const account = storableText(s.account.slice(0, NAME_CAPS.account));
+    const worker = storableText(s.worker.slice(0, NAME_CAPS.worker));
+    const key = account + '\0' + worker + '\0' + ua;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.accounts.push(account);
+    out.workers.push(worker);
+    out.userAgents.push(storableText(ua.slice(0, NAME_CAPS.userAgent)));
+  }
+  return out;
 }
 
 /**
@@ -51,14 +78,15 @@ export class SqlShareWriter implements ShareWriter {
     return this.writeStaged(shares, Q.COPY_STAGING, copyText, hasUserAgent ? (tx) => tx.query(Q.UPDATE_USER_AGENTS) : null);
   }
 
-  async writeShareRows(shares: readonly ShareEvent[], rows: string, userAgents: UserAgentUpdates): Promise<WriteResult> {
+  async writeShareRows(shares: readonly ShareEvent[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult> {
     if (shares.length === 0) return { inserted: 0, duplicates: 0 };
     await this.opts.prepare?.();
     await this.ensureDays(shares);
-    const ua = userAgents.accounts.length > 0
-      ? (tx: Queryable) => tx.query(Q.UPDATE_USER_AGENTS_OF, [userAgents.accounts, userAgents.workers, userAgents.userAgents])
+    const ua = userAgentUpdates(shares, userAgentOf);
+    const update = ua.accounts.length > 0
+      ? (tx: Queryable) => tx.query(Q.UPDATE_USER_AGENTS_OF, [ua.accounts, ua.workers, ua.userAgents])
       : null;
-    return this.writeStaged(shares, Q.COPY_STAGING_ROWS, rows, ua);
+    return this.writeStaged(shares, Q.COPY_STAGING_ROWS, rows, update);
   }
 
   /** One batch: COPY into the staging table, then the statements that move it into the tables (one transaction). */

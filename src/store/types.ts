@@ -14,10 +14,10 @@ export interface ShareWriter {
   writeShares(shares: readonly ShareEvent[]): Promise<void | WriteResult>;
   /**
    * writeShares for shares whose spool lines are COPY rows already (ingest/codec.ts 's3' lines, each ending in a
-   * newline, in the order of `shares`): the SQL store copies them as they are. userAgents: the user agent of the
-   * session behind some of the shares, per account and worker (each list the same length).
+   * newline, in the order of `shares`): the SQL store copies them as they are. userAgentOf: the user agent of a
+   * share's session, when known.
    */
-  writeShareRows?(shares: readonly ShareEvent[], rows: string, userAgents: UserAgentUpdates): Promise<WriteResult>;
+  writeShareRows?(shares: readonly ShareEvent[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult>;
   /** Record a block event (candidate, node answer, status). Idempotent (replays change nothing). */
   writeBlock(block: BlockEvent): Promise<void>;
   /** Several block events in order, atomically; writers without it get writeBlock() one by one. */
@@ -30,12 +30,6 @@ export interface ShareWriter {
    * live source has passed its end.
    */
   recordWatermark?(source: string, committedTo: number, description?: string): Promise<void>;
-}
-
-export interface UserAgentUpdates {
-  accounts: string[];
-  workers: string[];
-  userAgents: string[];
 }
 
 export interface WriteResult {
