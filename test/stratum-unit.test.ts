@@ -1,5 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { LineFramer } from '../src/stratum/framing.ts';
 import { ProtocolError, parseMessage } from '../src/stratum/protocol.ts';
 import { DEFAULT_VARDIFF, Vardiff, tidyDifficulty } from '../src/stratum/vardiff.ts';
@@ -63,6 +64,35 @@ describe('line framing', () => {
         assert.deepEqual(lines, ['{"a":1}', '{"a":2}', '{"a":3}', '{"a":4}', '{"a":5}', '{"a":6}'], `split ${split}, hold after ${holdAfter}`);
       }
     }
+  });
+
+  test('property: any chunking, held and released any number of times (chunks arriving while held), gives every line once, in order', () => {
+    fc.assert(fc.property(
+      fc.array(fc.stringMatching(/^[a-z0-9{}":,]{1,20}$/), { minLength: 1, maxLength: 40 }),
+      fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 30 }),
+      fc.array(fc.boolean(), { minLength: 1, maxLength: 60 }),
+      fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 60 }),
+      (want, cuts, holdPattern, releasesBetween) => {
+        const text = Buffer.from(want.join('\n') + '\n');
+        const lines: string[] = [];
+        let k = 0;
+        const f = new LineFramer(64, (l) => { lines.push(l); if (holdPattern[k++ % holdPattern.length]) f.hold(); }, () => assert.fail('no error'));
+        let at = 0;
+        let step = 0;
+        while (at < text.length) {
+          const n = cuts[step % cuts.length];
+          f.push(text.subarray(at, at + n));
+          at += n;
+          // Between chunks, release a random number of times (0: the next chunk arrives while still held).
+          for (let r = releasesBetween[step % releasesBetween.length]; r > 0; r--) f.release();
+          step++;
+        }
+        for (let guard = 0; f.isHolding && guard < 10_000; guard++) f.release();
+        assert.equal(f.isHolding, false);
+        assert.equal(f.heldBytes, 0);
+        assert.deepEqual(lines, want);
+      },
+    ), { numRuns: 500 });
   });
 });
 

@@ -9,9 +9,10 @@ export class LineFramer {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private failed = false;
-  /** Set by hold(): the rest of the current chunk waits in `held` until release(). */
+  /** Set by hold(): the rest of the current chunk, and chunks pushed meanwhile, wait in `held` until release(). */
   private holding = false;
-  private held: Buffer | null = null;
+  private held: Buffer[] = [];
+  private heldLength = 0;
 
   constructor(
     private readonly maxLineBytes: number,
@@ -23,7 +24,7 @@ export class LineFramer {
     if (this.failed) return;
     if (this.holding) {
       // Data that arrived while holding queues behind what is held (copied: the socket may reuse its buffer).
-      this.held = this.held ? Buffer.concat([this.held, chunk]) : Buffer.from(chunk);
+      this.keep(chunk, 0);
       return;
     }
     let start = 0;
@@ -46,7 +47,7 @@ export class LineFramer {
       if (line.trim().length > 0) this.onLine(line);
       if (this.failed) return;
       if (this.holding) {
-        if (start < chunk.length) this.held = Buffer.from(chunk.subarray(start));
+        if (start < chunk.length) this.keep(chunk, start);
         return;
       }
     }
@@ -66,17 +67,39 @@ export class LineFramer {
 
   get isHolding(): boolean { return this.holding; }
 
-  /** Deliver what was held (it may hold again partway). */
+  /** Bytes waiting for release(). */
+  get heldBytes(): number { return this.heldLength; }
+
+  /** Deliver what was held, in order (it may hold again partway: the rest stays held). */
   release(): void {
     if (!this.holding) return;
     this.holding = false;
-    const rest = this.held;
-    this.held = null;
-    if (rest) this.push(rest);
+    const chunks = this.held;
+    this.held = [];
+    this.heldLength = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      this.releasing = true;
+      try { this.push(chunks[i]); } finally { this.releasing = false; }
+      if (this.failed) return;
+      if (this.holding) {
+        // Held again partway: the rest of this chunk (kept by push) is followed by the chunks not reached yet.
+        for (let j = i + 1; j < chunks.length; j++) { this.held.push(chunks[j]); this.heldLength += chunks[j].length; }
+        return;
+      }
+    }
   }
 
   /** Stop delivering lines (e.g. after the session decided to close). */
-  stop(): void { this.failed = true; this.pending = []; this.pendingBytes = 0; this.held = null; }
+  stop(): void { this.failed = true; this.pending = []; this.pendingBytes = 0; this.held = []; this.heldLength = 0; }
+
+  /** True while release() pushes held chunks: they are copies already, so what is left of one is kept as a view. */
+  private releasing = false;
+
+  private keep(chunk: Buffer, from: number): void {
+    const copy = this.releasing ? chunk.subarray(from) : Buffer.from(from === 0 ? chunk : chunk.subarray(from));
+    this.held.push(copy);
+    this.heldLength += copy.length;
+  }
 
   private fail(): void {
     this.stop();

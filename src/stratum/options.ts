@@ -47,6 +47,9 @@ export interface StratumOptions {
   /** Lines read per second per connection before its socket is paused for the rest of a 100 ms window
    *  (CPU per connection is bounded by reading less, never by dropping or closing). */
   readLinesPerSecond: number;
+  /** Time one event-loop turn may spend handling miners' lines, all connections together; past it, connections
+   *  with more to say wait for a later turn, unread (see ReadTurns). Keeps the loop on time past saturation. */
+  readTurnBudgetMs: number;
   /** A peer that does not read its socket gets dropped past this many buffered bytes. */
   maxWriteBufferBytes: number;
   /** All connections together: past this many buffered bytes the slowest readers are closed (see WriteBudget). */
@@ -79,6 +82,7 @@ export const DEFAULT_STRATUM_OPTIONS: StratumOptions = {
   messagesPerSecond: 100,
   messageBurst: 500,
   readLinesPerSecond: 5000,
+  readTurnBudgetMs: 5,
   maxWriteBufferBytes: 1 << 20,
   maxTotalWriteBufferBytes: 256 * 1024 * 1024,
   ban: { windowMs: 60_000, maxRejects: 200, minRejectRatio: 0.9, maxGarbage: 20, offencesBeforeBan: 3, strikeWindowMs: 600_000, baseMs: 60_000, maxMs: 3_600_000 },

@@ -5,6 +5,7 @@ import type { Job } from '../shares/job.ts';
 import { BanList } from './bans.ts';
 import { ExtranonceAllocator } from './extranonce.ts';
 import type { StratumOptions } from './options.ts';
+import { ReadTurns } from './read-turns.ts';
 import { type StratumHost, StratumSession } from './session.ts';
 import { WriteBudget } from './write-budget.ts';
 
@@ -35,6 +36,8 @@ export class StratumServer {
   private readonly bans: BanList;
   private readonly extranonces: ExtranonceAllocator;
   private readonly writeBudget: WriteBudget;
+  /** One budget per event-loop turn for all connections' lines (opts.readTurnBudgetMs). */
+  readonly readTurns: ReadTurns;
   private servers: Server[] = [];
   private timer: NodeJS.Timeout | null = null;
   private sessionSeq = 0;
@@ -48,6 +51,7 @@ export class StratumServer {
   ) {
     this.bans = new BanList(opts.ban.baseMs, opts.ban.maxMs);
     this.extranonces = new ExtranonceAllocator(opts.nodeId, opts.extranonce1Size);
+    this.readTurns = new ReadTurns(opts.readTurnBudgetMs);
     this.writeBudget = new WriteBudget(opts.maxTotalWriteBufferBytes, () => this.sessions, log);
     this.stats = {
       connections: 0, authorized: 0, connectionsTotal: 0, refused: { banned: 0, perIp: 0, full: 0 }, abuseClosed: 0, bans: 0,
@@ -87,7 +91,7 @@ export class StratumServer {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
     const en1 = this.extranonces.allocate();
-    const session = new StratumSession((++this.sessionSeq).toString(16), socket, en1, this.host, this.opts, this.writeBudget);
+    const session = new StratumSession((++this.sessionSeq).toString(16), socket, en1, this.host, this.opts, this.writeBudget, this.readTurns);
     this.sessions.add(session);
     this.stats.connections = this.sessions.size;
     this.stats.connectionsTotal++;

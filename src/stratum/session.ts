@@ -6,6 +6,7 @@ import { REJECT_ERRORS, type ShareOutcome } from '../shares/outcome.ts';
 import { type ShareResult, type SubmitParams, newRootCache, validateShare } from '../shares/validator.ts';
 import { LineFramer, type LineTooLongError } from './framing.ts';
 import type { StratumOptions } from './options.ts';
+import type { ReadTurns } from './read-turns.ts';
 import { ProtocolError, type RequestId, type StratumRequest, parseMessage } from './protocol.ts';
 import { Vardiff, clampDifficulty } from './vardiff.ts';
 import type { WriteBudget } from './write-budget.ts';
@@ -97,6 +98,9 @@ const MAX_SENT_JOBS = 64;
 /** Lines one connection may have handled in one event-loop turn before it yields (fairness, timers, I/O). */
 const LINES_PER_TURN = 64;
 const TURN_BUDGET_MS = 5;
+/** Bytes a waiting connection may have held, unparsed, before its socket is paused (the stream then buffers up to
+ *  its high-water mark and stops reading: TCP pushes back). */
+const HELD_BYTES_MAX = 16 * 1024;
 /** Proxies authorize many workers on one connection; the cap keeps one peer from growing the map forever. */
 const MAX_WORKERS_PER_SESSION = 1024;
 const ZERO_TARGET = Buffer.alloc(32);
@@ -133,7 +137,7 @@ export class StratumSession {
   lastActivityAt: number;
   closed = false;
   readonly counts: Partial<Record<ShareOutcome, number>> = {};
-  /** Times the socket was paused by the read throttle. */
+  /** Times this connection's reads were held: the read throttle, a batch of LINES_PER_TURN, or a spent turn budget. */
   readPauses = 0;
   private readonly framer: LineFramer;
   // token bucket
@@ -158,6 +162,8 @@ export class StratumSession {
     private readonly opts: StratumOptions,
     /** Pool-wide accounting of bytes buffered for slow readers (StratumServer's); absent in unit tests. */
     private readonly writeBudget?: WriteBudget,
+    /** The server's per-turn budget for handling lines (StratumServer's); absent in unit tests. */
+    private readonly readTurns?: ReadTurns,
   ) {
     const now = host.now();
     this.connectedAt = now;
@@ -175,12 +181,27 @@ export class StratumSession {
     this.framer = new LineFramer(opts.maxLineBytes, (line) => { this.onLine(line); this.afterLine(); }, (err) => this.onOversized(err));
     this.readWindowStart = now;
     socket.on('data', (chunk: Buffer) => {
+      if (this.framer.isHolding) {
+        // Waiting (for a later turn, or the read throttle): the chunk queues behind what is held. Past
+        // HELD_BYTES_MAX the socket stops being read, so TCP pushes back on the miner instead of memory growing.
+        this.framer.push(chunk);
+        if (this.framer.heldBytes > HELD_BYTES_MAX) socket.pause();
+        return;
+      }
+      if (this.readTurns && !this.readTurns.hasBudget()) {
+        // This turn's budget for lines is spent: the chunk waits, unparsed, for a later turn (see ReadTurns).
+        this.holdReads(0);
+        this.framer.push(chunk);
+        return;
+      }
       this.linesThisTurn = 0;
       this.turnStartedAt = performance.now();
       // The answers to one chunk's lines leave together (one writev), not one write(2) per line.
       socket.cork();
       try { this.framer.push(chunk); } finally { socket.uncork(); }
     });
+    // Registered before the server's own 'close' listener, so this runs while the session is still open.
+    socket.once('close', () => this.drainHeld());
   }
 
   readonly extranonce1Hex: string;
@@ -244,7 +265,7 @@ export class StratumSession {
   private afterLine(): void {
     this.linesInWindow++;
     this.linesThisTurn++;
-    if (this.closed || this.framer.isHolding) return;
+    if (this.closed || this.framer.isHolding || this.drainingHeld) return;
     const now = this.host.now();
     if (now - this.readWindowStart >= 100) {
       this.readWindowStart = now;
@@ -252,24 +273,50 @@ export class StratumSession {
     } else if (this.linesInWindow >= Math.max(1, Math.floor(this.opts.readLinesPerSecond / 10))) {
       return this.holdReads(this.readWindowStart + 100 - now);
     }
-    if (this.linesThisTurn >= LINES_PER_TURN || performance.now() - this.turnStartedAt > TURN_BUDGET_MS) this.holdReads(0);
+    if (this.linesThisTurn >= LINES_PER_TURN || performance.now() - this.turnStartedAt > TURN_BUDGET_MS) return this.holdReads(0);
+    if (this.readTurns && !this.readTurns.hasBudget()) this.holdReads(0);
   }
 
   private holdReads(ms: number): void {
     this.framer.hold();
-    this.socket.pause();
     this.readPauses++;
-    const go = (): void => {
-      if (this.closed) return;
-      this.linesThisTurn = 0;
-      this.turnStartedAt = performance.now();
-      const now = this.host.now();
-      if (now - this.readWindowStart >= 100) { this.readWindowStart = now; this.linesInWindow = 0; }
-      this.framer.release();
-      if (!this.framer.isHolding) this.socket.resume();
-    };
-    if (ms > 0) setTimeout(go, ms).unref();
-    else setImmediate(go);
+    if (ms > 0) {
+      this.socket.pause();
+      setTimeout(() => this.resumeReads(), ms).unref();
+    } else if (this.readTurns) {
+      // Not paused: a connection that waits a turn or two with a line or two (the common case past saturation with
+      // many connections) costs no pause and resume; HELD_BYTES_MAX pauses the ones that keep sending.
+      this.readTurns.wait(this);
+    } else {
+      this.socket.pause();
+      setImmediate(() => this.resumeReads());
+    }
+  }
+
+  /**
+   * The peer is gone while lines it sent still wait for a turn: handle them all now. Any of them may be a block,
+   * and every share a miner sent before leaving is validated and recorded; the answers go nowhere. (A session the
+   * pool closed itself, for abuse or shutdown, has stopped its framer and drains nothing.)
+   */
+  private drainHeld(): void {
+    if (this.closed || !this.framer.isHolding) return;
+    this.drainingHeld = true;
+    this.framer.release();
+  }
+
+  private drainingHeld = false;
+
+  /** Go on reading after holdReads: the lines held first, in order, then the socket. */
+  resumeReads(): void {
+    if (this.closed) return;
+    this.linesThisTurn = 0;
+    this.turnStartedAt = performance.now();
+    const now = this.host.now();
+    if (now - this.readWindowStart >= 100) { this.readWindowStart = now; this.linesInWindow = 0; }
+    // As in the data handler: the answers to the held lines leave together (one writev), not one write(2) each.
+    this.socket.cork();
+    try { this.framer.release(); } finally { this.socket.uncork(); }
+    if (!this.framer.isHolding && this.socket.isPaused()) this.socket.resume();
   }
 
   private dispatch(req: StratumRequest, now: number): void {

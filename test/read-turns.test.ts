@@ -1,0 +1,128 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
+import { ReadTurns } from '../src/stratum/read-turns.ts';
+import { LineClient, type Msg } from './helpers/line-client.ts';
+import { startTestPool, solveShare } from './helpers/pool.ts';
+import { StubNode } from './helpers/stub-node.ts';
+
+const nextImmediate = () => new Promise<void>((r) => setImmediate(r));
+
+test('ReadTurns: waiting connections resume in arrival order, only while the turn budget lasts, at least one a turn', async () => {
+  let now = 0;
+  const turns = new ReadTurns(4, () => now);
+  const order: string[] = [];
+  // Each resumed connection spends 3 ms of the turn.
+  const waiter = (name: string) => ({ resumeReads: () => { order.push(name); now += 3; } });
+  assert.equal(turns.hasBudget(), true, 'a new phase has budget');
+  now += 5;
+  assert.equal(turns.hasBudget(), false, 'spent past its budget');
+  for (const n of ['a', 'b', 'c', 'd', 'e']) turns.wait(waiter(n));
+  await nextImmediate();
+  assert.deepEqual(order, ['a', 'b'], 'a (3 ms) and b (6 ms: past the budget) at the first turn end');
+  assert.equal(turns.waitingCount, 3);
+  assert.equal(turns.hasBudget(), true, 'the next poll phase has a budget of its own');
+  await nextImmediate();
+  assert.deepEqual(order, ['a', 'b', 'c', 'd']);
+  // A connection that still has more goes to the back of the line.
+  turns.wait(waiter('a2'));
+  await nextImmediate();
+  assert.deepEqual(order, ['a', 'b', 'c', 'd', 'e', 'a2']);
+  assert.equal(turns.waitingCount, 0);
+  assert.equal(turns.deferredTurns, 2);
+
+  // A connection that takes longer than the whole budget still lets the next one go in the following turn.
+  const slow = new ReadTurns(1, () => now);
+  const seen: string[] = [];
+  slow.wait({ resumeReads: () => { seen.push('x'); now += 50; } });
+  slow.wait({ resumeReads: () => { seen.push('y'); } });
+  await nextImmediate();
+  assert.deepEqual(seen, ['x']);
+  await nextImmediate();
+  assert.deepEqual(seen, ['x', 'y']);
+});
+
+test('past the turn budget, many connections flooding shares are all answered, in order, none dropped; the budget did engage', async () => {
+  const node = new StubNode();
+  const d = 1e-7;
+  const { pool, port } = await startTestPool(node, {
+    // A tiny budget, so that this flood (small for a real pool) goes past it many times.
+    readTurnBudgetMs: 0.2,
+    messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1e9,
+    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: d, maxDifficulty: d },
+    initialDifficulty: d,
+  });
+  const clients: LineClient[] = [];
+  try {
+    const CONNS = 30;
+    const PER_CONN = 200;
+    const miners = await Promise.all(Array.from({ length: CONNS }, async (_, k) => {
+      const c = new LineClient(port, `127.0.1.${k + 1}`);
+      clients.push(c);
+      await c.connected();
+      const sub = await c.request(2, 'mining.subscribe', ['flood/1.0']);
+      await c.request(4, 'mining.authorize', ['acct.w1', 'x']);
+      const notify = await c.waitFor((m: Msg) => m.method === 'mining.notify');
+      const [, en1, en2Size] = sub.result as [unknown, string, number];
+      return { c, en1, en2Size, notify };
+    }));
+    const deferredBefore = pool.server.readTurns.deferredTurns;
+    // Every connection sends all its shares in one write: the pool sees thousands of lines at once.
+    for (const m of miners) {
+      let text = '';
+      for (let i = 0; i < PER_CONN; i++) {
+        const sh = solveShare(m.notify, m.en1, m.en2Size, d, { en2: i.toString(16).padStart(m.en2Size * 2, '0') });
+        text += JSON.stringify({ id: 1000 + i, method: 'mining.submit', params: sh }) + '\n';
+      }
+      m.c.send(text);
+    }
+    for (const m of miners) {
+      await m.c.waitFor((x: Msg) => x.id === 1000 + PER_CONN - 1, 30_000);
+      const answers = m.c.messages.filter((x) => typeof x.id === 'number' && x.id >= 1000);
+      assert.deepEqual(answers.map((x) => x.id), Array.from({ length: PER_CONN }, (_, i) => 1000 + i), 'every share answered once, in order');
+      assert.ok(answers.length > 0 && answers.every((x) => x.result === true), 'every one accepted');
+      assert.equal(m.c.closed, false);
+    }
+    assert.ok(pool.server.readTurns.deferredTurns > deferredBefore, 'connections waited for later turns');
+  } finally {
+    for (const c of clients) c.close();
+    await pool.stop(100);
+  }
+});
+
+test('a miner that sends shares and leaves while they wait for a turn: every one is still validated and recorded', async () => {
+  const node = new StubNode();
+  const d = 1e-7;
+  // A zero budget: each phase of a turn handles one line, so nearly all of these wait when the peer leaves.
+  const { pool, port, shareLog } = await startTestPool(node, {
+    readTurnBudgetMs: 0,
+    messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1e9,
+    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: d, maxDifficulty: d },
+    initialDifficulty: d,
+  });
+  const recorded = new Set<string>();
+  shareLog.onShare((e) => { if (e.outcome === 'accepted') recorded.add(e.id); });
+  try {
+    const c = new LineClient(port, '127.0.2.1');
+    await c.connected();
+    const sub = await c.request(2, 'mining.subscribe', ['leaver/1.0']);
+    await c.request(4, 'mining.authorize', ['acct.leaver', 'x']);
+    const notify = await c.waitFor((m: Msg) => m.method === 'mining.notify');
+    const [, en1, en2Size] = sub.result as [unknown, string, number];
+    const N = 50;
+    let text = '';
+    for (let i = 0; i < N; i++) {
+      const sh = solveShare(notify, en1, en2Size, d, { en2: i.toString(16).padStart(en2Size * 2, '0') });
+      sh[0] = 'acct.leaver';
+      text += JSON.stringify({ id: 1000 + i, method: 'mining.submit', params: sh }) + '\n';
+    }
+    // All shares and the FIN in one go: the pool sees the end while most lines still wait.
+    c.socket.end(text);
+    await c.waitClose(5000);
+    const deadline = Date.now() + 5000;
+    while (recorded.size < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(recorded.size, N, 'every share the miner sent is recorded');
+  } finally {
+    await pool.stop(100);
+  }
+});
