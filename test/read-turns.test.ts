@@ -126,3 +126,43 @@ test('a miner that sends shares and leaves while they wait for a turn: every one
     await pool.stop(100);
   }
 });
+
+test('shutdown with shares still waiting for a turn: they are handled before the connection is closed', async () => {
+  const node = new StubNode();
+  const d = 1e-7;
+  const { pool, port, shareLog } = await startTestPool(node, {
+    readTurnBudgetMs: 0,
+    messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1e9,
+    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: d, maxDifficulty: d },
+    initialDifficulty: d,
+  });
+  const recorded = new Set<string>();
+  shareLog.onShare((e) => { if (e.outcome === 'accepted') recorded.add(e.id); });
+  const c = new LineClient(port, '127.0.2.2');
+  let stopped = false;
+  try {
+    await c.connected();
+    const sub = await c.request(2, 'mining.subscribe', ['stayer/1.0']);
+    await c.request(4, 'mining.authorize', ['acct.w1', 'x']);
+    const notify = await c.waitFor((m: Msg) => m.method === 'mining.notify');
+    const [, en1, en2Size] = sub.result as [unknown, string, number];
+    const N = 400;
+    let text = '';
+    for (let i = 0; i < N; i++) {
+      const sh = solveShare(notify, en1, en2Size, d, { en2: i.toString(16).padStart(en2Size * 2, '0') });
+      text += JSON.stringify({ id: 1000 + i, method: 'mining.submit', params: sh }) + '\n';
+    }
+    c.send(text);
+    // Stop while most of them still wait (a zero budget handles a line or two per turn); the miner ignores the
+    // reconnect request, so the pool closes it.
+    await new Promise((r) => setImmediate(r));
+    const session = [...pool.server.sessions][0];
+    assert.ok(session, 'the session is there');
+    await pool.stop(50);
+    stopped = true;
+    assert.equal(recorded.size, N, 'every share read before the close is recorded');
+  } finally {
+    c.close();
+    if (!stopped) await pool.stop(50);
+  }
+});

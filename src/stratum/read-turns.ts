@@ -61,13 +61,17 @@ export class ReadTurns {
     this.phaseOpen = true;
     this.startedAt = this.clock();
     let resumed = 0;
-    while (this.head < this.waiting.length && (resumed++ === 0 || this.clock() - this.startedAt < this.budgetMs)) {
-      const w = this.waiting[this.head]!;
-      this.waiting[this.head++] = undefined;
-      w.resumeReads();
+    try {
+      while (this.head < this.waiting.length && (resumed++ === 0 || this.clock() - this.startedAt < this.budgetMs)) {
+        const w = this.waiting[this.head]!;
+        this.waiting[this.head++] = undefined;
+        w.resumeReads();
+      }
+    } finally {
+      // The next poll phase starts a budget of its own (also after a throw, so the others still get their turns).
+      this.phaseOpen = false;
+      if (this.head < this.waiting.length) this.scheduleEnd();
     }
-    // The next poll phase starts a budget of its own.
-    this.phaseOpen = false;
     if (this.head === this.waiting.length) {
       this.waiting.length = 0;
       this.head = 0;
@@ -78,6 +82,5 @@ export class ReadTurns {
       this.head = 0;
     }
     this.deferredTurns++;
-    this.scheduleEnd();
   };
 }

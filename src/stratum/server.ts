@@ -115,13 +115,13 @@ export class StratumServer {
     if (!this.bans.strike(session.remoteAddress, now, b.offencesBeforeBan, b.strikeWindowMs)) {
       this.stats.abuseClosed++;
       this.log?.warn({ ip: session.remoteAddress, session: session.id, reason }, 'closing abusive connection');
-      session.close(`abuse: ${reason}`);
+      session.close(`abuse: ${reason}`, { abusive: true });
       return;
     }
     const ms = this.bans.ban(session.remoteAddress, now);
     this.stats.bans++;
     this.log?.warn({ ip: session.remoteAddress, session: session.id, reason, banMs: ms }, 'banning peer');
-    session.close(`banned: ${reason}`);
+    session.close(`banned: ${reason}`, { abusive: true });
   }
 
   isBanned(ip: string): boolean {

@@ -178,7 +178,10 @@ export class StratumSession {
     this.extranonce1Hex = toHex(extranonce1);
     this.poolWork = { route: null, extranonce1, extranonce1Hex: this.extranonce1Hex, extranonce2Size: opts.extranonce2Size };
     this.work = this.poolWork;
-    this.framer = new LineFramer(opts.maxLineBytes, (line) => { this.onLine(line); this.afterLine(); }, (err) => this.onOversized(err));
+    this.framer = new LineFramer(opts.maxLineBytes, (line) => {
+      this.inLine = true;
+      try { this.onLine(line); this.afterLine(); } finally { this.inLine = false; }
+    }, (err) => this.onOversized(err));
     this.readWindowStart = now;
     socket.on('data', (chunk: Buffer) => {
       if (this.framer.isHolding) {
@@ -192,6 +195,7 @@ export class StratumSession {
         // This turn's budget for lines is spent: the chunk waits, unparsed, for a later turn (see ReadTurns).
         this.holdReads(0);
         this.framer.push(chunk);
+        if (this.framer.heldBytes > HELD_BYTES_MAX) socket.pause();
         return;
       }
       this.linesThisTurn = 0;
@@ -305,6 +309,8 @@ export class StratumSession {
   }
 
   private drainingHeld = false;
+  /** True while a line is being handled (the framer's callback). */
+  private inLine = false;
 
   /** Go on reading after holdReads: the lines held first, in order, then the socket. */
   resumeReads(): void {
@@ -641,8 +647,12 @@ export class StratumSession {
   /** Bytes written and not yet taken by the kernel (counted by the write budget). */
   pendingWriteBytes = 0;
 
-  close(reason: string): void {
+  close(reason: string, opts: { abusive?: boolean } = {}): void {
     if (this.closed) return;
+    // Lines already read and waiting for a turn are shares the miner sent before we chose to close (shutdown, a
+    // move to another pool, a full write buffer): handle them first, as when the peer leaves (drainHeld). Not for
+    // an abusive peer, nor from inside a line (a close decided while handling one).
+    if (!opts.abusive && !this.inLine) this.drainHeld();
     this.closed = true;
     this.closeReason = reason;
     this.framer.stop();
