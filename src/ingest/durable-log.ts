@@ -665,7 +665,6 @@ export class DurableShareLog extends InProcessShareLog {
     });
   }
 
-
   private async advanceCheckpoint(pos: Position): Promise<void> {
     try {
       await this.spool.setCheckpoint(pos);

@@ -184,16 +184,11 @@ export class StratumSession {
     }, (err) => this.onOversized(err));
     this.readWindowStart = now;
     socket.on('data', (chunk: Buffer) => {
+      // This turn's budget for lines is spent: the chunk waits, unparsed, for a later turn (see ReadTurns).
+      if (!this.framer.isHolding && this.readTurns && !this.readTurns.hasBudget()) this.holdReads(0);
       if (this.framer.isHolding) {
         // Waiting (for a later turn, or the read throttle): the chunk queues behind what is held. Past
         // HELD_BYTES_MAX the socket stops being read, so TCP pushes back on the miner instead of memory growing.
-        this.framer.push(chunk);
-        if (this.framer.heldBytes > HELD_BYTES_MAX) socket.pause();
-        return;
-      }
-      if (this.readTurns && !this.readTurns.hasBudget()) {
-        // This turn's budget for lines is spent: the chunk waits, unparsed, for a later turn (see ReadTurns).
-        this.holdReads(0);
         this.framer.push(chunk);
         if (this.framer.heldBytes > HELD_BYTES_MAX) socket.pause();
         return;
@@ -298,9 +293,9 @@ export class StratumSession {
   }
 
   /**
-   * The peer is gone while lines it sent still wait for a turn: handle them all now. Any of them may be a block,
-   * and every share a miner sent before leaving is validated and recorded; the answers go nowhere. (A session the
-   * pool closed itself, for abuse or shutdown, has stopped its framer and drains nothing.)
+   * Lines already read still wait for a turn and the connection is ending (the peer left, or the pool closes it
+   * other than for abuse: see close): handle them all now. Any of them may be a block, and every share a miner
+   * sent is validated and recorded; answers go out only while the socket is still open.
    */
   private drainHeld(): void {
     if (this.closed || !this.framer.isHolding) return;
