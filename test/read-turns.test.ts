@@ -8,6 +8,39 @@ import { StubNode } from './helpers/stub-node.ts';
 
 const nextImmediate = () => new Promise<void>((r) => setImmediate(r));
 
+/** Shares at this difficulty are found at once; the other limits are raised so that a flood is never punished. */
+const D = 1e-7;
+
+/** A pool whose turn budget is `readTurnBudgetMs`, with limits out of the way of a flood of valid shares. */
+function floodPool(readTurnBudgetMs: number) {
+  return startTestPool(new StubNode(), {
+    readTurnBudgetMs,
+    messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1e9,
+    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: D, maxDifficulty: D },
+    initialDifficulty: D,
+  });
+}
+
+/** Connect, subscribe and authorize as `worker`; then `shares(n)` is n valid submits (ids 1000…) as one text. */
+async function floodMiner(port: number, ip: string, worker = 'acct.w1') {
+  const c = new LineClient(port, ip);
+  await c.connected();
+  const sub = await c.request(2, 'mining.subscribe', ['flood/1.0']);
+  await c.request(4, 'mining.authorize', [worker, 'x']);
+  const notify = await c.waitFor((m: Msg) => m.method === 'mining.notify');
+  const [, en1, en2Size] = sub.result as [unknown, string, number];
+  const shares = (n: number): string => {
+    let text = '';
+    for (let i = 0; i < n; i++) {
+      const sh = solveShare(notify, en1, en2Size, D, { en2: i.toString(16).padStart(en2Size * 2, '0') });
+      sh[0] = worker;
+      text += JSON.stringify({ id: 1000 + i, method: 'mining.submit', params: sh }) + '\n';
+    }
+    return text;
+  };
+  return { c, shares };
+}
+
 test('ReadTurns: waiting connections resume in arrival order, only while the turn budget lasts, at least one a turn', async () => {
   let now = 0;
   const turns = new ReadTurns(4, () => now);
@@ -43,39 +76,20 @@ test('ReadTurns: waiting connections resume in arrival order, only while the tur
 });
 
 test('past the turn budget, many connections flooding shares are all answered, in order, none dropped; the budget did engage', async () => {
-  const node = new StubNode();
-  const d = 1e-7;
-  const { pool, port } = await startTestPool(node, {
-    // A tiny budget, so that this flood (small for a real pool) goes past it many times.
-    readTurnBudgetMs: 0.2,
-    messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1e9,
-    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: d, maxDifficulty: d },
-    initialDifficulty: d,
-  });
+  // A tiny budget, so that this flood (small for a real pool) goes past it many times.
+  const { pool, port } = await floodPool(0.2);
   const clients: LineClient[] = [];
   try {
     const CONNS = 30;
     const PER_CONN = 200;
     const miners = await Promise.all(Array.from({ length: CONNS }, async (_, k) => {
-      const c = new LineClient(port, `127.0.1.${k + 1}`);
-      clients.push(c);
-      await c.connected();
-      const sub = await c.request(2, 'mining.subscribe', ['flood/1.0']);
-      await c.request(4, 'mining.authorize', ['acct.w1', 'x']);
-      const notify = await c.waitFor((m: Msg) => m.method === 'mining.notify');
-      const [, en1, en2Size] = sub.result as [unknown, string, number];
-      return { c, en1, en2Size, notify };
+      const m = await floodMiner(port, `127.0.1.${k + 1}`);
+      clients.push(m.c);
+      return m;
     }));
     const deferredBefore = pool.server.readTurns.deferredTurns;
     // Every connection sends all its shares in one write: the pool sees thousands of lines at once.
-    for (const m of miners) {
-      let text = '';
-      for (let i = 0; i < PER_CONN; i++) {
-        const sh = solveShare(m.notify, m.en1, m.en2Size, d, { en2: i.toString(16).padStart(m.en2Size * 2, '0') });
-        text += JSON.stringify({ id: 1000 + i, method: 'mining.submit', params: sh }) + '\n';
-      }
-      m.c.send(text);
-    }
+    for (const m of miners) m.c.send(m.shares(PER_CONN));
     for (const m of miners) {
       await m.c.waitFor((x: Msg) => x.id === 1000 + PER_CONN - 1, 30_000);
       const answers = m.c.messages.filter((x) => typeof x.id === 'number' && x.id >= 1000);
@@ -91,33 +105,15 @@ test('past the turn budget, many connections flooding shares are all answered, i
 });
 
 test('a miner that sends shares and leaves while they wait for a turn: every one is still validated and recorded', async () => {
-  const node = new StubNode();
-  const d = 1e-7;
   // A zero budget: each phase of a turn handles one line, so nearly all of these wait when the peer leaves.
-  const { pool, port, shareLog } = await startTestPool(node, {
-    readTurnBudgetMs: 0,
-    messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1e9,
-    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: d, maxDifficulty: d },
-    initialDifficulty: d,
-  });
+  const { pool, port, shareLog } = await floodPool(0);
   const recorded = new Set<string>();
   shareLog.onShare((e) => { if (e.outcome === 'accepted') recorded.add(e.id); });
   try {
-    const c = new LineClient(port, '127.0.2.1');
-    await c.connected();
-    const sub = await c.request(2, 'mining.subscribe', ['leaver/1.0']);
-    await c.request(4, 'mining.authorize', ['acct.leaver', 'x']);
-    const notify = await c.waitFor((m: Msg) => m.method === 'mining.notify');
-    const [, en1, en2Size] = sub.result as [unknown, string, number];
+    const { c, shares } = await floodMiner(port, '127.0.2.1', 'acct.leaver');
     const N = 50;
-    let text = '';
-    for (let i = 0; i < N; i++) {
-      const sh = solveShare(notify, en1, en2Size, d, { en2: i.toString(16).padStart(en2Size * 2, '0') });
-      sh[0] = 'acct.leaver';
-      text += JSON.stringify({ id: 1000 + i, method: 'mining.submit', params: sh }) + '\n';
-    }
     // All shares and the FIN in one go: the pool sees the end while most lines still wait.
-    c.socket.end(text);
+    c.socket.end(shares(N));
     await c.waitClose(5000);
     const deadline = Date.now() + 5000;
     while (recorded.size < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -128,41 +124,29 @@ test('a miner that sends shares and leaves while they wait for a turn: every one
 });
 
 test('shutdown with shares still waiting for a turn: they are handled before the connection is closed', async () => {
-  const node = new StubNode();
-  const d = 1e-7;
-  const { pool, port, shareLog } = await startTestPool(node, {
-    readTurnBudgetMs: 0,
-    messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1e9,
-    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: d, maxDifficulty: d },
-    initialDifficulty: d,
-  });
+  const { pool, port, shareLog } = await floodPool(0);
   const recorded = new Set<string>();
   shareLog.onShare((e) => { if (e.outcome === 'accepted') recorded.add(e.id); });
-  const c = new LineClient(port, '127.0.2.2');
+  let client: LineClient | undefined;
   let stopped = false;
   try {
-    await c.connected();
-    const sub = await c.request(2, 'mining.subscribe', ['stayer/1.0']);
-    await c.request(4, 'mining.authorize', ['acct.w1', 'x']);
-    const notify = await c.waitFor((m: Msg) => m.method === 'mining.notify');
-    const [, en1, en2Size] = sub.result as [unknown, string, number];
+    const { c, shares } = await floodMiner(port, '127.0.2.2');
+    client = c;
     const N = 400;
-    let text = '';
-    for (let i = 0; i < N; i++) {
-      const sh = solveShare(notify, en1, en2Size, d, { en2: i.toString(16).padStart(en2Size * 2, '0') });
-      text += JSON.stringify({ id: 1000 + i, method: 'mining.submit', params: sh }) + '\n';
-    }
-    c.send(text);
-    // Stop while most of them still wait (a zero budget handles a line or two per turn); the miner ignores the
-    // reconnect request, so the pool closes it.
-    await new Promise((r) => setImmediate(r));
+    c.send(shares(N));
+    // Stop as soon as the pool has read all of them, while most still wait (a zero budget handles a line or two per
+    // turn). No grace: the pool closes the connection in the same turn as it asks the miner to reconnect.
     const session = [...pool.server.sessions][0];
     assert.ok(session, 'the session is there');
-    await pool.stop(50);
+    for (let turns = 0; session.socket.bytesRead < c.socket.bytesWritten; turns++) {
+      assert.ok(turns < 10_000, 'the pool reads what the miner sent');
+      await new Promise((r) => setImmediate(r));
+    }
+    await pool.stop(0);
     stopped = true;
     assert.equal(recorded.size, N, 'every share read before the close is recorded');
   } finally {
-    c.close();
+    client?.close();
     if (!stopped) await pool.stop(50);
   }
 });
