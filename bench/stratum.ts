@@ -196,13 +196,15 @@ async function startHashhub(work: string, nodePort: number, s: Scenario, dbUrl: 
 }
 
 /** ckpool with the configuration ../shared/tools/README.md gives (for comparison only). */
-async function startCkpool(bin: string, work: string, nodePort: number): Promise<Server> {
+async function startCkpool(bin: string, work: string, nodePort: number, s: Scenario): Promise<Server> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(work, 'ckpool-'));
   const conf = {
     btcd: [{ url: `127.0.0.1:${nodePort}`, auth: 'user', pass: 'pass', notify: false }], btcaddress: ADDRESS,
     serverurl: [`127.0.0.1:${port}`], mindiff: 1, startdiff: 1, maxdiff: 0, nonce1length: 4, nonce2length: 8,
-    update_interval: 30, donation: 0.0, logdir: path.join(dir, 'logs'),
+    // The refresh scenario refreshes ckpool's template as often as hashhub's (a new workbase and a notify to every
+    // miner each time), so its row is comparable; otherwise ckpool's default.
+    update_interval: s.refreshMs ? Math.max(1, Math.round(s.refreshMs / 1000)) : 30, donation: 0.0, logdir: path.join(dir, 'logs'),
   };
   writeFileSync(path.join(dir, 'ckpool.conf'), JSON.stringify(conf));
   const child = spawn('bash', ['-c', `ulimit -n 20000 2>/dev/null; exec taskset -c 0 "${bin}" -c "${path.join(dir, 'ckpool.conf')}" -s "${path.join(dir, 'sock')}"`], { stdio: 'ignore' });
@@ -375,7 +377,7 @@ async function main() {
       log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}`);
       let ck: LoadResult | undefined;
       if (ckpoolBin && s.mode !== 'grind') {
-        const c = await startCkpool(ckpoolBin, work, nodePort);
+        const c = await startCkpool(ckpoolBin, work, nodePort, s);
         try {
           await warmUp(gen, c, s);
           ck = await runLoad(gen, c, s, `ckpool ${s.name}`);
