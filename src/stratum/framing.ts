@@ -18,6 +18,8 @@ export class LineFramer {
     private readonly maxLineBytes: number,
     private readonly onLine: (line: string) => void,
     private readonly onError: (err: LineTooLongError) => void,
+    /** `this` for onLine and onError: lets one pair of functions serve every connection (no closures per socket). */
+    private readonly receiver?: unknown,
   ) {}
 
   push(chunk: Buffer): void {
@@ -44,7 +46,7 @@ export class LineFramer {
       }
       start = nl + 1;
       if (line.length > 0 && line.charCodeAt(line.length - 1) === 0x0d) line = line.slice(0, -1);
-      if (line.trim().length > 0) this.onLine(line);
+      if (line.trim().length > 0) this.onLine.call(this.receiver, line);
       if (this.failed) return;
       if (this.holding) {
         if (start < chunk.length) this.keep(chunk, start);
@@ -103,6 +105,6 @@ export class LineFramer {
 
   private fail(): void {
     this.stop();
-    this.onError(new LineTooLongError(this.maxLineBytes));
+    this.onError.call(this.receiver, new LineTooLongError(this.maxLineBytes));
   }
 }

@@ -6,7 +6,7 @@ import { BanList } from './bans.ts';
 import { ExtranonceAllocator } from './extranonce.ts';
 import type { StratumOptions } from './options.ts';
 import { ReadTurns } from './read-turns.ts';
-import { type StratumHost, StratumSession } from './session.ts';
+import { type SessionOwner, type StratumHost, StratumSession } from './session.ts';
 import { WriteBudget } from './write-budget.ts';
 
 /** Sessions sent a job per event-loop turn when miners must drop their work (new tip; see broadcast). */
@@ -30,7 +30,7 @@ export interface StratumServerStats {
  * Stratum V1 over TCP (and TLS): accepts connections, enforces limits, owns the sessions and fans jobs out.
  * build (constructor) is split from listen() so tests can hand it sockets.
  */
-export class StratumServer {
+export class StratumServer implements SessionOwner {
   readonly sessions = new Set<StratumSession>();
   private readonly perIp = new Map<string, number>();
   private readonly bans: BanList;
@@ -42,6 +42,7 @@ export class StratumServer {
   private timer: NodeJS.Timeout | null = null;
   private sessionSeq = 0;
   private draining = false;
+  private readonly onSocketError: (this: Socket, err: Error) => void;
   readonly stats: StratumServerStats;
 
   constructor(
@@ -53,6 +54,8 @@ export class StratumServer {
     this.extranonces = new ExtranonceAllocator(opts.nodeId, opts.extranonce1Size);
     this.readTurns = new ReadTurns(opts.readTurnBudgetMs);
     this.writeBudget = new WriteBudget(opts.maxTotalWriteBufferBytes, () => this.sessions, log);
+    // One listener for every socket (`this` is the socket): no closure per connection.
+    this.onSocketError = function (this: Socket, err: Error) { log?.debug({ ip: this.remoteAddress, err: err.message }, 'socket error'); };
     this.stats = {
       connections: 0, authorized: 0, connectionsTotal: 0, refused: { banned: 0, perIp: 0, full: 0 }, abuseClosed: 0, bans: 0,
       writeBuffers: this.writeBudget.stats,
@@ -81,7 +84,7 @@ export class StratumServer {
   accept(socket: Socket): void {
     const ip = socket.remoteAddress ?? 'unknown';
     const now = this.host.now();
-    socket.on('error', (err) => this.log?.debug({ ip, err: err.message }, 'socket error'));
+    socket.on('error', this.onSocketError);
     if (this.draining) return void socket.destroy();
     if (this.bans.isBanned(ip, now)) { this.stats.refused.banned++; return void socket.destroy(); }
     if (this.sessions.size >= this.opts.maxConnections) { this.stats.refused.full++; return void socket.destroy(); }
@@ -91,19 +94,22 @@ export class StratumServer {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
     const en1 = this.extranonces.allocate();
-    const session = new StratumSession((++this.sessionSeq).toString(16), socket, en1, this.host, this.opts, this.writeBudget, this.readTurns);
+    const session = new StratumSession((++this.sessionSeq).toString(16), socket, en1, this.host, this.opts, this.writeBudget, this.readTurns, this);
     this.sessions.add(session);
     this.stats.connections = this.sessions.size;
     this.stats.connectionsTotal++;
-    socket.once('close', () => {
-      session.closed = true;
-      this.sessions.delete(session);
-      this.extranonces.release(en1);
-      const n = (this.perIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.perIp.delete(ip); else this.perIp.set(ip, n);
-      this.stats.connections = this.sessions.size;
-      this.host.onClose(session);
-    });
+  }
+
+  /** A session's socket closed (after the session handled the lines it had read): free its slot. */
+  sessionClosed(session: StratumSession): void {
+    session.closed = true;
+    if (!this.sessions.delete(session)) return;
+    this.extranonces.release(session.extranonce1);
+    const ip = session.remoteAddress;
+    const n = (this.perIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.perIp.delete(ip); else this.perIp.set(ip, n);
+    this.stats.connections = this.sessions.size;
+    this.host.onClose(session);
   }
 
   /** Ban the session's IP with back-off and close it. */

@@ -105,6 +105,34 @@ const HELD_BYTES_MAX = 16 * 1024;
 const MAX_WORKERS_PER_SESSION = 1024;
 const ZERO_TARGET = Buffer.alloc(32);
 
+/**
+ * Share targets by difficulty, shared by every session (read only: validateShare compares against them). Most
+ * sessions are at one of a few difficulties, and a Buffer per session and job was ~170 bytes of heap each.
+ */
+const targets = new Map<number, Buffer>();
+const TARGETS_MAX = 4096;
+function targetFor(difficulty: number): Buffer {
+  let t = targets.get(difficulty);
+  if (!t) {
+    if (targets.size >= TARGETS_MAX) targets.clear();
+    t = targetBytes(difficultyToTarget(difficulty));
+    targets.set(difficulty, t);
+  }
+  return t;
+}
+
+/**
+ * The session a socket belongs to. Its listeners are functions shared by every connection and find their session
+ * here: a closure (and a `once` wrapper) per socket and event cost about 1 KB of heap per idle connection.
+ */
+const SESSION = Symbol('hashhub.stratumSession');
+type SessionSocket = Socket & { [SESSION]?: StratumSession };
+
+/** What owns the session (StratumServer): told once the socket has closed, after the session's own handling. */
+export interface SessionOwner {
+  sessionClosed(session: StratumSession): void;
+}
+
 /** One miner connection: the protocol state machine. */
 export class StratumSession {
   readonly connectedAt: number;
@@ -131,7 +159,6 @@ export class StratumSession {
   /** Latest ntime sent for lastJob (re-issues of one job never repeat an ntime). */
   private lastNtime = 0;
   private readonly rootCache = newRootCache();
-  private cachedTarget: { difficulty: number; target: Buffer } | null = null;
   lastShareAt = 0;
   authorizedAt = 0;
   lastActivityAt: number;
@@ -164,6 +191,8 @@ export class StratumSession {
     private readonly writeBudget?: WriteBudget,
     /** The server's per-turn budget for handling lines (StratumServer's); absent in unit tests. */
     private readonly readTurns?: ReadTurns,
+    /** Told when the socket has closed (StratumServer); absent in unit tests. */
+    private readonly owner?: SessionOwner,
   ) {
     const now = host.now();
     this.connectedAt = now;
@@ -178,29 +207,44 @@ export class StratumSession {
     this.extranonce1Hex = toHex(extranonce1);
     this.poolWork = { route: null, extranonce1, extranonce1Hex: this.extranonce1Hex, extranonce2Size: opts.extranonce2Size };
     this.work = this.poolWork;
-    this.framer = new LineFramer(opts.maxLineBytes, (line) => {
-      this.inLine = true;
-      try { this.onLine(line); this.afterLine(); } finally { this.inLine = false; }
-    }, (err) => this.onOversized(err));
+    this.framer = new LineFramer(opts.maxLineBytes, StratumSession.framedLine, StratumSession.lineTooLong, this);
     this.readWindowStart = now;
-    socket.on('data', (chunk: Buffer) => {
-      // This turn's budget for lines is spent: the chunk waits, unparsed, for a later turn (see ReadTurns).
-      if (!this.framer.isHolding && this.readTurns && !this.readTurns.hasBudget()) this.holdReads(0);
-      if (this.framer.isHolding) {
-        // Waiting (for a later turn, or the read throttle): the chunk queues behind what is held. Past
-        // HELD_BYTES_MAX the socket stops being read, so TCP pushes back on the miner instead of memory growing.
-        this.framer.push(chunk);
-        if (this.framer.heldBytes > HELD_BYTES_MAX) socket.pause();
-        return;
-      }
-      this.linesThisTurn = 0;
-      this.turnStartedAt = performance.now();
-      // The answers to one chunk's lines leave together (one writev), not one write(2) per line.
-      socket.cork();
-      try { this.framer.push(chunk); } finally { socket.uncork(); }
-    });
-    // Registered before the server's own 'close' listener, so this runs while the session is still open.
-    socket.once('close', () => this.drainHeld());
+    (socket as SessionSocket)[SESSION] = this;
+    socket.on('data', StratumSession.socketData);
+    socket.on('close', StratumSession.socketClosed);
+  }
+
+  // The socket's and the framer's listeners: one function each for all sessions (`this` is the socket, or the
+  // session for the framer's).
+  private static socketData(this: SessionSocket, chunk: Buffer): void { this[SESSION]!.onData(chunk); }
+  private static socketClosed(this: SessionSocket): void { this[SESSION]!.onSocketClosed(); }
+  private static framedLine(this: StratumSession, line: string): void {
+    this.inLine = true;
+    try { this.onLine(line); this.afterLine(); } finally { this.inLine = false; }
+  }
+  private static lineTooLong(this: StratumSession, err: LineTooLongError): void { this.onOversized(err); }
+
+  private onData(chunk: Buffer): void {
+    // This turn's budget for lines is spent: the chunk waits, unparsed, for a later turn (see ReadTurns).
+    if (!this.framer.isHolding && this.readTurns && !this.readTurns.hasBudget()) this.holdReads(0);
+    if (this.framer.isHolding) {
+      // Waiting (for a later turn, or the read throttle): the chunk queues behind what is held. Past
+      // HELD_BYTES_MAX the socket stops being read, so TCP pushes back on the miner instead of memory growing.
+      this.framer.push(chunk);
+      if (this.framer.heldBytes > HELD_BYTES_MAX) this.socket.pause();
+      return;
+    }
+    this.linesThisTurn = 0;
+    this.turnStartedAt = performance.now();
+    // The answers to one chunk's lines leave together (one writev), not one write(2) per line.
+    this.socket.cork();
+    try { this.framer.push(chunk); } finally { this.socket.uncork(); }
+  }
+
+  /** The socket closed: lines it had read are handled while the session is still open, then the owner is told. */
+  private onSocketClosed(): void {
+    this.drainHeld();
+    this.owner?.sessionClosed(this);
   }
 
   readonly extranonce1Hex: string;
@@ -568,7 +612,7 @@ export class StratumSession {
     if (this.sentDifficulty !== difficulty) out += `{"id":null,"method":"mining.set_difficulty","params":[${difficulty}]}\n`;
     out += notifyLine(job, job.id, clean, job.ntime);
     this.sentJobs.set(job.id, {
-      job, difficulty, target: this.targetFor(difficulty), route: w.route,
+      job, difficulty, target: targetFor(difficulty), route: w.route,
       extranonce1: w.extranonce1, extranonce1Hex: w.extranonce1Hex, extranonce2Size: w.extranonce2Size,
     });
     if (this.sentJobs.size > MAX_SENT_JOBS) this.sentJobs.delete(this.sentJobs.keys().next().value as string);
@@ -597,7 +641,7 @@ export class StratumSession {
     out += notifyLine(job, id, clean, ntime);
     const w = this.poolWork;
     this.sentJobs.set(id, {
-      job, difficulty: this.difficulty, target: this.targetFor(this.difficulty), route: null,
+      job, difficulty: this.difficulty, target: targetFor(this.difficulty), route: null,
       extranonce1: w.extranonce1, extranonce1Hex: w.extranonce1Hex, extranonce2Size: w.extranonce2Size,
     });
     if (this.sentJobs.size > MAX_SENT_JOBS) this.sentJobs.delete(this.sentJobs.keys().next().value as string);
@@ -605,11 +649,6 @@ export class StratumSession {
     this.lastSentId = id;
     this.sentDifficulty = this.difficulty;
     this.write(out);
-  }
-
-  private targetFor(difficulty: number): Buffer {
-    if (this.cachedTarget?.difficulty !== difficulty) this.cachedTarget = { difficulty, target: targetBytes(difficultyToTarget(difficulty)) };
-    return this.cachedTarget.target;
   }
 
   /** BIP310 server-side mask change (only to sessions that negotiated version rolling). */
