@@ -87,6 +87,29 @@ describe('stratum server', async () => {
     c.close();
   });
 
+  test('the last 64 jobs sent are kept: a share may name any of them, not an older one', async () => {
+    const { c, en1, en2Size, notify } = await miner(port, nextIp());
+    // Each difficulty change re-issues the current job under a new id: 64 of them push the first job out.
+    const notifies = () => c.messages.filter(isNotify);
+    for (let k = 1; k <= 64; k++) {
+      const seen = notifies().length;
+      await c.request(100 + k, 'mining.suggest_difficulty', [k % 2 ? 0.0002 : 0.0001]);
+      await until(() => notifies().length > seen, 5000, `the job re-issued for difficulty change ${k}`);
+      if (k === 63) {
+        // 64 jobs sent: the first is still known (answered at the difficulty it was sent with).
+        const first = solveShare(notify, en1, en2Size, 0.0001, { en2: '00000000000000a1' });
+        assert.equal((await c.request(300, 'mining.submit', first)).result, true, 'the first job, 63 jobs later');
+      }
+    }
+    const reissued = notifies().slice(1);
+    assert.equal(new Set([notify, ...reissued].map((m) => m.params![0])).size, 65, '65 distinct job ids');
+    const stale = solveShare(notify, en1, en2Size, 0.0001, { en2: '00000000000000a2' });
+    assert.deepEqual(((await c.request(301, 'mining.submit', stale)).error as unknown[])[0], 21, 'the first job, 64 jobs later: unknown');
+    const newest = solveShare(reissued[63], en1, en2Size, 0.0001, { en2: '00000000000000a3' });
+    assert.equal((await c.request(302, 'mining.submit', newest)).result, true, 'the newest job');
+    c.close();
+  });
+
   test('submit before subscribe / authorize, unauthorized worker name', async () => {
     const c = await connect(port, nextIp());
     const r1 = await c.request(1, 'mining.submit', ['acct.w1', '1', '00', '00000000', '00000000']);

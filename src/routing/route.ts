@@ -297,7 +297,7 @@ export class Route extends EventEmitter<RouteEvents> implements RoutedWork {
     if (result.shareDifficulty < meta.upstreamDifficulty * (1 - 1e-9)) return;
     // Only fresh jobs get here (jobs are invalidated with every new upstream session), so the miner's extranonce1
     // is the current upstream extranonce1 ‖ its prefix: the upstream's extranonce2 is prefix ‖ the miner's.
-    const en2 = sent.extranonce1Hex.slice(this.up1Hex.length) + p.extranonce2;
+    const en2 = sent.work.extranonce1Hex.slice(this.up1Hex.length) + p.extranonce2;
     const params: [string, string, string, string, string] | [string, string, string, string, string, string] = p.versionBits !== undefined
       ? [this.upstream.opts.user, meta.upstreamJobId, en2, p.ntime, p.nonce, p.versionBits]
       : [this.upstream.opts.user, meta.upstreamJobId, en2, p.ntime, p.nonce];

@@ -83,15 +83,14 @@ export interface RoutedWork {
 
 /** A job as sent to this miner: its own source, extranonce and target, which its shares are validated against. */
 export interface SentJob {
+  /** The id the miner was sent (a re-issue's differs from job.id). */
+  id: string;
   job: Job;
   difficulty: number;
-  /** 32 little-endian bytes. */
+  /** 32 little-endian bytes (shared between sessions: read only). */
   target: Buffer;
-  /** null: a pool job. */
-  route: RoutedWork | null;
-  extranonce1: Buffer;
-  extranonce1Hex: string;
-  extranonce2Size: number;
+  /** The work it was sent under: its source (route null: a pool job) and extranonce. */
+  work: WorkAssignment;
 }
 
 const MAX_SENT_JOBS = 64;
@@ -146,7 +145,12 @@ export class StratumSession {
   private minDifficulty: number;
   private suggested: number | null = null;
   private vardiff: Vardiff;
-  private readonly sentJobs = new Map<string, SentJob>();
+  /**
+   * The last MAX_SENT_JOBS jobs sent, oldest first (an id sent twice: the newer counts). An array, not a Map: a
+   * Map that keeps 64 entries by adding the 65th and deleting the oldest grows a 128-entry table full of deleted
+   * slots, about 4 KB per connection once a miner has been sent 64 jobs.
+   */
+  private readonly sentJobs: SentJob[] = [];
   private reissue = 0;
   /** The last pool job sent (vardiff re-issues it). */
   private lastJob: Job | null = null;
@@ -457,18 +461,19 @@ export class StratumSession {
   private handleSubmit(id: RequestId, p: SubmitParams, now: number): void {
     if (!this.subscribed) return this.sendError(id, 25, 'Not subscribed');
     const worker = this.workers.get(p.worker) ?? null;
-    const sent = this.sentJobs.get(p.jobId);
+    const sent = this.findSent(p.jobId);
     // Validated against the job it names, with that job's own source, extranonce and target: a share for a job of
     // the previous source after a move (a late share) is still checked, and routed, where its job came from.
-    const route = sent ? sent.route : this.work.route;
+    const work = sent ? sent.work : this.work;
+    const route = work.route;
     let result: ShareResult;
     if (!worker) {
       result = { outcome: 'unauthorized', job: sent?.job };
     } else {
       result = validateShare(route ? route.jobs : this.host.jobs, {
-        extranonce1: sent ? sent.extranonce1 : this.work.extranonce1,
-        extranonce1Hex: sent ? sent.extranonce1Hex : this.work.extranonce1Hex,
-        extranonce2Size: sent ? sent.extranonce2Size : this.work.extranonce2Size,
+        extranonce1: work.extranonce1,
+        extranonce1Hex: work.extranonce1Hex,
+        extranonce2Size: work.extranonce2Size,
         versionMask: route ? (this.versionMask & route.versionMask) >>> 0 : this.versionMask,
         job: sent?.job,
         target: sent?.target ?? ZERO_TARGET,
@@ -611,11 +616,7 @@ export class StratumSession {
     let out = '';
     if (this.sentDifficulty !== difficulty) out += `{"id":null,"method":"mining.set_difficulty","params":[${difficulty}]}\n`;
     out += notifyLine(job, job.id, clean, job.ntime);
-    this.sentJobs.set(job.id, {
-      job, difficulty, target: targetFor(difficulty), route: w.route,
-      extranonce1: w.extranonce1, extranonce1Hex: w.extranonce1Hex, extranonce2Size: w.extranonce2Size,
-    });
-    if (this.sentJobs.size > MAX_SENT_JOBS) this.sentJobs.delete(this.sentJobs.keys().next().value as string);
+    this.remember({ id: job.id, job, difficulty, target: targetFor(difficulty), work: w });
     this.lastSentId = job.id;
     this.sentDifficulty = difficulty;
     this.write(out);
@@ -639,16 +640,23 @@ export class StratumSession {
     ntime = Math.max(ntime, this.lastNtime === 0 ? 0 : this.lastNtime + 1);
     this.lastNtime = ntime;
     out += notifyLine(job, id, clean, ntime);
-    const w = this.poolWork;
-    this.sentJobs.set(id, {
-      job, difficulty: this.difficulty, target: targetFor(this.difficulty), route: null,
-      extranonce1: w.extranonce1, extranonce1Hex: w.extranonce1Hex, extranonce2Size: w.extranonce2Size,
-    });
-    if (this.sentJobs.size > MAX_SENT_JOBS) this.sentJobs.delete(this.sentJobs.keys().next().value as string);
+    this.remember({ id, job, difficulty: this.difficulty, target: targetFor(this.difficulty), work: this.poolWork });
     this.lastJob = job;
     this.lastSentId = id;
     this.sentDifficulty = this.difficulty;
     this.write(out);
+  }
+
+  private remember(sent: SentJob): void {
+    this.sentJobs.push(sent);
+    if (this.sentJobs.length > MAX_SENT_JOBS) this.sentJobs.shift();
+  }
+
+  /** The job sent under this id, newest first (miners mostly answer the latest job). */
+  private findSent(id: string): SentJob | undefined {
+    const sent = this.sentJobs;
+    for (let i = sent.length - 1; i >= 0; i--) if (sent[i].id === id) return sent[i];
+    return undefined;
   }
 
   /** BIP310 server-side mask change (only to sessions that negotiated version rolling). */
