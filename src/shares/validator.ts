@@ -61,6 +61,9 @@ export type ShareResult =
 
 export interface MerkleRootCache {
   job: Job | null;
+  /** The extranonce1 the root was built with: a session moved away from a route and back gets the same job again
+   *  under another extranonce1 (compared by identity: each work assignment has its own Buffer). */
+  extranonce1: Buffer;
   extranonce2: string;
   root: Buffer;
 }
@@ -69,7 +72,7 @@ export interface MerkleRootCache {
 const NO_ROOT = Buffer.alloc(0);
 
 export function newRootCache(): MerkleRootCache {
-  return { job: null, extranonce2: '', root: NO_ROOT };
+  return { job: null, extranonce1: NO_ROOT, extranonce2: '', root: NO_ROOT };
 }
 
 const HEX8 = /^[0-9a-fA-F]{8}$/;
@@ -105,11 +108,11 @@ export function validateShare(jobs: JobSource, ctx: ShareContext, p: SubmitParam
   const extranonce2 = Buffer.from(p.extranonce2, 'hex');
   const cache = ctx.rootCache;
   let root: Buffer;
-  if (cache && cache.job === job && cache.extranonce2 === p.extranonce2) {
+  if (cache && cache.job === job && cache.extranonce1 === ctx.extranonce1 && cache.extranonce2 === p.extranonce2) {
     root = cache.root;
   } else {
     root = job.hasher.merkleRootFor(ctx.extranonce1, extranonce2);
-    if (cache) { cache.job = job; cache.extranonce2 = p.extranonce2; cache.root = root; }
+    if (cache) { cache.job = job; cache.extranonce1 = ctx.extranonce1; cache.extranonce2 = p.extranonce2; cache.root = root; }
   }
   const header = job.hasher.header80(root, version, ntime, parseInt(p.nonce, 16));
   const hash = sha256d(header);

@@ -1,0 +1,41 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { RouteJobs } from '../src/routing/route-jobs.ts';
+import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
+import { StratumSession, type RoutedWork, type StratumHost, type WorkAssignment } from '../src/stratum/session.ts';
+import { solveShare } from './helpers/pool.ts';
+import type { Msg } from './helpers/line-client.ts';
+
+class FakeSocket extends EventEmitter {
+  remoteAddress = '127.0.0.1'; destroyed = false; writableLength = 0; out: string[] = [];
+  write(s: string, cb?: () => void) { this.out.push(s); cb?.(); return true; }
+  cork() {} uncork() {} pause() {} resume() {} isPaused() { return false; } end() {} destroy() { this.destroyed = true; }
+}
+
+test('a route job sent again under another extranonce (moved away and back): its valid shares are accepted', () => {
+  const D = 1e-6;
+  const jobs = new RouteJobs('r1');
+  const job = jobs.add({ jobId: 'u1', prevHash: '00'.repeat(32), coinb1: '0100000001' + '00'.repeat(32) + 'ffffffff20', coinb2: 'ffffffff0100f2052a01000000016a00000000', branch: [], version: '20000000', nbits: '207fffff', ntime: '66000000', clean: true }, D, 12, Date.now());
+  const outcomes: string[] = [];
+  const route: RoutedWork = { routeId: '1', jobs, versionMask: 0, current: () => ({ job, difficulty: D }), onShare: (_s, _w, _sent, r) => { outcomes.push(r.outcome); } };
+  const host = { jobs: { current: null, isStale: () => false, get: () => undefined, markSeen: () => true }, now: () => Date.now(), authorize: () => ({ ok: false, reason: '' }), onShare() {}, onAbuse() {}, onClose() {} } as unknown as StratumHost;
+  const sock = new FakeSocket();
+  const s = new StratumSession('1', sock as never, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS });
+  s.subscribed = true; s.extranonceSubscribed = true; s.workers.set('acct.w1', { name: 'acct.w1', account: 'acct', worker: 'w1' });
+  const assignment = (prefix: string): WorkAssignment => { const e = Buffer.from('11223344' + prefix, 'hex'); return { route, extranonce1: e, extranonce1Hex: e.toString('hex'), extranonce2Size: 6 }; };
+  const lastNotify = (): Msg => JSON.parse(sock.out.join('').split('\n').filter((l) => l.includes('mining.notify')).pop()!) as Msg;
+  const submit = (w: WorkAssignment, id: number) => {
+    const p = solveShare(lastNotify(), w.extranonce1Hex, w.extranonce2Size, D, { en2: '000000000000' });
+    sock.emit('data', Buffer.from(JSON.stringify({ id, method: 'mining.submit', params: p }) + '\n'));
+  };
+  const a1 = assignment('0001');
+  const a2 = assignment('0002');
+  s.switchWork(a1);
+  submit(a1, 1);
+  s.switchWork(s.poolWork); // to pool work and back to the same route, whose current job is still the same
+  s.switchWork(a2);
+  submit(a2, 2);
+  // Before the fix: ['accepted', 'low-difficulty'] (the Merkle root cached for a1's extranonce1 was reused for a2).
+  assert.deepEqual(outcomes, ['accepted', 'accepted']);
+});
