@@ -5,7 +5,7 @@ export class LineTooLongError extends Error {
   constructor(readonly limit: number) { super(`line exceeds ${limit} bytes`); }
 }
 
-export class LineFramer {
+export class LineFramer<T = unknown> {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private failed = false;
@@ -16,10 +16,10 @@ export class LineFramer {
 
   constructor(
     private readonly maxLineBytes: number,
-    private readonly onLine: (line: string) => void,
-    private readonly onError: (err: LineTooLongError) => void,
+    private readonly onLine: (this: T, line: string) => void,
+    private readonly onError: (this: T, err: LineTooLongError) => void,
     /** `this` for onLine and onError: lets one pair of functions serve every connection (no closures per socket). */
-    private readonly receiver?: unknown,
+    private readonly receiver?: T,
   ) {}
 
   push(chunk: Buffer): void {
@@ -46,7 +46,7 @@ export class LineFramer {
       }
       start = nl + 1;
       if (line.length > 0 && line.charCodeAt(line.length - 1) === 0x0d) line = line.slice(0, -1);
-      if (line.trim().length > 0) this.onLine.call(this.receiver, line);
+      if (line.trim().length > 0) this.onLine.call(this.receiver as T, line);
       if (this.failed) return;
       if (this.holding) {
         if (start < chunk.length) this.keep(chunk, start);
@@ -105,6 +105,6 @@ export class LineFramer {
 
   private fail(): void {
     this.stop();
-    this.onError.call(this.receiver, new LineTooLongError(this.maxLineBytes));
+    this.onError.call(this.receiver as T, new LineTooLongError(this.maxLineBytes));
   }
 }

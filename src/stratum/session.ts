@@ -59,10 +59,10 @@ export interface StratumHost {
 /** Where a session's work comes from now (DESIGN.md "JobSource per session"): the pool's jobs or a route's. */
 export interface WorkAssignment {
   /** null: the pool's own jobs. */
-  route: RoutedWork | null;
-  extranonce1: Buffer;
-  extranonce1Hex: string;
-  extranonce2Size: number;
+  readonly route: RoutedWork | null;
+  readonly extranonce1: Buffer;
+  readonly extranonce1Hex: string;
+  readonly extranonce2Size: number;
 }
 
 /** A route's side of a routed session (src/routing implements it; stratum knows nothing of upstreams). */
@@ -146,7 +146,8 @@ export class StratumSession {
   private suggested: number | null = null;
   private vardiff: Vardiff;
   /**
-   * The last MAX_SENT_JOBS jobs sent, oldest first (an id sent twice: the newer counts). An array, not a Map: a
+   * The last MAX_SENT_JOBS jobs sent (sends, not distinct ids: an id sent twice takes two slots and the newer
+   * counts), oldest first. An array, not a Map: a
    * Map that keeps 64 entries by adding the 65th and deleting the oldest grows a 128-entry table full of deleted
    * slots, about 4 KB per connection once a miner has been sent 64 jobs.
    */
@@ -170,7 +171,7 @@ export class StratumSession {
   readonly counts: Partial<Record<ShareOutcome, number>> = {};
   /** Times this connection's reads were held: the read throttle, a batch of LINES_PER_TURN, or a spent turn budget. */
   readPauses = 0;
-  private readonly framer: LineFramer;
+  private readonly framer: LineFramer<StratumSession>;
   // token bucket
   private tokens: number;
   private tokensAt: number;
@@ -211,7 +212,7 @@ export class StratumSession {
     this.extranonce1Hex = toHex(extranonce1);
     this.poolWork = { route: null, extranonce1, extranonce1Hex: this.extranonce1Hex, extranonce2Size: opts.extranonce2Size };
     this.work = this.poolWork;
-    this.framer = new LineFramer(opts.maxLineBytes, StratumSession.framedLine, StratumSession.lineTooLong, this);
+    this.framer = new LineFramer<StratumSession>(opts.maxLineBytes, StratumSession.framedLine, StratumSession.lineTooLong, this);
     this.readWindowStart = now;
     (socket as SessionSocket)[SESSION] = this;
     socket.on('data', StratumSession.socketData);
@@ -247,8 +248,7 @@ export class StratumSession {
 
   /** The socket closed: lines it had read are handled while the session is still open, then the owner is told. */
   private onSocketClosed(): void {
-    this.drainHeld();
-    this.owner?.sessionClosed(this);
+    try { this.drainHeld(); } finally { this.owner?.sessionClosed(this); }
   }
 
   readonly extranonce1Hex: string;
