@@ -70,7 +70,12 @@ describe('payouts through bcoin\'s wallet', { skip }, () => {
     assert.equal(r1.created.kind, 'signed', j(r1.created));
     const r2 = await payouts.run(now);
     assert.equal(r2.progressed[0].kind, 'broadcast', j(r2.progressed));
-    assert.deepEqual(b.errors, [], 'bcoin accepted the transaction into its mempool');
+    const sent = (await payouts.list(db, { limit: 1, offset: 0 })).items[0].txid!;
+    assert.ok((await node.call<string[]>('getrawmempool', [])).includes(sent), 'bcoin accepted the transaction into its mempool');
+    // bcoin 1.0.2's wallet sometimes fails inside gettransaction on its own send ("Invalid integer value." from
+    // _toWalletTX; about 1 run in 5 here) and also reports that as a node error; the payout wallet then asks the
+    // node instead (RpcPayoutWallet.status, fetchTx). Any other bcoin error fails the test.
+    assert.deepEqual(b.errors.filter((e) => !/_toWalletTX/.test(e.stack ?? '')), [], 'no bcoin error but its gettransaction quirk');
     const [blockHash] = await node.call<string[]>('generatetoaddress', [1, sink]);
     await new Promise((r) => setTimeout(r, 300));
     // bcoin indexes the block asynchronously: wait until its node reports the confirmation.
