@@ -8,14 +8,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import tls from 'node:tls';
-import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
 import type { StratumSession } from '../src/stratum/session.ts';
-import { startTestPool, solveShare } from './helpers/pool.ts';
-import { StubNode } from './helpers/stub-node.ts';
+import { floodMiner, floodPool } from './helpers/flood.ts';
+import { LineClient } from './helpers/line-client.ts';
 
-const D = 1e-7;
 const dir = mkdtempSync(path.join(tmpdir(), 'hashhub-close-order-'));
 execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
   '-subj', '/CN=localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
@@ -24,44 +21,13 @@ const key = readFileSync(path.join(dir, 'key.pem'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
 async function setup() {
-  const r = await startTestPool(new StubNode(), {
-    readTurnBudgetMs: 0, messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1e9,
-    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: D, maxDifficulty: D }, initialDifficulty: D,
-    tls: { port: 0, cert, key },
-  });
+  const r = await floodPool(0, { tls: { port: 0, cert, key } });
   const events: string[] = [];
   const closes = new Map<StratumSession, number>();
   r.shareLog.onShare((e) => { if (e.outcome === 'accepted') events.push('share'); });
   const orig = r.pool.onClose.bind(r.pool);
   r.pool.onClose = (s: StratumSession) => { events.push('close'); closes.set(s, (closes.get(s) ?? 0) + 1); orig(s); };
   return { ...r, events, closes };
-}
-
-type Sock = net.Socket | tls.TLSSocket;
-async function miner(port: number, secure: boolean, ip: string) {
-  const socket: Sock = secure
-    ? tls.connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' })
-    : net.connect({ host: '127.0.0.1', port, localAddress: ip });
-  socket.on('error', () => {});
-  await new Promise<void>((res, rej) => { socket.once(secure ? 'secureConnect' : 'connect', () => res()); socket.once('error', rej); });
-  let buf = '';
-  const msgs: Record<string, unknown>[] = [];
-  socket.on('data', (d) => { buf += d.toString(); let i; while ((i = buf.indexOf('\n')) >= 0) { msgs.push(JSON.parse(buf.slice(0, i))); buf = buf.slice(i + 1); } });
-  socket.write('{"id":2,"method":"mining.subscribe","params":["x/1"]}\n{"id":4,"method":"mining.authorize","params":["acct.w1","x"]}\n');
-  const end = Date.now() + 5000;
-  while (!msgs.some((m) => m.method === 'mining.notify') && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-  const sub = msgs.find((m) => m.id === 2)!;
-  const notify = msgs.find((m) => m.method === 'mining.notify')!;
-  const [, en1, en2Size] = sub.result as [unknown, string, number];
-  const shares = (n: number) => {
-    let text = '';
-    for (let i = 0; i < n; i++) {
-      const sh = solveShare(notify as never, en1, en2Size, D, { en2: i.toString(16).padStart(en2Size * 2, '0') });
-      text += JSON.stringify({ id: 1000 + i, method: 'mining.submit', params: sh }) + '\n';
-    }
-    return text;
-  };
-  return { socket, shares };
 }
 
 /** Wait until the session holds unparsed lines (the framer's held bytes) and nothing more is in flight. */
@@ -78,15 +44,17 @@ for (const secure of [false, true]) {
       const p = await setup();
       let stopped = false;
       try {
-        const m = await miner(secure ? p.tlsPort! : p.port, secure, '127.0.3.1');
+        const m = await floodMiner(secure
+          ? new LineClient(tls.connect({ host: '127.0.0.1', port: p.tlsPort!, ca: cert, servername: 'localhost' }))
+          : new LineClient(p.port, '127.0.3.1'));
         const text = m.shares(N);
         const before = p.events.length;
-        m.socket.write(text);
+        m.c.socket.write(text);
         const s = [...p.pool.server.sessions][0];
         const held = await untilHeld(s, text.length / 2);
         assert.ok(held > 0, 'lines are held when the close comes');
-        if (how === 'fin') m.socket.end();
-        else if (how === 'rst') { if (secure) m.socket.destroy(); else (m.socket as net.Socket).resetAndDestroy(); }
+        if (how === 'fin') m.c.socket.end();
+        else if (how === 'rst') { if (secure) m.c.socket.destroy(); else m.c.socket.resetAndDestroy(); }
         else if (how === 'pool-close') s.close('test');
         else if (how === 'ban') p.pool.server.ban(s, 'test');
         else { await p.pool.stop(0); stopped = true; }

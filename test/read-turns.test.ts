@@ -1,45 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
 import { ReadTurns } from '../src/stratum/read-turns.ts';
+import { floodMiner, floodPool } from './helpers/flood.ts';
 import { LineClient, type Msg } from './helpers/line-client.ts';
-import { startTestPool, solveShare } from './helpers/pool.ts';
-import { StubNode } from './helpers/stub-node.ts';
 
 const nextImmediate = () => new Promise<void>((r) => setImmediate(r));
-
-/** Shares at this difficulty are found at once; the other limits are raised so that a flood is never punished. */
-const D = 1e-7;
-
-/** A pool whose turn budget is `readTurnBudgetMs`, with limits out of the way of a flood of valid shares. */
-function floodPool(readTurnBudgetMs: number) {
-  return startTestPool(new StubNode(), {
-    readTurnBudgetMs,
-    messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1e9,
-    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: D, maxDifficulty: D },
-    initialDifficulty: D,
-  });
-}
-
-/** Connect, subscribe and authorize as `worker`; then `shares(n)` is n valid submits (ids 1000…) as one text. */
-async function floodMiner(port: number, ip: string, worker = 'acct.w1') {
-  const c = new LineClient(port, ip);
-  await c.connected();
-  const sub = await c.request(2, 'mining.subscribe', ['flood/1.0']);
-  await c.request(4, 'mining.authorize', [worker, 'x']);
-  const notify = await c.waitFor((m: Msg) => m.method === 'mining.notify');
-  const [, en1, en2Size] = sub.result as [unknown, string, number];
-  const shares = (n: number): string => {
-    let text = '';
-    for (let i = 0; i < n; i++) {
-      const sh = solveShare(notify, en1, en2Size, D, { en2: i.toString(16).padStart(en2Size * 2, '0') });
-      sh[0] = worker;
-      text += JSON.stringify({ id: 1000 + i, method: 'mining.submit', params: sh }) + '\n';
-    }
-    return text;
-  };
-  return { c, shares };
-}
 
 test('ReadTurns: waiting connections resume in arrival order, only while the turn budget lasts, at least one a turn', async () => {
   let now = 0;
@@ -83,7 +48,7 @@ test('past the turn budget, many connections flooding shares are all answered, i
     const CONNS = 30;
     const PER_CONN = 200;
     const miners = await Promise.all(Array.from({ length: CONNS }, async (_, k) => {
-      const m = await floodMiner(port, `127.0.1.${k + 1}`);
+      const m = await floodMiner(new LineClient(port, `127.0.1.${k + 1}`));
       clients.push(m.c);
       return m;
     }));
@@ -110,7 +75,7 @@ test('a miner that sends shares and leaves while they wait for a turn: every one
   const recorded = new Set<string>();
   shareLog.onShare((e) => { if (e.outcome === 'accepted') recorded.add(e.id); });
   try {
-    const { c, shares } = await floodMiner(port, '127.0.2.1', 'acct.leaver');
+    const { c, shares } = await floodMiner(new LineClient(port, '127.0.2.1'), 'acct.leaver');
     const N = 50;
     // All shares and the FIN in one go: the pool sees the end while most lines still wait.
     c.socket.end(shares(N));
@@ -130,7 +95,7 @@ test('shutdown with shares still waiting for a turn: they are handled before the
   let client: LineClient | undefined;
   let stopped = false;
   try {
-    const { c, shares } = await floodMiner(port, '127.0.2.2');
+    const { c, shares } = await floodMiner(new LineClient(port, '127.0.2.2'));
     client = c;
     const N = 400;
     c.send(shares(N));

@@ -9,6 +9,7 @@ import pino from 'pino';
 import { Pool } from '../src/pool/pool.ts';
 import { InProcessShareLog } from '../src/shares/events.ts';
 import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
+import { LineClient } from './helpers/line-client.ts';
 import { StubNode } from './helpers/stub-node.ts';
 import { REGTEST_ADDRESS } from './helpers/pool.ts';
 
@@ -33,18 +34,16 @@ test('Stratum over TLS with the certificate and key from config', async (t) => {
   try {
     assert.ok(tlsPort);
     const socket = tls.connect({ host: '127.0.0.1', port: tlsPort!, ca: cert, servername: 'localhost' });
-    await new Promise<void>((res, rej) => { socket.once('secureConnect', () => res()); socket.once('error', rej); });
+    const c = new LineClient(socket);
+    await c.connected();
     assert.equal(socket.authorized, true, 'certificate verified against the configured one');
-    let buf = '';
-    const lines: Record<string, unknown>[] = [];
-    socket.on('data', (d) => { buf += d.toString(); let i; while ((i = buf.indexOf('\n')) >= 0) { lines.push(JSON.parse(buf.slice(0, i))); buf = buf.slice(i + 1); } });
-    socket.write('{"id":1,"method":"mining.subscribe","params":["tls-test"]}\n{"id":2,"method":"mining.authorize","params":["acct.w","x"]}\n');
-    const end = Date.now() + 5000;
-    while (!lines.some((l) => l.method === 'mining.notify') && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    c.send('{"id":1,"method":"mining.subscribe","params":["tls-test"]}\n{"id":2,"method":"mining.authorize","params":["acct.w","x"]}\n');
+    await c.waitFor((m) => m.method === 'mining.notify').catch(() => undefined);
+    const lines = c.messages;
     assert.equal(lines[0].id, 1);
     assert.ok(lines.some((l) => l.id === 2 && l.result === true));
     assert.ok(lines.some((l) => l.method === 'mining.notify'));
-    socket.destroy();
+    c.close();
     // A plain-TCP client on the TLS port fails the handshake without hurting the server.
     const net = await import('node:net');
     const plain = net.connect(tlsPort!, '127.0.0.1');

@@ -147,9 +147,9 @@ export class StratumSession {
   private vardiff: Vardiff;
   /**
    * The last MAX_SENT_JOBS jobs sent (sends, not distinct ids: an id sent twice takes two slots and the newer
-   * counts), oldest first. An array, not a Map: a
-   * Map that keeps 64 entries by adding the 65th and deleting the oldest grows a 128-entry table full of deleted
-   * slots, about 4 KB per connection once a miner has been sent 64 jobs.
+   * counts), oldest first. An array, not a Map: a Map that keeps 64 entries by adding the 65th and deleting the
+   * oldest grows a 128-entry table full of deleted slots, about 4 KB per connection once a miner has been sent 64
+   * jobs.
    */
   private readonly sentJobs: SentJob[] = [];
   private reissue = 0;

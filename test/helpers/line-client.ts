@@ -1,8 +1,10 @@
 import net from 'node:net';
+import tls from 'node:tls';
 
 export interface Msg { id?: unknown; method?: string; params?: unknown[]; result?: unknown; error?: unknown }
 
-/** A raw Stratum test client: send lines, await the message matching a predicate, see the close. */
+/** A raw Stratum test client: send lines, await the message matching a predicate, see the close. Over TCP to
+ *  127.0.0.1:`port` from `localAddress`, or over a socket the caller opened (a TLS one: tls.connect). */
 export class LineClient {
   readonly socket: net.Socket;
   readonly messages: Msg[] = [];
@@ -12,8 +14,8 @@ export class LineClient {
   private waiters: { pred: (m: Msg) => boolean; resolve: (m: Msg) => void; from: number }[] = [];
   private closeWaiters: (() => void)[] = [];
 
-  constructor(port: number, localAddress = '127.0.0.1') {
-    this.socket = net.connect({ port, host: '127.0.0.1', localAddress });
+  constructor(target: number | net.Socket, localAddress = '127.0.0.1') {
+    this.socket = typeof target === 'number' ? net.connect({ port: target, host: '127.0.0.1', localAddress }) : target;
     this.socket.setEncoding('utf8');
     this.socket.on('data', (d: string) => {
       this.buf += d;
@@ -34,7 +36,8 @@ export class LineClient {
   }
 
   connected(): Promise<void> {
-    return new Promise((resolve, reject) => { this.socket.once('connect', () => resolve()); this.socket.once('error', reject); });
+    const ready = this.socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect';
+    return new Promise((resolve, reject) => { this.socket.once(ready, () => resolve()); this.socket.once('error', reject); });
   }
 
   send(obj: unknown): void { this.socket.write(typeof obj === 'string' ? obj : JSON.stringify(obj) + '\n'); }
