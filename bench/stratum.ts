@@ -2,7 +2,9 @@
 // with any other Stratum V1 pool: ../shared/tools/fakenode.py serves a 3,000-transaction template at a network
 // difficulty no share reaches, hashhub runs pinned to core 0 (writing every share through its spool into
 // Postgres), ../shared/tools/stratum_load (Go, built here into a temp dir) runs pinned to core 1. Each scenario
-// gets a fresh pool process. Results go to BENCHMARKS.md (section "stratum").
+// gets a fresh pool process, started as a production pool is (`npm run build`, then bin/hashhub.js, which runs
+// the build: no TypeScript loader thread and its ~60 MB in the figures). Results go to BENCHMARKS.md (section
+// "stratum").
 //
 //   npm run bench:stratum                    all scenarios (~8 minutes)
 //   npm run bench:stratum -- --quick         a smoke run
@@ -23,6 +25,7 @@ import { PG_ADMIN_URL, benchDatabase } from './pg.ts';
 import { PgDatabase } from '../src/store/pg.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { provenance, writeSection } from './sections.ts';
+import { chooseEntry } from '../bin/entry.mjs';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const TOOLS = process.env.HASHHUB_BENCH_TOOLS ?? path.resolve(ROOT, '..', 'shared', 'tools');
@@ -183,7 +186,7 @@ async function startHashhub(work: string, nodePort: number, s: Scenario, dbUrl: 
   writeFileSync(cfgFile, JSON.stringify(config));
   const loopDelayFile = single ? path.join(dataDir, 'loop-delay.json') : undefined;
   const preload = single ? `--require "${path.join(ROOT, 'bench', 'loop-delay.cjs')}"` : '';
-  const child = spawn('bash', ['-c', `ulimit -n 20000 2>/dev/null; exec taskset -c ${cores} ${process.env.HASHHUB_BENCH_POOL_WRAP ?? ''} "${process.execPath}" ${preload} --import tsx src/cli/main.ts pool --config "${cfgFile}"`], {
+  const child = spawn('bash', ['-c', `ulimit -n 20000 2>/dev/null; exec taskset -c ${cores} ${process.env.HASHHUB_BENCH_POOL_WRAP ?? ''} "${process.execPath}" ${preload} bin/hashhub.js pool --config "${cfgFile}"`], {
     cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HASHHUB_CONFIG: '', HASHHUB_BENCH_ELD_FILE: loopDelayFile ?? '' },
   });
   let err = '';
@@ -330,6 +333,13 @@ async function pinPostgresToCore1(): Promise<() => void> {
   }
 }
 
+/** `npm run build`, checked to be what bin/hashhub.js will run (a stale build would run the sources instead). */
+function buildHashhub(): void {
+  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  const entry = chooseEntry(ROOT);
+  if (entry.kind !== 'dist') throw new Error('npm run build left no current build in dist/');
+}
+
 async function main() {
   const work = mkdtempSync(path.join(tmpdir(), 'hashhub-bench-stratum-'));
   const procs: ChildProcess[] = [];
@@ -337,6 +347,8 @@ async function main() {
   try {
     log('building the load generator (Go)…');
     const gen = buildLoadGenerator(work);
+    log('building hashhub (npm run build)…');
+    buildHashhub();
     const nodePort = await freePort();
     const node = startFakenode(nodePort);
     procs.push(node);

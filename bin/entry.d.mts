@@ -1,0 +1,4 @@
+/** Types of entry.mjs (plain JS: bin/ runs before any TypeScript loader). */
+export declare const BUILD_STAMP: string;
+export type Entry = { kind: 'dist'; file: string } | { kind: 'src'; file: string; stale: boolean };
+export declare function chooseEntry(root: string): Entry;
