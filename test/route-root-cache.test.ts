@@ -22,7 +22,7 @@ test('a route job sent again under another extranonce (moved away and back): its
   const host = { jobs: { current: null, isStale: () => false, get: () => undefined, markSeen: () => true }, now: () => Date.now(), authorize: () => ({ ok: false, reason: '' }), onShare() {}, onAbuse() {}, onClose() {} } as unknown as StratumHost;
   const sock = new FakeSocket();
   const s = new StratumSession('1', sock as never, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS });
-  s.subscribed = true; s.extranonceSubscribed = true; s.workers.set('acct.w1', { name: 'acct.w1', account: 'acct', worker: 'w1' });
+  s.subscribed = true; s.extranonceSubscribed = true; s.workers.set({ name: 'acct.w1', account: 'acct', worker: 'w1' });
   const assignment = (prefix: string): WorkAssignment => { const e = Buffer.from('11223344' + prefix, 'hex'); return { route, extranonce1: e, extranonce1Hex: e.toString('hex'), extranonce2Size: 6 }; };
   const lastNotify = (): Msg => JSON.parse(sock.out.join('').split('\n').filter((l) => l.includes('mining.notify')).pop()!) as Msg;
   const submit = (w: WorkAssignment, id: number) => {

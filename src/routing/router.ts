@@ -189,7 +189,7 @@ export class Router extends EventEmitter<RouterEvents> {
     for (const s of this.sessions) {
       if (sum >= want) break;
       if (chosen.has(s) || s.closed) continue;
-      const w = s.workers.values().next().value as AuthorizedWorker | undefined;
+      const w = s.workers.first;
       if (!w || !r.matches(w)) continue;
       chosen.add(s);
       sum += s.estimatedHashrate();
@@ -245,7 +245,7 @@ export class Router extends EventEmitter<RouterEvents> {
 
   private reconcileSession(session: StratumSession): void {
     if (session.closed || !session.subscribed || this.leaving.has(session)) return;
-    const worker = session.workers.values().next().value as AuthorizedWorker | undefined;
+    const worker = session.workers.first;
     if (!worker) return;
     const current = session.route as Route | null;
     const member = current ? current.members.get(session) : undefined;

@@ -3,13 +3,14 @@ import { difficultyToTarget, targetBytes, targetToDifficulty, toHex, u32Hex } fr
 import { type Job, notifyLine } from '../shares/job.ts';
 import type { JobManager, JobSource } from '../shares/jobs.ts';
 import { REJECT_ERRORS, type ShareOutcome } from '../shares/outcome.ts';
-import { type ShareResult, type SubmitParams, newRootCache, validateShare } from '../shares/validator.ts';
+import { type MerkleRootCache, type ShareResult, type SubmitParams, newRootCache, validateShare } from '../shares/validator.ts';
 import { LineFramer, type LineTooLongError } from './framing.ts';
 import type { StratumOptions } from './options.ts';
 import type { ReadTurns } from './read-turns.ts';
 import { ProtocolError, type RequestId, type StratumRequest, parseMessage } from './protocol.ts';
 import { Vardiff, clampDifficulty } from './vardiff.ts';
 import type { WriteBudget } from './write-budget.ts';
+import { AuthorizedWorkers, interned } from './workers.ts';
 
 export interface AuthorizedWorker {
   /** "account.worker" as the miner sent it. */
@@ -140,7 +141,7 @@ export class StratumSession {
   subscribed = false;
   extranonceSubscribed = false;
   versionMask = 0;
-  readonly workers = new Map<string, AuthorizedWorker>();
+  readonly workers = new AuthorizedWorkers();
   difficulty: number;
   private minDifficulty: number;
   private suggested: number | null = null;
@@ -163,7 +164,8 @@ export class StratumSession {
   private work: WorkAssignment;
   /** Latest ntime sent for lastJob (re-issues of one job never repeat an ntime). */
   private lastNtime = 0;
-  private readonly rootCache = newRootCache();
+  /** Made at the first share: an idle connection needs none. */
+  private rootCache: MerkleRootCache | null = null;
   lastShareAt = 0;
   authorizedAt = 0;
   lastActivityAt: number;
@@ -388,7 +390,7 @@ export class StratumSession {
   private onSubscribe(id: RequestId, userAgent: string, subscriptionId?: string): void {
     if (this.subscribed) return this.sendError(id, 20, 'Already subscribed');
     this.subscribed = true;
-    this.userAgent = userAgent;
+    this.userAgent = interned(userAgent);
     for (const [prefix, min] of Object.entries(this.opts.userAgentMinDifficulty)) {
       if (userAgent.toLowerCase().startsWith(prefix.toLowerCase())) this.minDifficulty = Math.max(this.minDifficulty, min);
     }
@@ -416,7 +418,7 @@ export class StratumSession {
     }
     const first = !this.authorized;
     if (first) this.authorizedAt = this.host.now();
-    this.workers.set(res.name, { name: res.name, account: res.account, worker: res.worker });
+    this.workers.set({ name: res.name, account: interned(res.account), worker: res.worker });
     const d = /(?:^|[,;\s])d=([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)/i.exec(password);
     if (d && first && !this.lastJob) this.suggestDifficulty(Number(d[1]));
     this.sendResult(id, true);
@@ -477,7 +479,7 @@ export class StratumSession {
         versionMask: route ? (this.versionMask & route.versionMask) >>> 0 : this.versionMask,
         job: sent?.job,
         target: sent?.target ?? ZERO_TARGET,
-        rootCache: this.rootCache,
+        rootCache: (this.rootCache ??= newRootCache()),
         nowSec: Math.floor(now / 1000),
         maxNtimeAheadSec: this.opts.maxNtimeAheadSec,
       }, p);
