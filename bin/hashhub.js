@@ -1,14 +1,16 @@
 #!/usr/bin/env node
-// Runs the build in dist/ when `npm run build` made one and no source changed since (see entry.mjs); else the
+// Runs the build in dist/ when `npm run build` made one from the sources as they are (see entry.mjs); else the
 // TypeScript sources through tsx, so `npx hashhub` works from a clone without a build step.
 import { pathToFileURL } from 'node:url';
 import path from 'node:path';
+import cluster from 'node:cluster';
 import { chooseEntry } from './entry.mjs';
 
 const entry = chooseEntry(path.resolve(import.meta.dirname, '..'));
 if (entry.kind === 'src') {
-  if (entry.stale) {
-    process.stderr.write('hashhub: dist/ is older than src/ (changed since `npm run build`): running the sources through tsx; `npm run build` to run the build again\n');
+  // Once per pool: a cluster's Stratum processes run this file again and would repeat it.
+  if (entry.why !== null && cluster.isPrimary) {
+    process.stderr.write(`hashhub: running the sources through tsx, not dist/: ${entry.why}; \`npm run build\` to build again\n`);
   }
   const { register } = await import('tsx/esm/api');
   register();

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { AuthorizedWorker } from '../src/stratum/session.ts';
 import { AuthorizedWorkers, interned } from '../src/stratum/workers.ts';
 
@@ -29,4 +31,21 @@ test('AuthorizedWorkers answers as a Map of name to worker, over any sequence of
 
 test('interned gives back the value it is given, also past its bound', () => {
   for (let i = 0; i < 10_000; i++) assert.equal(interned(`ua/${i % 5000}`), `ua/${i % 5000}`);
+});
+
+test('interned keeps a value, not the line it was sliced from', () => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const keep: string[] = [];
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < 1000; i++) {
+    const line = `{"id":1,"method":"mining.subscribe","params":["bmminer/2.0.0-antminer-${i}",` + 'x'.repeat(8000) + ']}';
+    const at = line.indexOf("bmminer/");
+    keep.push(interned(line.slice(at, at + `bmminer/2.0.0-antminer-${i}`.length))); // a slice of an 8 KB line
+  }
+  gc();
+  const grown = process.memoryUsage().heapUsed - before;
+  assert.equal(keep[999], 'bmminer/2.0.0-antminer-999');
+  assert.ok(grown < 2_000_000, `interning 1,000 slices of 8 KB lines kept ${grown} bytes`);
 });
