@@ -26,6 +26,7 @@ import { PgDatabase } from '../src/store/pg.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { provenance, writeSection } from './sections.ts';
 import { chooseEntry } from '../bin/entry.mjs';
+import { type WireLatency, sampleWireLatency, wireCaptureUnavailable } from './wire-latency.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const TOOLS = process.env.HASHHUB_BENCH_TOOLS ?? path.resolve(ROOT, '..', 'shared', 'tools');
@@ -39,6 +40,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface LoadResult {
   label: string;
+  /** Latency on the wire over a 4 s sample of the window (null: no capture). */
+  wire?: WireLatency | null;
   conns_established: number;
   responses_in_window: number;
   responses_per_s: number;
@@ -247,6 +250,10 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
     const start = (s.conns / RAMP_PER_S + 0.5 + SETTLE_S) * 1000;
     timers.push(setTimeout(() => signal('SIGUSR2'), start), setTimeout(() => signal('SIGWINCH'), start + s.duration * 1000));
   }
+  // 4 s of the wire from 5 s into the window (see wire-latency.ts), for both pools alike.
+  const wire = !quiet && s.rate > 0 && wireCaptureUnavailable() === null
+    ? sampleWireLatency(server.port, (s.conns / RAMP_PER_S + 0.5 + SETTLE_S + 5) * 1000, 4, path.join(tmpdir(), `hashhub-bench-wire-${process.pid}-${server.port}.pcap`))
+    : Promise.resolve(null);
   const code = await new Promise<number | null>((resolve) => gen.once('exit', resolve));
   for (const t of timers) clearTimeout(t);
   if (server.loopDelayFile && !quiet && !existsSync(server.loopDelayFile)) {
@@ -258,6 +265,7 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
   const line = out.trim().split("\n").pop()!;
   if (process.env.BENCH_DEBUG) log(line);
   const r = JSON.parse(line) as LoadResult;
+  r.wire = await wire;
   if (server.loopDelayFile && !quiet) {
     try {
       r.pool_loop = JSON.parse(readFileSync(server.loopDelayFile, 'utf8')) as LoadResult['pool_loop'];
@@ -388,14 +396,14 @@ async function main() {
         await pool.stop();
         await db.drop();
       }
-      log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}`);
+      log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}`);
       let ck: LoadResult | undefined;
       if (ckpoolBin && s.mode !== 'grind') {
         const c = await startCkpool(ckpoolBin, work, nodePort, s);
         try {
           await warmUp(gen, c, s);
           ck = await runLoad(gen, c, s, `ckpool ${s.name}`);
-          log(`  ckpool: ${f(ck.responses_per_s)} answered/s, p99 ${f(ck.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(ck), 1)} µs/submit, ${f(ck.server?.rss_bytes_per_conn)} B/conn`);
+          log(`  ckpool: ${f(ck.responses_per_s)} answered/s, p99 ${f(ck.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(ck), 1)} µs/submit, ${f(ck.server?.rss_bytes_per_conn)} B/conn${ck.wire ? `; wire p99 ${f(ck.wire.p99, 2)} ms` : ''}`);
         } finally {
           await c.stop();
         }
@@ -407,9 +415,10 @@ async function main() {
       'As the section above (fakenode, 3,000-transaction template, the Go generator pinned to core 1, every share through the spool into Postgres), for the other shapes of the share path. SOLO: the generator\'s account mines SOLO, so every share hashes that account\'s own coinbase (per-account coinb2) — compare with the pool rows above. 2 processes: `stratum.processes = 2` on both cores, one of which the generator also uses, so its throughput says little (the performance issue: report, do not chase); pool CPU is the processes\' together over the whole run (ramp included) per answered submit, and the generator\'s RSS figure (the primary\'s) is left out.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'] : ['## Stratum share path (vs ckpool)', '', ...provenance(`npm run bench:stratum${quick ? ' -- --quick' : ''}${ckpoolBin ? ' -- --ckpool <bin>' : ''}`), '',
-      'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0, the Go load generator and the local Postgres to core 1 (the pool\'s core is only the pool\'s, as when the database has its own machine); pool CPU from /proc over the measured window; the pool\'s own event-loop delay over the window (bench/loop-delay.cjs, sampled every 2 ms) in the notes, beside the generator\'s view. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
+      'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0, the Go load generator and the local Postgres to core 1 (the pool\'s core is only the pool\'s, as when the database has its own machine); pool CPU from /proc over the measured window; the pool\'s own event-loop delay over the window (bench/loop-delay.cjs, sampled every 2 ms) in the notes, beside the generator\'s view; with tcpdump (root), latency on the wire too: 4 s of loopback traffic from 5 s into the window, each submit matched with its answer by id (bench/wire-latency.ts), for both pools, since the generator\'s p50/p99 columns also hold its own scheduling on the core it shares with Postgres. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'];
+    const wireNote = (r: LoadResult) => (r.wire ? `**on the wire** (4 s tcpdump sample, ${f(r.wire.answers)} answers) p50 ${f(r.wire.p50, 2)} / p99 ${f(r.wire.p99, 2)} / p99.9 ${f(r.wire.p999, 2)} / max ${f(r.wire.max, 1)} ms` : '');
     const row = (s: Scenario, who: string, r: LoadResult, note = '') => lines.push(
       `| ${s.what} | ${who} | ${f(r.responses_per_s)} | ${f(cpuUs(r), 1)} | ${f(r.latency_ms.p50, 2)} | ${f(r.latency_ms.p99, 2)} | ${f(r.latency_ms.p999, 2)} | ${f(r.latency_ms.max, 1)} | ${(s.processes ?? 1) > 1 ? '—' : f(r.server?.rss_bytes_per_conn)} | ${f(r.closed_by_server)} | ${note} |`);
     for (const { s, hashhub, stored, catchUp, ckpool } of results) {
@@ -420,9 +429,10 @@ async function main() {
         catchUp ? `${f(catchUp.stored)} stored ${f(catchUp.seconds, 0)} s after it (${catchUp.stored >= hashhub.accepted ? 'none lost' : 'NOT ALL: the rest still in the spool'})` : '',
         `generator CPU ${f(hashhub.self_cpu_s_window, 1)} s of ${f(hashhub.window_s, 0)} s`,
         hashhub.pool_loop ? `pool's own loop delay p99 ${f(hashhub.pool_loop.p99, 1)} / p99.9 ${f(hashhub.pool_loop.p999, 1)} / max ${f(hashhub.pool_loop.max, 1)} ms` : '',
+        wireNote(hashhub),
       ].filter(Boolean).join('; ');
       row(s, 'hashhub', hashhub, notes);
-      if (ckpool) row(s, 'ckpool (same run)', ckpool, ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '');
+      if (ckpool) row(s, 'ckpool (same run)', ckpool, [ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '', wireNote(ckpool)].filter(Boolean).join('; '));
     }
     writeSection(variants ? 'stratum-variants' : 'stratum', lines);
     log(`written to BENCHMARKS.md (section ${variants ? 'stratum-variants' : 'stratum'})`);
