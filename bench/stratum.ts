@@ -3,7 +3,7 @@
 // difficulty no share reaches, hashhub runs pinned to core 0 (writing every share through its spool into
 // Postgres), ../shared/tools/stratum_load (Go, built here into a temp dir) runs pinned to core 1. Each scenario
 // gets a fresh pool process, started as a production pool is (`npm run build`, then bin/hashhub.js, which runs
-// the build: no TypeScript loader thread and its ~60 MB in the figures). Results go to BENCHMARKS.md (section
+// the build: no TypeScript loader thread, 40-70 MB of RSS, in the figures). Results go to BENCHMARKS.md (section
 // "stratum").
 //
 //   npm run bench:stratum                    all scenarios (~8 minutes)
@@ -245,14 +245,14 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
   gen.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
   // The pool's own loop delay over (about) the generator's window: it starts after the ramp and the settle.
   const timers: NodeJS.Timeout[] = [];
+  const windowStartMs = (s.conns / RAMP_PER_S + 0.5 + SETTLE_S) * 1000;
   if (server.loopDelayFile && !quiet) {
     const signal = (sig: NodeJS.Signals) => { try { process.kill(server.pid, sig); } catch { /* gone */ } };
-    const start = (s.conns / RAMP_PER_S + 0.5 + SETTLE_S) * 1000;
-    timers.push(setTimeout(() => signal('SIGUSR2'), start), setTimeout(() => signal('SIGWINCH'), start + s.duration * 1000));
+    timers.push(setTimeout(() => signal('SIGUSR2'), windowStartMs), setTimeout(() => signal('SIGWINCH'), windowStartMs + s.duration * 1000));
   }
   // 4 s of the wire from 5 s into the window (see wire-latency.ts), for both pools alike.
   const wire = !quiet && s.rate > 0 && wireCaptureUnavailable() === null
-    ? sampleWireLatency(server.port, (s.conns / RAMP_PER_S + 0.5 + SETTLE_S + 5) * 1000, 4, path.join(tmpdir(), `hashhub-bench-wire-${process.pid}-${server.port}.pcap`))
+    ? sampleWireLatency(server.port, windowStartMs + 5000, 4, path.join(tmpdir(), `hashhub-bench-wire-${process.pid}-${server.port}.pcap`))
     : Promise.resolve(null);
   const code = await new Promise<number | null>((resolve) => gen.once('exit', resolve));
   for (const t of timers) clearTimeout(t);

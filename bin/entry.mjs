@@ -11,8 +11,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 
-/** The file `npm run build` writes last (scripts/build.mjs): the hash of the sources it was built from. */
-export const BUILD_STAMP = path.join('dist', '.built');
+/** The file in dist/ that `npm run build` writes last (scripts/build.mjs): the hash of the sources built. */
+export const BUILD_STAMP = '.built';
 
 /** Files that are sources (compiled, or copied into dist/): not editors' lock, swap or backup files. */
 const SOURCE = /^[^.#~][^/]*\.(?:ts|mts|mjs|js|sql|json)$/;
@@ -54,7 +54,7 @@ export function sourcesHash(srcDir) {
 export function chooseEntry(root) {
   const src = (why) => ({ kind: 'src', file: path.join(root, 'src', 'cli', 'main.ts'), why });
   const built = path.join(root, 'dist', 'cli', 'main.js');
-  const stamp = path.join(root, BUILD_STAMP);
+  const stamp = path.join(root, 'dist', BUILD_STAMP);
   if (!existsSync(path.join(root, 'dist'))) return src(null);
   if (!existsSync(stamp) || !existsSync(built)) return src('dist/ holds no complete build');
   let current;

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { sourcesHash } from '../bin/entry.mjs';
+import { BUILD_STAMP, sourcesHash } from '../bin/entry.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const dist = path.join(root, 'dist');
@@ -25,7 +25,7 @@ try {
 }
 cpSync(path.join(root, 'src', 'store', 'migrations'), path.join(next, 'store', 'migrations'), { recursive: true });
 copyFileSync(path.join(root, 'src', 'store', 'pglite-worker.mjs'), path.join(next, 'store', 'pglite-worker.mjs'));
-writeFileSync(path.join(next, '.built'), `${hash}\n`);
+writeFileSync(path.join(next, BUILD_STAMP), `${hash}\n`);
 rmSync(old, { recursive: true, force: true });
 if (existsSync(dist)) renameSync(dist, old);
 renameSync(next, dist);
