@@ -205,17 +205,56 @@ test('merkle root cache: same job and extranonce2 reuse the root; another job or
   const ctx = (job: Job): ShareContext => ({ extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0, job, target: targetBytes(target), nowSec: Math.floor(Date.now() / 1000), maxNtimeAheadSec: 600, rootCache: cache });
   const en2 = Buffer.from('00000000000000aa', 'hex');
   // Two different valid shares on the same extranonce2: both accepted through the cache.
+  // Roots the cache computed, per job (it writes into its own buffer, so the root's identity says nothing).
+  const hashed = new Map<Job, number>();
+  for (const j of [a]) {
+    const into = j.hasher.merkleRootInto.bind(j.hasher);
+    j.hasher.merkleRootInto = (e1, e2, out) => {
+      if (out.buffer === cache.bytes.buffer) hashed.set(j, (hashed.get(j) ?? 0) + 1); // not grind's own roots
+      return into(e1, e2, out);
+    };
+  }
   const n1 = grind(a, en1, en2, target);
   assert.equal(validateShare(jobs, ctx(a), { worker: 'w', jobId: a.id, extranonce2: toHex(en2), ntime: u32Hex(a.ntime), nonce: n1 }).outcome, 'accepted');
-  const cachedRoot = cache.root;
+  const cachedRoot = Buffer.from(cache.root);
   const n2 = grind(a, en1, en2, target, { ntime: a.ntime + 1 });
   assert.equal(validateShare(jobs, ctx(a), { worker: 'w', jobId: a.id, extranonce2: toHex(en2), ntime: u32Hex(a.ntime + 1), nonce: n2 }).outcome, 'accepted');
-  assert.equal(cache.root, cachedRoot, 'root reused');
+  assert.equal(hashed.get(a), 1, 'root reused');
+  // Another extranonce2 on the same job: hashed again, and a share on it is accepted.
+  const en2b = Buffer.from('00000000000000ab', 'hex');
+  const n4 = grind(a, en1, en2b, target);
+  assert.equal(validateShare(jobs, ctx(a), { worker: 'w', jobId: a.id, extranonce2: toHex(en2b), ntime: u32Hex(a.ntime), nonce: n4 }).outcome, 'accepted');
+  assert.equal(hashed.get(a), 2);
+  // Back to the first extranonce2 (the cache's copy was overwritten in place): the first root again.
+  const n5 = grind(a, en1, en2, target, { ntime: a.ntime + 2 });
+  assert.equal(validateShare(jobs, ctx(a), { worker: 'w', jobId: a.id, extranonce2: toHex(en2), ntime: u32Hex(a.ntime + 2), nonce: n5 }).outcome, 'accepted');
+  assert.equal(hashed.get(a), 3);
+  assert.deepEqual(cache.root, cachedRoot);
   // A job on the same tip with other transactions: its own root, so a share solved for it is accepted.
   const b = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), Date.now()).job;
   const n3 = grind(b, en1, en2, target);
   assert.equal(validateShare(jobs, ctx(b), { worker: 'w', jobId: b.id, extranonce2: toHex(en2), ntime: u32Hex(b.ntime), nonce: n3 }).outcome, 'accepted');
-  assert.notEqual(cache.root, cachedRoot);
+  assert.notDeepEqual(cache.root, cachedRoot);
+});
+
+test('the merkle root cache holds copies: not the submit line, not a slice of a shared buffer pool', () => {
+  const en1 = Buffer.from('0000000d', 'hex');
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
+  const a = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff }), Date.now()).job;
+  const cache = newRootCache();
+  const before = cache.bytes;
+  const line = `{"id":1,"method":"mining.submit","params":["w","${a.id}","00000000000000aa","${u32Hex(a.ntime)}","00000000"]}` + ' '.repeat(4096);
+  const extranonce2 = line.slice(line.indexOf('00000000000000aa'), line.indexOf('00000000000000aa') + 16);
+  const ctx: ShareContext = { extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0, job: a, target: targetBytes(difficultyToTarget(1e-6)), nowSec: a.ntime, maxNtimeAheadSec: 600, rootCache: cache };
+  validateShare(jobs, ctx, { worker: 'w', jobId: a.id, extranonce2, ntime: u32Hex(a.ntime), nonce: '00000000' });
+  assert.equal(cache.job, a);
+  // Nothing but the job, the session's extranonce1 and the cache's own bytes (a 64-byte buffer of its own, not a
+  // view into an 8 KB pool slab): no string field that could be a slice of the line.
+  assert.equal(cache.bytes, before);
+  assert.equal(cache.bytes.buffer.byteLength, cache.bytes.length);
+  assert.equal(cache.root.buffer, cache.bytes.buffer);
+  for (const v of Object.values(cache)) assert.notEqual(typeof v, 'string');
+  assert.deepEqual(cache.bytes.subarray(32, 40), Buffer.from('00000000000000aa', 'hex'));
 });
 
 test('a share for a job the manager has pruned is unknown, never credited again (same tip)', () => {

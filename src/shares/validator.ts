@@ -64,15 +64,35 @@ export interface MerkleRootCache {
   /** The extranonce1 the root was built with: a session moved away from a route and back gets the same job again
    *  under another extranonce1 (compared by identity: each work assignment has its own Buffer). */
   extranonce1: Buffer;
-  extranonce2: string;
+  /** Bytes of the extranonce2 the root was built with, in `bytes` after the root (0: nothing cached yet). */
+  extranonce2Length: number;
+  /**
+   * The cache's own memory: the root (bytes 0-31, `root`), then the extranonce2. Copies, never the share's own
+   * objects: its extranonce2 hex is a slice of the submit line and its buffers are slices of Node's shared 8 KB
+   * pool, and a cache that holds them until the session's next share (half a second or more) keeps them alive
+   * through two young-generation GCs, so every one of them was promoted to the old generation.
+   */
+  bytes: Buffer;
   root: Buffer;
 }
 
-/** The root of an empty cache (replaced, never written): one for all sessions. */
+/** Longest extranonce2 the cache holds (longer ones are hashed every time; miners use 4-8 bytes). */
+const CACHED_EXTRANONCE2_MAX = 32;
+
+/** The root of an empty cache: one for all sessions until a session's first share. */
 const NO_ROOT = Buffer.alloc(0);
 
 export function newRootCache(): MerkleRootCache {
-  return { job: null, extranonce1: NO_ROOT, extranonce2: '', root: NO_ROOT };
+  const bytes = Buffer.alloc(32 + CACHED_EXTRANONCE2_MAX);
+  return { job: null, extranonce1: NO_ROOT, extranonce2Length: 0, bytes, root: bytes.subarray(0, 32) };
+}
+
+function cachedFor(cache: MerkleRootCache, job: Job, extranonce1: Buffer, extranonce2: Buffer): boolean {
+  const n = extranonce2.length;
+  if (cache.job !== job || cache.extranonce1 !== extranonce1 || cache.extranonce2Length !== n || n === 0) return false;
+  const b = cache.bytes;
+  for (let i = 0; i < n; i++) if (b[32 + i] !== extranonce2[i]) return false;
+  return true;
 }
 
 const HEX8 = /^[0-9a-fA-F]{8}$/;
@@ -108,11 +128,16 @@ export function validateShare(jobs: JobSource, ctx: ShareContext, p: SubmitParam
   const extranonce2 = Buffer.from(p.extranonce2, 'hex');
   const cache = ctx.rootCache;
   let root: Buffer;
-  if (cache && cache.job === job && cache.extranonce1 === ctx.extranonce1 && cache.extranonce2 === p.extranonce2) {
+  if (!cache || extranonce2.length > CACHED_EXTRANONCE2_MAX) {
+    root = job.hasher.merkleRootFor(ctx.extranonce1, extranonce2);
+  } else if (cachedFor(cache, job, ctx.extranonce1, extranonce2)) {
     root = cache.root;
   } else {
-    root = job.hasher.merkleRootFor(ctx.extranonce1, extranonce2);
-    if (cache) { cache.job = job; cache.extranonce1 = ctx.extranonce1; cache.extranonce2 = p.extranonce2; cache.root = root; }
+    // Emptied first: should hashing throw, the cache must not pair the new extranonce with the old root.
+    cache.job = null;
+    root = job.hasher.merkleRootInto(ctx.extranonce1, extranonce2, cache.root);
+    extranonce2.copy(cache.bytes, 32);
+    cache.job = job; cache.extranonce1 = ctx.extranonce1; cache.extranonce2Length = extranonce2.length;
   }
   const header = job.hasher.header80(root, version, ntime, parseInt(p.nonce, 16));
   const hash = sha256d(header);

@@ -73,9 +73,13 @@ export class WorkHasher {
   }
 
   merkleRootFor(extranonce1: Uint8Array, extranonce2: Uint8Array): Buffer {
+    return this.merkleRootInto(extranonce1, extranonce2, Buffer.allocUnsafe(32));
+  }
+
+  /** merkleRootFor, written into `out` (32 bytes): a buffer the caller keeps, e.g. a session's root cache. */
+  merkleRootInto<T extends Uint8Array>(extranonce1: Uint8Array, extranonce2: Uint8Array, out: T): T {
     this.fillExtranonce(extranonce1, extranonce2);
     if (nativeSha) {
-      const out = Buffer.allocUnsafe(32);
       nativeSha.merkleRoot(this.coinbaseMid, this.coinbase, this.midBytes, this.branchWords, out);
       return out;
     }
@@ -83,9 +87,8 @@ export class WorkHasher {
     sha256dFromMidstate(this.coinbaseMid, this.coinbase, this.midBytes, node, 0);
     const bw = this.branchWords;
     for (let o = 0; o < bw.length; o += 8) sha256dPairWords(node, 0, bw, o, node, 0);
-    const root = Buffer.allocUnsafe(32);
-    storeWords(node, 0, root, 0);
-    return root;
+    storeWords(node, 0, out, 0);
+    return out;
   }
 
   /** The 80-byte header for a share (scratch buffer). */
