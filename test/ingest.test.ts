@@ -3,9 +3,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import pino from 'pino';
 import { encodeShare } from '../src/ingest/codec.ts';
-import { DurableShareLog, type DurableShareLogOptions } from '../src/ingest/durable-log.ts';
+import { DECODE_SLICE, DurableShareLog, type DurableShareLogOptions, decodeSpoolLines } from '../src/ingest/durable-log.ts';
+import type { SpoolLine } from '../src/ingest/spool.ts';
 import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
 import type { ShareWriter, WriteResult } from '../src/store/types.ts';
 
@@ -148,6 +151,58 @@ test('database down: events wait in the spool, retries back off, one log line pe
   assert.equal(st.dbDownSince, null);
   assert.equal(cap.count(/work again/), 1);
   await log.close();
+});
+
+test('a share waiting for the database is kept as its row: not the event, nor the submit line its strings were cut from', async (t) => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const dir = tmp(t);
+  const w = new FakeWriter();
+  w.down = true;
+  const log = open(dir, w, { retryMinMs: 50, retryMaxMs: 100 });
+  const appended: ShareEvent[] = [];
+  let firstEvent: WeakRef<ShareEvent> | null = null;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < 1000; i++) {
+    // As the pool makes them: the job id and the worker are slices of the miner's submit line (8 KB here).
+    const line = `{"id":${i},"method":"mining.submit","params":["worker.rig-${String(i).padStart(6, '0')}","job-${String(i).padStart(12, '0')}"]}` + ' '.repeat(8000);
+    const worker = line.slice(line.indexOf('worker.'), line.indexOf('worker.') + 17);
+    const jobId = line.slice(line.indexOf('job-'), line.indexOf('job-') + 16);
+    const e = share({ account: '', worker, jobId, outcome: 'unauthorized' });
+    log.appendShare(e);
+    appended.push({ ...e, worker: JSON.parse(JSON.stringify(worker)), jobId: JSON.parse(JSON.stringify(jobId)) });
+    firstEvent ??= new WeakRef(e);
+  }
+  await new Promise((r) => setImmediate(r)); // a WeakRef keeps its target for the rest of the job that made it
+  gc();
+  const grown = process.memoryUsage().heapUsed - before;
+  assert.equal(log.stats().written.shares, 0, 'the database is down: every share is still queued');
+  assert.equal(firstEvent!.deref(), undefined, 'the queue does not keep the ShareEvent');
+  assert.ok(grown < 3_000_000, `1,000 queued shares cut from 8 KB lines kept ${grown} bytes (the lines are 8 MB)`);
+  w.down = false;
+  assert.ok(await log.waitIdle(5000));
+  assert.equal(w.shares.size, 1000);
+  for (const e of appended) assert.deepEqual(w.shares.get(e.id), e, 'the share written is the share appended');
+  await log.close();
+});
+
+test('spool lines read back are decoded a slice per event-loop turn, in order, corrupt lines reported', async () => {
+  const lines: SpoolLine[] = [];
+  const shares: ShareEvent[] = [];
+  for (let i = 0; i < 2 * DECODE_SLICE + 250; i++) {
+    const e = share();
+    shares.push(e);
+    lines.push({ text: i === 700 ? 's3\tdamaged' : encodeShare(e).slice(0, -1), end: { seg: 1, off: i } });
+  }
+  const decoded: ShareEvent[] = [];
+  const corrupt: number[] = [];
+  const yieldsAfter: number[] = [];
+  await decodeSpoolLines(lines, (_l, ev) => { if (ev.kind === 'share') decoded.push(ev.event); }, (l) => corrupt.push(l.end.off),
+    async () => { yieldsAfter.push(decoded.length + corrupt.length); });
+  assert.deepEqual(yieldsAfter, [DECODE_SLICE, 2 * DECODE_SLICE], 'the loop is let go between slices, not once per batch');
+  assert.deepEqual(corrupt, [700]);
+  assert.deepEqual(decoded.map((e) => e.id), shares.filter((_e, i) => i !== 700).map((e) => e.id));
 });
 
 test('queue full: the writer reads the events back from the spool, then returns to the queue', async (t) => {

@@ -5,10 +5,10 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { type BlockEvent, InProcessShareLog, type ShareEvent, type StorageState } from '../shares/events.ts';
 import { isConnectionError } from '../store/db.ts';
-import type { IngestStats, ShareWriter } from '../store/types.ts';
-import { type LogEvent, SHARE_ROW_PREFIX, SpoolFormatError, decodeLine, encodeBlock, encodeShare, spoolsAsRow } from './codec.ts';
+import type { IngestStats, ShareRowMeta, ShareWriter } from '../store/types.ts';
+import { type LogEvent, SHARE_ROW_PREFIX, SpoolFormatError, decodeLine, encodeBlock, encodeShare } from './codec.ts';
 import { DiskBudget, type DiskBudgetOptions } from './disk-budget.ts';
-import { MissingSegmentError, type Position, Spool, type SpoolIo, cmpPos } from './spool.ts';
+import { MissingSegmentError, type Position, Spool, type SpoolIo, type SpoolLine, cmpPos } from './spool.ts';
 
 export interface DurableShareLogOptions {
   /** Spool directory (one per pool process). */
@@ -62,23 +62,89 @@ function isNoSpace(err: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
-interface Entry {
-  ev: LogEvent;
+/**
+ * An event waiting for the database. A share in the COPY-row form waits as its spool line ('s3' and the row,
+ * without the newline), which the writer copies as it is, and the few fields the batch's other statements read
+ * (ShareRowMeta); every other event waits whole. Not the ShareEvent: a share waits 100 ms or more for its batch,
+ * long enough to be promoted out of V8's young generation, and the event with the submit line it kept alive (its
+ * job id is a slice of the line) was about 370 of the ~1,400 bytes promoted per share at 20k shares/s. Promoted
+ * bytes are what young-generation GCs copy, and each GC is a pause for every miner.
+ */
+type Entry = (
+  | { kind: 'share'; event: ShareRowMeta; row: string }
+  | { kind: 'share'; event: ShareEvent; row: null }
+  | { kind: 'block'; event: BlockEvent; row: null }
+) & {
   /** Spool position after this event's line; null if the spool write failed (memory only). */
   end: Position | null;
   at: number;
-  /** A share's spool line when it is a COPY row ('s3', ending in a newline): the writer copies it as it is. */
-  row: string | null;
+};
+type QueuedShare = Extract<Entry, { kind: 'share' }>;
+type RowShare = Extract<Entry, { row: string }>;
+
+/** What the queue keeps of an event, given its spool line without the newline. */
+function entryOf(ev: LogEvent, text: string, end: Position | null, at: number): Entry {
+  if (ev.kind === 'block') return { kind: 'block', event: ev.event, row: null, end, at };
+  const e = ev.event;
+  if (!text.startsWith(SHARE_ROW_PREFIX)) return { kind: 'share', event: e, row: null, end, at };
+  // An unauthorized share's worker is the name the miner sent, a slice of its submit line, and nothing but its row
+  // reads it (user agents are recorded for accounts only): the row holds it.
+  const worker = e.account === '' ? '' : e.worker;
+  return {
+    kind: 'share', row: text, end, at,
+    event: { time: e.time, account: e.account, worker, sessionId: e.sessionId, outcome: e.outcome, blockHash: e.blockHash },
+  };
 }
 
-/** A share line just encoded (ending in a newline), kept for the writer when it is in the COPY-row form. */
-function rowOf(ev: LogEvent, line: string): string | null {
-  return ev.kind === 'share' && spoolsAsRow(ev.event) ? line : null;
+/** The whole share again (from its row when that is all the queue kept): for writers without writeShareRows and
+ *  for a share written alone after its batch failed. */
+function shareEventOf(s: QueuedShare): ShareEvent {
+  if (s.row === null) return s.event;
+  const ev = decodeLine(s.row);
+  // The row was encoded by this process a moment ago: a row that does not decode is a bug in the codec, which
+  // must not pass silently (the writer restarts and keeps the batch; the spool keeps the line).
+  if (ev.kind !== 'share') throw new Error('a queued share row decoded as a block event');
+  return ev.event;
 }
 
-/** The same for a line read back from the spool (no newline; an older spool may hold JSON lines). */
-function rowOfSpooled(ev: LogEvent, text: string): string | null {
-  return ev.kind === 'share' && text.startsWith(SHARE_ROW_PREFIX) ? text + '\n' : null;
+function hasRow(s: QueuedShare): s is RowShare {
+  return s.row !== null;
+}
+
+/**
+ * Spool lines the writer decodes per event-loop turn when it reads the spool back (a replay, a database that was
+ * down, a full queue): it shares the pool's thread, and a batch of 5,000 lines decoded at once was a 10-20 ms
+ * turn that every miner's answer waited behind.
+ */
+export const DECODE_SLICE = 500;
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Decode lines read back from the spool, in order, DECODE_SLICE per turn (yieldTurn between slices). A line that
+ * does not decode goes to onCorrupt; any other error propagates.
+ */
+export async function decodeSpoolLines(
+  lines: readonly SpoolLine[],
+  onEvent: (line: SpoolLine, ev: LogEvent) => void,
+  onCorrupt: (line: SpoolLine, err: SpoolFormatError) => void,
+  yieldTurn: () => Promise<void> = nextTurn,
+): Promise<void> {
+  for (let i = 0; i < lines.length; i++) {
+    if (i > 0 && i % DECODE_SLICE === 0) await yieldTurn();
+    const l = lines[i];
+    let ev: LogEvent;
+    try {
+      ev = decodeLine(l.text);
+    } catch (err) {
+      if (!(err instanceof SpoolFormatError)) throw err;
+      onCorrupt(l, err);
+      continue;
+    }
+    onEvent(l, ev);
+  }
 }
 
 /** SQLSTATE classes a retry cannot fix: data exceptions and program limits. Such an event is set aside. */
@@ -267,9 +333,9 @@ export class DurableShareLog extends InProcessShareLog {
     for (const b of batch) {
       const start = { seg: pos.start.seg, off };
       off += ascii ? b.line.length : Buffer.byteLength(b.line, 'utf8');
-      // The line the writer keeps is cut from the text just written (flat): b.line is still the chain of pieces
-      // it was concatenated from, several times its size for as long as it waits in the queue.
-      const line = text.slice(chars, chars + b.line.length);
+      // The line the writer keeps (without its newline) is cut from the text just written (flat): b.line is
+      // still the chain of pieces it was concatenated from, several times its size for as long as it waits.
+      const line = text.slice(chars, chars + b.line.length - 1);
       chars += b.line.length;
       this.record(b.ev, line, { start, end: { seg: pos.start.seg, off } });
     }
@@ -321,11 +387,11 @@ export class DurableShareLog extends InProcessShareLog {
       this.log.error({ kind: ev.kind }, 'event appended after the share log was closed: not recorded');
       return;
     }
-    this.record(ev, line, this.write(ev, line, sync));
+    this.record(ev, line.slice(0, -1), this.write(ev, line, sync));
   }
 
-  /** After the spool write of an event (pos null: it failed): queue it for the database. */
-  private record(ev: LogEvent, line: string, pos: { start: Position; end: Position } | null): void {
+  /** After the spool write of an event (its line, without the newline; pos null: it failed): queue it. */
+  private record(ev: LogEvent, text: string, pos: { start: Position; end: Position } | null): void {
     if (pos) {
       this.budget.onWriteOk();
       if (this.spoolFailing) {
@@ -333,7 +399,7 @@ export class DurableShareLog extends InProcessShareLog {
         this.log.info({ dir: this.spool.dir }, 'spool writes work again');
       }
     }
-    const entry: Entry = { ev, end: pos?.end ?? null, at: Date.now(), row: rowOf(ev, line) };
+    const entry = entryOf(ev, text, pos?.end ?? null, Date.now());
     if (pos) this.lastAppended = pos.end;
     if (!pos) {
       // Not on disk: memory is all there is. Blocks are always kept; shares are refused after the first failed
@@ -361,7 +427,7 @@ export class DurableShareLog extends InProcessShareLog {
 
   private push(entry: Entry): void {
     this.queue.push(entry);
-    if (entry.ev.kind === 'block') this.blocksQueued++;
+    if (entry.kind === 'block') this.blocksQueued++;
   }
 
   // ---- the writer ------------------------------------------------------------------------------------------
@@ -413,7 +479,7 @@ export class DurableShareLog extends InProcessShareLog {
       if (!batch) return;
       this.writing = true;
       this.inflight = batch.entries;
-      this.inflightOldest = batch.entries.reduce<number | null>((m, e) => (m === null || e.ev.event.time < m ? e.ev.event.time : m), null);
+      this.inflightOldest = batch.entries.reduce<number | null>((m, e) => (m === null || e.event.time < m ? e.event.time : m), null);
       let committedTo: number | null = null;
       try {
         if (batch.entries.length > 0 && !(await this.writeWithRetry(batch.entries))) return;
@@ -433,7 +499,7 @@ export class DurableShareLog extends InProcessShareLog {
   private requeue(entries: Entry[]): void {
     this.queue.unshift(...entries);
     for (const e of entries) {
-      if (e.ev.kind === 'block') this.blocksQueued++;
+      if (e.kind === 'block') this.blocksQueued++;
       if (e.end === null) this.memoryOnly++;
     }
   }
@@ -456,7 +522,7 @@ export class DurableShareLog extends InProcessShareLog {
         const entries = this.queue.splice(0, this.o.batchMax);
         let upTo: Position | null = null;
         for (const e of entries) {
-          if (e.ev.kind === 'block') this.blocksQueued--;
+          if (e.kind === 'block') this.blocksQueued--;
           if (e.end) upTo = e.end;
           else this.memoryOnly--;
         }
@@ -467,18 +533,12 @@ export class DurableShareLog extends InProcessShareLog {
         const r = await this.readSpool(from);
         if (!r) continue;
         const entries: Entry[] = [];
-        for (const l of r.lines) {
-          try {
-            const ev = decodeLine(l.text);
-            entries.push({ ev, end: l.end, at: 0, row: rowOfSpooled(ev, l.text) });
-          } catch (err) {
-            if (!(err instanceof SpoolFormatError)) throw err;
-            this.counters.corruptLines++;
-            this.log.error({ segment: l.end.seg, end: l.end.off, err: err.message }, 'spool: skipping an unreadable line');
-          }
-        }
+        await decodeSpoolLines(r.lines, (l, ev) => entries.push(entryOf(ev, l.text, l.end, 0)), (l, err) => {
+          this.counters.corruptLines++;
+          this.log.error({ segment: l.end.seg, end: l.end.off, err: err.message }, 'spool: skipping an unreadable line');
+        });
         this.tailFrom = r.next;
-        if (entries.length > 0) this.tailOldest = entries[entries.length - 1].ev.event.time;
+        if (entries.length > 0) this.tailOldest = entries[entries.length - 1].event.time;
         if (entries.length > 0 || cmpPos(r.next, from) > 0) return { entries, upTo: r.next };
         // Caught up with the head (checked synchronously, so no append can slip between the check and the switch).
         if (cmpPos(this.tailFrom, this.spool.head) >= 0) {
@@ -567,24 +627,26 @@ export class DurableShareLog extends InProcessShareLog {
   }
 
   private async writeBatch(batch: Entry[], isolate: boolean): Promise<void> {
-    let shares: ShareEvent[] = [];
-    /** The run's spool lines as COPY rows, while every share of the run has one. */
-    let rows: string[] | null = [];
+    let shares: QueuedShare[] = [];
     let blocks: BlockEvent[] = [];
     const flushShares = async () => {
       if (shares.length === 0) return;
       const run = shares;
-      const runRows = rows;
       shares = [];
-      rows = [];
       const w = this.o.writer;
       if (isolate) {
-        for (const s of this.withUserAgents(run)) await this.isolated(() => w.writeShares([s]), s);
-      } else if (runRows && w.writeShareRows) {
-        const r = await w.writeShareRows(run, runRows.join(''), this.userAgentOf(run) ?? (() => undefined));
+        for (const s of this.withUserAgents(run.map(shareEventOf))) await this.isolated(() => w.writeShares([s]), s);
+      } else if (w.writeShareRows && run.every(hasRow)) {
+        const metas: ShareRowMeta[] = [];
+        const rows: string[] = [];
+        for (const s of run) { metas.push(s.event); rows.push(s.row); }
+        // The last row's newline from the join itself: appended after it ("+ '\n'"), the text would be a cons
+        // string that the COPY's Buffer.from flattens into a second copy of the whole batch.
+        rows.push('');
+        const r = await w.writeShareRows(metas, rows.join('\n'), this.userAgentOf(metas) ?? (() => undefined));
         this.counters.duplicates += r.duplicates;
       } else {
-        const r = await w.writeShares(this.withUserAgents(run));
+        const r = await w.writeShares(this.withUserAgents(run.map(shareEventOf)));
         this.counters.duplicates += r ? r.duplicates : 0;
       }
       this.counters.writtenShares += run.length;
@@ -605,16 +667,12 @@ export class DurableShareLog extends InProcessShareLog {
     };
     // Runs of shares and runs of block events, in spool order.
     for (const e of batch) {
-      if (e.ev.kind === 'share') {
+      if (e.kind === 'share') {
         await flushBlocks();
-        shares.push(e.ev.event);
-        if (rows) {
-          if (e.row === null) rows = null;
-          else rows.push(e.row);
-        }
+        shares.push(e);
       } else {
         await flushShares();
-        blocks.push(e.ev.event);
+        blocks.push(e.event);
       }
     }
     await flushShares();
@@ -643,7 +701,7 @@ export class DurableShareLog extends InProcessShareLog {
    * The user agent of a session among these shares' (those still connected), from uaCache, which is rebuilt from
    * the live sessions when it misses one; null without a resolver.
    */
-  private userAgentOf(shares: readonly ShareEvent[]): ((sessionId: string) => string | undefined) | null {
+  private userAgentOf(shares: readonly ShareRowMeta[]): ((sessionId: string) => string | undefined) | null {
     const resolve = this.o.userAgents;
     if (!resolve) return null;
     const missing = new Set<string>();
@@ -683,7 +741,7 @@ export class DurableShareLog extends InProcessShareLog {
   private pendingSince(): number | null {
     if (this.writing || this.tailFrom !== null) return -1;
     if (this.queue.length === 0) return null;
-    return this.queue[0].ev.event.time;
+    return this.queue[0].event.time;
   }
 
   /**
@@ -694,9 +752,9 @@ export class DurableShareLog extends InProcessShareLog {
   private watermarkAfter(batch: Entry[]): number | null {
     if (!this.o.writer.recordWatermark) return null;
     let last: number | null = null;
-    for (const e of batch) last = Math.max(last ?? -Infinity, e.ev.event.time);
+    for (const e of batch) last = Math.max(last ?? -Infinity, e.event.time);
     if (this.tailFrom !== null) return last;
-    if (this.queue.length > 0) return this.queue[0].ev.event.time;
+    if (this.queue.length > 0) return this.queue[0].event.time;
     return this.now();
   }
 
@@ -740,7 +798,7 @@ export class DurableShareLog extends InProcessShareLog {
   /** Time of the oldest event appended but not yet committed to the database; null when none (or not known yet). */
   private oldestUnsent(): number | null {
     let t: number | null = this.inflightOldest;
-    const q = this.queue[0]?.ev.event.time;
+    const q = this.queue[0]?.event.time;
     if (q !== undefined && (t === null || q < t)) t = q;
     if (this.tailFrom !== null && this.tailOldest !== null && (t === null || this.tailOldest < t)) t = this.tailOldest;
     return t;

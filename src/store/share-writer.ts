@@ -2,7 +2,7 @@ import type { BlockEvent, ShareEvent } from '../shares/events.ts';
 import { NAME_CAPS, type StagedShare, sharesToCopy, storableText } from './copy.ts';
 import type { Database, Queryable } from './db.ts';
 import * as Q from './queries.ts';
-import type { ShareWriter, WriteResult } from './types.ts';
+import type { ShareRowMeta, ShareWriter, WriteResult } from './types.ts';
 
 const DAY_MS = 86_400_000;
 /** Rows encoded per event-loop turn (see encodeInSlices). */
@@ -28,10 +28,10 @@ async function encodeInSlices(shares: readonly StagedShare[]): Promise<string> {
  * its session's user agent, once. Most shares repeat their session's last account and worker: those are skipped
  * without building a key.
  */
-function userAgentUpdates(shares: readonly ShareEvent[], userAgentOf: (sessionId: string) => string | undefined) {
+function userAgentUpdates(shares: readonly ShareRowMeta[], userAgentOf: (sessionId: string) => string | undefined) {
   const out = { accounts: [] as string[], workers: [] as string[], userAgents: [] as string[] };
   const seen = new Set<string>();
-  const lastOfSession = new Map<string, ShareEvent>();
+  const lastOfSession = new Map<string, ShareRowMeta>();
   for (const s of shares) {
     const last = lastOfSession.get(s.sessionId);
     if (last && s.account === last.account && s.worker === last.worker) continue;
@@ -78,7 +78,7 @@ export class SqlShareWriter implements ShareWriter {
     return this.writeStaged(shares, Q.COPY_STAGING, copyText, hasUserAgent ? (tx) => tx.query(Q.UPDATE_USER_AGENTS) : null);
   }
 
-  async writeShareRows(shares: readonly ShareEvent[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult> {
+  async writeShareRows(shares: readonly ShareRowMeta[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult> {
     if (shares.length === 0) return { inserted: 0, duplicates: 0 };
     await this.opts.prepare?.();
     await this.ensureDays(shares);
@@ -90,7 +90,7 @@ export class SqlShareWriter implements ShareWriter {
   }
 
   /** One batch: COPY into the staging table, then the statements that move it into the tables (one transaction). */
-  private async writeStaged(shares: readonly ShareEvent[], copySql: string, copyText: string,
+  private async writeStaged(shares: readonly ShareRowMeta[], copySql: string, copyText: string,
     updateUserAgents: ((tx: Queryable) => Promise<unknown>) | null): Promise<WriteResult> {
     const hasBlock = shares.some((s) => s.blockHash && s.outcome === 'accepted');
     try {
@@ -171,7 +171,7 @@ export class SqlShareWriter implements ShareWriter {
     this.knownDays.clear();
   }
 
-  private async ensureDays(shares: readonly ShareEvent[]): Promise<void> {
+  private async ensureDays(shares: readonly { time: number }[]): Promise<void> {
     let missing: Set<number> | null = null;
     for (const s of shares) {
       const day = Math.floor(s.time / DAY_MS);

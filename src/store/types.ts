@@ -6,6 +6,13 @@ import type { ShareOutcome } from '../shares/outcome.ts';
 // them through ShareWriter; the API reads through StatsReader. Postgres (pg) and PGlite implement both with
 // the same migrations.
 
+/**
+ * What a share writer reads of a share it copies from its COPY row (writeShareRows): the row holds the share;
+ * this is what the batch's other statements need (partitions by day, user agents, block candidates). The ingest
+ * queue keeps only this and the row while a share waits for the database.
+ */
+export type ShareRowMeta = Pick<ShareEvent, 'time' | 'account' | 'worker' | 'sessionId' | 'outcome' | 'blockHash'>;
+
 export interface ShareWriter {
   /**
    * Write a batch of classified shares. Idempotent on ShareEvent.id: a replayed share is written once. The SQL
@@ -14,10 +21,11 @@ export interface ShareWriter {
   writeShares(shares: readonly ShareEvent[]): Promise<void | WriteResult>;
   /**
    * writeShares for shares whose spool lines are COPY rows already (ingest/codec.ts 's3' lines, each ending in a
-   * newline, in the order of `shares`): the SQL store copies them as they are. userAgentOf: the user agent of a
+   * newline, in the order of `shares`): the SQL store copies them as they are. `shares` holds only what the
+   * batch's other statements read of each share (the rows hold the rest). userAgentOf: the user agent of a
    * share's session, when known.
    */
-  writeShareRows?(shares: readonly ShareEvent[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult>;
+  writeShareRows?(shares: readonly ShareRowMeta[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult>;
   /** Record a block event (candidate, node answer, status). Idempotent (replays change nothing). */
   writeBlock(block: BlockEvent): Promise<void>;
   /** Several block events in order, atomically; writers without it get writeBlock() one by one. */
