@@ -139,6 +139,34 @@ for (const backend of BACKENDS) {
       }), { numRuns: backend.name === 'postgres' ? 40 : 15 });
     });
 
+    test('through the share log, most read back from the spool: all stored once; a share the database refuses and its row cannot give back is dead-lettered', async () => {
+      await reset(db);
+      const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-rows-'));
+      // A queue of 100: the rest are read back from the spool, in batches longer than a decode slice.
+      const log = new DurableShareLog({
+        dir, writer: new SqlShareWriter(db), logger: pino({ level: 'silent' }), flushMs: 5, queueCapacity: 100, retryMinMs: 5, retryMaxMs: 20,
+      });
+      try {
+        const sent: ShareEvent[] = [];
+        for (let i = 0; i < 1300; i++) {
+          sent.push({
+            id: `rb-${i}`, time: NOW + i, account: `acct${i % 7}`, worker: `rig${i % 3}`, sessionId: `s${i % 5}`, remoteAddress: '127.0.0.1',
+            jobId: 'j', height: i === 40 ? Number.NaN : 900_000, outcome: i % 4 === 0 ? 'low-difficulty' : 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false,
+          });
+        }
+        for (const sh of sent) log.appendShare(sh);
+        assert.ok(await log.waitIdle(20_000), 'the writer is not stuck');
+        const stored = (await db.query<{ id: string }>('SELECT id FROM shares UNION ALL SELECT id FROM share_rejects')).rows.map((r) => r.id).sort();
+        assert.deepEqual(stored, sent.filter((_sh, i) => i !== 40).map((sh) => sh.id).sort());
+        assert.equal(log.stats().deadLettered, 1);
+        const dead = JSON.parse(fs.readFileSync(path.join(dir, 'dead-letter.jsonl'), 'utf8'));
+        assert.match(dead.event.row, /^s3\trb-40\t/);
+      } finally {
+        await log.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     test('through the share log: every share stored once from its spool line, and each worker gets its session\'s user agent', async () => {
       await reset(db);
       const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-rows-'));

@@ -96,14 +96,15 @@ function entryOf(ev: LogEvent, text: string, end: Position | null, at: number): 
   };
 }
 
-/** The whole share again (from its row when that is all the queue kept): for writers without writeShareRows and
- *  for a share written alone after its batch failed. */
+/**
+ * The whole share again (from its row when that is all the queue kept): for writers without writeShareRows and
+ * for a share written alone after its batch failed. Throws SpoolFormatError for a row that does not decode: the
+ * encoder writes what the decoder refuses (a height that is not an integer), which the caller sets aside.
+ */
 function shareEventOf(s: QueuedShare): ShareEvent {
   if (s.row === null) return s.event;
   const ev = decodeLine(s.row);
-  // The row was encoded by this process a moment ago: a row that does not decode is a bug in the codec, which
-  // must not pass silently (the writer restarts and keeps the batch; the spool keeps the line).
-  if (ev.kind !== 'share') throw new Error('a queued share row decoded as a block event');
+  if (ev.kind !== 'share') throw new SpoolFormatError('a queued share row decoded as a block event');
   return ev.event;
 }
 
@@ -635,7 +636,7 @@ export class DurableShareLog extends InProcessShareLog {
       shares = [];
       const w = this.o.writer;
       if (isolate) {
-        for (const s of this.withUserAgents(run.map(shareEventOf))) await this.isolated(() => w.writeShares([s]), s);
+        for (const s of this.withUserAgents(await this.wholeShares(run))) await this.isolated(() => w.writeShares([s]), s);
       } else if (w.writeShareRows && run.every(hasRow)) {
         const metas: ShareRowMeta[] = [];
         const rows: string[] = [];
@@ -646,7 +647,7 @@ export class DurableShareLog extends InProcessShareLog {
         const r = await w.writeShareRows(metas, rows.join('\n'), this.userAgentOf(metas) ?? (() => undefined));
         this.counters.duplicates += r.duplicates;
       } else {
-        const r = await w.writeShares(this.withUserAgents(run.map(shareEventOf)));
+        const r = await w.writeShares(this.withUserAgents(await this.wholeShares(run)));
         this.counters.duplicates += r ? r.duplicates : 0;
       }
       this.counters.writtenShares += run.length;
@@ -690,11 +691,33 @@ export class DurableShareLog extends InProcessShareLog {
       await write();
     } catch (err) {
       if (!isPoison(err)) throw err;
-      this.counters.deadLettered++;
-      const line = JSON.stringify({ at: new Date().toISOString(), error: (err as Error).message, event: ev }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-      await fs.promises.appendFile(path.join(this.spool.dir, 'dead-letter.jsonl'), line + '\n');
-      this.log.error({ err: (err as Error).message, file: 'dead-letter.jsonl' }, 'the database refused an event as invalid: set aside in the dead-letter file');
+      await this.deadLetter((err as Error).message, ev, 'the database refused an event as invalid: set aside in the dead-letter file');
     }
+  }
+
+  private async deadLetter(error: string, event: unknown, message: string): Promise<void> {
+    this.counters.deadLettered++;
+    const line = JSON.stringify({ at: new Date().toISOString(), error, event }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+    await fs.promises.appendFile(path.join(this.spool.dir, 'dead-letter.jsonl'), line + '\n');
+    this.log.error({ err: error, file: 'dead-letter.jsonl' }, message);
+  }
+
+  /**
+   * The whole shares of a run (shareEventOf). A row that does not decode is set aside in the dead-letter file
+   * (the row itself, and what the queue kept beside it) instead of failing the batch forever and stopping every
+   * share behind it.
+   */
+  private async wholeShares(run: readonly QueuedShare[]): Promise<ShareEvent[]> {
+    const out: ShareEvent[] = [];
+    for (const s of run) {
+      try {
+        out.push(shareEventOf(s));
+      } catch (err) {
+        if (!(err instanceof SpoolFormatError)) throw err;
+        await this.deadLetter(err.message, { ...s.event, row: s.row }, 'a queued share row does not read back: set aside in the dead-letter file');
+      }
+    }
+    return out;
   }
 
   /**

@@ -64,7 +64,7 @@ export interface MerkleRootCache {
   /** The extranonce1 the root was built with: a session moved away from a route and back gets the same job again
    *  under another extranonce1 (compared by identity: each work assignment has its own Buffer). */
   extranonce1: Buffer;
-  /** Bytes of the extranonce2 the root was built with, in `bytes` after the root (0: nothing cached yet). */
+  /** Bytes of the extranonce2 the root was built with, in `bytes` after the root (job null: nothing cached yet). */
   extranonce2Length: number;
   /**
    * The cache's own memory: the root (bytes 0-31, `root`), then the extranonce2. Copies, never the share's own
@@ -89,7 +89,7 @@ export function newRootCache(): MerkleRootCache {
 
 function cachedFor(cache: MerkleRootCache, job: Job, extranonce1: Buffer, extranonce2: Buffer): boolean {
   const n = extranonce2.length;
-  if (cache.job !== job || cache.extranonce1 !== extranonce1 || cache.extranonce2Length !== n || n === 0) return false;
+  if (cache.job !== job || cache.extranonce1 !== extranonce1 || cache.extranonce2Length !== n) return false;
   const b = cache.bytes;
   for (let i = 0; i < n; i++) if (b[32 + i] !== extranonce2[i]) return false;
   return true;
