@@ -47,11 +47,18 @@ test('a share spooled as a COPY row decodes back to the same share', () => {
   }), { numRuns: 3000 });
 });
 
-test('a share whose time a COPY row cannot hold is spooled as JSON and still decodes', () => {
-  const s: ShareEvent = { id: 'x', time: -5, account: 'a', worker: 'w', sessionId: 's', remoteAddress: '127.0.0.1', jobId: 'j', height: 1, outcome: 'stale', poolDifficulty: 1, shareDifficulty: 0, block: false };
-  const line = encodeShare(s);
-  assert.match(line, /^\["s2",/);
-  assert.deepEqual(decodeLine(line.slice(0, -1)), { kind: 'share', event: s });
+test('a share whose time or height a COPY row cannot hold is spooled as JSON and still decodes, non-finite numbers too', () => {
+  const base: ShareEvent = { id: 'x', time: -5, account: 'a', worker: 'w', sessionId: 's', remoteAddress: '127.0.0.1', jobId: 'j', height: 1, outcome: 'stale', poolDifficulty: 1, shareDifficulty: 0, block: false };
+  const odd: Partial<ShareEvent>[] = [
+    {}, { time: Number.NaN }, { time: Number.POSITIVE_INFINITY }, { time: NOW + 0.5 },
+    { time: NOW, height: Number.NaN }, { time: NOW, height: Number.NEGATIVE_INFINITY }, { time: NOW, height: 1e21 },
+  ];
+  for (const over of odd) {
+    const s = { ...base, ...over };
+    const line = encodeShare(s);
+    assert.match(line, /^\["s2",/, JSON.stringify(over));
+    assert.deepEqual(decodeLine(line.slice(0, -1)), { kind: 'share', event: s }, JSON.stringify(over));
+  }
 });
 
 test('a damaged share row is refused as unreadable, never read as a different share', () => {
@@ -151,7 +158,7 @@ for (const backend of BACKENDS) {
         for (let i = 0; i < 1300; i++) {
           sent.push({
             id: `rb-${i}`, time: NOW + i, account: `acct${i % 7}`, worker: `rig${i % 3}`, sessionId: `s${i % 5}`, remoteAddress: '127.0.0.1',
-            jobId: 'j', height: i === 40 ? Number.NaN : 900_000, outcome: i % 4 === 0 ? 'low-difficulty' : 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false,
+            jobId: 'j', height: 900_000, outcome: i === 40 ? 'bogus' as ShareEvent['outcome'] : i % 4 === 0 ? 'low-difficulty' : 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false,
           });
         }
         for (const sh of sent) log.appendShare(sh);

@@ -1,7 +1,7 @@
 import type { BlockEvent, ShareEvent } from '../shares/events.ts';
 import { BLOCK_STATUSES, type BlockStatus } from '../shares/block-state.ts';
 import { SHARE_OUTCOMES, type ShareOutcome } from '../shares/outcome.ts';
-import { SHARE_ROW_COLUMNS, fromCopyText, isPlainTime, shareRow } from '../store/copy.ts';
+import { SHARE_ROW_COLUMNS, fromCopyText, shareRow } from '../store/copy.ts';
 
 // One spool line per event. A share is 's3' and a tab, then the share as a COPY text row of the database's
 // staging table (store/copy.ts shareRow): the writer hands these lines to COPY as they are, so a share is encoded
@@ -23,16 +23,13 @@ function num(v: number): number | string {
 /** The tag and separator that start a share line in the COPY-row form. */
 export const SHARE_ROW_PREFIX = 's3\t';
 
-/** Whether encodeShare writes this share as a COPY row: every share with a time from the pool's clock. */
-export function spoolsAsRow(e: ShareEvent): boolean {
-  return isPlainTime(e.time);
-}
-
 export function encodeShare(e: ShareEvent): string {
   const row = shareRow(e);
   if (row !== null) return SHARE_ROW_PREFIX + row + '\n';
+  // Not a row (a time or height a row cannot hold): JSON, with non-finite numbers as strings so the line reads
+  // back (JSON would write NaN as null, and the share would be refused as unreadable on its way back).
   return JSON.stringify([
-    's2', e.id, e.time, e.account, e.worker, e.sessionId, e.remoteAddress, e.jobId, e.height, e.outcome,
+    's2', e.id, num(e.time), e.account, e.worker, e.sessionId, e.remoteAddress, e.jobId, num(e.height), e.outcome,
     num(e.poolDifficulty), num(e.shareDifficulty), e.block ? 1 : 0, e.blockHash ?? null, e.nbits ?? null,
   ]) + '\n';
 }

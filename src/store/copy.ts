@@ -73,12 +73,15 @@ function shareColumns(s: ShareEvent, times: IsoTimes): string {
 
 /**
  * A share as one COPY text row of share_staging's row columns (queries.COPY_STAGING_ROWS, after its leading
- * tag), without the newline; null when its time cannot be written this way (never for a pool clock's time).
+ * tag), without the newline; null when its time or height cannot be written this way (never for a pool clock's time
+ * and a template's height).
  * The ingest spool stores shares in this form, so the writer hands spool lines to COPY without re-encoding
  * them.
  */
 export function shareRow(s: ShareEvent): string | null {
-  if (!isPlainTime(s.time)) return null;
+  // Only what reads back as written (ingest/codec.ts decodes integers for the height): anything else is spooled as
+  // JSON, which holds it, and the database refuses it there, where it is set aside whole.
+  if (!isPlainTime(s.time) || !Number.isSafeInteger(Math.trunc(s.height))) return null;
   return shareColumns(s, rowTimes) + '\t' + copyText(s.sessionId) + '\t' + copyText(s.remoteAddress) + '\t' + (s.block ? '1' : '0');
 }
 
