@@ -174,6 +174,28 @@ for (const backend of BACKENDS) {
       }
     });
 
+    test('through the share log: a share whose time is no time is set aside in the dead-letter file; the rest are stored', async () => {
+      await reset(db);
+      const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-rows-'));
+      const log = new DurableShareLog({ dir, writer: new SqlShareWriter(db), logger: pino({ level: 'silent' }), flushMs: 5, retryMinMs: 5, retryMaxMs: 20 });
+      try {
+        const sent: ShareEvent[] = [Number.NaN, NOW, Number.POSITIVE_INFINITY, NOW + 1, 9e15].map((time, i) => ({
+          id: `t-${i}`, time, account: 'acct', worker: 'rig', sessionId: 's', remoteAddress: '127.0.0.1', jobId: 'j', height: 900_000,
+          outcome: 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false,
+        }));
+        for (const sh of sent) log.appendShare(sh);
+        assert.ok(await log.waitIdle(20_000), 'the writer is not stuck');
+        const stored = (await db.query<{ id: string }>('SELECT id FROM shares ORDER BY id')).rows.map((r) => r.id);
+        assert.deepEqual(stored, ['t-1', 't-3']);
+        assert.equal(log.stats().deadLettered, 3);
+        const dead = fs.readFileSync(path.join(dir, 'dead-letter.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).event.id).sort();
+        assert.deepEqual(dead, ['t-0', 't-2', 't-4']);
+      } finally {
+        await log.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     test('through the share log: every share stored once from its spool line, and each worker gets its session\'s user agent', async () => {
       await reset(db);
       const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-rows-'));

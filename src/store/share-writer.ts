@@ -1,5 +1,5 @@
 import type { BlockEvent, ShareEvent } from '../shares/events.ts';
-import { NAME_CAPS, type StagedShare, sharesToCopy, storableText } from './copy.ts';
+import { NAME_CAPS, type StagedShare, invalidTimeError, sharesToCopy, storableText } from './copy.ts';
 import type { Database, Queryable } from './db.ts';
 import * as Q from './queries.ts';
 import type { ShareRowMeta, ShareWriter, WriteResult } from './types.ts';
@@ -175,7 +175,9 @@ export class SqlShareWriter implements ShareWriter {
     let missing: Set<number> | null = null;
     for (const s of shares) {
       const day = Math.floor(s.time / DAY_MS);
-      if (!this.knownDays.has(day)) (missing ??= new Set()).add(day);
+      if (this.knownDays.has(day)) continue;
+      if (Number.isNaN(new Date(day * DAY_MS).getTime())) throw invalidTimeError(s.time);
+      (missing ??= new Set()).add(day);
     }
     if (!missing) return;
     for (const day of missing) {
