@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { SpoolFormatError, decodeLine, encodeShare } from '../src/ingest/codec.ts';
-import { DurableShareLog } from '../src/ingest/durable-log.ts';
+import { DurableShareLog, type DurableShareLogOptions } from '../src/ingest/durable-log.ts';
 import type { ShareEvent } from '../src/shares/events.ts';
 import { SHARE_OUTCOMES } from '../src/shares/outcome.ts';
 import type { Database } from '../src/store/db.ts';
@@ -106,6 +106,18 @@ async function reset(db: Database): Promise<void> {
     DELETE FROM workers WHERE id <> 0; DELETE FROM accounts WHERE id <> 0;`);
 }
 
+/** A share log over a SQL writer on db, in a spool directory of its own: closed and removed after fn. */
+async function withShareLog(db: Database, opts: Partial<DurableShareLogOptions>, fn: (log: DurableShareLog, dir: string) => Promise<void>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-rows-'));
+  const log = new DurableShareLog({ dir, writer: new SqlShareWriter(db), logger: pino({ level: 'silent' }), flushMs: 5, ...opts });
+  try {
+    await fn(log, dir);
+  } finally {
+    await log.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 for (const backend of BACKENDS) {
   describe(`spool rows into ${backend.name}`, { skip: backend.name === 'postgres' && SKIP_PG }, () => {
     let db: Database;
@@ -148,12 +160,8 @@ for (const backend of BACKENDS) {
 
     test('through the share log, most read back from the spool: all stored once; a share the database refuses and its row cannot give back is dead-lettered', async () => {
       await reset(db);
-      const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-rows-'));
       // A queue of 100: the rest are read back from the spool, in batches longer than a decode slice.
-      const log = new DurableShareLog({
-        dir, writer: new SqlShareWriter(db), logger: pino({ level: 'silent' }), flushMs: 5, queueCapacity: 100, retryMinMs: 5, retryMaxMs: 20,
-      });
-      try {
+      await withShareLog(db, { queueCapacity: 100, retryMinMs: 5, retryMaxMs: 20 }, async (log, dir) => {
         const sent: ShareEvent[] = [];
         for (let i = 0; i < 1300; i++) {
           sent.push({
@@ -168,17 +176,12 @@ for (const backend of BACKENDS) {
         assert.equal(log.stats().deadLettered, 1);
         const dead = JSON.parse(fs.readFileSync(path.join(dir, 'dead-letter.jsonl'), 'utf8'));
         assert.match(dead.event.row, /^s3\trb-40\t/);
-      } finally {
-        await log.close();
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
+      });
     });
 
     test('through the share log: a share whose time is no time is set aside in the dead-letter file; the rest are stored', async () => {
       await reset(db);
-      const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-rows-'));
-      const log = new DurableShareLog({ dir, writer: new SqlShareWriter(db), logger: pino({ level: 'silent' }), flushMs: 5, retryMinMs: 5, retryMaxMs: 20 });
-      try {
+      await withShareLog(db, { retryMinMs: 5, retryMaxMs: 20 }, async (log, dir) => {
         const sent: ShareEvent[] = [Number.NaN, NOW, Number.POSITIVE_INFINITY, NOW + 1, 9e15].map((time, i) => ({
           id: `t-${i}`, time, account: 'acct', worker: 'rig', sessionId: 's', remoteAddress: '127.0.0.1', jobId: 'j', height: 900_000,
           outcome: 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false,
@@ -190,21 +193,16 @@ for (const backend of BACKENDS) {
         assert.equal(log.stats().deadLettered, 3);
         const dead = fs.readFileSync(path.join(dir, 'dead-letter.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).event.id).sort();
         assert.deepEqual(dead, ['t-0', 't-2', 't-4']);
-      } finally {
-        await log.close();
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
+      });
     });
 
     test('through the share log: every share stored once from its spool line, and each worker gets its session\'s user agent', async () => {
       await reset(db);
-      const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-rows-'));
       const agents = new Map([['s1', 'cgminer/4.12'], ['s2', 'bmminer\t2']]);
-      const log = new DurableShareLog({
-        dir, writer: new SqlShareWriter(db), logger: pino({ level: 'silent' }), flushMs: 5, batchAppends: true,
+      await withShareLog(db, {
+        batchAppends: true,
         userAgents: (ids) => new Map([...ids].flatMap((id) => (agents.has(id) ? [[id, agents.get(id)!] as const] : []))),
-      });
-      try {
+      }, async (log) => {
         let i = 0;
         const mk = (sessionId: string, account: string, worker: string): ShareEvent => ({
           id: `ua-${++i}`, time: NOW + i, account, worker, sessionId, remoteAddress: '127.0.0.1', jobId: 'j', height: 900_000,
@@ -224,10 +222,7 @@ for (const backend of BACKENDS) {
         ]);
         const stored = (await db.query<{ id: string }>('SELECT id FROM shares ORDER BY id')).rows.map((r) => r.id);
         assert.deepEqual(stored, sent.map((sh) => sh.id).sort());
-      } finally {
-        await log.close();
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
+      });
     });
   });
 }
