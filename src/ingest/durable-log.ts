@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { type BlockEvent, InProcessShareLog, type ShareEvent, type StorageState } from '../shares/events.ts';
 import { isConnectionError } from '../store/db.ts';
@@ -119,10 +120,6 @@ function hasRow(s: QueuedShare): s is RowShare {
  */
 export const DECODE_SLICE = 500;
 
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
 /**
  * Decode lines read back from the spool, in order, DECODE_SLICE per turn (yieldTurn between slices). A line that
  * does not decode goes to onCorrupt; any other error propagates.
@@ -131,7 +128,7 @@ export async function decodeSpoolLines(
   lines: readonly SpoolLine[],
   onEvent: (line: SpoolLine, ev: LogEvent) => void,
   onCorrupt: (line: SpoolLine, err: SpoolFormatError) => void,
-  yieldTurn: () => Promise<void> = nextTurn,
+  yieldTurn: () => Promise<unknown> = nextTurn,
 ): Promise<void> {
   for (let i = 0; i < lines.length; i++) {
     if (i > 0 && i % DECODE_SLICE === 0) await yieldTurn();

@@ -79,12 +79,12 @@ export interface MerkleRootCache {
 /** Longest extranonce2 the cache holds (longer ones are hashed every time; miners use 4-8 bytes). */
 const CACHED_EXTRANONCE2_MAX = 32;
 
-/** The root of an empty cache: one for all sessions until a session's first share. */
-const NO_ROOT = Buffer.alloc(0);
+/** The extranonce1 of an empty cache (no work assignment has it): one for all sessions. */
+const NO_EXTRANONCE1 = Buffer.alloc(0);
 
 export function newRootCache(): MerkleRootCache {
   const bytes = Buffer.alloc(32 + CACHED_EXTRANONCE2_MAX);
-  return { job: null, extranonce1: NO_ROOT, extranonce2Length: 0, bytes, root: bytes.subarray(0, 32) };
+  return { job: null, extranonce1: NO_EXTRANONCE1, extranonce2Length: 0, bytes, root: bytes.subarray(0, 32) };
 }
 
 function cachedFor(cache: MerkleRootCache, job: Job, extranonce1: Buffer, extranonce2: Buffer): boolean {

@@ -34,10 +34,6 @@ export function copyFloat(v: number): string {
 export type StagedShare = ShareEvent & { userAgent?: string };
 
 /**
- * A share's time as Postgres reads it (Date#toISOString's form). Shares of a batch fall in a handful of seconds,
- * so the part up to the second is formatted once per second; only the milliseconds change per row.
- */
-/**
  * A share time that is no time at all (NaN, infinite, past year 275760), refused as Postgres refuses one: SQLSTATE
  * 22007 is a data exception, so the share log sets the share aside in its dead-letter file instead of retrying its
  * batch for ever (a RangeError from Date was retried as if the database were down).
@@ -46,6 +42,10 @@ export function invalidTimeError(ms: number): Error {
   return Object.assign(new Error(`share time ${ms} is not a valid time`), { code: '22007' });
 }
 
+/**
+ * A share's time as Postgres reads it (Date#toISOString's form). Shares of a batch fall in a handful of seconds,
+ * so the part up to the second is formatted once per second; only the milliseconds change per row.
+ */
 class IsoTimes {
   private sec = Number.NaN;
   private prefix = '';

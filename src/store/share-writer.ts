@@ -175,13 +175,13 @@ export class SqlShareWriter implements ShareWriter {
     let missing: Set<number> | null = null;
     for (const s of shares) {
       const day = Math.floor(s.time / DAY_MS);
-      if (this.knownDays.has(day)) continue;
-      if (Number.isNaN(new Date(day * DAY_MS).getTime())) throw invalidTimeError(s.time);
-      (missing ??= new Set()).add(day);
+      if (!this.knownDays.has(day)) (missing ??= new Set()).add(day);
     }
     if (!missing) return;
     for (const day of missing) {
-      const d = new Date(day * DAY_MS).toISOString().slice(0, 10);
+      const start = new Date(day * DAY_MS);
+      if (Number.isNaN(start.getTime())) throw invalidTimeError(day * DAY_MS);
+      const d = start.toISOString().slice(0, 10);
       await this.db.query(Q.ENSURE_PARTITIONS, [d, d]);
       this.knownDays.add(day);
     }
