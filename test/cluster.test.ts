@@ -61,6 +61,11 @@ test('two Stratum processes share the port: distinct work, every accepted share 
   t.after(() => killAll([pool]));
   await until(() => pool!.output().includes('2 Stratum processes share port'), 60_000, 'both processes listening');
   assert.deepEqual(workers(pool.child.pid!).map((w) => w.index), [0, 1]);
+  // No more processes than cores: each collects garbage on its own thread (src/cli/gc-threads.ts).
+  for (const w of workers(pool.child.pid!)) {
+    const args = readFileSync(`/proc/${w.pid}/cmdline`, 'utf8').split('\0');
+    assert.equal(args.includes('--single-threaded-gc'), 2 >= os.availableParallelism(), `process ${w.index}: ${args.join(' ')}`);
+  }
 
   // Connections are handed out to both; extranonce1 = node id ‖ counter, never the same twice.
   const en1 = await subscribe(port, 16);

@@ -5,6 +5,7 @@ import type { EmbeddedChainHandle } from '../node/regtest/index.ts';
 import type { Config } from './config.ts';
 import type { PoolCommandIo } from './pool-command.ts';
 import { startEmbeddedFromConfig } from './run-pool.ts';
+import { SINGLE_THREADED_GC, gcSingleThreaded, workerExecArgv } from './gc-threads.ts';
 import { StopSignals } from './stop-signals.ts';
 
 // `stratum.processes` > 1: several Stratum processes on one machine sharing the port. Node's cluster module
@@ -137,5 +138,9 @@ export async function runClusterPrimary(cfg: Config, log: Logger, io: PoolComman
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 
+  // One process per core or more: each collects its garbage on its own thread (gc-threads.ts).
+  const execArgv = workerExecArgv(n);
+  cluster.setupPrimary({ execArgv });
+  if (gcSingleThreaded(execArgv) && !gcSingleThreaded()) log.info({ processes: n }, `Stratum processes run with ${SINGLE_THREADED_GC}: no more processes than cores`);
   for (let i = 0; i < n; i++) fork(i);
 }

@@ -7,6 +7,7 @@ import { type ApiConfig, type ApiWiring, startApi } from './run-api.ts';
 import { NODE_WAIT_FOREVER_MS, type PreparedPool, preparePool } from './run-pool.ts';
 import { listenError } from './startup-errors.ts';
 import { reportListening } from './cluster.ts';
+import { singleCoreGcAdvice } from './gc-threads.ts';
 import { Auth, resolveOperatorToken } from '../api/auth.ts';
 import { StopSignals } from './stop-signals.ts';
 
@@ -164,6 +165,8 @@ export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo
   if (stopping) return;
   if (inCluster) reportListening(opts.clusterIndex!, ports);
   if (follower) return;
+  const gcAdvice = singleCoreGcAdvice();
+  if (gcAdvice) log.warn(gcAdvice);
 
   const address = cfg.payoutAddress ?? DEFAULT_REGTEST_ADDRESS;
   const where = shown(cfg.stratum.host);
