@@ -4,7 +4,8 @@
 // read 108-427 ms for hashhub and 15-139 ms for ckpool at 20k/s while the wire showed 19 and 11 ms. Both pools are
 // sampled the same way. Needs tcpdump and the right to capture (root); without them there is no wire figure.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
 
 export interface WireLatency { answers: number; p50: number; p99: number; p999: number; max: number }
 
@@ -33,6 +34,9 @@ export async function sampleWireLatency(port: number, delayMs: number, seconds: 
   } catch {
     return null;
   } finally {
+    // HASHHUB_BENCH_KEEP_PCAP=<dir>: keep each capture there, to look at when the slow answers came.
+    const keep = process.env.HASHHUB_BENCH_KEEP_PCAP;
+    if (keep) copyFileSync(file, path.join(keep, path.basename(file)));
     rmSync(file, { force: true });
   }
 }
