@@ -130,7 +130,8 @@ function wrapClient(client: PgClient): Queryable {
     },
     async copyFrom(copySql: string, data: string | readonly Uint8Array[]): Promise<number> {
       const stream = client.query(copyFrom(copySql));
-      await pipeline(Readable.from(typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data), stream);
+      // One piece: the COPY stream sends each piece it is given as a message of its own, with a write(2) each.
+      await pipeline(Readable.from([typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.concat(data)]), stream);
       return stream.rowCount;
     },
   };
