@@ -12,7 +12,6 @@ import { SHARE_OUTCOMES } from '../src/shares/outcome.ts';
 import type { Database } from '../src/store/db.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { SqlShareWriter } from '../src/store/share-writer.ts';
-import { pushShareRow, shareRowColumns } from '../src/store/types.ts';
 import { BACKENDS, SKIP_PG } from './helpers/pg.ts';
 
 // Shares are spooled as COPY rows ('s3' lines) and the writer copies those lines into the database as they are.
@@ -150,16 +149,9 @@ for (const backend of BACKENDS) {
 
         await reset(db);
         const ua = (sessionId: string) => agents.get(sessionId);
-        // In two column sets and two pieces of bytes, cut where the shares say (the share log passes one per chunk).
-        const cut = shares.length >> 1;
-        const sets = [shares.slice(0, cut), shares.slice(cut)].map((part) => {
-          const c = shareRowColumns();
-          for (const sh of part) pushShareRow(c, sh);
-          return c;
-        });
-        const rows = [shares.slice(0, cut), shares.slice(cut)].map((part) => Buffer.from(part.map((sh) => encodeShare(sh)).join(''), 'utf8'));
-        const fresh = await writer.writeShareRows(sets, rows, ua);
-        const replay = await writer.writeShareRows(sets, rows, ua);
+        const rows = shares.map((s) => encodeShare(s)).join('');
+        const fresh = await writer.writeShareRows(shares, rows, ua);
+        const replay = await writer.writeShareRows(shares, rows, ua);
         assert.deepEqual(await snapshot(db), expected);
         assert.deepEqual(fresh, old);
         assert.deepEqual(replay, replayOld, 'a replayed batch is all duplicates, as before');
@@ -184,32 +176,6 @@ for (const backend of BACKENDS) {
         assert.equal(log.stats().deadLettered, 1);
         const dead = JSON.parse(fs.readFileSync(path.join(dir, 'dead-letter.jsonl'), 'utf8'));
         assert.match(dead.event.row, /^s3\trb-40\t/);
-      });
-    });
-
-    test('through the share log writing one spool write per turn, as the pool does: chunks copied as spooled, a full queue read back, bad shares set aside', async () => {
-      await reset(db);
-      await withShareLog(db, { batchAppends: true, queueCapacity: 300, batchMax: 200, retryMinMs: 5, retryMaxMs: 20 }, async (log, dir) => {
-        const sent: ShareEvent[] = [];
-        for (let turn = 0; turn < 13; turn++) {
-          for (let i = turn * 100; i < turn * 100 + 100; i++) {
-            const sh: ShareEvent = {
-              id: `ch-${i}`, time: i === 520 ? Number.NaN : NOW + i, account: `acct${i % 7}`, worker: `rig${i % 3}`, sessionId: `s${i % 5}`, remoteAddress: '127.0.0.1',
-              jobId: 'j', height: 900_000, outcome: i === 40 ? 'bogus' as ShareEvent['outcome'] : i % 4 === 0 ? 'low-difficulty' : 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false,
-            };
-            sent.push(sh);
-            log.appendShare(sh);
-          }
-          await new Promise((r) => setImmediate(r)); // the turn's lines: one spool write (with the NaN time, not all rows)
-        }
-        assert.ok(await log.waitIdle(20_000), 'the writer is not stuck');
-        const stored = (await db.query<{ id: string }>('SELECT id FROM shares UNION ALL SELECT id FROM share_rejects')).rows.map((r) => r.id).sort();
-        assert.deepEqual(stored, sent.filter((_sh, i) => i !== 40 && i !== 520).map((sh) => sh.id).sort());
-        const dead = fs.readFileSync(path.join(dir, 'dead-letter.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-        assert.equal(dead.length, 2);
-        assert.ok(dead.some((d) => /^s3\tch-40\t/.test(d.event.row ?? '')), 'the row that does not read back, as it was');
-        assert.ok(dead.some((d) => d.event.id === 'ch-520'), 'the share whose time is no time');
-        assert.ok(log.stats().written.shares >= 1298);
       });
     });
 

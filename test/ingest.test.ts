@@ -6,11 +6,11 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import pino from 'pino';
-import { decodeLine, encodeShare } from '../src/ingest/codec.ts';
+import { encodeShare } from '../src/ingest/codec.ts';
 import { DECODE_SLICE, DurableShareLog, type DurableShareLogOptions, decodeSpoolLines } from '../src/ingest/durable-log.ts';
 import type { SpoolLine } from '../src/ingest/spool.ts';
 import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
-import type { ShareRowColumns, ShareWriter, WriteResult } from '../src/store/types.ts';
+import type { ShareWriter, WriteResult } from '../src/store/types.ts';
 
 // The durable share log against a fake database that can go down, be slow, or refuse one event: no event is
 // lost, none is written twice after a commit, and a restart replays exactly what was not committed.
@@ -185,81 +185,6 @@ test('a share waiting for the database is kept as its row: not the event, nor th
   assert.ok(await log.waitIdle(5000));
   assert.equal(w.shares.size, 1000);
   for (const e of appended) assert.deepEqual(w.shares.get(e.id), e, 'the share written is the share appended');
-});
-
-/** FakeWriter that also takes shares as COPY rows (as the SQL writer does), keeping what each call was given. */
-class RowsWriter extends FakeWriter {
-  readonly rowCalls: { shares: number; sets: number; bytes: string }[] = [];
-  async writeShareRows(sets: readonly ShareRowColumns[], rows: readonly Uint8Array[]): Promise<WriteResult> {
-    const text = Buffer.concat(rows).toString('utf8');
-    const events = text.split('\n').filter((l) => l !== '').map((l) => {
-      const ev = decodeLine(l);
-      assert.equal(ev.kind, 'share');
-      return ev.event as ShareEvent;
-    });
-    // The columns say what the rows hold, share by share.
-    const cols = sets.flatMap((c) => c.time.map((time, i) => ({ time, account: c.account[i], worker: c.worker[i], sessionId: c.sessionId[i], outcome: c.outcome[i], blockHash: c.blockHash[i] })));
-    assert.deepEqual(cols, events.map((e) => ({ time: e.time, account: e.account, worker: e.account === '' ? '' : e.worker, sessionId: e.sessionId, outcome: e.outcome, blockHash: e.blockHash })));
-    const r = await this.writeShares(events);
-    this.rowCalls.push({ shares: events.length, sets: sets.length, bytes: text });
-    return r;
-  }
-}
-
-test('shares spooled in one write wait as those bytes and six columns, and are copied as those bytes, batchMax at a time', async (t) => {
-  const dir = tmp(t);
-  const w = new RowsWriter();
-  w.down = true;
-  const log = open(dir, w, { batchAppends: true, batchMax: 300, retryMinMs: 10, retryMaxMs: 20 });
-  t.after(() => log.close());
-  const sent: ShareEvent[] = [];
-  for (let turn = 0; turn < 3; turn++) {
-    for (let i = 0; i < 250; i++) {
-      const e = share(i === 7 ? { account: '', outcome: 'unauthorized' } : i === 9 ? { blockHash: 'ab'.repeat(32) } : {});
-      sent.push(e);
-      log.appendShare(e);
-    }
-    await new Promise((r) => setImmediate(r)); // the turn's lines go to the spool in one write
-  }
-  const spooled = fs.readdirSync(dir).filter((f) => f.endsWith('.spool')).sort().map((f) => fs.readFileSync(path.join(dir, f), 'utf8')).join('');
-  assert.equal(spooled, sent.map((e) => encodeShare(e)).join(''), 'the spool holds every line, in order');
-  w.down = false;
-  assert.ok(await log.waitIdle(5000));
-  assert.equal(w.shares.size, 750);
-  for (const e of sent) assert.deepEqual(w.shares.get(e.id), e, 'the share written is the share appended');
-  assert.ok(w.rowCalls.length >= 3, `${w.rowCalls.length} batches`);
-  assert.ok(w.rowCalls.every((c) => c.shares <= 300), `batches of at most batchMax: ${w.rowCalls.map((c) => c.shares)}`);
-  assert.equal(w.rowCalls.map((c) => c.bytes).join(''), spooled, 'the bytes copied are the bytes spooled');
-});
-
-test('a turn of spooled shares waits for the database in a few bytes of JS heap per share', async (t) => {
-  v8.setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  const dir = tmp(t);
-  const w = new RowsWriter();
-  w.down = true;
-  const log = open(dir, w, { batchAppends: true, batchMax: 5000, retryMinMs: 50, retryMaxMs: 100 });
-  t.after(() => log.close());
-  // As the pool's are: the names and the session id are the session's own strings, shared by its shares.
-  const sessions = Array.from({ length: 50 }, (_v, i) => ({ account: `acct${i}`, worker: `rig${i}`, sessionId: `s${i}` }));
-  const turn = (k: number) => {
-    for (let i = 0; i < 2000; i++) log.appendShare(share({ ...sessions[i % 50], id: `heap-${k}-${i}` }));
-  };
-  turn(0); // the first turn grows what is grown once (the queue's array, caches)
-  await new Promise((r) => setImmediate(r));
-  gc();
-  const before = process.memoryUsage().heapUsed;
-  turn(1);
-  await new Promise((r) => setImmediate(r));
-  gc();
-  const perShare = (process.memoryUsage().heapUsed - before) / 2000;
-  assert.equal(log.stats().written.shares, 0, 'the database is down: every share is still queued');
-  assert.equal(log.stats().queueDepth, 4000);
-  // An object per share (a row string and its fields) was ~400 bytes; six array slots are 48.
-  assert.ok(perShare < 120, `${perShare.toFixed(0)} bytes of JS heap per queued share`);
-  w.down = false;
-  assert.ok(await log.waitIdle(5000));
-  assert.equal(w.shares.size, 4000);
 });
 
 test('a queued share whose row does not read back is set aside in the dead-letter file; the shares behind it are written', async (t) => {

@@ -6,7 +6,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { type BlockEvent, InProcessShareLog, type ShareEvent, type StorageState } from '../shares/events.ts';
 import { isConnectionError } from '../store/db.ts';
-import { type IngestStats, type ShareRowColumns, type ShareWriter, pushShareRow, shareRowColumns } from '../store/types.ts';
+import type { IngestStats, ShareRowMeta, ShareWriter } from '../store/types.ts';
 import { type LogEvent, SHARE_ROW_PREFIX, SpoolFormatError, decodeLine, encodeBlock, encodeShare } from './codec.ts';
 import { DiskBudget, type DiskBudgetOptions } from './disk-budget.ts';
 import { MissingSegmentError, type Position, Spool, type SpoolIo, type SpoolLine, cmpPos } from './spool.ts';
@@ -64,55 +64,24 @@ function isNoSpace(err: unknown): boolean {
 }
 
 /**
- * Shares of one spool write (a turn's share lines, see batchAppends) waiting for the database together: the bytes
- * written, which are COPY rows already ('s3' lines) and are copied as they are, and the few fields of each share
- * the batch's other statements read, in columns (ShareRowColumns). A share waits 100 ms or more for its batch, long
- * enough to outlive a young-generation GC in V8, which copies whatever survives and promotes it at the second:
- * each promoted byte brings the next full GC nearer, and at 20k shares/s with 10k connections full GCs were the
- * pool's longest pauses. An object per share (the event, or its row string and a meta object) was ~340 promoted
- * bytes per share; here the rows are off the JS heap and a share is six array slots.
- */
-interface RowChunk {
-  bytes: Buffer;
-  shares: ShareRowColumns;
-  /** Oldest and newest share time. */
-  minTime: number;
-  maxTime: number;
-}
-
-/**
- * An event waiting for the database: a chunk of share rows (above), a share in the COPY-row form as its spool line
- * ('s3' and the row, without the newline) and the fields the batch reads, or any other event whole.
+ * An event waiting for the database. A share in the COPY-row form waits as its spool line ('s3' and the row,
+ * without the newline), which the writer copies as it is, and the few fields the batch's other statements read
+ * (ShareRowMeta); every other event waits whole. Not the ShareEvent: a share waits 100 ms or more for its batch,
+ * long enough to be promoted out of V8's young generation, and the event with the submit line it kept alive (its
+ * job id is a slice of the line) was about 370 of the ~1,400 bytes promoted per share at 20k shares/s. Promoted
+ * bytes are what young-generation GCs copy, and each GC is a pause for every miner.
  */
 type Entry = (
-  | { kind: 'rows'; chunk: RowChunk; event: null; row: null }
   | { kind: 'share'; event: ShareRowMeta; row: string }
   | { kind: 'share'; event: ShareEvent; row: null }
   | { kind: 'block'; event: BlockEvent; row: null }
 ) & {
-  /** Spool position after this entry's last line; null if the spool write failed (memory only). */
+  /** Spool position after this event's line; null if the spool write failed (memory only). */
   end: Position | null;
   at: number;
 };
-type ShareRowMeta = Pick<ShareEvent, 'time' | 'account' | 'worker' | 'sessionId' | 'outcome' | 'blockHash'>;
 type QueuedShare = Extract<Entry, { kind: 'share' }>;
 type RowShare = Extract<Entry, { row: string }>;
-type RowsEntry = Extract<Entry, { kind: 'rows' }>;
-/** What a run of shares in a batch is made of. */
-type ShareItem = QueuedShare | RowsEntry;
-
-/** Events an entry holds. */
-function countOf(e: Entry): number {
-  return e.kind === 'rows' ? e.chunk.shares.time.length : 1;
-}
-
-/** The oldest and the newest event time of an entry. */
-function firstTime(e: Entry): number {
-  return e.kind === 'rows' ? e.chunk.minTime : e.event.time;
-}
-function lastTime(e: Entry): number {
-  return e.kind === 'rows' ? e.chunk.maxTime : e.event.time;
-}
 
 /** What the queue keeps of an event, given its spool line without the newline. */
 function entryOf(ev: LogEvent, text: string, end: Position | null, at: number): Entry {
@@ -133,48 +102,15 @@ function entryOf(ev: LogEvent, text: string, end: Position | null, at: number): 
  * for a share written alone after its batch failed. Throws SpoolFormatError for a row that does not decode: the
  * encoder writes what the decoder refuses (a height that is not an integer), which the caller sets aside.
  */
-function shareEventOf(row: string | null, event: ShareRowMeta | ShareEvent): ShareEvent {
-  if (row === null) return event as ShareEvent;
-  const ev = decodeLine(row);
+function shareEventOf(s: QueuedShare): ShareEvent {
+  if (s.row === null) return s.event;
+  const ev = decodeLine(s.row);
   if (ev.kind !== 'share') throw new SpoolFormatError('a queued share row decoded as a block event');
   return ev.event;
 }
 
-function hasRows(s: ShareItem): s is RowShare | RowsEntry {
-  return s.row !== null || s.kind === 'rows';
-}
-
-/**
- * A run's COPY rows as bytes and its shares' columns, in order: chunks as they are, single rows (read back from the
- * spool, or written alone) joined between them.
- */
-function rowsOf(run: readonly (RowShare | RowsEntry)[]): { sets: ShareRowColumns[]; bytes: Buffer[] } {
-  const sets: ShareRowColumns[] = [];
-  const bytes: Buffer[] = [];
-  let single: ShareRowColumns | null = null;
-  let lines: string[] = [];
-  const endSingles = () => {
-    if (!single) return;
-    sets.push(single);
-    // The last row's newline from the join itself: appended after it ("+ '\n'"), the text would be a cons string
-    // that Buffer.from flattens into a second copy.
-    lines.push('');
-    bytes.push(Buffer.from(lines.join('\n'), 'utf8'));
-    single = null;
-    lines = [];
-  };
-  for (const s of run) {
-    if (s.kind === 'rows') {
-      endSingles();
-      sets.push(s.chunk.shares);
-      bytes.push(s.chunk.bytes);
-    } else {
-      pushShareRow(single ??= shareRowColumns(), s.event);
-      lines.push(s.row);
-    }
-  }
-  endSingles();
-  return { sets, bytes };
+function hasRow(s: QueuedShare): s is RowShare {
+  return s.row !== null;
 }
 
 /**
@@ -237,8 +173,6 @@ export class DurableShareLog extends InProcessShareLog {
   private readonly budget: DiskBudget;
   private readonly log: Logger;
   private queue: Entry[] = [];
-  /** Events in the queue (a chunk of rows holds many). */
-  private queuedEvents = 0;
   /** Non-null while events from this position on are only in the spool (replay at start, or queue overflow). */
   private tailFrom: Position | null;
   private closing = false;
@@ -380,17 +314,10 @@ export class DurableShareLog extends InProcessShareLog {
       return;
     }
     let text = '';
-    let rows = true;
-    for (const b of batch) {
-      text += b.line;
-      if (rows && !b.line.startsWith(SHARE_ROW_PREFIX)) rows = false;
-    }
-    // A small turn's bytes are a slice of Node's shared 8 KB pool (a chunk keeps its slab's memory, off the JS heap,
-    // until it is written): an allocation of its own per turn cost more CPU than the slab it saves.
-    const bytes = Buffer.from(text, 'utf8');
+    for (const b of batch) text += b.line;
     let pos: { start: Position; end: Position };
     try {
-      pos = this.spool.append(bytes);
+      pos = this.spool.append(text);
     } catch {
       // The failed write was cut off (or the next append starts a new segment): write the lines one by one, so
       // each gets the handling of a failed write it had before batching (held in memory, counted, logged once).
@@ -398,27 +325,8 @@ export class DurableShareLog extends InProcessShareLog {
       return;
     }
     // Each line's end: byte lengths are character lengths unless the text had multi-byte characters.
-    const ascii = bytes.length === text.length;
+    const ascii = pos.end.off - pos.start.off === text.length;
     let off = pos.start.off;
-    if (rows) {
-      // Every line a COPY row: the bytes wait as they are, in chunks of at most batchMax shares.
-      for (let i = 0; i < batch.length; i += this.o.batchMax) {
-        const from = off;
-        const shares = shareRowColumns();
-        let minTime = Infinity;
-        let maxTime = -Infinity;
-        for (const b of batch.slice(i, i + this.o.batchMax)) {
-          off += ascii ? b.line.length : Buffer.byteLength(b.line, 'utf8');
-          const e = (b.ev as Extract<LogEvent, { kind: 'share' }>).event;
-          pushShareRow(shares, e);
-          if (e.time < minTime) minTime = e.time;
-          if (e.time > maxTime) maxTime = e.time;
-        }
-        const chunk: RowChunk = { bytes: bytes.subarray(from - pos.start.off, off - pos.start.off), shares, minTime, maxTime };
-        this.recordChunk(chunk, { seg: pos.start.seg, off: from }, { seg: pos.start.seg, off });
-      }
-      return;
-    }
     let chars = 0;
     for (const b of batch) {
       const start = { seg: pos.start.seg, off };
@@ -482,8 +390,15 @@ export class DurableShareLog extends InProcessShareLog {
 
   /** After the spool write of an event (its line, without the newline; pos null: it failed): queue it. */
   private record(ev: LogEvent, text: string, pos: { start: Position; end: Position } | null): void {
-    if (pos) this.spoolWorks();
+    if (pos) {
+      this.budget.onWriteOk();
+      if (this.spoolFailing) {
+        this.spoolFailing = false;
+        this.log.info({ dir: this.spool.dir }, 'spool writes work again');
+      }
+    }
     const entry = entryOf(ev, text, pos?.end ?? null, Date.now());
+    if (pos) this.lastAppended = pos.end;
     if (!pos) {
       // Not on disk: memory is all there is. Blocks are always kept; shares are refused after the first failed
       // write (admitShare), so only a caller that ignores that can reach the bound.
@@ -493,52 +408,23 @@ export class DurableShareLog extends InProcessShareLog {
       }
       this.memoryOnly++;
       this.push(entry);
-      this.wake(ev.kind === 'block');
-      return;
-    }
-    this.queueSpooled(entry, pos.start);
-  }
-
-  /** After the spool write of a chunk of share rows (from start to end): queue it. */
-  private recordChunk(chunk: RowChunk, start: Position, end: Position): void {
-    this.spoolWorks();
-    this.queueSpooled({ kind: 'rows', chunk, event: null, row: null, end, at: Date.now() }, start);
-  }
-
-  private spoolWorks(): void {
-    this.budget.onWriteOk();
-    if (this.spoolFailing) {
-      this.spoolFailing = false;
-      this.log.info({ dir: this.spool.dir }, 'spool writes work again');
-    }
-  }
-
-  /** An entry that is in the spool (from start on): into the queue, or left to the spool when the queue is full. */
-  private queueSpooled(entry: Entry, start: Position): void {
-    this.lastAppended = entry.end;
-    if (this.tailFrom === null) {
-      if (this.queuedEvents < this.o.queueCapacity) {
+    } else if (this.tailFrom === null) {
+      if (this.queue.length < this.o.queueCapacity) {
         this.push(entry);
       } else {
         // The queue is full (the database is slow or down): from this event on, the writer reads the spool.
-        this.tailFrom = start;
-        this.tailOldest = firstTime(entry);
-        this.log.warn({ queued: this.queuedEvents }, 'ingest queue full: further events are read back from the spool');
+        this.tailFrom = pos.start;
+        this.tailOldest = ev.event.time;
+        this.log.warn({ queued: this.queue.length }, 'ingest queue full: further events are read back from the spool');
       }
     }
-    this.wake(entry.kind === 'block');
-  }
-
-  /** Wake a writer waiting for events when a batch is due (or this is the first event, or a block). */
-  private wake(block: boolean): void {
-    if (this.wakeIdle && (block || this.queuedEvents >= this.o.batchMax || this.tailFrom !== null || this.queue.length === 1)) {
+    if (this.wakeIdle && (ev.kind === 'block' || this.queue.length >= this.o.batchMax || this.tailFrom !== null || this.queue.length === 1)) {
       this.wakeIdle();
     }
   }
 
   private push(entry: Entry): void {
     this.queue.push(entry);
-    this.queuedEvents += countOf(entry);
     if (entry.kind === 'block') this.blocksQueued++;
   }
 
@@ -591,7 +477,7 @@ export class DurableShareLog extends InProcessShareLog {
       if (!batch) return;
       this.writing = true;
       this.inflight = batch.entries;
-      this.inflightOldest = batch.entries.reduce<number | null>((m, e) => (m === null || firstTime(e) < m ? firstTime(e) : m), null);
+      this.inflightOldest = batch.entries.reduce<number | null>((m, e) => (m === null || e.event.time < m ? e.event.time : m), null);
       let committedTo: number | null = null;
       try {
         if (batch.entries.length > 0 && !(await this.writeWithRetry(batch.entries))) return;
@@ -611,7 +497,6 @@ export class DurableShareLog extends InProcessShareLog {
   private requeue(entries: Entry[]): void {
     this.queue.unshift(...entries);
     for (const e of entries) {
-      this.queuedEvents += countOf(e);
       if (e.kind === 'block') this.blocksQueued++;
       if (e.end === null) this.memoryOnly++;
     }
@@ -627,17 +512,12 @@ export class DurableShareLog extends InProcessShareLog {
       if (this.queue.length > 0) {
         const oldest = this.queue[0];
         const wait = oldest.at + this.o.flushMs - Date.now();
-        const urgent = this.closing || this.queuedEvents >= this.o.batchMax || this.blocksQueued > 0;
+        const urgent = this.closing || this.queue.length >= this.o.batchMax || this.blocksQueued > 0;
         if (!urgent && wait > 0) {
           await this.sleep(wait, true);
           continue;
         }
-        // Whole entries, up to batchMax events (at least one entry: a chunk holds no more than batchMax).
-        let n = 0;
-        let events = 0;
-        while (n < this.queue.length && (n === 0 || events + countOf(this.queue[n]) <= this.o.batchMax)) events += countOf(this.queue[n++]);
-        const entries = this.queue.splice(0, n);
-        this.queuedEvents -= events;
+        const entries = this.queue.splice(0, this.o.batchMax);
         let upTo: Position | null = null;
         for (const e of entries) {
           if (e.kind === 'block') this.blocksQueued--;
@@ -656,7 +536,7 @@ export class DurableShareLog extends InProcessShareLog {
           this.log.error({ segment: l.end.seg, end: l.end.off, err: err.message }, 'spool: skipping an unreadable line');
         });
         this.tailFrom = r.next;
-        if (entries.length > 0) this.tailOldest = lastTime(entries[entries.length - 1]);
+        if (entries.length > 0) this.tailOldest = entries[entries.length - 1].event.time;
         if (entries.length > 0 || cmpPos(r.next, from) > 0) return { entries, upTo: r.next };
         // Caught up with the head (checked synchronously, so no append can slip between the check and the switch).
         if (cmpPos(this.tailFrom, this.spool.head) >= 0) {
@@ -745,7 +625,7 @@ export class DurableShareLog extends InProcessShareLog {
   }
 
   private async writeBatch(batch: Entry[], isolate: boolean): Promise<void> {
-    let shares: ShareItem[] = [];
+    let shares: QueuedShare[] = [];
     let blocks: BlockEvent[] = [];
     const flushShares = async () => {
       if (shares.length === 0) return;
@@ -754,15 +634,20 @@ export class DurableShareLog extends InProcessShareLog {
       const w = this.o.writer;
       if (isolate) {
         for (const s of this.withUserAgents(await this.wholeShares(run))) await this.isolated(() => w.writeShares([s]), s);
-      } else if (w.writeShareRows && run.every(hasRows)) {
-        const { sets, bytes } = rowsOf(run);
-        const r = await w.writeShareRows(sets, bytes, this.userAgentOf(sets) ?? (() => undefined));
+      } else if (w.writeShareRows && run.every(hasRow)) {
+        const metas: ShareRowMeta[] = [];
+        const rows: string[] = [];
+        for (const s of run) { metas.push(s.event); rows.push(s.row); }
+        // The last row's newline from the join itself: appended after it ("+ '\n'"), the text would be a cons
+        // string that the COPY's Buffer.from flattens into a second copy of the whole batch.
+        rows.push('');
+        const r = await w.writeShareRows(metas, rows.join('\n'), this.userAgentOf(metas) ?? (() => undefined));
         this.counters.duplicates += r.duplicates;
       } else {
         const r = await w.writeShares(this.withUserAgents(await this.wholeShares(run)));
         this.counters.duplicates += r ? r.duplicates : 0;
       }
-      for (const s of run) this.counters.writtenShares += countOf(s);
+      this.counters.writtenShares += run.length;
     };
     const flushBlocks = async () => {
       if (blocks.length === 0) return;
@@ -780,12 +665,12 @@ export class DurableShareLog extends InProcessShareLog {
     };
     // Runs of shares and runs of block events, in spool order.
     for (const e of batch) {
-      if (e.kind === 'block') {
-        await flushShares();
-        blocks.push(e.event);
-      } else {
+      if (e.kind === 'share') {
         await flushBlocks();
         shares.push(e);
+      } else {
+        await flushShares();
+        blocks.push(e.event);
       }
     }
     await flushShares();
@@ -819,25 +704,14 @@ export class DurableShareLog extends InProcessShareLog {
    * (the row itself, and what the queue kept beside it) instead of failing the batch forever and stopping every
    * share behind it.
    */
-  private async wholeShares(run: readonly ShareItem[]): Promise<ShareEvent[]> {
+  private async wholeShares(run: readonly QueuedShare[]): Promise<ShareEvent[]> {
     const out: ShareEvent[] = [];
-    const one = async (row: string | null, kept: ShareRowMeta | ShareEvent) => {
+    for (const s of run) {
       try {
-        out.push(shareEventOf(row, kept));
+        out.push(shareEventOf(s));
       } catch (err) {
         if (!(err instanceof SpoolFormatError)) throw err;
-        await this.deadLetter(err.message, { ...kept, row }, 'a queued share row does not read back: set aside in the dead-letter file');
-      }
-    };
-    for (const s of run) {
-      if (s.kind !== 'rows') {
-        await one(s.row, s.event);
-        continue;
-      }
-      const rows = s.chunk.bytes.toString('utf8').split('\n');
-      const c = s.chunk.shares;
-      for (let i = 0; i < c.time.length; i++) {
-        await one(rows[i] ?? '', { time: c.time[i], account: c.account[i], worker: c.worker[i], sessionId: c.sessionId[i], outcome: c.outcome[i], blockHash: c.blockHash[i] });
+        await this.deadLetter(err.message, { ...s.event, row: s.row }, 'a queued share row does not read back: set aside in the dead-letter file');
       }
     }
     return out;
@@ -847,11 +721,11 @@ export class DurableShareLog extends InProcessShareLog {
    * The user agent of a session among these shares' (those still connected), from uaCache, which is rebuilt from
    * the live sessions when it misses one; null without a resolver.
    */
-  private userAgentOf(sets: readonly { sessionId: readonly string[] }[]): ((sessionId: string) => string | undefined) | null {
+  private userAgentOf(shares: readonly ShareRowMeta[]): ((sessionId: string) => string | undefined) | null {
     const resolve = this.o.userAgents;
     if (!resolve) return null;
     const missing = new Set<string>();
-    for (const c of sets) for (const id of c.sessionId) if (!this.uaCache.has(id)) missing.add(id);
+    for (const s of shares) if (!this.uaCache.has(s.sessionId)) missing.add(s.sessionId);
     if (missing.size > 0) {
       // Rebuilt from the live sessions only, so the cache never outgrows them.
       this.uaCache.clear();
@@ -861,7 +735,7 @@ export class DurableShareLog extends InProcessShareLog {
   }
 
   private withUserAgents(shares: ShareEvent[]): ShareEvent[] {
-    const agentOf = this.userAgentOf([{ sessionId: shares.map((s) => s.sessionId) }]);
+    const agentOf = this.userAgentOf(shares);
     if (!agentOf) return shares;
     return shares.map((s) => {
       const ua = agentOf(s.sessionId);
@@ -887,7 +761,7 @@ export class DurableShareLog extends InProcessShareLog {
   private pendingSince(): number | null {
     if (this.writing || this.tailFrom !== null) return -1;
     if (this.queue.length === 0) return null;
-    return firstTime(this.queue[0]);
+    return this.queue[0].event.time;
   }
 
   /**
@@ -898,9 +772,9 @@ export class DurableShareLog extends InProcessShareLog {
   private watermarkAfter(batch: Entry[]): number | null {
     if (!this.o.writer.recordWatermark) return null;
     let last: number | null = null;
-    for (const e of batch) last = Math.max(last ?? -Infinity, lastTime(e));
+    for (const e of batch) last = Math.max(last ?? -Infinity, e.event.time);
     if (this.tailFrom !== null) return last;
-    if (this.queue.length > 0) return firstTime(this.queue[0]);
+    if (this.queue.length > 0) return this.queue[0].event.time;
     return this.now();
   }
 
@@ -944,7 +818,7 @@ export class DurableShareLog extends InProcessShareLog {
   /** Time of the oldest event appended but not yet committed to the database; null when none (or not known yet). */
   private oldestUnsent(): number | null {
     let t: number | null = this.inflightOldest;
-    const q = this.queue.length > 0 ? firstTime(this.queue[0]) : undefined;
+    const q = this.queue[0]?.event.time;
     if (q !== undefined && (t === null || q < t)) t = q;
     if (this.tailFrom !== null && this.tailOldest !== null && (t === null || this.tailOldest < t)) t = this.tailOldest;
     return t;
@@ -976,7 +850,7 @@ export class DurableShareLog extends InProcessShareLog {
       missingSegments: c.missingSegments,
       writerRestarts: c.writerRestarts,
       lostShares: c.lostShares,
-      queueDepth: this.queuedEvents,
+      queueDepth: this.queue.length,
       queueCapacity: this.o.queueCapacity,
       spoolBytes: u.pendingBytes,
       spoolDiskBytes: u.diskBytes,

@@ -165,18 +165,18 @@ export class Spool {
   }
 
   /**
-   * Append one line (ending in \n), or several as UTF-8 bytes, synchronously. Returns where it starts and ends. Throws on I/O errors; the
+   * Append one line (ending in \n), synchronously. Returns where it starts and ends. Throws on I/O errors; the
    * caller decides what to do. A failed write is truncated away (a partial line must not glue onto the next
    * one); only if that fails too does the next append start a new segment. (It used to rotate on every failure:
    * on a full disk, 1,000 failed appends made 1,001 files.)
    */
-  append(line: string | Buffer, opts: { sync?: boolean } = {}): { start: Position; end: Position } {
+  append(line: string, opts: { sync?: boolean } = {}): { start: Position; end: Position } {
     if (this.closed) throw new Error('spool is closed');
     if (this.needsRotate || this.head.off >= this.segmentBytes) {
       this.rotate();
       this.needsRotate = false;
     }
-    const buf = typeof line === 'string' ? Buffer.from(line, 'utf8') : line;
+    const buf = Buffer.from(line, 'utf8');
     const start = { ...this.head };
     try {
       let done = 0;

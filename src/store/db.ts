@@ -13,10 +13,10 @@ export interface Queryable {
   /** A script of statements without parameters (simple protocol), e.g. a migration file. */
   exec(sql: string): Promise<void>;
   /**
-   * COPY … FROM STDIN with `data` in COPY text format, as text or as its UTF-8 bytes in pieces (sent in order). On
-   * PGlite the statement's `FROM STDIN` is rewritten to its blob device. Returns the rows copied.
+   * COPY … FROM STDIN with `data` in COPY text format. On PGlite the statement's `FROM STDIN` is rewritten to
+   * its blob device. Returns the rows copied.
    */
-  copyFrom(copySql: string, data: string | readonly Uint8Array[]): Promise<number>;
+  copyFrom(copySql: string, data: string): Promise<number>;
 }
 
 export interface Database extends Queryable {

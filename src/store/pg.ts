@@ -58,7 +58,7 @@ export class PgDatabase implements Database {
     await this.pool.query(sql);
   }
 
-  async copyFrom(copySql: string, data: string | readonly Uint8Array[]): Promise<number> {
+  async copyFrom(copySql: string, data: string): Promise<number> {
     return this.transaction((tx) => tx.copyFrom(copySql, data));
   }
 
@@ -128,10 +128,9 @@ function wrapClient(client: PgClient): Queryable {
     async exec(sql: string): Promise<void> {
       await client.query(sql);
     },
-    async copyFrom(copySql: string, data: string | readonly Uint8Array[]): Promise<number> {
+    async copyFrom(copySql: string, data: string): Promise<number> {
       const stream = client.query(copyFrom(copySql));
-      // One piece: the COPY stream sends each piece it is given as a message of its own, with a write(2) each.
-      await pipeline(Readable.from([typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.concat(data)]), stream);
+      await pipeline(Readable.from([Buffer.from(data, 'utf8')]), stream);
       return stream.rowCount;
     },
   };

@@ -2,7 +2,7 @@ import type { BlockEvent, ShareEvent } from '../shares/events.ts';
 import { NAME_CAPS, type StagedShare, invalidTimeError, sharesToCopy, storableText } from './copy.ts';
 import type { Database, Queryable } from './db.ts';
 import * as Q from './queries.ts';
-import type { ShareRowColumns, ShareWriter, WriteResult } from './types.ts';
+import type { ShareRowMeta, ShareWriter, WriteResult } from './types.ts';
 
 const DAY_MS = 86_400_000;
 /** Rows encoded per event-loop turn (see encodeInSlices). */
@@ -28,37 +28,26 @@ async function encodeInSlices(shares: readonly StagedShare[]): Promise<string> {
  * its session's user agent, once. Most shares repeat their session's last account and worker: those are skipped
  * without building a key.
  */
-function userAgentUpdates(sets: readonly ShareRowColumns[], userAgentOf: (sessionId: string) => string | undefined) {
+function userAgentUpdates(shares: readonly ShareRowMeta[], userAgentOf: (sessionId: string) => string | undefined) {
   const out = { accounts: [] as string[], workers: [] as string[], userAgents: [] as string[] };
   const seen = new Set<string>();
-  const lastOfSession = new Map<string, { account: string; worker: string }>();
-  for (const c of sets) {
-    for (let i = 0; i < c.time.length; i++) {
-      const sessionId = c.sessionId[i];
-      const last = lastOfSession.get(sessionId);
-      if (last && c.account[i] === last.account && c.worker[i] === last.worker) continue;
-      lastOfSession.set(sessionId, { account: c.account[i], worker: c.worker[i] });
-      const ua = userAgentOf(sessionId);
-      if (!ua || c.account[i] === '') continue;
-      const account = storableText(c.account[i].slice(0, NAME_CAPS.account));
-      const worker = storableText(c.worker[i].slice(0, NAME_CAPS.worker));
-      const key = account + '\0' + worker + '\0' + ua;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      out.accounts.push(account);
-      out.workers.push(worker);
-      out.userAgents.push(storableText(ua.slice(0, NAME_CAPS.userAgent)));
-    }
+  const lastOfSession = new Map<string, ShareRowMeta>();
+  for (const s of shares) {
+    const last = lastOfSession.get(s.sessionId);
+    if (last && s.account === last.account && s.worker === last.worker) continue;
+    lastOfSession.set(s.sessionId, s);
+    const ua = userAgentOf(s.sessionId);
+    if (!ua || s.account === '') continue;
+    const account = storableText(s.account.slice(0, NAME_CAPS.account));
+    const worker = storableText(s.worker.slice(0, NAME_CAPS.worker));
+    const key = account + '\0' + worker + '\0' + ua;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.accounts.push(account);
+    out.workers.push(worker);
+    out.userAgents.push(storableText(ua.slice(0, NAME_CAPS.userAgent)));
   }
   return out;
-}
-
-/** Whether a batch holds a block candidate (an accepted share with a block hash). */
-function hasBlockIn(sets: readonly ShareRowColumns[]): boolean {
-  for (const c of sets) {
-    for (let i = 0; i < c.time.length; i++) if (c.blockHash[i] && c.outcome[i] === 'accepted') return true;
-  }
-  return false;
 }
 
 /**
@@ -83,33 +72,31 @@ export class SqlShareWriter implements ShareWriter {
   async writeShares(shares: readonly StagedShare[]): Promise<WriteResult> {
     if (shares.length === 0) return { inserted: 0, duplicates: 0 };
     await this.opts.prepare?.();
-    await this.ensureDays([shares.map((s) => s.time)]);
+    await this.ensureDays(shares);
     const hasUserAgent = shares.some((s) => s.userAgent);
     const copyText = await encodeInSlices(shares);
-    const hasBlock = shares.some((s) => s.blockHash && s.outcome === 'accepted');
-    return this.writeStaged(shares.length, hasBlock, Q.COPY_STAGING, copyText, hasUserAgent ? (tx) => tx.query(Q.UPDATE_USER_AGENTS) : null);
+    return this.writeStaged(shares, Q.COPY_STAGING, copyText, hasUserAgent ? (tx) => tx.query(Q.UPDATE_USER_AGENTS) : null);
   }
 
-  async writeShareRows(shares: readonly ShareRowColumns[], rows: readonly Uint8Array[], userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult> {
-    let count = 0;
-    for (const c of shares) count += c.time.length;
-    if (count === 0) return { inserted: 0, duplicates: 0 };
+  async writeShareRows(shares: readonly ShareRowMeta[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult> {
+    if (shares.length === 0) return { inserted: 0, duplicates: 0 };
     await this.opts.prepare?.();
-    await this.ensureDays(shares.map((c) => c.time));
+    await this.ensureDays(shares);
     const ua = userAgentUpdates(shares, userAgentOf);
     const update = ua.accounts.length > 0
       ? (tx: Queryable) => tx.query(Q.UPDATE_USER_AGENTS_OF, [ua.accounts, ua.workers, ua.userAgents])
       : null;
-    return this.writeStaged(count, hasBlockIn(shares), Q.COPY_STAGING_ROWS, rows, update);
+    return this.writeStaged(shares, Q.COPY_STAGING_ROWS, rows, update);
   }
 
   /** One batch: COPY into the staging table, then the statements that move it into the tables (one transaction). */
-  private async writeStaged(count: number, hasBlock: boolean, copySql: string, copyData: string | readonly Uint8Array[],
+  private async writeStaged(shares: readonly ShareRowMeta[], copySql: string, copyText: string,
     updateUserAgents: ((tx: Queryable) => Promise<unknown>) | null): Promise<WriteResult> {
+    const hasBlock = shares.some((s) => s.blockHash && s.outcome === 'accepted');
     try {
       const inserted = await this.db.transaction(async (tx) => {
         await tx.exec(Q.CREATE_STAGING);
-        await tx.copyFrom(copySql, copyData);
+        await tx.copyFrom(copySql, copyText);
         await tx.query(Q.UPSERT_ACCOUNTS);
         await tx.query(Q.UPSERT_WORKERS);
         const ins = await tx.query(Q.INSERT_SHARES);
@@ -122,7 +109,7 @@ export class SqlShareWriter implements ShareWriter {
         if (hasBlock) await tx.query(Q.INSERT_BLOCK_CANDIDATES);
         return ins.rowCount;
       }, { timeoutMs: this.opts.timeoutMs });
-      return { inserted, duplicates: count - inserted };
+      return { inserted, duplicates: shares.length - inserted };
     } catch (e) {
       // 23514: "no partition of relation … found for row": a partition we thought existed was dropped (by
       // retention, or another process). Forget what we know; the retry creates what is missing.
@@ -184,13 +171,11 @@ export class SqlShareWriter implements ShareWriter {
     this.knownDays.clear();
   }
 
-  private async ensureDays(times: readonly (readonly number[])[]): Promise<void> {
+  private async ensureDays(shares: readonly { time: number }[]): Promise<void> {
     let missing: Set<number> | null = null;
-    for (const ts of times) {
-      for (const t of ts) {
-        const day = Math.floor(t / DAY_MS);
-        if (!this.knownDays.has(day)) (missing ??= new Set()).add(day);
-      }
+    for (const s of shares) {
+      const day = Math.floor(s.time / DAY_MS);
+      if (!this.knownDays.has(day)) (missing ??= new Set()).add(day);
     }
     if (!missing) return;
     for (const day of missing) {

@@ -7,38 +7,11 @@ import type { ShareOutcome } from '../shares/outcome.ts';
 // the same migrations.
 
 /**
- * What a share writer reads of the shares it copies from their COPY rows (writeShareRows), one array per field,
- * index i for the i-th row: the rows hold the shares; these are what the batch's other statements need (partitions
- * by day, user agents, block candidates). Columns rather than an object per share: the ingest queue keeps them
- * while shares wait for the database, long enough to outlive a young-generation GC, and every object that does is
- * copied by it and then left for a full GC. The names are the sessions' own strings (shared, not copied).
+ * What a share writer reads of a share it copies from its COPY row (writeShareRows): the row holds the share;
+ * this is what the batch's other statements need (partitions by day, user agents, block candidates). The ingest
+ * queue keeps only this and the row while a share waits for the database.
  */
-export interface ShareRowColumns {
-  time: number[];
-  account: string[];
-  worker: string[];
-  sessionId: string[];
-  outcome: ShareOutcome[];
-  blockHash: (string | undefined)[];
-}
-
-/** An empty ShareRowColumns, to push shares into. */
-export function shareRowColumns(): ShareRowColumns {
-  return { time: [], account: [], worker: [], sessionId: [], outcome: [], blockHash: [] };
-}
-
-/**
- * Add a share's fields to columns. An unauthorized share's worker is the name the miner sent and nothing but its
- * row reads it (user agents are recorded for accounts only): not kept, the row holds it.
- */
-export function pushShareRow(c: ShareRowColumns, e: Pick<ShareEvent, 'time' | 'account' | 'worker' | 'sessionId' | 'outcome' | 'blockHash'>): void {
-  c.time.push(e.time);
-  c.account.push(e.account);
-  c.worker.push(e.account === '' ? '' : e.worker);
-  c.sessionId.push(e.sessionId);
-  c.outcome.push(e.outcome);
-  c.blockHash.push(e.blockHash);
-}
+export type ShareRowMeta = Pick<ShareEvent, 'time' | 'account' | 'worker' | 'sessionId' | 'outcome' | 'blockHash'>;
 
 export interface ShareWriter {
   /**
@@ -48,11 +21,11 @@ export interface ShareWriter {
   writeShares(shares: readonly ShareEvent[]): Promise<void | WriteResult>;
   /**
    * writeShares for shares whose spool lines are COPY rows already (ingest/codec.ts 's3' lines, each ending in a
-   * newline): the SQL store copies `rows`, the bytes of those lines in order, as they are. `shares` holds, in the
-   * same order, only what the batch's other statements read of each share (the rows hold the rest), in one or more
-   * column sets. userAgentOf: the user agent of a share's session, when known.
+   * newline, in the order of `shares`): the SQL store copies them as they are. `shares` holds only what the
+   * batch's other statements read of each share (the rows hold the rest). userAgentOf: the user agent of a
+   * share's session, when known.
    */
-  writeShareRows?(shares: readonly ShareRowColumns[], rows: readonly Uint8Array[], userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult>;
+  writeShareRows?(shares: readonly ShareRowMeta[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult>;
   /** Record a block event (candidate, node answer, status). Idempotent (replays change nothing). */
   writeBlock(block: BlockEvent): Promise<void>;
   /** Several block events in order, atomically; writers without it get writeBlock() one by one. */
