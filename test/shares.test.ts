@@ -5,7 +5,7 @@ import {
   bitsToTarget, coinbaseMerkleBranch, difficultyToTarget, targetBytes, meetsTarget, fromHex, hashToBigInt, hashToDisplay, parseBlock, serializeTx,
   sha256d, toHex, txid,
 } from '../src/chain/index.ts';
-import { type Job, assembleShareBlock } from '../src/shares/job.ts';
+import { type Job, assembleShareBlock, notifyBytes, notifyLine } from '../src/shares/job.ts';
 import { JobManager } from '../src/shares/jobs.ts';
 import { type ShareContext, type SubmitParams, newRootCache, validateShare } from '../src/shares/validator.ts';
 import { WorkHasher, prevHashFromStratum, prevHashToStratum, u32Hex } from '../src/shares/work.ts';
@@ -298,4 +298,16 @@ test('a template whose transaction data is not hex is refused with a clear error
   const { job: good } = jobs.addTemplate(t, Date.now());
   assert.equal(good.txs.count, 4);
   assert.equal(good.txs.bytes.toString('hex'), t.transactions.map((x) => x.data).join(''));
+});
+
+test('a job as broadcast is one set of bytes for every miner: its notify line under its own id and ntime', () => {
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
+  const a = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff }), Date.now()).job;
+  const b = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, height: 2 }), Date.now()).job;
+  for (const clean of [false, true]) {
+    assert.equal(notifyBytes(a, clean).toString('utf8'), notifyLine(a, a.id, clean));
+    assert.equal(notifyBytes(a, clean), notifyBytes(a, clean), 'made once per job, not per miner');
+  }
+  assert.notEqual(notifyBytes(a, true).toString(), notifyBytes(a, false).toString());
+  assert.notEqual(notifyBytes(b, true).toString(), notifyBytes(a, true).toString());
 });

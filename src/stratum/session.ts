@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { difficultyToTarget, targetBytes, targetToDifficulty, toHex, u32Hex } from '../chain/index.ts';
-import { type Job, notifyLine } from '../shares/job.ts';
+import { type Job, notifyBytes, notifyLine } from '../shares/job.ts';
 import type { JobManager, JobSource } from '../shares/jobs.ts';
 import { REJECT_ERRORS, type ShareOutcome } from '../shares/outcome.ts';
 import { type MerkleRootCache, type ShareResult, type SubmitParams, newRootCache, validateShare } from '../shares/validator.ts';
@@ -641,12 +641,14 @@ export class StratumSession {
     if (job !== this.lastJob) this.lastNtime = 0;
     ntime = Math.max(ntime, this.lastNtime === 0 ? 0 : this.lastNtime + 1);
     this.lastNtime = ntime;
-    out += notifyLine(job, id, clean, ntime);
+    // The job as broadcast (its own id and ntime, no difficulty change): the bytes every miner gets.
+    const shared = out === '' && id === job.id && ntime === job.ntime ? notifyBytes(job, clean) : null;
+    if (!shared) out += notifyLine(job, id, clean, ntime);
     this.remember({ id, job, difficulty: this.difficulty, target: targetFor(this.difficulty), work: this.poolWork });
     this.lastJob = job;
     this.lastSentId = id;
     this.sentDifficulty = this.difficulty;
-    this.write(out);
+    this.write(shared ?? out);
   }
 
   private remember(sent: SentJob): void {
@@ -681,7 +683,7 @@ export class StratumSession {
     this.write(`{"id":${JSON.stringify(id)},"result":null,"error":[${code},${JSON.stringify(message)},null]}\n`);
   }
 
-  private write(s: string): void {
+  private write(s: string | Buffer): void {
     if (this.closed || this.socket.destroyed) return;
     if (this.socket.writableLength > this.opts.maxWriteBufferBytes) return this.close('peer is not reading (write buffer full)');
     if (this.writeBudget) this.writeBudget.write(this, s);

@@ -39,8 +39,9 @@ export class WriteBudget {
   ) {}
 
   /** Write one line for a session, counting its bytes until the kernel has them. */
-  write(session: BufferedWriter, line: string): void {
-    // Stratum lines are ASCII JSON but for rare fields (user agents, messages): length is close enough and free.
+  write(session: BufferedWriter, line: string | Buffer): void {
+    // Stratum lines are ASCII JSON but for rare fields (user agents, messages): a string's length is close enough and
+    // free (a Buffer's is its bytes).
     const n = line.length;
     session.pendingWriteBytes += n;
     this.stats.bufferedBytes += n;
