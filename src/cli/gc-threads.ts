@@ -4,11 +4,10 @@ import { availableParallelism } from 'node:os';
 // and sweeping. Where a Stratum process has a core to itself (pinned, or one process per core), those threads
 // run on that same core: the kernel takes the core from the event loop for whole time slices while they run, and
 // every miner's answer waits. `node --single-threaded-gc` does the same work on the JavaScript thread, in small
-// steps between turns. Measured with bench:stratum (pool pinned to one core, 10k connections), the pool's
-// event-loop delay p99.9: 5.9-8.2 ms with the flag and 6.8-20.8 ms without at 5k submits/s (3 and 6 runs, two of
-// the 6 under a profiler; 5 of the 6 above 15 ms), 11.0-13.9 against 17.5-21.3 ms with a template refresh every
-// 2 s. With cores to spare the helper threads run beside the loop instead, and shorten its pauses: there V8's
-// default stays.
+// steps between turns. Measured with bench:stratum (pool pinned to one core, 10k connections, 5k submits/s), the
+// pool's event-loop delay p99.9 was 5.9-11.2 ms with the flag over 12 runs, and 6.8-20.8 ms without over 6 (5 of
+// them above 15 ms); with a template refresh every 2 s, 11.0-15.4 (9 runs) against 17.5-21.3 ms (2). With cores
+// to spare the helper threads run beside the loop instead, and shorten its pauses: there V8's default stays.
 //
 // The flag is read when V8 starts (NODE_OPTIONS refuses it, and setting it later aborts the process), so a
 // process can only give it to the processes it starts: the cluster's Stratum processes.
