@@ -4,7 +4,7 @@
 // read 108-427 ms for hashhub and 15-139 ms for ckpool at 20k/s while the wire showed 19 and 11 ms. Both pools are
 // sampled the same way. Needs tcpdump and the right to capture (root); without them there is no wire figure.
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 
 export interface WireLatency { answers: number; p50: number; p99: number; p999: number; max: number }
@@ -35,8 +35,9 @@ export async function sampleWireLatency(port: number, delayMs: number, seconds: 
     return null;
   } finally {
     // HASHHUB_BENCH_KEEP_PCAP=<dir>: keep each capture there, to look at when the slow answers came.
+    // (Only a capture that exists: a throw here would replace the `return null` of a failed capture.)
     const keep = process.env.HASHHUB_BENCH_KEEP_PCAP;
-    if (keep) copyFileSync(file, path.join(keep, path.basename(file)));
+    if (keep && existsSync(file)) copyFileSync(file, path.join(keep, path.basename(file)));
     rmSync(file, { force: true });
   }
 }
