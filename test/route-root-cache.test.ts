@@ -1,17 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { RouteJobs } from '../src/routing/route-jobs.ts';
 import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
 import { StratumSession, type RoutedWork, type StratumHost, type WorkAssignment } from '../src/stratum/session.ts';
+import { FakeSocket } from './helpers/fake-socket.ts';
 import { solveShare } from './helpers/pool.ts';
 import type { Msg } from './helpers/line-client.ts';
-
-class FakeSocket extends EventEmitter {
-  remoteAddress = '127.0.0.1'; destroyed = false; writableLength = 0; out: string[] = [];
-  write(s: string, cb?: () => void) { this.out.push(s); cb?.(); return true; }
-  cork() {} uncork() {} pause() {} resume() {} isPaused() { return false; } end() {} destroy() { this.destroyed = true; }
-}
 
 test('a route job sent again under another extranonce (moved away and back): its valid shares are accepted', () => {
   const D = 1e-6;
