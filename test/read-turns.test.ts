@@ -3,6 +3,10 @@ import assert from 'node:assert/strict';
 import { ReadTurns } from '../src/stratum/read-turns.ts';
 import { floodMiner, floodPool } from './helpers/flood.ts';
 import { LineClient, type Msg } from './helpers/line-client.ts';
+import { FakeSocket } from './helpers/fake-socket.ts';
+import { until } from './helpers/until.ts';
+import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
+import { StratumSession, type StratumHost } from '../src/stratum/session.ts';
 
 const nextImmediate = () => new Promise<void>((r) => setImmediate(r));
 
@@ -113,5 +117,55 @@ test('shutdown with shares still waiting for a turn: they are handled before the
   } finally {
     client?.close();
     if (!stopped) await pool.stop(50);
+  }
+});
+
+test('a connection waiting for its turn with more than a few lines held stops being read; at its turn it reads on and every line is answered, in order', async () => {
+  let now = 0;
+  const turns = new ReadTurns(5, () => now);
+  const host = { jobs: { current: null }, now: () => Date.now(), authorize: () => ({ ok: false, reason: '' }), onShare() {}, onAbuse() {}, onClose() {} } as unknown as StratumHost;
+  const sock = new FakeSocket();
+  const s = new StratumSession('1', sock as never, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS }, undefined, turns);
+  const pings = (from: number, n: number) => Buffer.from(Array.from({ length: n }, (_, k) => `{"id":${from + k},"method":"mining.ping","params":[]}\n`).join(''));
+  const answered = () => sock.out.join('').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as Msg).id);
+  sock.emit('data', pings(1, 1));
+  assert.deepEqual(answered(), [1], 'within the budget: answered at once');
+  now += 100; // this phase's budget is spent
+  const chunk = pings(2, 40);
+  assert.ok(chunk.length > 1024 && chunk.length < 16 * 1024, 'more than a few lines, less than the old 16 KB');
+  sock.emit('data', chunk);
+  assert.deepEqual(answered(), [1], 'waiting: nothing handled yet');
+  // Before: read on until 16 KB were held (and Node's own 16 KB buffer after that).
+  assert.equal(sock.isPaused(), true, 'the socket stops being read while the connection waits');
+  await nextImmediate();
+  assert.deepEqual(answered(), Array.from({ length: 41 }, (_, k) => k + 1), 'at its turn: every line, in order');
+  assert.equal(sock.isPaused(), false, 'and the socket is read again');
+  s.close('test');
+});
+
+test('a paused miner socket takes at most the chunk already on its way, not 16 KB more: TCP pushes back on the miner', async () => {
+  const { pool, port } = await floodPool(5, { messagesPerSecond: 1e9, messageBurst: 1e9 });
+  const c = new LineClient(port, '127.0.2.1');
+  try {
+    await c.connected();
+    await until(() => pool.server.sessions.size === 1, 5000, 'the session');
+    const sock = [...pool.server.sessions][0].socket;
+    sock.pause();
+    const before = sock.bytesRead;
+    // 400 lines of 100 bytes, each in its own write, a little apart: each arrives as a chunk of its own.
+    for (let i = 0; i < 400; i++) {
+      c.send(`{"id":${i},"method":"mining.ping","params":["${'x'.repeat(50)}"]}\n`);
+      if (i % 20 === 19) await new Promise((r) => setTimeout(r, 2));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const read = sock.bytesRead - before;
+    // Before: Node read on until its buffer held 16 KB (its default high-water mark).
+    assert.ok(read < 4096, `read ${read} bytes while paused`);
+    sock.resume();
+    await c.waitFor((m: Msg) => m.id === 399, 10_000);
+    assert.equal(c.messages.filter((m) => m.result === 'pong').length, 400, 'every line answered once resumed');
+  } finally {
+    c.close();
+    await pool.stop(100);
   }
 });

@@ -27,6 +27,14 @@ export interface StratumServerStats {
 }
 
 /**
+ * Miners' sockets' high-water mark, bytes. Reading: a paused socket (a connection waiting for its turn, see
+ * StratumSession's HELD_BYTES_MAX) takes at most the one chunk already on its way and then stops being read, instead
+ * of reading on up to Node's default 16 KB per connection. In flowing mode it changes nothing (a chunk is handed
+ * over as it comes). Writing: nothing here waits for 'drain' (WriteBudget counts the bytes), so it changes nothing.
+ */
+const SOCKET_HIGH_WATER_MARK = 1;
+
+/**
  * Stratum V1 over TCP (and TLS): accepts connections, enforces limits, owns the sessions and fans jobs out.
  * build (constructor) is split from listen() so tests can hand it sockets.
  */
@@ -64,12 +72,12 @@ export class StratumServer implements SessionOwner {
 
   /** Start listening; resolves with the bound ports (port 0 picks a free one). */
   async listen(): Promise<{ port: number; tlsPort?: number }> {
-    const plain = net.createServer({ noDelay: true }, (s) => this.accept(s));
+    const plain = net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_MARK }, (s) => this.accept(s));
     const port = await listenOn(plain, this.opts.host, this.opts.port);
     this.servers.push(plain);
     let tlsPort: number | undefined;
     if (this.opts.tls) {
-      const secure = tls.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key, noDelay: true }, (s) => this.accept(s));
+      const secure = tls.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key, noDelay: true, highWaterMark: SOCKET_HIGH_WATER_MARK }, (s) => this.accept(s));
       // A failed handshake is the peer's problem, never ours.
       secure.on('tlsClientError', (err) => this.log?.debug({ err: err.message }, 'TLS handshake failed'));
       tlsPort = await listenOn(secure, this.opts.tls.host ?? this.opts.host, this.opts.tls.port);

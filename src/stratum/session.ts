@@ -98,9 +98,15 @@ const MAX_SENT_JOBS = 64;
 /** Lines one connection may have handled in one event-loop turn before it yields (fairness, timers, I/O). */
 const LINES_PER_TURN = 64;
 const TURN_BUDGET_MS = 5;
-/** Bytes a waiting connection may have held, unparsed, before its socket is paused (the stream then buffers up to
- *  its high-water mark and stops reading: TCP pushes back). */
-const HELD_BYTES_MAX = 16 * 1024;
+/**
+ * Bytes a waiting connection may have held, unparsed, before its socket is paused: a few lines. The server's
+ * sockets have a read high-water mark of one byte (StratumServer), so a paused socket takes at most one more chunk
+ * and then stops being read: TCP pushes back. It was 16 KB (and Node's own 16 KB behind it): past saturation with
+ * 10k connections, every waiting connection went on being read while it waited, and the poll phase spent seconds
+ * reading and copying bytes that then waited too, with 5 ms per turn left for lines (the answered rate at 50k/s
+ * offered fell to 388-9,287/s in 3 runs of 6, the loop delay p99 to 0.7-1.1 s).
+ */
+const HELD_BYTES_MAX = 1024;
 /** Proxies authorize many workers on one connection; the cap keeps one peer from growing the map forever. */
 const MAX_WORKERS_PER_SESSION = 1024;
 const ZERO_TARGET = Buffer.alloc(32);
@@ -235,17 +241,19 @@ export class StratumSession {
     // This turn's budget for lines is spent: the chunk waits, unparsed, for a later turn (see ReadTurns).
     if (!this.framer.isHolding && this.readTurns && !this.readTurns.hasBudget()) this.holdReads(0);
     if (this.framer.isHolding) {
-      // Waiting (for a later turn, or the read throttle): the chunk queues behind what is held. Past
-      // HELD_BYTES_MAX the socket stops being read, so TCP pushes back on the miner instead of memory growing.
+      // Waiting (for a later turn, or the read throttle): the chunk queues behind what is held.
       this.framer.push(chunk);
-      if (this.framer.heldBytes > HELD_BYTES_MAX) this.socket.pause();
-      return;
+    } else {
+      this.linesThisTurn = 0;
+      this.turnStartedAt = performance.now();
+      // The answers to one chunk's lines leave together (one writev), not one write(2) per line.
+      this.socket.cork();
+      try { this.framer.push(chunk); } finally { this.socket.uncork(); }
     }
-    this.linesThisTurn = 0;
-    this.turnStartedAt = performance.now();
-    // The answers to one chunk's lines leave together (one writev), not one write(2) per line.
-    this.socket.cork();
-    try { this.framer.push(chunk); } finally { this.socket.uncork(); }
+    // Waiting with more than a few lines held (this chunk's rest, or chunks since): the socket stops being read
+    // until the connection's turn, so TCP pushes back on the miner instead of the pool reading what it cannot
+    // handle yet.
+    if (this.framer.isHolding && this.framer.heldBytes > HELD_BYTES_MAX && !this.socket.isPaused()) this.socket.pause();
   }
 
   /** The socket closed: lines it had read are handled while the session is still open, then the owner is told. */
@@ -348,7 +356,16 @@ export class StratumSession {
    * sent is validated and recorded; answers go out only while the socket is still open.
    */
   private drainHeld(): void {
-    if (this.closed || !this.framer.isHolding) return;
+    if (this.closed) return;
+    // A paused socket may hold a chunk of its own (read before it stopped: see HELD_BYTES_MAX): lines the miner
+    // sent too, queued behind the held ones. Read here, not through 'data', which a closed stream no longer emits.
+    if (this.socket.readableLength > 0) {
+      this.socket.off('data', StratumSession.socketData);
+      this.framer.hold();
+      let chunk: Buffer | null;
+      while ((chunk = this.socket.read() as Buffer | null) !== null) this.framer.push(chunk);
+    }
+    if (!this.framer.isHolding) return;
     this.drainingHeld = true;
     this.framer.release();
   }
