@@ -143,7 +143,7 @@ test('a connection waiting for its turn with more than a few lines held stops be
   s.close('test');
 });
 
-test('a paused miner socket takes at most the chunk already on its way, not 16 KB more: TCP pushes back on the miner', async () => {
+test('a paused miner socket stops being read after the read under way, not 16 KB later: TCP pushes back on the miner', async () => {
   const { pool, port } = await floodPool(5, { messagesPerSecond: 1e9, messageBurst: 1e9 });
   const c = new LineClient(port, '127.0.2.1');
   try {
@@ -151,16 +151,16 @@ test('a paused miner socket takes at most the chunk already on its way, not 16 K
     await until(() => pool.server.sessions.size === 1, 5000, 'the session');
     const sock = [...pool.server.sessions][0].socket;
     sock.pause();
+    const line = (i: number) => `{"id":${i},"method":"mining.ping","params":["${'x'.repeat(50)}"]}\n`;
+    // One line, read into the paused socket's buffer: with a one-byte high-water mark, that read stops reading.
     const before = sock.bytesRead;
-    // 400 lines of 100 bytes, each in its own write, a little apart: each arrives as a chunk of its own.
-    for (let i = 0; i < 400; i++) {
-      c.send(`{"id":${i},"method":"mining.ping","params":["${'x'.repeat(50)}"]}\n`);
-      if (i % 20 === 19) await new Promise((r) => setTimeout(r, 2));
-    }
-    await new Promise((r) => setTimeout(r, 200));
-    const read = sock.bytesRead - before;
-    // Before: Node read on until its buffer held 16 KB (its default high-water mark).
-    assert.ok(read < 4096, `read ${read} bytes while paused`);
+    c.send(line(0));
+    await until(() => sock.bytesRead > before, 5000, 'the first line read');
+    const afterFirst = sock.bytesRead;
+    // Then 40 KB more: it stays in the kernel. Before: Node read on until its buffer held 16 KB (its default).
+    for (let i = 1; i < 400; i++) c.send(line(i));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(sock.bytesRead - afterFirst, 0, 'nothing more read while paused');
     sock.resume();
     await c.waitFor((m: Msg) => m.id === 399, 10_000);
     assert.equal(c.messages.filter((m) => m.result === 'pong').length, 400, 'every line answered once resumed');
@@ -168,4 +168,30 @@ test('a paused miner socket takes at most the chunk already on its way, not 16 K
     c.close();
     await pool.stop(100);
   }
+});
+
+test('closing a session whose peer stopped reading still handles every held line (a full write buffer during the drain does not cut it short)', async () => {
+  let now = 0;
+  const turns = new ReadTurns(5, () => now);
+  const shares: string[] = [];
+  const host = {
+    jobs: { current: null, get: () => undefined, isStale: () => false, markSeen: () => true }, now: () => Date.now(),
+    authorize: () => ({ ok: false, reason: '' }), onShare(_s: unknown, _w: unknown, _d: unknown, r: { outcome: string }) { shares.push(r.outcome); },
+    onAbuse() {}, onClose() {},
+  } as unknown as StratumHost;
+  const sock = new FakeSocket();
+  const s = new StratumSession('1', sock as never, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS }, undefined, turns);
+  s.subscribed = true;
+  s.workers.set({ name: 'acct.w1', account: 'acct', worker: 'w1' });
+  const submits = (from: number, n: number) => Buffer.from(Array.from({ length: n }, (_, k) =>
+    `{"id":${from + k},"method":"mining.submit","params":["acct.w1","j1","0000000000000000","66000000","${(from + k).toString(16).padStart(8, '0')}"]}\n`).join(''));
+  sock.emit('data', submits(1, 1));
+  now += 100; // the turn's budget is spent: the next ten wait, held
+  sock.emit('data', submits(2, 10));
+  assert.equal(shares.length, 1);
+  sock.writableLength = 1 << 30; // the peer stopped reading
+  s.close('shutdown');
+  // Before: the first held line's answer found the write buffer full and closed the session from inside the
+  // drain, which stopped the framer: 2 handled, 9 dropped unhashed.
+  assert.equal(shares.length, 11, 'every line the miner sent is handled');
 });

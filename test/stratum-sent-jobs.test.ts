@@ -5,7 +5,8 @@ import { runInNewContext } from 'node:vm';
 import { JobManager } from '../src/shares/jobs.ts';
 import type { Job } from '../src/shares/job.ts';
 import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
-import { StratumSession, type StratumHost } from '../src/stratum/session.ts';
+import { RouteJobs } from '../src/routing/route-jobs.ts';
+import { StratumSession, type RoutedWork, type StratumHost } from '../src/stratum/session.ts';
 import { FakeSocket } from './helpers/fake-socket.ts';
 import { solveShare } from './helpers/pool.ts';
 import { fakeTemplate } from './helpers/template.ts';
@@ -63,3 +64,42 @@ test('a session forgets the jobs its source has dropped: a pruned job (and its t
   assert.deepEqual(alive, Array.from({ length: 21 }, (_, k) => 60 + k), 'alive: exactly the jobs the manager retains');
   s.close('test');
 });
+
+test('a session whose oldest entries are another source\'s, still known, also forgets the pool jobs behind them once its list is half full', () => {
+  let now = 1_700_000_000_000;
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.alloc(0), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 10 * MINUTE });
+  const host = { jobs, now: () => now, authorize: () => ({ ok: false, reason: '' }), onShare() {}, onAbuse() {}, onClose() {} } as unknown as StratumHost;
+  const sock = new FakeSocket();
+  const s = new StratumSession('1', sock as never, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS, initialDifficulty: 1e-6 });
+  s.subscribed = true; s.extranonceSubscribed = true;
+  s.workers.set({ name: 'acct.w1', account: 'acct', worker: 'w1' });
+  // A route the session worked on and left: its one job stays known (nobody prunes a route that sends nothing).
+  const routeJobs = new RouteJobs('r1');
+  const rjob = routeJobs.add({ jobId: 'u1', prevHash: '00'.repeat(32), coinb1: '0100000001' + '00'.repeat(32) + 'ffffffff20', coinb2: 'ffffffff0100f2052a01000000016a00000000', branch: [], version: '20000000', nbits: '207fffff', ntime: '66000000', clean: true }, 1e-6, 12, now);
+  const route: RoutedWork = { routeId: '1', jobs: routeJobs, versionMask: 0, current: () => ({ job: rjob, difficulty: 1e-6 }), onShare() {} };
+  const e = Buffer.from('1122334455', 'hex');
+  s.switchWork({ route, extranonce1: e, extranonce1Hex: e.toString('hex'), extranonce2Size: 7 });
+  s.switchWork(s.poolWork);
+  const refs: WeakRef<Job>[] = [];
+  // 60 jobs: fewer than the 64 slots, so the cap alone never pushes the route's entry out.
+  for (let i = 0; i < 60; i++) {
+    const job = jobs.addTemplate(fakeTemplate({ prevHash: '22'.repeat(32), curtime: Math.floor(now / 1000), txs: 5 }), now).job;
+    refs.push(new WeakRef(job));
+    s.sendJob(job, i === 0);
+    now += 30_000;
+  }
+  // Retained by the manager: the last 21 (10 minutes at one per 30 s).
+  const retained = refs.map((r) => r.deref()).filter((j): j is Job => j !== undefined && jobs.get(j.id) === j).length;
+  assert.equal(retained, 21);
+  return gcThen(() => {
+    const alive = refs.map((r, i) => (r.deref() ? i : -1)).filter((i) => i >= 0);
+    // Before: the route's entry at the head kept the list from being trimmed, so all 60 jobs stayed alive.
+    assert.ok(alive.length >= 21 && alive.length <= 31, `alive: ${alive.length} jobs`);
+    s.close('test');
+  });
+});
+
+async function gcThen(check: () => void): Promise<void> {
+  for (let i = 0; i < 5; i++) { gc(); await new Promise((r) => setImmediate(r)); }
+  check();
+}

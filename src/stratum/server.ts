@@ -28,9 +28,11 @@ export interface StratumServerStats {
 
 /**
  * Miners' sockets' high-water mark, bytes. Reading: a paused socket (a connection waiting for its turn, see
- * StratumSession's HELD_BYTES_MAX) takes at most the one chunk already on its way and then stops being read, instead
- * of reading on up to Node's default 16 KB per connection. In flowing mode it changes nothing (a chunk is handed
- * over as it comes). Writing: nothing here waits for 'drain' (WriteBudget counts the bytes), so it changes nothing.
+ * StratumSession's HELD_BYTES_MAX) takes at most the one read already under way and then stops being read, instead
+ * of reading on up to Node's default 16 KB per connection. In flowing mode a chunk is handed over as it comes (only
+ * a chunk arriving while earlier ones are still being handed over stops and restarts reading). Writing: nothing
+ * here waits for 'drain' (WriteBudget counts the bytes). Node 20's TLS server builds its TLSSocket without it, so
+ * TLS connections keep the 16 KB default.
  */
 const SOCKET_HIGH_WATER_MARK = 1;
 
@@ -77,7 +79,7 @@ export class StratumServer implements SessionOwner {
     this.servers.push(plain);
     let tlsPort: number | undefined;
     if (this.opts.tls) {
-      const secure = tls.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key, noDelay: true, highWaterMark: SOCKET_HIGH_WATER_MARK }, (s) => this.accept(s));
+      const secure = tls.createServer({ cert: this.opts.tls.cert, key: this.opts.tls.key, noDelay: true }, (s) => this.accept(s));
       // A failed handshake is the peer's problem, never ours.
       secure.on('tlsClientError', (err) => this.log?.debug({ err: err.message }, 'TLS handshake failed'));
       tlsPort = await listenOn(secure, this.opts.tls.host ?? this.opts.host, this.opts.tls.port);

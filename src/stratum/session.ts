@@ -99,9 +99,10 @@ const MAX_SENT_JOBS = 64;
 const LINES_PER_TURN = 64;
 const TURN_BUDGET_MS = 5;
 /**
- * Bytes a waiting connection may have held, unparsed, before its socket is paused: a few lines. The server's
- * sockets have a read high-water mark of one byte (StratumServer), so a paused socket takes at most one more chunk
- * and then stops being read: TCP pushes back. It was 16 KB (and Node's own 16 KB behind it): past saturation with
+ * Bytes a waiting connection may have held, unparsed, before its socket is paused: a few lines. The server's TCP
+ * sockets have a read high-water mark of one byte (StratumServer), so a paused socket takes at most the one read
+ * already under way (up to 64 KB, usually a few lines) and then stops being read: TCP pushes back. (A TLS socket
+ * keeps Node's 16 KB: its server does not pass the option on.) It was 16 KB (and Node's own 16 KB behind it): past saturation with
  * 10k connections, every waiting connection went on being read while it waited, and the poll phase spent seconds
  * reading and copying bytes that then waited too, with 5 ms per turn left for lines (the answered rate at 50k/s
  * offered fell to 388-9,287/s in 3 runs of 6, the loop delay p99 to 0.7-1.1 s).
@@ -675,6 +676,13 @@ export class StratumSession {
     // (about 4.4 KB of heap each, measured at 10k connections) and kept whole pruned jobs, templates and all, alive
     // long after the manager let them go (64 jobs at one per 30 s is 32 minutes of them, against 10 of retention).
     while (list.length > 0 && !this.stillKnown(list[0])) list.shift();
+    // The head can stay known while entries behind it are not (a route the session left, whose jobs nobody prunes
+    // any more): past half the list (a job every 30 s makes about 21 known ones), one pass drops them all.
+    if (list.length >= MAX_SENT_JOBS / 2) {
+      let kept = 0;
+      for (const e of list) if (this.stillKnown(e)) list[kept++] = e;
+      list.length = kept;
+    }
     list.push(sent);
     if (list.length > MAX_SENT_JOBS) list.shift();
   }
@@ -713,7 +721,12 @@ export class StratumSession {
 
   private write(s: string | Buffer): void {
     if (this.closed || this.socket.destroyed) return;
-    if (this.socket.writableLength > this.opts.maxWriteBufferBytes) return this.close('peer is not reading (write buffer full)');
+    if (this.socket.writableLength > this.opts.maxWriteBufferBytes) {
+      // Closing already, its held lines being handled (drainHeld): a close from here, inside a line, would stop
+      // the framer and drop the lines not reached yet. The answer is not sent; the line is still handled.
+      if (this.drainingHeld) return;
+      return this.close('peer is not reading (write buffer full)');
+    }
     if (this.writeBudget) this.writeBudget.write(this, s);
     else this.socket.write(s);
   }
