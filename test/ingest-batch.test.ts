@@ -8,6 +8,8 @@ import pino from 'pino';
 import { decodeLine } from '../src/ingest/codec.ts';
 import { DurableShareLog, type DurableShareLogOptions } from '../src/ingest/durable-log.ts';
 import { AnswerGate } from '../src/pool/answer-gate.ts';
+import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
+import { StratumSession, type StratumHost } from '../src/stratum/session.ts';
 import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
 import type { ShareWriter, WriteResult } from '../src/store/types.ts';
 
@@ -190,4 +192,42 @@ test('AnswerGate: the answer to a share leaves the socket only after the turn\'s
   gate.hold(srv);
   srv.write('x\n');
   assert.equal(srv.writableLength, 0);
+});
+
+test('a session closed by the pool with accepted answers held: they leave after the turn\'s spool write, not at the close', async (t) => {
+  const dir = tmp(t);
+  const writes: string[] = [];
+  const log = open(dir, new FakeWriter(), writes);
+  t.after(() => log.close());
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.after(() => server.close());
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.after(() => client.destroy());
+  const srv = await accepted;
+  t.after(() => srv.destroy());
+  const gate = new AnswerGate(log);
+  // What the pool does for an accepted share: append it, hold the socket's answers until the spool write.
+  const host = {
+    jobs: { current: null, get: () => undefined, isStale: () => false, markSeen: () => true }, now: () => Date.now(),
+    authorize: () => ({ ok: false, reason: '' }), onAbuse() {}, onClose() {},
+    onShare(sess: StratumSession) { log.appendShare(share()); gate.hold(sess.socket); },
+  } as unknown as StratumHost;
+  const session = new StratumSession('1', srv, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS });
+  session.subscribed = true;
+  session.workers.set({ name: 'acct.w1', account: 'acct', worker: 'w1' });
+  const answered = new Promise<string>((r) => client.once('data', (d) => r(d.toString())));
+  const ended = new Promise<void>((r) => client.once('end', () => r()));
+  client.write('{"id":7,"method":"mining.submit","params":["acct.w1","j1","0000000000000000","66000000","00000001"]}\n');
+  // The pool closes the session in the same turn as the share (a shutdown, a move, a slow reader shed): this
+  // listener runs right after the session's own.
+  await new Promise<void>((r) => srv.once('data', () => r()));
+  assert.equal(writes.length, 0, 'the turn\'s spool write is still to come');
+  session.close('shutdown');
+  // Before: end() uncorked the socket here, and the answer went to the kernel ahead of the spool write.
+  assert.ok(srv.writableLength > 0, 'the answer is still held at the close');
+  await ended;
+  assert.equal(writes.length, 1, 'the share was written');
+  assert.match(await answered, /"id":7/, 'and the miner got its answer, then the end');
 });

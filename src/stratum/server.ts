@@ -197,7 +197,11 @@ export class StratumServer implements SessionOwner {
     for (const s of this.sessions) s.sendReconnect(this.opts.reconnectHost, this.opts.reconnectPort);
     const deadline = Date.now() + graceMs;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    for (const s of this.sessions) { s.close('shutdown'); s.socket.destroy(); }
+    const left = [...this.sessions];
+    for (const s of left) s.close('shutdown');
+    // One turn for the shares those closes handled to reach the spool and their answers to leave (see close()).
+    await new Promise((r) => setImmediate(r));
+    for (const s of left) s.socket.destroy();
     await Promise.all(closing);
   }
 
