@@ -102,10 +102,10 @@ const TURN_BUDGET_MS = 5;
  * Bytes a waiting connection may have held, unparsed, before its socket is paused: a few lines. The server's TCP
  * sockets have a read high-water mark of one byte (StratumServer), so a paused socket takes at most the one read
  * already under way (up to 64 KB, usually a few lines) and then stops being read: TCP pushes back. (A TLS socket
- * keeps Node's 16 KB: its server does not pass the option on.) It was 16 KB (and Node's own 16 KB behind it): past saturation with
- * 10k connections, every waiting connection went on being read while it waited, and the poll phase spent seconds
- * reading and copying bytes that then waited too, with 5 ms per turn left for lines (the answered rate at 50k/s
- * offered fell to 388-9,287/s in 3 runs of 6, the loop delay p99 to 0.7-1.1 s).
+ * keeps Node's 16 KB: its server does not pass the option on.) It was 16 KB, with Node's own 16 KB behind it: past
+ * saturation with 10k connections, every waiting connection went on being read while it waited, and the poll phase
+ * spent seconds reading and copying bytes that then waited too, with 5 ms per turn left for lines (the answered
+ * rate at 50k/s offered fell to 388-9,287/s in 3 runs of 6, the loop delay p99 to 0.7-1.1 s).
  */
 const HELD_BYTES_MAX = 1024;
 /** Proxies authorize many workers on one connection; the cap keeps one peer from growing the map forever. */
@@ -673,8 +673,8 @@ export class StratumSession {
     const list = this.sentJobs;
     // Jobs their source has dropped (JobManager's retention, a route's cap) can only be answered "unknown job",
     // found here or not: forget them, oldest first. Kept, they held every connection at MAX_SENT_JOBS entries
-    // (about 4.4 KB of heap each, measured at 10k connections) and kept whole pruned jobs, templates and all, alive
-    // long after the manager let them go (64 jobs at one per 30 s is 32 minutes of them, against 10 of retention).
+    // (about 4.4 KB of heap per connection, measured at 10k connections) and kept whole pruned jobs, templates and
+    // all, alive long after the manager let them go (64 jobs at one per 30 s is 32 minutes, against 10 of retention).
     while (list.length > 0 && !this.stillKnown(list[0])) list.shift();
     // The head can stay known while entries behind it are not (a route the session left, whose jobs nobody prunes
     // any more): past half the list (a job every 30 s makes about 21 known ones), one pass drops them all.
