@@ -19,8 +19,11 @@ export class FakeSocket extends EventEmitter {
   lines: string[] = [];
   keep = false;
   write(s: string): boolean { this.written++; if (this.keep) this.lines.push(s); return true; }
+  cork(): void {}
+  uncork(): void {}
   pause(): void {}
   resume(): void {}
+  isPaused(): boolean { return false; }
   end(): void {}
   destroy(): void { this.destroyed = true; }
   setNoDelay(): void {}
