@@ -154,11 +154,10 @@ test('batched: a failed turn write falls back to one write per line; nothing is 
   await again.close();
 });
 
-test('AnswerGate: the answer to a share leaves the socket only after the turn\'s spool write', async (t) => {
-  const dir = tmp(t);
-  const w = new FakeWriter();
+/** A batched log with its spool writes recorded, an AnswerGate on it, and a connected socket pair (srv: the pool's side). */
+async function gatedSocket(t: TestContext) {
   const writes: string[] = [];
-  const log = open(dir, w, writes);
+  const log = open(tmp(t), new FakeWriter(), writes);
   t.after(() => log.close());
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -168,7 +167,11 @@ test('AnswerGate: the answer to a share leaves the socket only after the turn\'s
   t.after(() => client.destroy());
   const srv = await accepted;
   t.after(() => srv.destroy());
-  const gate = new AnswerGate(log);
+  return { writes, log, client, srv, gate: new AnswerGate(log) };
+}
+
+test('AnswerGate: the answer to a share leaves the socket only after the turn\'s spool write', async (t) => {
+  const { writes, log, client, srv, gate } = await gatedSocket(t);
 
   const s = share();
   log.appendShare(s);
@@ -195,19 +198,7 @@ test('AnswerGate: the answer to a share leaves the socket only after the turn\'s
 });
 
 test('a session closed by the pool with accepted answers held: they leave after the turn\'s spool write, not at the close', async (t) => {
-  const dir = tmp(t);
-  const writes: string[] = [];
-  const log = open(dir, new FakeWriter(), writes);
-  t.after(() => log.close());
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.after(() => server.close());
-  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
-  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
-  t.after(() => client.destroy());
-  const srv = await accepted;
-  t.after(() => srv.destroy());
-  const gate = new AnswerGate(log);
+  const { writes, log, client, srv, gate } = await gatedSocket(t);
   // What the pool does for an accepted share: append it, hold the socket's answers until the spool write.
   const host = {
     jobs: { current: null, get: () => undefined, isStale: () => false, markSeen: () => true }, now: () => Date.now(),
