@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { difficultyToTarget, hashToBigInt, sha256d, toHex } from '../src/chain/index.ts';
 import type { Job } from '../src/shares/job.ts';
@@ -6,28 +5,15 @@ import { JobManager } from '../src/shares/jobs.ts';
 import { u32Hex } from '../src/shares/work.ts';
 import { DEFAULT_STRATUM_OPTIONS, type StratumOptions } from '../src/stratum/options.ts';
 import { type StratumHost, StratumSession } from '../src/stratum/session.ts';
+import { FakeSocket as RecordingSocket } from '../test/helpers/fake-socket.ts';
 import { bigTemplate } from './validator.ts';
 
 // A share through the whole session path (framing, parse, validation, answer) on a fake socket, one core: the
 // pool-share figure the routing refactor must not slow down (and, in bench/routing.ts, the routed-share one).
 
-export class FakeSocket extends EventEmitter {
-  remoteAddress = '127.0.0.1';
-  destroyed = false;
-  writableLength = 0;
-  written = 0;
-  lines: string[] = [];
-  keep = false;
-  write(s: string): boolean { this.written++; if (this.keep) this.lines.push(s); return true; }
-  cork(): void {}
-  uncork(): void {}
-  pause(): void {}
-  resume(): void {}
-  isPaused(): boolean { return false; }
-  end(): void {}
-  destroy(): void { this.destroyed = true; }
-  setNoDelay(): void {}
-  setKeepAlive(): void {}
+/** The test suite's FakeSocket, its writes dropped instead of kept: nothing but the session's own work is measured. */
+export class FakeSocket extends RecordingSocket {
+  override write(_s: string | Buffer, cb?: () => void): boolean { cb?.(); return true; }
 }
 
 export const BENCH_OPTS: StratumOptions = {

@@ -14,6 +14,10 @@ import type { Msg } from './helpers/line-client.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
+/** Full GCs with turns between them, so what nothing references is gone before WeakRefs are read. */
+async function collectGarbage(): Promise<void> {
+  for (let i = 0; i < 5; i++) { gc(); await new Promise((r) => setImmediate(r)); }
+}
 
 const P2WPKH = Buffer.from('0014751e76e8199196d454941c45d1b3a323f1433bd6', 'hex');
 const MINUTE = 60_000;
@@ -58,14 +62,14 @@ test('a session forgets the jobs its source has dropped: a pruned job (and its t
   assert.deepEqual(answers, ['accepted', 'unknown-job']);
   // And nothing of the session keeps a dropped job alive. Before: the session held the last 64 sent (jobs 17-80),
   // so jobs 17-59 lived on, templates and all, 43 jobs past the manager's retention.
-  for (let i = 0; i < 5; i++) { gc(); await new Promise((r) => setImmediate(r)); }
+  await collectGarbage();
   const alive = refs.map((r, i) => (r.deref() ? i : -1)).filter((i) => i >= 0);
   assert.ok(alive.length > 0, 'the retained jobs are alive');
   assert.deepEqual(alive, Array.from({ length: 21 }, (_, k) => 60 + k), 'alive: exactly the jobs the manager retains');
   s.close('test');
 });
 
-test('a session whose oldest entries are another source\'s, still known, also forgets the pool jobs behind them once its list is half full', () => {
+test('a session whose oldest entries are another source\'s, still known, also forgets the pool jobs behind them once its list is half full', async () => {
   let now = 1_700_000_000_000;
   const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.alloc(0), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 10 * MINUTE });
   const host = { jobs, now: () => now, authorize: () => ({ ok: false, reason: '' }), onShare() {}, onAbuse() {}, onClose() {} } as unknown as StratumHost;
@@ -91,15 +95,9 @@ test('a session whose oldest entries are another source\'s, still known, also fo
   // Retained by the manager: the last 21 (10 minutes at one per 30 s).
   const retained = refs.map((r) => r.deref()).filter((j): j is Job => j !== undefined && jobs.get(j.id) === j).length;
   assert.equal(retained, 21);
-  return gcThen(() => {
-    const alive = refs.map((r, i) => (r.deref() ? i : -1)).filter((i) => i >= 0);
-    // Before: the route's entry at the head kept the list from being trimmed, so all 60 jobs stayed alive.
-    assert.ok(alive.length >= 21 && alive.length <= 31, `alive: ${alive.length} jobs`);
-    s.close('test');
-  });
+  await collectGarbage();
+  const alive = refs.map((r, i) => (r.deref() ? i : -1)).filter((i) => i >= 0);
+  // Before: the route's entry at the head kept the list from being trimmed, so all 60 jobs stayed alive.
+  assert.ok(alive.length >= 21 && alive.length <= 31, `alive: ${alive.length} jobs`);
+  s.close('test');
 });
-
-async function gcThen(check: () => void): Promise<void> {
-  for (let i = 0; i < 5; i++) { gc(); await new Promise((r) => setImmediate(r)); }
-  check();
-}
