@@ -118,6 +118,25 @@ async function withShareLog(db: Database, opts: Partial<DurableShareLogOptions>,
   }
 }
 
+/**
+ * db, with the statements each transaction sends, in order ('exec', 'copy', or the query's first words): a round trip
+ * each, which with the database on another machine is what a batch costs.
+ */
+function countingDb(db: Database): { db: Database; transactions: string[][] } {
+  const transactions: string[][] = [];
+  const counted: Database = Object.create(db) as Database;
+  counted.transaction = (fn, opts) => db.transaction((tx) => {
+    const sent: string[] = [];
+    transactions.push(sent);
+    return fn({
+      query: (sql, params) => { sent.push(sql.trim().split(/\s+/).slice(0, 3).join(' ')); return tx.query(sql, params); },
+      exec: (sql) => { sent.push('exec'); return tx.exec(sql); },
+      copyFrom: (sql, data) => { sent.push('copy'); return tx.copyFrom(sql, data); },
+    });
+  }, opts);
+  return { db: counted, transactions };
+}
+
 for (const backend of BACKENDS) {
   describe(`spool rows into ${backend.name}`, { skip: backend.name === 'postgres' && SKIP_PG }, () => {
     let db: Database;
@@ -194,6 +213,40 @@ for (const backend of BACKENDS) {
         const dead = fs.readFileSync(path.join(dir, 'dead-letter.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).event.id).sort();
         assert.deepEqual(dead, ['t-0', 't-2', 't-4']);
       });
+    });
+
+    test('a batch from spool lines is four round trips, five when a worker\'s user agent changed; the tables are the same', async () => {
+      await reset(db);
+      const { db: counted, transactions } = countingDb(db);
+      const writer = new SqlShareWriter(counted);
+      let agent = 'cgminer/4.12';
+      let n = 0;
+      const batch = (k: number): ShareEvent[] => Array.from({ length: k }, () => ({
+        id: `rt-${++n}`, time: NOW + n, account: 'alice', worker: 'rig1', sessionId: 's1', remoteAddress: '127.0.0.1', jobId: 'j',
+        height: 900_000, outcome: n % 3 === 0 ? 'low-difficulty' : 'accepted', poolDifficulty: 2, shareDifficulty: 3, block: false,
+      }));
+      const write = (shares: ShareEvent[]) => writer.writeShareRows(shares, shares.map((sh) => encodeShare(sh)).join(''), () => agent);
+      const agentOf = async () => (await db.query<{ user_agent: string }>(
+        "SELECT w.user_agent FROM workers w JOIN accounts a ON a.id = w.account_id WHERE a.name = 'alice' AND w.name = 'rig1'")).rows[0]?.user_agent;
+      const UA = 'UPDATE workers w';
+
+      const first = batch(6);
+      assert.deepEqual(await write(first), { inserted: 6, duplicates: 0 });
+      assert.deepEqual(transactions.at(-1), ['exec', 'copy', 'exec', UA, 'SELECT count(*)::int AS']);
+      assert.equal(await agentOf(), 'cgminer/4.12');
+
+      assert.deepEqual(await write(batch(6)), { inserted: 6, duplicates: 0 });
+      assert.deepEqual(transactions.at(-1), ['exec', 'copy', 'exec', 'SELECT count(*)::int AS'], 'the same agent is not sent again');
+
+      agent = 'cgminer/4.13';
+      assert.deepEqual(await write(batch(3)), { inserted: 3, duplicates: 0 });
+      assert.ok(transactions.at(-1)!.includes(UA), 'a changed agent is sent');
+      assert.equal(await agentOf(), 'cgminer/4.13');
+
+      assert.deepEqual(await write(first), { inserted: 0, duplicates: 6 }, 'a replayed batch adds nothing');
+      const totals = (await db.query<{ accepted: string; low: string }>(
+        'SELECT sum(accepted)::text AS accepted, sum(low_difficulty)::text AS low FROM pool_rollups_minute')).rows[0];
+      assert.deepEqual({ ...totals }, { accepted: '10', low: '5' });
     });
 
     test('through the share log: every share stored once from its spool line, and each worker gets its session\'s user agent', async () => {

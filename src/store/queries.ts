@@ -66,6 +66,9 @@ WITH s AS (
 )
 INSERT INTO share_inserted SELECT * FROM acc UNION ALL SELECT * FROM rej`;
 
+/** Rows the batch actually inserted (share_inserted, after INSERT_SHARES). */
+export const COUNT_INSERTED = 'SELECT count(*)::int AS n FROM share_inserted';
+
 /** Sums per class over share_inserted; shared by both rollup upserts below. */
 const ROLLUP_AGGREGATES = `
   count(*) FILTER (WHERE outcome = 'accepted'),

@@ -25,12 +25,15 @@ async function encodeInSlices(shares: readonly StagedShare[]): Promise<string> {
 
 /**
  * UPDATE_USER_AGENTS_OF's arrays for a batch: each account and worker (as the staging table keeps the names) with
- * its session's user agent, once. Most shares repeat their session's last account and worker: those are skipped
- * without building a key.
+ * its sessions' user agents, once each. Most shares repeat their session's last account and worker: those are
+ * skipped without building a key. A worker whose one agent in the batch is the one this writer stored for it (in
+ * `written`, within AGENT_RECHECK_MS) is left out: the update would change nothing. `remember`: the workers with one
+ * agent in the batch, to note in `written` once the batch commits (a worker with several gets the greatest, as
+ * UPDATE_USER_AGENTS_OF picks it, and is not noted).
  */
-function userAgentUpdates(shares: readonly ShareRowMeta[], userAgentOf: (sessionId: string) => string | undefined) {
-  const out = { accounts: [] as string[], workers: [] as string[], userAgents: [] as string[] };
-  const seen = new Set<string>();
+function userAgentUpdates(shares: readonly ShareRowMeta[], userAgentOf: (sessionId: string) => string | undefined,
+  written: ReadonlyMap<string, { userAgent: string; at: number }>, now: number) {
+  const agents = new Map<string, { account: string; worker: string; userAgents: string[] }>();
   const lastOfSession = new Map<string, ShareRowMeta>();
   for (const s of shares) {
     const last = lastOfSession.get(s.sessionId);
@@ -40,15 +43,46 @@ function userAgentUpdates(shares: readonly ShareRowMeta[], userAgentOf: (session
     if (!ua || s.account === '') continue;
     const account = storableText(s.account.slice(0, NAME_CAPS.account));
     const worker = storableText(s.worker.slice(0, NAME_CAPS.worker));
-    const key = account + '\0' + worker + '\0' + ua;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.accounts.push(account);
-    out.workers.push(worker);
-    out.userAgents.push(storableText(ua.slice(0, NAME_CAPS.userAgent)));
+    const userAgent = storableText(ua.slice(0, NAME_CAPS.userAgent));
+    const key = account + '\0' + worker;
+    const a = agents.get(key);
+    if (!a) agents.set(key, { account, worker, userAgents: [userAgent] });
+    else if (!a.userAgents.includes(userAgent)) a.userAgents.push(userAgent);
+  }
+  const out = { accounts: [] as string[], workers: [] as string[], userAgents: [] as string[], remember: [] as [string, string][], forget: [] as string[] };
+  for (const [key, a] of agents) {
+    if (a.userAgents.length === 1) {
+      const w = written.get(key);
+      if (w && w.userAgent === a.userAgents[0] && now - w.at < AGENT_RECHECK_MS) continue;
+      out.remember.push([key, a.userAgents[0]]);
+    } else {
+      out.forget.push(key);
+    }
+    for (const ua of a.userAgents) {
+      out.accounts.push(a.account);
+      out.workers.push(a.worker);
+      out.userAgents.push(ua);
+    }
   }
   return out;
 }
+
+/**
+ * How long a user agent this writer stored for a worker is trusted to be still there (another process, or an
+ * operator, may have written another since): after that it is sent again with the worker's next batch.
+ */
+const AGENT_RECHECK_MS = 10 * 60_000;
+/** Workers whose stored user agent the writer remembers; the map is emptied when full (one update each again). */
+const AGENTS_WRITTEN_MAX = 100_000;
+
+/**
+ * The statements that move a staged batch into the tables, sent as one script after the COPY: one round trip
+ * instead of one per statement (with the database on another machine, each is a network round trip; on one machine
+ * each was a wake-up of both processes, and at 5k shares/s the writer's statements were about a tenth of the pool's
+ * CPU). Over an empty share_inserted (a batch of duplicates) the rollups and the workers' update change nothing.
+ */
+const MOVE_STAGED = [Q.UPSERT_ACCOUNTS, Q.UPSERT_WORKERS, Q.INSERT_SHARES, Q.UPSERT_WORKER_ROLLUPS, Q.UPSERT_POOL_ROLLUPS,
+  Q.UPDATE_WORKERS].join(';\n');
 
 /**
  * ShareWriter over SQL. A batch is one transaction: COPY into a temp staging table, insert into shares /
@@ -58,6 +92,8 @@ function userAgentUpdates(shares: readonly ShareRowMeta[], userAgentOf: (session
 export class SqlShareWriter implements ShareWriter {
   /** UTC days (epoch day numbers) whose partitions this process has created or seen. */
   private readonly knownDays = new Set<number>();
+  /** "account\0worker" (as staged) → the user agent this writer stored for it, and when (userAgentUpdates). */
+  private readonly agentsWritten = new Map<string, { userAgent: string; at: number }>();
 
   constructor(
     private readonly db: Database,
@@ -75,39 +111,43 @@ export class SqlShareWriter implements ShareWriter {
     await this.ensureDays(shares);
     const hasUserAgent = shares.some((s) => s.userAgent);
     const copyText = await encodeInSlices(shares);
-    return this.writeStaged(shares, Q.COPY_STAGING, copyText, hasUserAgent ? (tx) => tx.query(Q.UPDATE_USER_AGENTS) : null);
+    return this.writeStaged(shares, Q.COPY_STAGING, copyText, hasUserAgent ? Q.UPDATE_USER_AGENTS : null, null);
   }
 
   async writeShareRows(shares: readonly ShareRowMeta[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult> {
     if (shares.length === 0) return { inserted: 0, duplicates: 0 };
     await this.opts.prepare?.();
     await this.ensureDays(shares);
-    const ua = userAgentUpdates(shares, userAgentOf);
+    const now = Date.now();
+    const ua = userAgentUpdates(shares, userAgentOf, this.agentsWritten, now);
     const update = ua.accounts.length > 0
       ? (tx: Queryable) => tx.query(Q.UPDATE_USER_AGENTS_OF, [ua.accounts, ua.workers, ua.userAgents])
       : null;
-    return this.writeStaged(shares, Q.COPY_STAGING_ROWS, rows, update);
+    const result = await this.writeStaged(shares, Q.COPY_STAGING_ROWS, rows, null, update);
+    // Committed: these agents are stored.
+    if (this.agentsWritten.size + ua.remember.length > AGENTS_WRITTEN_MAX) this.agentsWritten.clear();
+    for (const [key, userAgent] of ua.remember) this.agentsWritten.set(key, { userAgent, at: now });
+    for (const key of ua.forget) this.agentsWritten.delete(key);
+    return result;
   }
 
-  /** One batch: COPY into the staging table, then the statements that move it into the tables (one transaction). */
-  private async writeStaged(shares: readonly ShareRowMeta[], copySql: string, copyText: string,
-    updateUserAgents: ((tx: Queryable) => Promise<unknown>) | null): Promise<WriteResult> {
+  /**
+   * One batch in one transaction: the staging tables, the COPY, the statements that move it into the tables (one
+   * script, MOVE_STAGED, with `extraSql` after it), `update` if any, and the count of rows actually inserted.
+   */
+  private async writeStaged(shares: readonly ShareRowMeta[], copySql: string, copyText: string, extraSql: string | null,
+    update: ((tx: Queryable) => Promise<unknown>) | null): Promise<WriteResult> {
     const hasBlock = shares.some((s) => s.blockHash && s.outcome === 'accepted');
+    let script = MOVE_STAGED;
+    if (extraSql) script += ';\n' + extraSql;
+    if (hasBlock) script += ';\n' + Q.INSERT_BLOCK_CANDIDATES;
     try {
       const inserted = await this.db.transaction(async (tx) => {
         await tx.exec(Q.CREATE_STAGING);
         await tx.copyFrom(copySql, copyText);
-        await tx.query(Q.UPSERT_ACCOUNTS);
-        await tx.query(Q.UPSERT_WORKERS);
-        const ins = await tx.query(Q.INSERT_SHARES);
-        if (ins.rowCount > 0) {
-          await tx.query(Q.UPSERT_WORKER_ROLLUPS);
-          await tx.query(Q.UPSERT_POOL_ROLLUPS);
-          await tx.query(Q.UPDATE_WORKERS);
-        }
-        if (updateUserAgents) await updateUserAgents(tx);
-        if (hasBlock) await tx.query(Q.INSERT_BLOCK_CANDIDATES);
-        return ins.rowCount;
+        await tx.exec(script);
+        if (update) await update(tx);
+        return (await tx.query<{ n: number }>(Q.COUNT_INSERTED)).rows[0].n;
       }, { timeoutMs: this.opts.timeoutMs });
       return { inserted, duplicates: shares.length - inserted };
     } catch (e) {
