@@ -243,10 +243,18 @@ for (const backend of BACKENDS) {
       assert.ok(transactions.at(-1)!.includes(UA), 'a changed agent is sent');
       assert.equal(await agentOf(), 'cgminer/4.13');
 
+      // A batch written whole (writeShares: after a failure, or without rows) from another session of the worker stores
+      // its agent; the next batch's agent is sent again.
+      const other = batch(1).map((sh) => ({ ...sh, sessionId: 's2', userAgent: 'bmminer/2.0' }));
+      await writer.writeShares(other);
+      assert.equal(await agentOf(), 'bmminer/2.0');
+      await write(batch(2));
+      assert.equal(await agentOf(), 'cgminer/4.13');
+
       assert.deepEqual(await write(first), { inserted: 0, duplicates: 6 }, 'a replayed batch adds nothing');
       const totals = (await db.query<{ accepted: string; low: string }>(
         'SELECT sum(accepted)::text AS accepted, sum(low_difficulty)::text AS low FROM pool_rollups_minute')).rows[0];
-      assert.deepEqual({ ...totals }, { accepted: '10', low: '5' });
+      assert.deepEqual({ ...totals }, { accepted: '12', low: '6' });
     });
 
     test('through the share log: every share stored once from its spool line, and each worker gets its session\'s user agent', async () => {

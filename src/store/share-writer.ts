@@ -73,7 +73,7 @@ function userAgentUpdates(shares: readonly ShareRowMeta[], userAgentOf: (session
  */
 const AGENT_RECHECK_MS = 10 * 60_000;
 /** Workers whose stored user agent the writer remembers; the map is emptied when full (one update each again). */
-const AGENTS_WRITTEN_MAX = 100_000;
+const AGENTS_WRITTEN_MAX = 50_000;
 
 /**
  * The statements that move a staged batch into the tables, sent as one script after the COPY: one round trip
@@ -110,6 +110,9 @@ export class SqlShareWriter implements ShareWriter {
     await this.opts.prepare?.();
     await this.ensureDays(shares);
     const hasUserAgent = shares.some((s) => s.userAgent);
+    // This path writes agents too (a batch written whole after a failure, shares without rows): what
+    // writeShareRows noted may no longer be what the database holds.
+    if (hasUserAgent) this.agentsWritten.clear();
     const copyText = await encodeInSlices(shares);
     return this.writeStaged(shares, Q.COPY_STAGING, copyText, hasUserAgent ? Q.UPDATE_USER_AGENTS : null, null);
   }
@@ -123,7 +126,15 @@ export class SqlShareWriter implements ShareWriter {
     const update = ua.accounts.length > 0
       ? (tx: Queryable) => tx.query(Q.UPDATE_USER_AGENTS_OF, [ua.accounts, ua.workers, ua.userAgents])
       : null;
-    const result = await this.writeStaged(shares, Q.COPY_STAGING_ROWS, rows, null, update);
+    let result: WriteResult;
+    try {
+      result = await this.writeStaged(shares, Q.COPY_STAGING_ROWS, rows, null, update);
+    } catch (e) {
+      // Rolled back, or committed behind a timeout: what the database holds for these workers is not known.
+      for (const [key] of ua.remember) this.agentsWritten.delete(key);
+      for (const key of ua.forget) this.agentsWritten.delete(key);
+      throw e;
+    }
     // Committed: these agents are stored.
     if (this.agentsWritten.size + ua.remember.length > AGENTS_WRITTEN_MAX) this.agentsWritten.clear();
     for (const [key, userAgent] of ua.remember) this.agentsWritten.set(key, { userAgent, at: now });
