@@ -344,8 +344,12 @@ for (const backend of BACKENDS) {
       await reset(db);
       const w = new SqlShareWriter(db);
       const bad = share({ outcome: 'exploded' as ShareOutcome });
-      await assert.rejects(w.writeShares([share(), bad]), /share_outcome|exploded/);
+      const newcomer = share({ account: 'newcomer', worker: 'rig9' });
+      await assert.rejects(w.writeShares([newcomer, bad]), /share_outcome|exploded/);
       assert.equal(await count(db, 'SELECT count(*) FROM shares'), 0, 'the batch rolled back as a whole');
+      // The statements before the failing one (the same script) rolled back too.
+      assert.equal(await count(db, "SELECT count(*) FROM accounts WHERE name = 'newcomer'"), 0);
+      assert.equal(await count(db, "SELECT count(*) FROM workers WHERE name = 'rig9'"), 0);
     });
   });
 }
