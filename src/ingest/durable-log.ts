@@ -397,7 +397,6 @@ export class DurableShareLog extends InProcessShareLog {
         this.log.info({ dir: this.spool.dir }, 'spool writes work again');
       }
     }
-    const entry = entryOf(ev, text, pos?.end ?? null, Date.now());
     if (pos) this.lastAppended = pos.end;
     if (!pos) {
       // Not on disk: memory is all there is. Blocks are always kept; shares are refused after the first failed
@@ -407,10 +406,10 @@ export class DurableShareLog extends InProcessShareLog {
         return;
       }
       this.memoryOnly++;
-      this.push(entry);
+      this.push(entryOf(ev, text, null, Date.now()));
     } else if (this.tailFrom === null) {
       if (this.queue.length < this.o.queueCapacity) {
-        this.push(entry);
+        this.push(entryOf(ev, text, pos.end, Date.now()));
       } else {
         // The queue is full (the database is slow or down): from this event on, the writer reads the spool.
         this.tailFrom = pos.start;
