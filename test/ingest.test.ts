@@ -287,7 +287,7 @@ test('restart replays exactly what was not committed (checkpoint), blocks includ
   await third.close();
 });
 
-test('a torn last line (crash mid-write) and a corrupt line are skipped; every whole line is replayed', async (t) => {
+test('a torn last line (crash mid-write) is skipped and a corrupt line set aside in the dead-letter file; every whole line is replayed', async (t) => {
   const dir = tmp(t);
   const good = [share(), share(), share()];
   const text = encodeShare(good[0]) + '{"garbage\n' + encodeShare(good[1]) + encodeShare(good[2]) + encodeShare(share()).slice(0, 30);
@@ -299,6 +299,11 @@ test('a torn last line (crash mid-write) and a corrupt line are skipped; every w
   assert.equal(log.stats().corruptLines, 1);
   await log.close();
   assert.ok(!fs.existsSync(path.join(dir, '000000000007.spool')), 'replayed segment deleted');
+  // The corrupt line outlives its segment, as it was read.
+  const dead = fs.readFileSync(path.join(dir, 'dead-letter.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(dead.length, 1);
+  assert.equal(dead[0].event.line, '{"garbage');
+  assert.equal(dead[0].event.segment, 7);
 });
 
 test('an event the database refuses as invalid goes to the dead-letter file; the rest are written', async (t) => {

@@ -530,10 +530,22 @@ export class DurableShareLog extends InProcessShareLog {
         const r = await this.readSpool(from);
         if (!r) continue;
         const entries: Entry[] = [];
-        await decodeSpoolLines(r.lines, (l, ev) => entries.push(entryOf(ev, l.text, l.end, 0)), (l, err) => {
+        const corrupt: { line: SpoolLine; err: SpoolFormatError }[] = [];
+        await decodeSpoolLines(r.lines, (l, ev) => entries.push(entryOf(ev, l.text, l.end, 0)), (line, err) => { corrupt.push({ line, err }); });
+        // Kept as it was read (a flipped byte in a share's line is still that share): its segment is deleted once
+        // the checkpoint passes it.
+        for (const { line: l, err } of corrupt) {
           this.counters.corruptLines++;
-          this.log.error({ segment: l.end.seg, end: l.end.off, err: err.message }, 'spool: skipping an unreadable line');
-        });
+          try {
+            await this.deadLetter(err.message, { segment: l.end.seg, end: l.end.off, line: l.text },
+              'spool: a line that does not read back: set aside in the dead-letter file');
+          } catch (e) {
+            // The dead-letter file cannot be written (a full disk): the line is logged whole instead, and the
+            // read-back goes on (it must not stop every event behind one unreadable line).
+            this.log.error({ segment: l.end.seg, end: l.end.off, err: err.message, line: l.text, deadLetterError: (e as Error).message },
+              'spool: skipping an unreadable line');
+          }
+        }
         this.tailFrom = r.next;
         if (entries.length > 0) this.tailOldest = entries[entries.length - 1].event.time;
         if (entries.length > 0 || cmpPos(r.next, from) > 0) return { entries, upTo: r.next };
