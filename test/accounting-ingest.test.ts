@@ -91,6 +91,43 @@ test('the ingest writer stores nbits and records a watermark that never passes a
   }
 });
 
+test('the watermark does not pass a share still buffered for the spool write at the end of its turn', async () => {
+  const dir = tmp();
+  const stored = new Set<string>();
+  const appended: ShareEvent[] = [];
+  const lies: string[] = [];
+  const writer: ShareWriter = {
+    writeShares: async (s) => { for (const x of s) stored.add(x.id); },
+    writeBlock: async () => {},
+    ping: async () => {},
+    recordWatermark: async (_source, t) => {
+      for (const x of appended) if (!stored.has(x.id) && x.time < t) lies.push(`watermark ${t} passed ${x.id} at ${x.time}, not stored`);
+    },
+  };
+  const log = new DurableShareLog({ dir, writer, logger: pino({ level: 'silent' }), flushMs: 1, watermarkMs: 2, batchAppends: true });
+  try {
+    for (let round = 0; round < 20; round++) {
+      // A share handled at the end of a turn (as a waiting connection's lines are, in ReadTurns' setImmediate): its
+      // spool write is scheduled from inside the check phase, so it waits for the next turn, whose timers (the
+      // watermark's among them) run first.
+      await new Promise<void>((resolve) => setImmediate(() => {
+        const b = share({ time: Date.now() - 1000 });
+        appended.push(b);
+        log.appendShare(b);
+        const until = Date.now() + 5;
+        while (Date.now() < until) { /* the watermark timer falls due */ }
+        resolve();
+      }));
+      assert.ok(await log.waitIdle(5000));
+    }
+    assert.equal(stored.size, 20);
+    assert.deepEqual(lies, []);
+  } finally {
+    await log.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a restarted spool keeps its source id', () => {
   const dir = tmp();
   const w: ShareWriter = { writeShares: async () => {}, writeBlock: async () => {}, ping: async () => {} };

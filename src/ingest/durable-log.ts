@@ -771,8 +771,11 @@ export class DurableShareLog extends InProcessShareLog {
    */
   private pendingSince(): number | null {
     if (this.writing || this.tailFrom !== null) return -1;
-    if (this.queue.length === 0) return null;
-    return this.queue[0].event.time;
+    if (this.queue.length > 0) return this.queue[0].event.time;
+    // Lines waiting for their turn's spool write: a share handled at a turn's end (a waiting connection's lines,
+    // resumed in a setImmediate) is written in the next turn, after its timers, this watermark's among them.
+    if (this.pending.length > 0) return this.pending[0].ev.event.time;
+    return null;
   }
 
   /**
@@ -786,6 +789,7 @@ export class DurableShareLog extends InProcessShareLog {
     for (const e of batch) last = Math.max(last ?? -Infinity, e.event.time);
     if (this.tailFrom !== null) return last;
     if (this.queue.length > 0) return this.queue[0].event.time;
+    if (this.pending.length > 0) return this.pending[0].ev.event.time;
     return this.now();
   }
 
