@@ -290,7 +290,8 @@ test('restart replays exactly what was not committed (checkpoint), blocks includ
 test('a torn last line (crash mid-write) is skipped and a corrupt line set aside in the dead-letter file; every whole line is replayed', async (t) => {
   const dir = tmp(t);
   const good = [share(), share(), share()];
-  const text = encodeShare(good[0]) + '{"garbage\n' + encodeShare(good[1]) + encodeShare(good[2]) + encodeShare(share()).slice(0, 30);
+  const text = Buffer.concat([Buffer.from(encodeShare(good[0])), Buffer.from('{"garb\xffage\n', 'latin1'),
+    Buffer.from(encodeShare(good[1]) + encodeShare(good[2]) + encodeShare(share()).slice(0, 30))]);
   fs.writeFileSync(path.join(dir, '000000000007.spool'), text);
   const w = new FakeWriter();
   const log = open(dir, w);
@@ -299,11 +300,13 @@ test('a torn last line (crash mid-write) is skipped and a corrupt line set aside
   assert.equal(log.stats().corruptLines, 1);
   await log.close();
   assert.ok(!fs.existsSync(path.join(dir, '000000000007.spool')), 'replayed segment deleted');
-  // The corrupt line outlives its segment, as it was read.
+  // The corrupt line outlives its segment, byte for byte (a byte that is not UTF-8 included).
   const dead = fs.readFileSync(path.join(dir, 'dead-letter.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(dead.length, 1);
-  assert.equal(dead[0].event.line, '{"garbage');
+  assert.deepEqual(Buffer.from(dead[0].event.bytes, 'base64'), Buffer.from('{"garb\xffage', 'latin1'));
   assert.equal(dead[0].event.segment, 7);
+  assert.equal(dead[0].event.start, Buffer.byteLength(encodeShare(good[0])));
+  assert.equal(log.stats().deadLettered, 1);
 });
 
 test('an event the database refuses as invalid goes to the dead-letter file; the rest are written', async (t) => {

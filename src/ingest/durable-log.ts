@@ -530,22 +530,13 @@ export class DurableShareLog extends InProcessShareLog {
         const r = await this.readSpool(from);
         if (!r) continue;
         const entries: Entry[] = [];
-        const corrupt: { line: SpoolLine; err: SpoolFormatError }[] = [];
-        await decodeSpoolLines(r.lines, (l, ev) => entries.push(entryOf(ev, l.text, l.end, 0)), (line, err) => { corrupt.push({ line, err }); });
-        // Kept as it was read (a flipped byte in a share's line is still that share): its segment is deleted once
-        // the checkpoint passes it.
-        for (const { line: l, err } of corrupt) {
-          this.counters.corruptLines++;
-          try {
-            await this.deadLetter(err.message, { segment: l.end.seg, end: l.end.off, line: l.text },
-              'spool: a line that does not read back: set aside in the dead-letter file');
-          } catch (e) {
-            // The dead-letter file cannot be written (a full disk): the line is logged whole instead, and the
-            // read-back goes on (it must not stop every event behind one unreadable line).
-            this.log.error({ segment: l.end.seg, end: l.end.off, err: err.message, line: l.text, deadLetterError: (e as Error).message },
-              'spool: skipping an unreadable line');
-          }
-        }
+        const corrupt: { line: SpoolLine; start: number; err: SpoolFormatError }[] = [];
+        let prev: Position = from;
+        await decodeSpoolLines(r.lines, (l, ev) => { entries.push(entryOf(ev, l.text, l.end, 0)); prev = l.end; }, (line, err) => {
+          corrupt.push({ line, start: prev.seg === line.end.seg ? prev.off : 0, err });
+          prev = line.end;
+        });
+        for (const c of corrupt) await this.setAsideUnreadable(c.line, c.start, c.err);
         this.tailFrom = r.next;
         if (entries.length > 0) this.tailOldest = entries[entries.length - 1].event.time;
         if (entries.length > 0 || cmpPos(r.next, from) > 0) return { entries, upTo: r.next };
@@ -704,10 +695,29 @@ export class DurableShareLog extends InProcessShareLog {
   }
 
   private async deadLetter(error: string, event: unknown, message: string): Promise<void> {
-    this.counters.deadLettered++;
     const line = JSON.stringify({ at: new Date().toISOString(), error, event }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
     await fs.promises.appendFile(path.join(this.spool.dir, 'dead-letter.jsonl'), line + '\n');
+    this.counters.deadLettered++;
     this.log.error({ err: error, file: 'dead-letter.jsonl' }, message);
+  }
+
+  /**
+   * A spool line read back that does not decode (a flipped byte, a bad sector) may still be an accepted share, and
+   * its segment is deleted once the checkpoint passes it: it goes to the dead-letter file, its bytes as they are on
+   * disk (base64) beside the text they decode to. Should that fail too (a full disk), it is logged, and the read-back
+   * goes on: one unreadable line must not stop every event behind it.
+   */
+  private async setAsideUnreadable(l: SpoolLine, start: number, err: SpoolFormatError): Promise<void> {
+    this.counters.corruptLines++;
+    const where = { segment: l.end.seg, start, end: l.end.off };
+    try {
+      const bytes = await this.spool.readBytes(l.end.seg, start, l.end.off - 1);
+      await this.deadLetter(err.message, { ...where, bytes: bytes.toString('base64'), text: l.text },
+        'spool: a line that does not read back: set aside in the dead-letter file');
+    } catch (e) {
+      this.log.error({ ...where, err: err.message, text: l.text.slice(0, 1024), deadLetterError: (e as Error).message },
+        'spool: skipping an unreadable line (the dead-letter file could not take it)');
+    }
   }
 
   /**

@@ -284,6 +284,18 @@ export class Spool {
     return { lines, next: pos, torn };
   }
 
+  /** The bytes of a segment between two offsets, as they are on disk (a line that does not read back, kept whole). */
+  async readBytes(seg: number, start: number, end: number): Promise<Buffer> {
+    const fh = await this.io.openRead(path.join(this.dir, segName(seg)));
+    try {
+      const buf = Buffer.alloc(Math.max(0, end - start));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, start);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+  }
+
   /** A position inside an existing segment (or the head): skips segments deleted or never written. */
   private normalize(p: Position): Position {
     if (this.sizes.has(p.seg)) return p;
