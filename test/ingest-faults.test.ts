@@ -414,3 +414,35 @@ test('readiness and metrics show the writer down, the backlog, the oldest unsent
   assert.equal((await ready()).status, 200);
   assert.equal(await metric('hashhub_ingest_oldest_unsent_seconds'), 0);
 });
+
+test('the watermark does not pass spooled shares not yet read back when a newer event had to wait in memory', async (t) => {
+  const dir = tmp(t);
+  const w = new FakeWriter();
+  const appended: ShareEvent[] = [];
+  const lies: string[] = [];
+  const watermarked: ShareWriter = {
+    writeShares: (b) => w.writeShares(b), writeBlock: (b) => w.writeBlock(b), ping: () => w.ping(),
+    recordWatermark: async (_source, at) => {
+      for (const s of appended) if (!w.shares.has(s.id) && s.time < at) lies.push(`watermark ${at} passed ${s.id} at ${s.time}, not stored`);
+    },
+  };
+  let failing = false;
+  const log = open(dir, watermarked, {
+    queueCapacity: 5, watermarkMs: 0,
+    io: { write: (fd, buf, off, len) => { if (failing) throw errno('EIO'); return fs.writeSync(fd, buf, off, len); } },
+  });
+  w.down = true;
+  // The database is down: 5 shares wait in memory, the rest only in the spool (read back later).
+  const old = Date.now() - 60_000;
+  for (let i = 0; i < 30; i++) { const s = share({ time: old + i }); appended.push(s); log.appendShare(s); }
+  // Then the spool cannot be written either: a block event (always kept) waits in memory, behind the 5.
+  failing = true;
+  log.appendBlock(block(7));
+  failing = false;
+  w.down = false;
+  assert.ok(await log.waitIdle(10_000));
+  assert.equal(w.shares.size, 30);
+  assert.ok(w.blocks.has(block(7).hash));
+  assert.deepEqual(lies, []);
+  await log.close();
+});

@@ -797,7 +797,10 @@ export class DurableShareLog extends InProcessShareLog {
     if (!this.o.writer.recordWatermark) return null;
     let last: number | null = null;
     for (const e of batch) last = Math.max(last ?? -Infinity, e.event.time);
-    if (this.tailFrom !== null) return last;
+    // Still reading the spool back: nothing unread is older than tailOldest (unknown: no watermark yet). A batch from
+    // the memory queue can be newer than that: an event kept in memory because its spool write failed goes ahead of
+    // older spooled ones.
+    if (this.tailFrom !== null) return last === null || this.tailOldest === null ? null : Math.min(last, this.tailOldest);
     if (this.queue.length > 0) return this.queue[0].event.time;
     if (this.pending.length > 0) return this.pending[0].ev.event.time;
     return this.now();
