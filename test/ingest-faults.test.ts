@@ -439,10 +439,39 @@ test('the watermark does not pass spooled shares not yet read back when a newer 
   failing = true;
   log.appendBlock(block(7));
   failing = false;
+  await new Promise((r) => setTimeout(r, 100)); // the writer's batches fail meanwhile, and are retried
   w.down = false;
   assert.ok(await log.waitIdle(10_000));
   assert.equal(w.shares.size, 30);
   assert.ok(w.blocks.has(block(7).hash));
+  assert.deepEqual(lies, []);
+  await log.close();
+});
+
+test('the watermark does not follow a spooled block event\'s own time (a block header\'s) past shares not yet read back', async (t) => {
+  const dir = tmp(t);
+  const w = new FakeWriter();
+  const appended: ShareEvent[] = [];
+  const lies: string[] = [];
+  const watermarked: ShareWriter = {
+    writeShares: (b) => w.writeShares(b), writeBlock: (b) => w.writeBlock(b), ping: () => w.ping(),
+    recordWatermark: async (_source, at) => {
+      for (const s of appended) if (!w.shares.has(s.id) && s.time < at) lies.push(`watermark ${at} passed ${s.id} at ${s.time}, not stored`);
+    },
+  };
+  const log = open(dir, watermarked, { queueCapacity: 5, batchMax: 10, watermarkMs: 0 });
+  w.down = true;
+  const old = Date.now() - 60_000;
+  const add = (i: number) => { const s = share({ time: old + i }); appended.push(s); log.appendShare(s); };
+  // 5 shares queued; then 9 shares and a block event only in the spool, the block last in the writer's first read
+  // back (10 lines); then 20 more shares. The block event carries a time two hours ahead, as a block header may.
+  for (let i = 0; i < 14; i++) add(i);
+  log.appendBlock({ ...block(8), time: Date.now() + 2 * 3600_000 });
+  for (let i = 14; i < 34; i++) add(i);
+  await new Promise((r) => setTimeout(r, 100));
+  w.down = false;
+  assert.ok(await log.waitIdle(10_000));
+  assert.equal(w.shares.size, 34);
   assert.deepEqual(lies, []);
   await log.close();
 });

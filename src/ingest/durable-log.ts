@@ -481,7 +481,7 @@ export class DurableShareLog extends InProcessShareLog {
       try {
         if (batch.entries.length > 0 && !(await this.writeWithRetry(batch.entries))) return;
         if (batch.upTo) await this.advanceCheckpoint(batch.upTo);
-        committedTo = this.watermarkAfter(batch.entries);
+        committedTo = this.watermarkAfter(batch.entries, batch.fromSpool);
       } finally {
         this.writing = false;
       }
@@ -505,7 +505,7 @@ export class DurableShareLog extends InProcessShareLog {
    * The next events to write, and the spool position the checkpoint may move to once they are committed (for a
    * spool read this also covers unreadable lines it skipped, so their segment can be deleted).
    */
-  private async nextBatch(): Promise<{ entries: Entry[]; upTo: Position | null } | null> {
+  private async nextBatch(): Promise<{ entries: Entry[]; upTo: Position | null; fromSpool: boolean } | null> {
     for (;;) {
       if (this.closing && Date.now() >= this.closeDeadline) return null;
       if (this.queue.length > 0) {
@@ -523,7 +523,7 @@ export class DurableShareLog extends InProcessShareLog {
           if (e.end) upTo = e.end;
           else this.memoryOnly--;
         }
-        return { entries, upTo };
+        return { entries, upTo, fromSpool: false };
       }
       if (this.tailFrom) {
         const from = this.tailFrom;
@@ -539,7 +539,7 @@ export class DurableShareLog extends InProcessShareLog {
         for (const c of corrupt) await this.setAsideUnreadable(c.line, c.start, c.err);
         this.tailFrom = r.next;
         if (entries.length > 0) this.tailOldest = entries[entries.length - 1].event.time;
-        if (entries.length > 0 || cmpPos(r.next, from) > 0) return { entries, upTo: r.next };
+        if (entries.length > 0 || cmpPos(r.next, from) > 0) return { entries, upTo: r.next, fromSpool: true };
         // Caught up with the head (checked synchronously, so no append can slip between the check and the switch).
         if (cmpPos(this.tailFrom, this.spool.head) >= 0) {
           this.tailFrom = null;
@@ -791,16 +791,19 @@ export class DurableShareLog extends InProcessShareLog {
   /**
    * After a committed batch: every event appended before its last one is in the database; nothing pending is
    * older than the queue's head (appends come in time order). So the watermark is the oldest pending event's
-   * time, or now when nothing is pending, or the batch's last time when the rest is still in the spool.
+   * time, or now when nothing is pending. While the spool is being read back: after a batch read from it, the time
+   * of its last share (a block event can carry a block header's time, not the pool's clock); after a batch from the
+   * memory queue, none, since spooled events not read yet may be older than it (an event kept in memory because
+   * its spool write failed goes ahead of them).
    */
-  private watermarkAfter(batch: Entry[]): number | null {
+  private watermarkAfter(batch: Entry[], fromSpool: boolean): number | null {
     if (!this.o.writer.recordWatermark) return null;
-    let last: number | null = null;
-    for (const e of batch) last = Math.max(last ?? -Infinity, e.event.time);
-    // Still reading the spool back: nothing unread is older than tailOldest (unknown: no watermark yet). A batch from
-    // the memory queue can be newer than that: an event kept in memory because its spool write failed goes ahead of
-    // older spooled ones.
-    if (this.tailFrom !== null) return last === null || this.tailOldest === null ? null : Math.min(last, this.tailOldest);
+    if (this.tailFrom !== null) {
+      if (!fromSpool) return null;
+      let last: number | null = null;
+      for (const e of batch) if (e.kind === 'share') last = Math.max(last ?? -Infinity, e.event.time);
+      return last;
+    }
     if (this.queue.length > 0) return this.queue[0].event.time;
     if (this.pending.length > 0) return this.pending[0].ev.event.time;
     return this.now();
