@@ -415,9 +415,8 @@ test('readiness and metrics show the writer down, the backlog, the oldest unsent
   assert.equal(await metric('hashhub_ingest_oldest_unsent_seconds'), 0);
 });
 
-test('the watermark does not pass spooled shares not yet read back when a newer event had to wait in memory', async (t) => {
-  const dir = tmp(t);
-  const w = new FakeWriter();
+/** w, recording every watermark that passes a share appended (to `appended`) and not yet stored (in `lies`). */
+function watermarkChecked(w: FakeWriter) {
   const appended: ShareEvent[] = [];
   const lies: string[] = [];
   const watermarked: ShareWriter = {
@@ -426,6 +425,13 @@ test('the watermark does not pass spooled shares not yet read back when a newer 
       for (const s of appended) if (!w.shares.has(s.id) && s.time < at) lies.push(`watermark ${at} passed ${s.id} at ${s.time}, not stored`);
     },
   };
+  return { appended, lies, watermarked };
+}
+
+test('the watermark does not pass spooled shares not yet read back when a newer event had to wait in memory', async (t) => {
+  const dir = tmp(t);
+  const w = new FakeWriter();
+  const { appended, lies, watermarked } = watermarkChecked(w);
   let failing = false;
   const log = open(dir, watermarked, {
     queueCapacity: 5, watermarkMs: 0,
@@ -451,14 +457,7 @@ test('the watermark does not pass spooled shares not yet read back when a newer 
 test('the watermark does not follow a spooled block event\'s own time (a block header\'s) past shares not yet read back', async (t) => {
   const dir = tmp(t);
   const w = new FakeWriter();
-  const appended: ShareEvent[] = [];
-  const lies: string[] = [];
-  const watermarked: ShareWriter = {
-    writeShares: (b) => w.writeShares(b), writeBlock: (b) => w.writeBlock(b), ping: () => w.ping(),
-    recordWatermark: async (_source, at) => {
-      for (const s of appended) if (!w.shares.has(s.id) && s.time < at) lies.push(`watermark ${at} passed ${s.id} at ${s.time}, not stored`);
-    },
-  };
+  const { appended, lies, watermarked } = watermarkChecked(w);
   const log = open(dir, watermarked, { queueCapacity: 5, batchMax: 10, watermarkMs: 0 });
   w.down = true;
   const old = Date.now() - 60_000;
