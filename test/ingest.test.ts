@@ -214,7 +214,7 @@ test('spool lines read back are decoded a slice per event-loop turn, in order, c
   for (let i = 0; i < 2 * DECODE_SLICE + 250; i++) {
     const e = share();
     shares.push(e);
-    lines.push({ text: i === 700 ? 's3\tdamaged' : encodeShare(e).slice(0, -1), end: { seg: 1, off: i } });
+    lines.push({ text: i === 700 ? 's3\tdamaged' : encodeShare(e).slice(0, -1), start: i, end: { seg: 1, off: i } });
   }
   const decoded: ShareEvent[] = [];
   const corrupt: number[] = [];

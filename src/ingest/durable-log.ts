@@ -530,13 +530,9 @@ export class DurableShareLog extends InProcessShareLog {
         const r = await this.readSpool(from);
         if (!r) continue;
         const entries: Entry[] = [];
-        const corrupt: { line: SpoolLine; start: number; err: SpoolFormatError }[] = [];
-        let prev: Position = from;
-        await decodeSpoolLines(r.lines, (l, ev) => { entries.push(entryOf(ev, l.text, l.end, 0)); prev = l.end; }, (line, err) => {
-          corrupt.push({ line, start: prev.seg === line.end.seg ? prev.off : 0, err });
-          prev = line.end;
-        });
-        for (const c of corrupt) await this.setAsideUnreadable(c.line, c.start, c.err);
+        const corrupt: { line: SpoolLine; err: SpoolFormatError }[] = [];
+        await decodeSpoolLines(r.lines, (l, ev) => entries.push(entryOf(ev, l.text, l.end, 0)), (line, err) => corrupt.push({ line, err }));
+        for (const c of corrupt) await this.setAsideUnreadable(c.line, c.err);
         this.tailFrom = r.next;
         if (entries.length > 0) this.tailOldest = entries[entries.length - 1].event.time;
         if (entries.length > 0 || cmpPos(r.next, from) > 0) return { entries, upTo: r.next, fromSpool: true };
@@ -707,11 +703,11 @@ export class DurableShareLog extends InProcessShareLog {
    * disk (base64) beside the text they decode to. Should that fail too (a full disk), it is logged, and the read-back
    * goes on: one unreadable line must not stop every event behind it.
    */
-  private async setAsideUnreadable(l: SpoolLine, start: number, err: SpoolFormatError): Promise<void> {
+  private async setAsideUnreadable(l: SpoolLine, err: SpoolFormatError): Promise<void> {
     this.counters.corruptLines++;
-    const where = { segment: l.end.seg, start, end: l.end.off };
+    const where = { segment: l.end.seg, start: l.start, end: l.end.off };
     try {
-      const bytes = await this.spool.readBytes(l.end.seg, start, l.end.off - 1);
+      const bytes = await this.spool.readBytes(l.end.seg, l.start, l.end.off - 1);
       await this.deadLetter(err.message, { ...where, bytes: bytes.toString('base64'), text: l.text },
         'spool: a line that does not read back: set aside in the dead-letter file');
     } catch (e) {
@@ -781,9 +777,16 @@ export class DurableShareLog extends InProcessShareLog {
    */
   private pendingSince(): number | null {
     if (this.writing || this.tailFrom !== null) return -1;
+    return this.oldestInMemory();
+  }
+
+  /**
+   * Time of the oldest event waiting in memory: the queue's head, else the first line waiting for its turn's spool
+   * write (a share handled at a turn's end, a waiting connection's lines resumed in a setImmediate, is written in
+   * the next turn, after that turn's timers, the watermark's among them); null when none waits.
+   */
+  private oldestInMemory(): number | null {
     if (this.queue.length > 0) return this.queue[0].event.time;
-    // Lines waiting for their turn's spool write: a share handled at a turn's end (a waiting connection's lines,
-    // resumed in a setImmediate) is written in the next turn, after its timers, this watermark's among them.
     if (this.pending.length > 0) return this.pending[0].ev.event.time;
     return null;
   }
@@ -804,9 +807,7 @@ export class DurableShareLog extends InProcessShareLog {
       for (const e of batch) if (e.kind === 'share') last = Math.max(last ?? -Infinity, e.event.time);
       return last;
     }
-    if (this.queue.length > 0) return this.queue[0].event.time;
-    if (this.pending.length > 0) return this.pending[0].ev.event.time;
-    return this.now();
+    return this.oldestInMemory() ?? this.now();
   }
 
   private async recordWatermark(t: number): Promise<void> {

@@ -20,6 +20,8 @@ export function cmpPos(a: Position, b: Position): number {
 
 export interface SpoolLine {
   text: string;
+  /** Offset of the line's first byte, in the segment of `end` (a line never spans two). */
+  start: number;
   /** Position just after this line's newline. */
   end: Position;
 }
@@ -272,7 +274,7 @@ export class Spool {
           let at = 0;
           while (at <= nl && lines.length < maxLines) {
             const e = buf.indexOf(10, at);
-            lines.push({ text: buf.toString('utf8', at, e), end: { seg: pos.seg, off: pos.off + e + 1 } });
+            lines.push({ text: buf.toString('utf8', at, e), start: pos.off + at, end: { seg: pos.seg, off: pos.off + e + 1 } });
             at = e + 1;
           }
           pos = { seg: pos.seg, off: pos.off + at };
