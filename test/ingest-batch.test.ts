@@ -9,9 +9,10 @@ import { decodeLine } from '../src/ingest/codec.ts';
 import { DurableShareLog, type DurableShareLogOptions } from '../src/ingest/durable-log.ts';
 import { AnswerGate } from '../src/pool/answer-gate.ts';
 import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
-import { StratumSession, type StratumHost } from '../src/stratum/session.ts';
+import { StratumSession } from '../src/stratum/session.ts';
 import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
 import type { ShareWriter, WriteResult } from '../src/store/types.ts';
+import { stubHost } from './helpers/stub-host.ts';
 
 // The spool written once per event-loop turn (batchAppends): one write(2) for a turn's shares, blocks at once
 // with the shares before them, exact positions (the checkpoint), a failed turn write falling back to one write
@@ -200,11 +201,7 @@ test('AnswerGate: the answer to a share leaves the socket only after the turn\'s
 test('a session closed by the pool with accepted answers held: they leave after the turn\'s spool write, not at the close', async (t) => {
   const { writes, log, client, srv, gate } = await gatedSocket(t);
   // What the pool does for an accepted share: append it, hold the socket's answers until the spool write.
-  const host = {
-    jobs: { current: null, get: () => undefined, isStale: () => false, markSeen: () => true }, now: () => Date.now(),
-    authorize: () => ({ ok: false, reason: '' }), onAbuse() {}, onClose() {},
-    onShare(sess: StratumSession) { log.appendShare(share()); gate.hold(sess.socket); },
-  } as unknown as StratumHost;
+  const host = stubHost((sess) => { log.appendShare(share()); gate.hold(sess.socket); });
   const session = new StratumSession('1', srv, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS });
   session.subscribed = true;
   session.workers.set({ name: 'acct.w1', account: 'acct', worker: 'w1' });

@@ -4,9 +4,10 @@ import { ReadTurns } from '../src/stratum/read-turns.ts';
 import { floodMiner, floodPool } from './helpers/flood.ts';
 import { LineClient, type Msg } from './helpers/line-client.ts';
 import { FakeSocket } from './helpers/fake-socket.ts';
+import { stubHost } from './helpers/stub-host.ts';
 import { until } from './helpers/until.ts';
 import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
-import { StratumSession, type StratumHost } from '../src/stratum/session.ts';
+import { StratumSession } from '../src/stratum/session.ts';
 
 const nextImmediate = () => new Promise<void>((r) => setImmediate(r));
 
@@ -123,7 +124,7 @@ test('shutdown with shares still waiting for a turn: they are handled before the
 test('a connection waiting for its turn with more than a few lines held stops being read; at its turn it reads on and every line is answered, in order', async () => {
   let now = 0;
   const turns = new ReadTurns(5, () => now);
-  const host = { jobs: { current: null }, now: () => Date.now(), authorize: () => ({ ok: false, reason: '' }), onShare() {}, onAbuse() {}, onClose() {} } as unknown as StratumHost;
+  const host = stubHost();
   const sock = new FakeSocket();
   const s = new StratumSession('1', sock as never, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS }, undefined, turns);
   const pings = (from: number, n: number) => Buffer.from(Array.from({ length: n }, (_, k) => `{"id":${from + k},"method":"mining.ping","params":[]}\n`).join(''));
@@ -174,11 +175,7 @@ test('closing a session whose peer stopped reading still handles every held line
   let now = 0;
   const turns = new ReadTurns(5, () => now);
   const shares: string[] = [];
-  const host = {
-    jobs: { current: null, get: () => undefined, isStale: () => false, markSeen: () => true }, now: () => Date.now(),
-    authorize: () => ({ ok: false, reason: '' }), onShare(_s: unknown, _w: unknown, _d: unknown, r: { outcome: string }) { shares.push(r.outcome); },
-    onAbuse() {}, onClose() {},
-  } as unknown as StratumHost;
+  const host = stubHost((_s, _w, _d, r) => { shares.push(r.outcome); });
   const sock = new FakeSocket();
   const s = new StratumSession('1', sock as never, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS }, undefined, turns);
   s.subscribed = true;

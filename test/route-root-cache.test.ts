@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RouteJobs } from '../src/routing/route-jobs.ts';
 import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
-import { StratumSession, type RoutedWork, type StratumHost, type WorkAssignment } from '../src/stratum/session.ts';
+import { StratumSession, type RoutedWork, type WorkAssignment } from '../src/stratum/session.ts';
 import { FakeSocket } from './helpers/fake-socket.ts';
+import { stubHost } from './helpers/stub-host.ts';
 import { solveShare } from './helpers/pool.ts';
 import type { Msg } from './helpers/line-client.ts';
 
@@ -13,7 +14,7 @@ test('a route job sent again under another extranonce (moved away and back): its
   const job = jobs.add({ jobId: 'u1', prevHash: '00'.repeat(32), coinb1: '0100000001' + '00'.repeat(32) + 'ffffffff20', coinb2: 'ffffffff0100f2052a01000000016a00000000', branch: [], version: '20000000', nbits: '207fffff', ntime: '66000000', clean: true }, D, 12, Date.now());
   const outcomes: string[] = [];
   const route: RoutedWork = { routeId: '1', jobs, versionMask: 0, current: () => ({ job, difficulty: D }), onShare: (_s, _w, _sent, r) => { outcomes.push(r.outcome); } };
-  const host = { jobs: { current: null, isStale: () => false, get: () => undefined, markSeen: () => true }, now: () => Date.now(), authorize: () => ({ ok: false, reason: '' }), onShare() {}, onAbuse() {}, onClose() {} } as unknown as StratumHost;
+  const host = stubHost();
   const sock = new FakeSocket();
   const s = new StratumSession('1', sock as never, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS });
   s.subscribed = true; s.extranonceSubscribed = true; s.workers.set({ name: 'acct.w1', account: 'acct', worker: 'w1' });
