@@ -285,5 +285,30 @@ for (const backend of BACKENDS) {
         assert.deepEqual(stored, sent.map((sh) => sh.id).sort());
       });
     });
+
+    test('a block status kept in memory (its spool write failed) waits for its candidate still being read back from the spool', async () => {
+      await reset(db);
+      let failing = false;
+      const io = { write: (fd: number, buf: Uint8Array, off: number, len: number) => { if (failing) throw Object.assign(new Error('EIO: simulated'), { code: 'EIO' }); return fs.writeSync(fd, buf, off, len); } };
+      await withShareLog(db, { queueCapacity: 2, batchMax: 10, watermarkMs: 0, io }, async (log) => {
+        const hash = 'ab'.repeat(32);
+        let i = 0;
+        const mk = (): ShareEvent => ({
+          id: `bs-${++i}`, time: NOW + i, account: 'alice', worker: 'rig1', sessionId: 's1', remoteAddress: '127.0.0.1', jobId: 'j', height: 900_000,
+          outcome: 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false,
+        });
+        // Two shares fill the queue; from the third on, events are only in the spool (read back by the writer): the
+        // block's candidate among them. Then a spool write fails, so the block's next status is held in memory.
+        for (let k = 0; k < 3; k++) log.appendShare(mk());
+        log.appendBlock({ kind: 'candidate', time: NOW + 10, height: 900_000, hash, prevHash: '00'.repeat(32), account: 'alice', worker: 'rig1', reward: 312_500_000n, blockHex: 'cd'.repeat(100) });
+        failing = true;
+        log.appendBlock({ kind: 'status', time: NOW + 20, hash, status: 'unconfirmed', result: 'null', confirmations: 0, settled: false });
+        failing = false;
+        assert.ok(await log.waitIdle(10_000));
+        const rows = (await db.query<{ status: string; result: string | null }>('SELECT status, result FROM blocks WHERE hash = $1', [hash])).rows;
+        assert.deepEqual(rows.map((r) => ({ ...r })), [{ status: 'unconfirmed', result: 'null' }], 'the status is recorded on its block');
+        assert.equal((await db.query('SELECT id FROM shares')).rows.length, 3);
+      });
+    });
   });
 }

@@ -198,6 +198,12 @@ export class DurableShareLog extends InProcessShareLog {
   };
   /** Entries in the queue that are not in the spool (their write failed): bounded, see enqueue. */
   private memoryOnly = 0;
+  /**
+   * Block statuses held in memory (their spool write failed) while older events were only in the spool. A status
+   * updates its block's row, and the block's candidate may be among those unread events: written first, the status
+   * would find no row and be lost. They join the queue once the writer has read the spool up to its head.
+   */
+  private afterTail: Entry[] = [];
   /** Why the writer cannot make progress on its own (spool unreadable, crashed and restarting); null = up. */
   private writerError: string | null = null;
   /** The batch being written, so a crash of the writer puts it back instead of losing it. */
@@ -406,7 +412,9 @@ export class DurableShareLog extends InProcessShareLog {
         return;
       }
       this.memoryOnly++;
-      this.push(entryOf(ev, text, null, Date.now()));
+      const entry = entryOf(ev, text, null, Date.now());
+      if (this.tailFrom !== null && ev.kind === 'block' && ev.event.kind === 'status') this.afterTail.push(entry);
+      else this.push(entry);
     } else if (this.tailFrom === null) {
       if (this.queue.length < this.o.queueCapacity) {
         this.push(entryOf(ev, text, pos.end, Date.now()));
@@ -540,6 +548,7 @@ export class DurableShareLog extends InProcessShareLog {
         if (cmpPos(this.tailFrom, this.spool.head) >= 0) {
           this.tailFrom = null;
           this.tailOldest = null;
+          for (const e of this.afterTail.splice(0)) this.push(e);
           this.log.info('ingest caught up with the spool: back to the in-memory queue');
         }
         continue;
@@ -917,6 +926,9 @@ export class DurableShareLog extends InProcessShareLog {
       await this.loop;
       this.budget.stop();
       await this.spool.close();
+      if (this.memoryOnly > 0) {
+        this.log.error({ events: this.memoryOnly }, 'closed with events held only in memory (their spool write failed) not yet in the database: they are lost');
+      }
       const left = this.spool.usage().pendingBytes;
       if (left > 0) this.log.warn({ pendingBytes: left, dir: this.spool.dir }, 'closed with events not yet in the database: they are replayed at the next start');
     })();
