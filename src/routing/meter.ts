@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { ShareOutcome } from '../shares/outcome.ts';
 import type { SubmitAnswer } from './upstream.ts';
 
@@ -32,9 +33,18 @@ export interface RouteMinute {
 
 export type MinuteDelta = RouteMinute;
 
+interface UnsentFlush {
+  id: string;
+  deltas: MinuteDelta[];
+  watermark: Date;
+}
+
 export interface MeterSink {
-  /** Add these increments (idempotence is the caller's: each delta is flushed once). */
-  addMinutes(deltas: readonly MinuteDelta[], watermark: Date): Promise<void>;
+  /**
+   * Add these increments and move the watermark, all or nothing, and once per `flushId`: a flush is retried as it
+   * was, with the same id, until it succeeds, and an error may have hidden its commit.
+   */
+  addMinutes(deltas: readonly MinuteDelta[], watermark: Date, flushId: string): Promise<void>;
 }
 
 export interface RouteTotals {
@@ -80,6 +90,8 @@ export class RouteMeter {
   /** Recent accepted shares per route (time ms, difficulty), for the counter-based 60 s rate. */
   private readonly recent = new Map<number, { t: number; d: number }[]>();
   private flushing: Promise<void> | null = null;
+  /** The flush that failed, kept whole for its retry (same id, same increments, same watermark). */
+  private unsent: UnsentFlush | null = null;
 
   /** `bucketMs`: the metering bucket (the `minute` column is its start). A whole minute in production; shorter
    *  buckets (routing.meterBucketSeconds, a divisor of 60) let the market settle ticks shorter than a minute,
@@ -172,29 +184,35 @@ export class RouteMeter {
 
   get pendingAnswers(): number { return this.unanswered.size; }
 
-  /** Write the increments gathered since the last flush (one flush at a time; a failed one is retried next time). */
+  /**
+   * Write the increments gathered since the last flush (one flush at a time). A flush that fails is kept as it is,
+   * with its id, and retried first by the next one: it may have committed behind the error, and the sink adds it
+   * only once per id. The increments that came meanwhile follow it, as a flush of their own.
+   */
   flush(sink: MeterSink): Promise<void> {
     if (this.flushing) return this.flushing;
-    const wm = new Date(this.watermark());
-    const deltas = [...this.dirty.values()];
-    this.dirty.clear();
+    const retry = this.unsent;
+    if (!retry) this.unsent = this.take();
     this.flushing = (async () => {
       try {
-        await sink.addMinutes(deltas, wm);
-      } catch (e) {
-        // Put them back: added to whatever came meanwhile, so nothing is lost or counted twice.
-        for (const d of deltas) {
-          const b = this.bucket(d.routeId, d.worker, d.minute);
-          for (const k of Object.keys(d) as (keyof MinuteDelta)[]) {
-            if (k === 'routeId' || k === 'worker' || k === 'minute') continue;
-            (b[k] as number) += d[k] as number;
-          }
+        if (retry) {
+          await sink.addMinutes(retry.deltas, retry.watermark, retry.id);
+          this.unsent = this.take();
         }
-        throw e;
+        const f = this.unsent!;
+        await sink.addMinutes(f.deltas, f.watermark, f.id);
+        this.unsent = null;
       } finally {
         this.flushing = null;
       }
     })();
     return this.flushing;
+  }
+
+  /** The increments so far as a flush, with the watermark they make true (both taken at the same instant). */
+  private take(): UnsentFlush {
+    const f = { id: randomUUID(), deltas: [...this.dirty.values()], watermark: new Date(this.watermark()) };
+    this.dirty.clear();
+    return f;
   }
 }

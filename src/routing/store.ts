@@ -118,25 +118,18 @@ export class RouteStore implements MeterSink {
     return res.rows.map((r) => ({ startedAt: new Date(r.started_at).toISOString(), endedAt: r.ended_at ? new Date(r.ended_at).toISOString() : null, code: r.code, message: r.message }));
   }
 
-  /** MeterSink: add the increments, and this process's watermark, in one transaction-free pass (each row one upsert). */
-  async addMinutes(deltas: readonly MinuteDelta[], watermark: Date): Promise<void> {
-    for (const d of deltas) {
-      await this.db.query(
-        `INSERT INTO route_minutes AS m (route_id, worker, minute, valid, valid_difficulty, invalid, forwarded, accepted, accepted_difficulty, accepted_difficulty_sq,
-           rejected, stale, no_answer, switch_lost, switch_lost_difficulty, probe_accepted, probe_difficulty)
-         VALUES ($1, $2, $3::timestamptz, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-         ON CONFLICT (route_id, worker, minute) DO UPDATE SET
-           valid = m.valid + EXCLUDED.valid, valid_difficulty = m.valid_difficulty + EXCLUDED.valid_difficulty, invalid = m.invalid + EXCLUDED.invalid,
-           forwarded = m.forwarded + EXCLUDED.forwarded, accepted = m.accepted + EXCLUDED.accepted,
-           accepted_difficulty = m.accepted_difficulty + EXCLUDED.accepted_difficulty, accepted_difficulty_sq = m.accepted_difficulty_sq + EXCLUDED.accepted_difficulty_sq,
-           rejected = m.rejected + EXCLUDED.rejected, stale = m.stale + EXCLUDED.stale, no_answer = m.no_answer + EXCLUDED.no_answer,
-           switch_lost = m.switch_lost + EXCLUDED.switch_lost, switch_lost_difficulty = m.switch_lost_difficulty + EXCLUDED.switch_lost_difficulty,
-           probe_accepted = m.probe_accepted + EXCLUDED.probe_accepted, probe_difficulty = m.probe_difficulty + EXCLUDED.probe_difficulty`,
-        [d.routeId, d.worker, new Date(d.minute).toISOString(), d.valid, d.validDifficulty, d.invalid, d.forwarded, d.accepted, d.acceptedDifficulty, d.acceptedDifficultySq,
-          d.rejected, d.stale, d.noAnswer, d.switchLost, d.switchLostDifficulty, d.probeAccepted, d.probeDifficulty]);
-    }
-    await this.db.query(`INSERT INTO route_meter_watermarks (node, watermark) VALUES ($1, $2::timestamptz)
-      ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.watermark, EXCLUDED.watermark), updated_at = now()`, [this.node, watermark.toISOString()]);
+  /**
+   * MeterSink: the increments and this process's watermark in one statement (atomic without a transaction), applied
+   * once per flush id: a retry of a flush that committed behind an error finds its id and adds nothing.
+   */
+  async addMinutes(deltas: readonly MinuteDelta[], watermark: Date, flushId: string): Promise<void> {
+    const col = <K extends keyof MinuteDelta>(k: K) => deltas.map((d) => d[k]);
+    await this.db.query(ADD_MINUTES, [
+      this.node, flushId, watermark.toISOString(),
+      col('routeId'), col('worker'), deltas.map((d) => new Date(d.minute).toISOString()), col('valid'), col('validDifficulty'), col('invalid'),
+      col('forwarded'), col('accepted'), col('acceptedDifficulty'), col('acceptedDifficultySq'), col('rejected'), col('stale'), col('noAnswer'),
+      col('switchLost'), col('switchLostDifficulty'), col('probeAccepted'), col('probeDifficulty'),
+    ]);
   }
 
   /** Per route and worker over [from, to) (minute buckets by submit time). */
@@ -161,3 +154,30 @@ export class RouteStore implements MeterSink {
     return res.rows[0]?.w ? new Date(res.rows[0].w) : new Date(0);
   }
 }
+
+/**
+ * One meter flush ($1 node, $2 flush id, $3 watermark, $4… the buckets as arrays): recorded in route_meter_flushes
+ * first, and the rest only if that row is new. Every part of a statement sees the same snapshot, so the watermark
+ * and the buckets go in together or not at all.
+ */
+const ADD_MINUTES = `
+WITH flush AS (
+  INSERT INTO route_meter_flushes (node, flush_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1
+), buckets AS (
+  INSERT INTO route_minutes AS m (route_id, worker, minute, valid, valid_difficulty, invalid, forwarded, accepted, accepted_difficulty,
+    accepted_difficulty_sq, rejected, stale, no_answer, switch_lost, switch_lost_difficulty, probe_accepted, probe_difficulty)
+  SELECT d.* FROM unnest($4::bigint[], $5::text[], $6::timestamptz[], $7::bigint[], $8::float8[], $9::bigint[], $10::bigint[], $11::bigint[],
+    $12::float8[], $13::float8[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::float8[], $19::bigint[], $20::float8[]) AS d
+  WHERE EXISTS (SELECT 1 FROM flush)
+  ON CONFLICT (route_id, worker, minute) DO UPDATE SET
+    valid = m.valid + EXCLUDED.valid, valid_difficulty = m.valid_difficulty + EXCLUDED.valid_difficulty, invalid = m.invalid + EXCLUDED.invalid,
+    forwarded = m.forwarded + EXCLUDED.forwarded, accepted = m.accepted + EXCLUDED.accepted,
+    accepted_difficulty = m.accepted_difficulty + EXCLUDED.accepted_difficulty, accepted_difficulty_sq = m.accepted_difficulty_sq + EXCLUDED.accepted_difficulty_sq,
+    rejected = m.rejected + EXCLUDED.rejected, stale = m.stale + EXCLUDED.stale, no_answer = m.no_answer + EXCLUDED.no_answer,
+    switch_lost = m.switch_lost + EXCLUDED.switch_lost, switch_lost_difficulty = m.switch_lost_difficulty + EXCLUDED.switch_lost_difficulty,
+    probe_accepted = m.probe_accepted + EXCLUDED.probe_accepted, probe_difficulty = m.probe_difficulty + EXCLUDED.probe_difficulty
+), mark AS (
+  INSERT INTO route_meter_watermarks (node, watermark) SELECT $1, $3::timestamptz WHERE EXISTS (SELECT 1 FROM flush)
+  ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.watermark, EXCLUDED.watermark), updated_at = now()
+)
+DELETE FROM route_meter_flushes WHERE node = $1 AND at < now() - interval '7 days'`;
