@@ -474,3 +474,22 @@ test('the watermark does not follow a spooled block event\'s own time (a block h
   assert.deepEqual(lies, []);
   await log.close();
 });
+
+test('close() reports a block held only in memory that the writer gave up on at the deadline', async (t) => {
+  // Failed before: the block was in the batch being retried, no longer counted as waiting, and its loss went unsaid.
+  const dir = tmp(t);
+  const cap = capture();
+  const w = new FakeWriter();
+  w.down = true;
+  let failing = false;
+  const log = open(dir, w, {
+    logger: cap.logger, closeTimeoutMs: 300, watermarkMs: 0,
+    io: { write: (fd, buf, off, len) => { if (failing) throw errno('EIO'); return fs.writeSync(fd, buf, off, len); } },
+  });
+  failing = true;
+  log.appendBlock(block(9));
+  failing = false;
+  await until(() => w.blocks.size === 0 && log.stats().writeErrors > 0, 3000, 'the writer retrying the block');
+  await log.close();
+  assert.equal(cap.count(/held only in memory.*lost/), 1);
+});

@@ -13,6 +13,7 @@ import type { Database } from '../src/store/db.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { SqlShareWriter } from '../src/store/share-writer.ts';
 import { BACKENDS, SKIP_PG } from './helpers/pg.ts';
+import { until } from './helpers/until.ts';
 
 // Shares are spooled as COPY rows ('s3' lines) and the writer copies those lines into the database as they are.
 // Two things must hold: a line decodes back to the share it was made from (a replay after a crash writes the
@@ -308,6 +309,40 @@ for (const backend of BACKENDS) {
         const rows = (await db.query<{ status: string; result: string | null }>('SELECT status, result FROM blocks WHERE hash = $1', [hash])).rows;
         assert.deepEqual(rows.map((r) => ({ ...r })), [{ status: 'unconfirmed', result: 'null' }], 'the status is recorded on its block');
         assert.equal((await db.query('SELECT id FROM shares')).rows.length, 3);
+      });
+    });
+
+    test('a status held while the spool is read back is written once the spool before it is, even while shares keep coming', async () => {
+      // Failed with a first version of the hold, which waited for the writer to catch up with the spool's head: with
+      // shares arriving all the time it never did, and the status of a block long in the database stayed unwritten.
+      await reset(db);
+      let failing = false;
+      const io = { write: (fd: number, buf: Uint8Array, off: number, len: number) => { if (failing) throw Object.assign(new Error('EIO: simulated'), { code: 'EIO' }); return fs.writeSync(fd, buf, off, len); } };
+      await withShareLog(db, { queueCapacity: 2, batchMax: 500, watermarkMs: 0, io, budget: { retryMinMs: 1, retryMaxMs: 1 } }, async (log) => {
+        const hash = 'cd'.repeat(32);
+        let i = 0;
+        const mk = (): ShareEvent => ({
+          id: `ld-${++i}`, time: NOW + i, account: 'alice', worker: 'rig1', sessionId: 's1', remoteAddress: '127.0.0.1', jobId: 'j', height: 900_000,
+          outcome: 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false,
+        });
+        log.appendBlock({ kind: 'candidate', time: NOW, height: 900_000, hash, prevHash: '00'.repeat(32), account: 'alice', worker: 'rig1', reward: 312_500_000n, blockHex: 'cd'.repeat(100) });
+        assert.ok(await log.waitIdle(10_000));
+        // A busy pool with the queue full: the writer reads the spool back, and never quite catches up.
+        const timer = setInterval(() => { for (let k = 0; k < 2; k++) log.appendShare(mk()); }, 1);
+        try {
+          await until(() => log.stats().mode === 'spool', 5000, 'the writer reading the spool back');
+          failing = true;
+          log.appendBlock({ kind: 'status', time: NOW + 20, hash, status: 'unconfirmed', result: 'null', confirmations: 0, settled: false });
+          failing = false;
+          const status = async () => (await db.query<{ status: string }>('SELECT status FROM blocks WHERE hash = $1', [hash])).rows[0]?.status;
+          const deadline = Date.now() + 5000;
+          while ((await status()) !== 'unconfirmed' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+          assert.equal(await status(), 'unconfirmed', `written under load (mode ${log.stats().mode})`);
+        } finally {
+          clearInterval(timer);
+        }
+        assert.ok(await log.waitIdle(60_000));
+        assert.equal((await db.query('SELECT id FROM shares')).rows.length, i, 'every share stored');
       });
     });
   });

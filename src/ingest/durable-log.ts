@@ -201,9 +201,10 @@ export class DurableShareLog extends InProcessShareLog {
   /**
    * Block statuses held in memory (their spool write failed) while older events were only in the spool. A status
    * updates its block's row, and the block's candidate may be among those unread events: written first, the status
-   * would find no row and be lost. They join the queue once the writer has read the spool up to its head.
+   * would find no row and be lost. Each waits until the writer has written the spool up to where its head was when
+   * the status came (the candidate, if spooled, is before that), then joins the queue.
    */
-  private afterTail: Entry[] = [];
+  private afterTail: { entry: Entry; heldAt: Position }[] = [];
   /** Why the writer cannot make progress on its own (spool unreadable, crashed and restarting); null = up. */
   private writerError: string | null = null;
   /** The batch being written, so a crash of the writer puts it back instead of losing it. */
@@ -413,7 +414,7 @@ export class DurableShareLog extends InProcessShareLog {
       }
       this.memoryOnly++;
       const entry = entryOf(ev, text, null, Date.now());
-      if (this.tailFrom !== null && ev.kind === 'block' && ev.event.kind === 'status') this.afterTail.push(entry);
+      if (this.tailFrom !== null && ev.kind === 'block' && ev.event.kind === 'status') this.afterTail.push({ entry, heldAt: { ...this.spool.head } });
       else this.push(entry);
     } else if (this.tailFrom === null) {
       if (this.queue.length < this.o.queueCapacity) {
@@ -516,6 +517,7 @@ export class DurableShareLog extends InProcessShareLog {
   private async nextBatch(): Promise<{ entries: Entry[]; upTo: Position | null; fromSpool: boolean } | null> {
     for (;;) {
       if (this.closing && Date.now() >= this.closeDeadline) return null;
+      this.releaseHeld();
       if (this.queue.length > 0) {
         const oldest = this.queue[0];
         const wait = oldest.at + this.o.flushMs - Date.now();
@@ -548,7 +550,6 @@ export class DurableShareLog extends InProcessShareLog {
         if (cmpPos(this.tailFrom, this.spool.head) >= 0) {
           this.tailFrom = null;
           this.tailOldest = null;
-          for (const e of this.afterTail.splice(0)) this.push(e);
           this.log.info('ingest caught up with the spool: back to the in-memory queue');
         }
         continue;
@@ -557,6 +558,16 @@ export class DurableShareLog extends InProcessShareLog {
       this.writerError = null;
       await this.sleep(60_000, true);
     }
+  }
+
+  /**
+   * Queue the held statuses whose spool prefix is written: every batch before this call is committed (or back at
+   * the queue's head after a writer crash), and the tail has been read up to tailFrom.
+   */
+  private releaseHeld(): void {
+    let n = 0;
+    while (n < this.afterTail.length && (this.tailFrom === null || cmpPos(this.tailFrom, this.afterTail[n].heldAt) >= 0)) n++;
+    for (const h of this.afterTail.splice(0, n)) this.push(h.entry);
   }
 
   private readAttempt = 0;
@@ -926,8 +937,10 @@ export class DurableShareLog extends InProcessShareLog {
       await this.loop;
       this.budget.stop();
       await this.spool.close();
-      if (this.memoryOnly > 0) {
-        this.log.error({ events: this.memoryOnly }, 'closed with events held only in memory (their spool write failed) not yet in the database: they are lost');
+      // Waiting in the queue or held, and in the batch the writer gave up on at the deadline.
+      const lost = this.memoryOnly + (this.inflight ?? []).filter((e) => e.end === null).length;
+      if (lost > 0) {
+        this.log.error({ events: lost }, 'closed with events held only in memory (their spool write failed) not yet in the database: they are lost');
       }
       const left = this.spool.usage().pendingBytes;
       if (left > 0) this.log.warn({ pendingBytes: left, dir: this.spool.dir }, 'closed with events not yet in the database: they are replayed at the next start');
