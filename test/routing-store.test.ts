@@ -124,17 +124,22 @@ test('metering: a flush is applied once and whole, even when an error hides its 
   await meter.flush(store);
   assert.equal(await total(), 5, 'a flush that committed behind an error is not added again');
 
-  // 2. The flush fails at the watermark, after its buckets: none of it stays, and the retry adds it once.
+  // 2. The flush fails at the watermark, after its buckets (a trigger raises there): none of it stays, and the retry
+  // adds it once.
   now += 60_000;
   accept('once.rig', 7);
   accept('once.rig2', 11);
-  let refused = 0;
-  const failing = new RouteStore(Object.assign(Object.create(db) as Database, {
-    query: (sql: string, params?: unknown[]) => (sql.includes('route_meter_watermarks') ? Promise.reject(new Error(`connection reset (${++refused})`)) : db.query(sql, params)),
-  }), 'node-once');
-  await assert.rejects(meter.flush(failing));
-  assert.equal(refused, 1);
-  assert.equal(await total(), 5, 'a flush cut off midway leaves nothing');
+  await db.exec(`CREATE TABLE meter_fail (n int); INSERT INTO meter_fail VALUES (1);
+    CREATE FUNCTION meter_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      IF EXISTS (SELECT 1 FROM meter_fail) THEN RAISE EXCEPTION 'simulated failure at the watermark'; END IF; RETURN NEW; END $$;
+    CREATE TRIGGER meter_fail BEFORE INSERT OR UPDATE ON route_meter_watermarks FOR EACH ROW EXECUTE FUNCTION meter_fail();`);
+  try {
+    await assert.rejects(meter.flush(store), /simulated failure/);
+    assert.equal(await total(), 5, 'a flush cut off midway leaves nothing');
+    await db.exec('DELETE FROM meter_fail');
+  } finally {
+    await db.exec('DROP TRIGGER meter_fail ON route_meter_watermarks; DROP FUNCTION meter_fail(); DROP TABLE meter_fail;');
+  }
   accept('once.rig', 100);
   await meter.flush(store);
   assert.equal(await total(), 5 + 7 + 11 + 100, 'each increment exactly once');

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Pool } from '../pool/pool.ts';
 import { RoutingService } from '../routing/service.ts';
@@ -37,6 +38,8 @@ export function createRouting(cfg: Config, db: Queryable, pool: Pool, log: Logge
     flushMs: r.flushMs,
     meterBucketMs: r.meterBucketSeconds * 1000,
     node: `node-${cfg.stratum.nodeId}`,
+    // Beside the share spool, which is this process's own (the cluster gives each process its spool directory).
+    journalDir: path.join(cfg.database.ingest.spoolDir ?? path.join(cfg.database.dataDir, 'spool'), 'route-meter'),
   }, log.child({ mod: 'routing' }));
   pool.routing = service.router;
   return service;

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import type { Position } from '../ingest/spool.ts';
 import type { ShareOutcome } from '../shares/outcome.ts';
 import type { SubmitAnswer } from './upstream.ts';
+import type { JournalIncrement, MeterJournal } from './meter-journal.ts';
 
 // Metering of routed work (the market bills on this). Per share two facts: our verdict (valid against the
 // upstream's job and target, or why not) and the upstream's answer. Kept per route and worker in minute buckets
@@ -33,10 +35,20 @@ export interface RouteMinute {
 
 export type MinuteDelta = RouteMinute;
 
+/** A bucket's counts (what a flush adds to its row). */
+export type MinuteCounts = Omit<RouteMinute, 'routeId' | 'worker' | 'minute'>;
+
+const COUNT_KEYS: readonly (keyof MinuteCounts)[] = [
+  'valid', 'validDifficulty', 'invalid', 'forwarded', 'accepted', 'acceptedDifficulty', 'acceptedDifficultySq', 'rejected', 'stale', 'noAnswer',
+  'switchLost', 'switchLostDifficulty', 'probeAccepted', 'probeDifficulty',
+];
+
 interface UnsentFlush {
   id: string;
   deltas: MinuteDelta[];
   watermark: Date;
+  /** Just after its marker in the journal: the checkpoint once it is written (null: no journal, or not in it). */
+  upTo: Position | null;
 }
 
 export interface MeterSink {
@@ -90,8 +102,12 @@ export class RouteMeter {
   /** Recent accepted shares per route (time ms, difficulty), for the counter-based 60 s rate. */
   private readonly recent = new Map<number, { t: number; d: number }[]>();
   private flushing: Promise<void> | null = null;
-  /** The flush that failed, kept whole for its retry (same id, same increments, same watermark). */
-  private unsent: UnsentFlush | null = null;
+  /**
+   * Flushes not yet written, oldest first, each kept whole for its retry (same id, increments and watermark): the
+   * one that failed, and at start those read back from the journal.
+   */
+  private readonly unsent: UnsentFlush[] = [];
+  private journal: MeterJournal | null = null;
 
   /** `bucketMs`: the metering bucket (the `minute` column is its start). A whole minute in production; shorter
    *  buckets (routing.meterBucketSeconds, a divisor of 60) let the market settle ticks shorter than a minute,
@@ -100,12 +116,18 @@ export class RouteMeter {
     if (!Number.isInteger(bucketMs) || bucketMs <= 0 || 60_000 % bucketMs !== 0) throw new RangeError(`meter bucket must divide a minute (got ${bucketMs} ms)`);
   }
 
-  private bucket(routeId: number, worker: string, at: number): MinuteDelta {
-    const minute = at - (at % this.bucketMs);
+  /** Add to the bucket of (route, worker, `at`), and journal it. */
+  private add(routeId: number, worker: string, at: number, inc: Partial<MinuteCounts>): void {
+    const b = this.bucket(routeId, worker, at - (at % this.bucketMs));
+    for (const k in inc) b[k as keyof MinuteCounts] += inc[k as keyof MinuteCounts]!;
+    this.journal?.increment(routeId, worker, b.minute, inc);
+  }
+
+  private bucket(routeId: number, worker: string, minute: number): MinuteDelta {
     const key = `${routeId}\u0000${worker}\u0000${minute}`;
     let b = this.dirty.get(key);
     if (!b) {
-      b = { routeId, worker, minute, valid: 0, validDifficulty: 0, invalid: 0, forwarded: 0, accepted: 0, acceptedDifficulty: 0, acceptedDifficultySq: 0, rejected: 0, stale: 0, noAnswer: 0, switchLost: 0, switchLostDifficulty: 0, probeAccepted: 0, probeDifficulty: 0 };
+      b = emptyMinute(routeId, worker, minute);
       this.dirty.set(key, b);
     }
     return b;
@@ -119,14 +141,15 @@ export class RouteMeter {
 
   /** Our verdict on a share. Returns a handle for its upstream answer when it is forwarded. */
   verdict(routeId: number, worker: string, at: number, outcome: ShareOutcome, minerDifficulty: number, switchLost: boolean): void {
-    const b = this.bucket(routeId, worker, at);
     const t = this.tot(routeId);
-    if (outcome === 'accepted') { b.valid++; b.validDifficulty += minerDifficulty; t.valid++; } else { b.invalid++; t.invalid++; }
-    if (switchLost) { b.switchLost++; b.switchLostDifficulty += minerDifficulty; t.switchLost++; }
+    const inc: Partial<MinuteCounts> = outcome === 'accepted' ? { valid: 1, validDifficulty: minerDifficulty } : { invalid: 1 };
+    if (outcome === 'accepted') t.valid++; else t.invalid++;
+    if (switchLost) { inc.switchLost = 1; inc.switchLostDifficulty = minerDifficulty; t.switchLost++; }
+    this.add(routeId, worker, at, inc);
   }
 
   forwarded(routeId: number, worker: string, at: number): number {
-    this.bucket(routeId, worker, at).forwarded++;
+    this.add(routeId, worker, at, { forwarded: 1 });
     this.tot(routeId).forwarded++;
     const id = ++this.seq;
     this.unanswered.set(id, at);
@@ -136,26 +159,29 @@ export class RouteMeter {
   /** The upstream's answer to a forwarded share (submit time `at`). */
   answer(id: number, routeId: number, worker: string, at: number, upstreamDifficulty: number, a: SubmitAnswer, opts: { probe: boolean; late: boolean }): void {
     this.unanswered.delete(id);
-    const b = this.bucket(routeId, worker, at);
     const t = this.tot(routeId);
+    const d = upstreamDifficulty;
     switch (a.kind) {
       case 'accepted':
-        if (opts.probe) { b.probeAccepted++; b.probeDifficulty += upstreamDifficulty; t.probeAccepted++; break; }
-        b.accepted++; b.acceptedDifficulty += upstreamDifficulty; b.acceptedDifficultySq += upstreamDifficulty * upstreamDifficulty;
-        t.accepted++; t.acceptedDifficulty += upstreamDifficulty;
-        this.pushRecent(routeId, at, upstreamDifficulty);
+        if (opts.probe) { this.add(routeId, worker, at, { probeAccepted: 1, probeDifficulty: d }); t.probeAccepted++; break; }
+        this.add(routeId, worker, at, { accepted: 1, acceptedDifficulty: d, acceptedDifficultySq: d * d });
+        t.accepted++; t.acceptedDifficulty += d;
+        this.pushRecent(routeId, at, d);
         break;
       case 'stale':
-        b.stale++; t.stale++;
         // A late share (its miner moved since) that the upstream calls stale: lost by our switching.
-        if (opts.late) { b.switchLost++; b.switchLostDifficulty += upstreamDifficulty; t.switchLost++; }
+        this.add(routeId, worker, at, opts.late ? { stale: 1, switchLost: 1, switchLostDifficulty: d } : { stale: 1 });
+        t.stale++;
+        if (opts.late) t.switchLost++;
         break;
       case 'rejected':
-        b.rejected++; t.rejected++;
+        this.add(routeId, worker, at, { rejected: 1 });
+        t.rejected++;
         t.rejectReasons[a.reason] = (t.rejectReasons[a.reason] ?? 0) + 1;
         break;
       case 'no-answer':
-        b.noAnswer++; t.noAnswer++;
+        this.add(routeId, worker, at, { noAnswer: 1 });
+        t.noAnswer++;
         break;
     }
   }
@@ -185,34 +211,116 @@ export class RouteMeter {
   get pendingAnswers(): number { return this.unanswered.size; }
 
   /**
+   * Journal every increment from now on, after reading back what the journal holds from before (a process that
+   * stopped or died before its last flushes reached the database): its flushes are queued to be written again with
+   * their own ids, and the increments after its last flush go into the next one. Call once, before any share.
+   */
+  async recover(journal: MeterJournal): Promise<{ flushes: number; increments: number }> {
+    const { flushes, rest } = await journal.recover();
+    const deltasOf = (incs: readonly JournalIncrement[]): MinuteDelta[] => {
+      const m = new Map<string, MinuteDelta>();
+      for (const i of incs) {
+        const key = `${i.routeId}\u0000${i.worker}\u0000${i.minute}`;
+        let b = m.get(key);
+        if (!b) { b = emptyMinute(i.routeId, i.worker, i.minute); m.set(key, b); }
+        addCounts(b, i.inc);
+      }
+      return [...m.values()];
+    };
+    for (const f of flushes) this.unsent.push({ id: f.id, deltas: deltasOf(f.increments), watermark: new Date(f.watermark), upTo: f.upTo });
+    for (const i of rest) addCounts(this.bucket(i.routeId, i.worker, i.minute), i.inc);
+    this.journal = journal;
+    return { flushes: flushes.length, increments: flushes.reduce((n, f) => n + f.increments.length, rest.length) };
+  }
+
+  /**
    * Write the increments gathered since the last flush (one flush at a time). A flush that fails is kept as it is,
    * with its id, and retried first by the next one: it may have committed behind the error, and the sink adds it
    * only once per id. The increments that came meanwhile follow it, as a flush of their own.
    */
   flush(sink: MeterSink): Promise<void> {
     if (this.flushing) return this.flushing;
-    const retry = this.unsent;
-    if (!retry) this.unsent = this.take();
-    this.flushing = (async () => {
+    const retrying = this.unsent.length > 0;
+    if (!retrying) {
       try {
-        if (retry) {
-          await sink.addMinutes(retry.deltas, retry.watermark, retry.id);
-          this.unsent = this.take();
-        }
-        const f = this.unsent!;
-        await sink.addMinutes(f.deltas, f.watermark, f.id);
-        this.unsent = null;
-      } finally {
-        this.flushing = null;
+        this.unsent.push(this.take());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    const run = (async () => {
+      await this.writeUnsent(sink);
+      if (retrying) {
+        this.unsent.push(this.take());
+        await this.writeUnsent(sink);
       }
     })();
-    return this.flushing;
+    this.flushing = run;
+    // Cleared once it settles, however it fails (a finally inside could run before this assignment and leave a
+    // settled promise here for good).
+    const clear = () => { if (this.flushing === run) this.flushing = null; };
+    run.then(clear, clear);
+    return run;
   }
 
-  /** The increments so far as a flush, with the watermark they make true (both taken at the same instant). */
+  /**
+   * Flush until nothing is left: the flush in flight, the increments that came meanwhile, a failed flush kept for
+   * retry. For a stop. Throws the last error if something is still unwritten after a few tries (the journal, when
+   * there is one, keeps it for the next start).
+   */
+  async drain(sink: MeterSink, tries = 3): Promise<void> {
+    let last: unknown = null;
+    for (let i = 0; i < tries + 1 && (this.flushing || this.unsent.length > 0 || this.dirty.size > 0); i++) {
+      try {
+        await this.flush(sink);
+        last = null;
+      } catch (e) {
+        last = e;
+      }
+    }
+    if (last !== null && (this.unsent.length > 0 || this.dirty.size > 0)) throw last;
+  }
+
+  private async writeUnsent(sink: MeterSink): Promise<void> {
+    while (this.unsent.length > 0) {
+      const f = this.unsent[0];
+      await sink.addMinutes(f.deltas, f.watermark, f.id);
+      this.unsent.shift();
+      if (f.upTo && this.journal) await this.journal.committed(f.upTo);
+    }
+  }
+
+  /**
+   * The increments so far as a flush, with the watermark they make true (both taken at the same instant), and its
+   * marker in the journal. A flush goes to the database only once its marker is in the journal: a committed flush
+   * whose marker were missing would be read back as increments not yet written, and added again. So when the marker
+   * cannot be written, the increments stay in memory (and this throws) until it can. A flush of no increments (the
+   * watermark alone) needs no marker.
+   */
   private take(): UnsentFlush {
-    const f = { id: randomUUID(), deltas: [...this.dirty.values()], watermark: new Date(this.watermark()) };
+    const id = randomUUID();
+    const watermark = this.watermark();
+    const f: UnsentFlush = { id, deltas: [...this.dirty.values()], watermark: new Date(watermark), upTo: null };
     this.dirty.clear();
+    if (this.journal && f.deltas.length > 0) {
+      f.upTo = this.journal.markFlush(id, watermark);
+      if (!f.upTo) {
+        for (const d of f.deltas) addCounts(this.bucket(d.routeId, d.worker, d.minute), d);
+        throw new Error(`the route meter journal (${this.journal.dir}) cannot be written: metering is held in memory until it can`);
+      }
+    }
     return f;
+  }
+}
+
+function emptyMinute(routeId: number, worker: string, minute: number): MinuteDelta {
+  return { routeId, worker, minute, valid: 0, validDifficulty: 0, invalid: 0, forwarded: 0, accepted: 0, acceptedDifficulty: 0, acceptedDifficultySq: 0, rejected: 0, stale: 0, noAnswer: 0, switchLost: 0, switchLostDifficulty: 0, probeAccepted: 0, probeDifficulty: 0 };
+}
+
+/** Add a journal increment's counts (only the known ones: a line is data, not code). */
+function addCounts(b: MinuteDelta, inc: Partial<MinuteCounts>): void {
+  for (const k of COUNT_KEYS) {
+    const v = inc[k];
+    if (typeof v === 'number' && Number.isFinite(v)) b[k] += v;
   }
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Queryable } from '../store/db.ts';
+import { MeterJournal } from './meter-journal.ts';
 import { RouteMeter } from './meter.ts';
 import type { RouteSpec } from './route.ts';
 import { DEFAULT_ROUTER_OPTIONS, Router, type RouterOptions } from './router.ts';
@@ -15,6 +16,11 @@ export interface RoutingServiceOptions {
   node: string;
   /** Metering bucket, ms (default a minute; see RouteMeter). */
   meterBucketMs?: number;
+  /**
+   * The meter's journal, a directory of this process's own (meter-journal.ts). Without one, what was metered since
+   * the last flush is lost when the process dies.
+   */
+  journalDir?: string;
 }
 
 /**
@@ -29,9 +35,11 @@ export class RoutingService {
   private flushTimer: NodeJS.Timeout | null = null;
   private syncing: Promise<void> | null = null;
   lastError: string | null = null;
+  private readonly journal: MeterJournal | null;
 
   constructor(db: Queryable, private readonly opts: RoutingServiceOptions, private readonly log: Logger) {
     this.meter = new RouteMeter(Date.now, opts.meterBucketMs);
+    this.journal = opts.journalDir ? new MeterJournal(opts.journalDir, { logger: log.child({ mod: 'route-meter-journal' }) }) : null;
     this.store = new RouteStore(db, opts.node);
     this.router = new Router({ ...DEFAULT_ROUTER_OPTIONS, ...opts.router }, this.meter, log.child({ mod: 'router' }));
     this.router.on('state', (id, st) => { this.store.recordState(id, st).catch((e: unknown) => this.warn('cannot record a route state', e)); });
@@ -47,6 +55,11 @@ export class RoutingService {
   }
 
   async start(): Promise<void> {
+    if (this.journal) {
+      // Before any share is metered: what an earlier run of this process metered and did not get into the database.
+      const r = await this.meter.recover(this.journal);
+      if (r.flushes > 0 || r.increments > 0) this.log.info({ ...r, dir: this.journal.dir }, 'route metering read back from the journal: written with the next flush');
+    }
     this.router.start();
     await this.sync().catch((e: unknown) => this.warn('cannot read routes', e));
     this.syncTimer = setInterval(() => { void this.sync().catch((e: unknown) => this.warn('cannot read routes', e)); }, this.opts.syncMs);
@@ -80,6 +93,7 @@ export class RoutingService {
     if (this.syncTimer) clearInterval(this.syncTimer);
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.router.stop();
-    await this.meter.flush(this.store).catch((e: unknown) => this.warn('cannot write route metering at stop', e));
+    await this.meter.drain(this.store).catch((e: unknown) => this.warn('cannot write route metering at stop (the journal keeps it for the next start)', e));
+    await this.journal?.close();
   }
 }

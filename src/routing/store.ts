@@ -122,7 +122,14 @@ export class RouteStore implements MeterSink {
    * MeterSink: the increments and this process's watermark in one statement (atomic without a transaction), applied
    * once per flush id: a retry of a flush that committed behind an error finds its id and adds nothing.
    */
-  async addMinutes(deltas: readonly MinuteDelta[], watermark: Date, flushId: string): Promise<void> {
+  async addMinutes(unsorted: readonly MinuteDelta[], watermark: Date, flushId: string): Promise<void> {
+    if (unsorted.length === 0) {
+      // The watermark alone: moving it again changes nothing (GREATEST), so no flush id is needed.
+      await this.db.query(MOVE_WATERMARK, [this.node, watermark.toISOString()]);
+      return;
+    }
+    // In key order, so two processes adding to the same buckets lock them in the same order (no deadlock).
+    const deltas = [...unsorted].sort((a, b) => a.routeId - b.routeId || (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0) || a.minute - b.minute);
     const col = <K extends keyof MinuteDelta>(k: K) => deltas.map((d) => d[k]);
     await this.db.query(ADD_MINUTES, [
       this.node, flushId, watermark.toISOString(),
@@ -154,6 +161,10 @@ export class RouteStore implements MeterSink {
     return res.rows[0]?.w ? new Date(res.rows[0].w) : new Date(0);
   }
 }
+
+const MOVE_WATERMARK = `
+INSERT INTO route_meter_watermarks (node, watermark) VALUES ($1, $2::timestamptz)
+ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.watermark, EXCLUDED.watermark), updated_at = now()`;
 
 /**
  * One meter flush ($1 node, $2 flush id, $3 watermark, $4… the buckets as arrays): recorded in route_meter_flushes
