@@ -172,6 +172,16 @@ test('oldest unsent share age and backlog bytes: visible while the database is d
   await log.close();
 });
 
+test('oldest unsent share age counts a share still waiting for its turn\'s spool write', async (t) => {
+  // Failed before: only the queue was looked at, and the metric said nothing was waiting.
+  const log = open(tmp(t), new FakeWriter(), { batchAppends: true });
+  log.appendShare(share({ time: Date.now() - 3000 }));
+  const age = log.stats().oldestUnsentAgeMs;
+  assert.ok(age !== null && age >= 3000, `oldest unsent ${age} ms`);
+  assert.ok(await log.waitIdle(5000));
+  await log.close();
+});
+
 // ---- item 15: a full disk, a spent budget ----------------------------------------------------------------------
 
 test('the spool: 1,000 failed appends leave one segment file (no rotation per failure) and no partial line', async (t) => {

@@ -870,8 +870,9 @@ export class DurableShareLog extends InProcessShareLog {
   /** Time of the oldest event appended but not yet committed to the database; null when none (or not known yet). */
   private oldestUnsent(): number | null {
     let t: number | null = this.inflightOldest;
-    const q = this.queue[0]?.event.time;
-    if (q !== undefined && (t === null || q < t)) t = q;
+    // Lines still waiting for their turn's spool write count too (they are at most a turn old).
+    const q = this.oldestInMemory();
+    if (q !== null && (t === null || q < t)) t = q;
     if (this.tailFrom !== null && this.tailOldest !== null && (t === null || this.tailOldest < t)) t = this.tailOldest;
     return t;
   }
