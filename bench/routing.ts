@@ -4,12 +4,15 @@
 //  2. switch latency: route start → first upstream-accepted share (set_extranonce and client.reconnect), and
 //     the move back to pool work;
 //  3. 1,000 routed connections over 10 destinations: time to move them all, forward a share each, 10 more each.
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import type { Socket } from 'node:net';
-import os from 'node:os';
+import os, { tmpdir } from 'node:os';
+import path from 'node:path';
 import pino from 'pino';
 import { JobManager } from '../src/shares/jobs.ts';
 import { StratumMiner } from '../src/miner/client.ts';
+import { MeterJournal } from '../src/routing/meter-journal.ts';
 import { RouteMeter } from '../src/routing/meter.ts';
 import { DEFAULT_ROUTE_OPTIONS, Route } from '../src/routing/route.ts';
 import { DEFAULT_ROUTER_OPTIONS, Router } from '../src/routing/router.ts';
@@ -35,6 +38,10 @@ async function routedShareCost(shares: number) {
   const up = new StubUpstream({ difficulty: 1e-12, branchLevels: 12 });
   await up.listen();
   const meter = new RouteMeter();
+  // As a pool runs it: every count written ahead to the meter's journal.
+  const journalDir = mkdtempSync(path.join(tmpdir(), 'hashhub-bench-journal-'));
+  const journal = new MeterJournal(journalDir, { logger: pino({ level: 'silent' }) });
+  await meter.recover(journal);
   const route = new Route({ id: 1, name: 'b', destinations: [{ url: `stratum+tcp://127.0.0.1:${up.port}`, user: 'buyer.b', password: 'x' }], workers: ['a'] }, { ...DEFAULT_ROUTE_OPTIONS }, meter);
   route.start();
   await until(() => route.current() !== null, 5000, 'upstream job');
@@ -50,6 +57,8 @@ async function routedShareCost(shares: number) {
   const t = meter.totals.get(1)!;
   route.stop();
   await up.close();
+  await journal.close();
+  rmSync(journalDir, { recursive: true, force: true });
   return { ...r, forwarded: t.forwarded, answered: t.accepted + t.probeAccepted };
 }
 

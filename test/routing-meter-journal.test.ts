@@ -174,3 +174,141 @@ test('a journal that cannot be written holds the flush (nothing reaches the data
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+const silent = pino({ level: 'silent' });
+const turn = () => new Promise((r) => setImmediate(r));
+/** The database as the store models it: a flush id is applied once. */
+function fakeDb() {
+  const ids = new Set<string>();
+  let total = 0;
+  const sink: MeterSink = { addMinutes: async (deltas, _w, id) => { if (ids.has(id)) return; ids.add(id); total += deltas.reduce((a, x) => a + x.acceptedDifficulty, 0); } };
+  return { sink, total: () => total };
+}
+/** Start again on dir: read the journal back into a new meter and flush it into db. */
+async function restartInto(dir: string, db: ReturnType<typeof fakeDb>): Promise<{ setAside: number }> {
+  // The meters here run on a clock at 60 s past the epoch: so does the journal's replay-age check.
+  const journal = new MeterJournal(dir, { logger: silent, now: () => 60_000 });
+  const meter = new RouteMeter(() => 60_000);
+  const back = await journal.recover();
+  await journal.close();
+  const j2 = new MeterJournal(dir, { logger: silent, now: () => 60_000 });
+  await meter.recover(j2);
+  await meter.flush(db.sink);
+  await j2.close();
+  return { setAside: back.setAside };
+}
+
+test('counts whose journal write failed are written again before the next marker: a restart bills them all', async () => {
+  // Failed before (found by a review): the failed lines were dropped from the journal, so the marker after them
+  // covered less than its flush, and a restart before that flush reached the database billed 4 of 6.
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+  let failing = false;
+  const journal = new MeterJournal(dir, { logger: silent, io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } } });
+  try {
+    const meter = new RouteMeter(() => 60_000);
+    await meter.recover(journal);
+    failing = true;
+    accepted(meter, 2);
+    await turn();
+    failing = false;
+    accepted(meter, 4);
+    // The marker is written, so the flush is sent; the database is down; then the process stops.
+    await assert.rejects(meter.flush({ addMinutes: async () => { throw new Error('db down'); } }));
+    await journal.close();
+    const db = fakeDb();
+    await restartInto(dir, db);
+    assert.equal(db.total(), 6);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a flush is sent only once its marker is synced: a power cut after its commit does not bill it twice', async () => {
+  // Failed before (found by a review): the marker was in the page cache only when the flush committed; the cut
+  // kept the synced counts and lost the marker, and the restart billed them again as new.
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+  // What fdatasync has made durable: the segment's size at each sync.
+  let durable = 0;
+  const origSync = fs.fdatasyncSync;
+  const origAsync = fs.fdatasync;
+  const mutable = fs as unknown as { fdatasyncSync: typeof fs.fdatasyncSync; fdatasync: typeof fs.fdatasync };
+  mutable.fdatasyncSync = (fd: number) => { origSync(fd); durable = fs.fstatSync(fd).size; };
+  mutable.fdatasync = ((fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => { const size = fs.fstatSync(fd).size; origAsync(fd, (e) => { if (!e) durable = size; cb(e); }); }) as typeof fs.fdatasync;
+  try {
+    const journal = new MeterJournal(dir, { logger: silent, fsyncMs: 5 });
+    const meter = new RouteMeter(() => 60_000);
+    await meter.recover(journal);
+    accepted(meter, 1);
+    await turn();
+    await new Promise((r) => setTimeout(r, 50)); // the interval's fdatasync covers the count
+    const db = fakeDb();
+    const seg = fs.readdirSync(dir).find((f) => f.endsWith('.spool'))!;
+    let onDisk = Buffer.alloc(0);
+    // The disk at the instant the flush commits: the segment up to what was synced.
+    await meter.flush({ addMinutes: async (d, w, id) => { await db.sink.addMinutes(d, w, id); onDisk = fs.readFileSync(path.join(dir, seg)).subarray(0, durable); } });
+    mutable.fdatasyncSync = origSync;
+    mutable.fdatasync = origAsync;
+    await journal.close();
+    // The cut: the file as synced, and the checkpoint's rename (never synced) gone.
+    fs.writeFileSync(path.join(dir, seg), onDisk);
+    fs.rmSync(path.join(dir, 'checkpoint.json'), { force: true });
+    await restartInto(dir, db);
+    assert.equal(db.total(), 1);
+  } finally {
+    mutable.fdatasyncSync = origSync;
+    mutable.fdatasync = origAsync;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a damaged journal is under-billed, never billed twice: the counts of an unreadable marker are set aside', async () => {
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+  try {
+    const journal = new MeterJournal(dir, { logger: silent });
+    const meter = new RouteMeter(() => 60_000);
+    await meter.recover(journal);
+    const db = fakeDb();
+    // Flush 1 (2 + 3) commits; flush 2 (7) does not; 11 is metered after it. Then the process dies (no checkpoint
+    // written: the sink commits the first flush behind the journal's back).
+    accepted(meter, 2); await turn(); accepted(meter, 3);
+    const committed = meter.flush(db.sink);
+    await committed;
+    accepted(meter, 7);
+    await assert.rejects(meter.flush({ addMinutes: async () => { throw new Error('db down'); } }));
+    accepted(meter, 11);
+    await journal.close();
+    fs.rmSync(path.join(dir, 'checkpoint.json'), { force: true });
+    // Bit rot in flush 1's marker.
+    const seg = fs.readdirSync(dir).find((f) => f.endsWith('.spool'))!;
+    const file = path.join(dir, seg);
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    const first = lines.findIndex((l) => l.startsWith('["flush"'));
+    lines[first] = lines[first].replace('flush', 'fl\u0000sh');
+    fs.writeFileSync(file, lines.join('\n'));
+    assert.equal(db.total(), 5);
+    const { setAside } = await restartInto(dir, db);
+    // Flush 1's counts are set aside (they were billed), flush 2 and the 11 after it are billed now.
+    assert.equal(setAside, 2);
+    assert.equal(db.total(), 5 + 7 + 11);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a flush older than its id is kept in route_meter_flushes (a week) is not sent again: set aside, said', async () => {
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+  try {
+    const journal = new MeterJournal(dir, { logger: silent });
+    const meter = new RouteMeter(() => Date.now() - 8 * 86_400_000);
+    await meter.recover(journal);
+    accepted(meter, 5, Date.now() - 8 * 86_400_000);
+    await assert.rejects(meter.flush({ addMinutes: async () => { throw new Error('db down'); } }));
+    await journal.close();
+    const again = new MeterJournal(dir, { logger: silent });
+    const back = await again.recover();
+    await again.close();
+    assert.deepEqual({ flushes: back.flushes.length, setAside: back.setAside }, { flushes: 0, setAside: 1 });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -339,8 +339,9 @@ export class DurableShareLog extends InProcessShareLog {
       const start = { seg: pos.start.seg, off };
       off += ascii ? b.line.length : Buffer.byteLength(b.line, 'utf8');
       // The line the writer keeps (without its newline) is cut from the text just written (flat): b.line is
-      // still the chain of pieces it was concatenated from, several times its size for as long as it waits.
-      const line = text.slice(chars, chars + b.line.length - 1);
+      // still the chain of pieces it was concatenated from, several times its size for as long as it waits. While
+      // the writer reads the spool back, the queue keeps nothing written, so nothing is cut.
+      const line = this.tailFrom === null ? text.slice(chars, chars + b.line.length - 1) : '';
       chars += b.line.length;
       this.record(b.ev, line, { start, end: { seg: pos.start.seg, off } });
     }

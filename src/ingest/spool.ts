@@ -384,6 +384,11 @@ export class Spool {
     }
   }
 
+  /** The last failed append may have left some of its bytes in the segment (they could not be cut away). */
+  get failedWriteLeftBytes(): boolean {
+    return this.needsRotate;
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }

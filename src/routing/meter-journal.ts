@@ -1,17 +1,21 @@
 import type { Logger } from 'pino';
-import { type Position, Spool, type SpoolIo, cmpPos } from '../ingest/spool.ts';
+import { MissingSegmentError, type Position, Spool, type SpoolIo, cmpPos } from '../ingest/spool.ts';
 import type { MinuteCounts } from './meter.ts';
 
 // The route meter's write-ahead journal. The market bills routed work from route_minutes, which the meter writes
 // once a second; what it counted since its last write lived only in memory, so a process killed outright (SIGKILL,
-// OOM, a crash) lost up to a second of delivered work, billed to nobody. Every increment now goes to this journal
-// first (one write per event-loop turn, like the share spool), and so does every flush, as a marker with its id.
-// At start the journal is read back from its checkpoint: each flush found there is sent again with its own id
-// (route_meter_flushes makes a flush that had committed add nothing), and the increments after the last marker go
-// into the next flush. The checkpoint moves past a flush's marker once the database has it.
+// OOM, a crash) lost up to a second of delivered work, billed to nobody. Every count now goes to this journal first
+// (summed per bucket and written once per event-loop turn, like the share spool), and every flush as a marker with
+// its id, synced before the flush is sent. At start the journal is read back from its checkpoint: each flush found
+// there is sent again under its own id (route_meter_flushes makes one that had committed add nothing), and the
+// counts after the last marker go into the next flush. The checkpoint moves past a marker once the database has its
+// flush.
 //
-// Lines (JSON): [routeId, worker, bucketStart, {count: increment, …}] for an increment, ["flush", id, watermark]
-// for a flush marker.
+// Lines (JSON): [routeId, worker, bucketStart, {count: increment, …}] for counts; ["flush", id, watermark, lines]
+// for a marker, `lines` being the count lines written since the marker before it. When a marker finds more lines
+// than it says (the marker before it unreadable: its flush may have committed), the lines before its own are set
+// aside rather than billed twice; so are counts before an unreadable line after the last marker. Under-billing a
+// damaged journal is the safe side.
 
 export interface JournalIncrement {
   routeId: number;
@@ -20,7 +24,7 @@ export interface JournalIncrement {
   inc: Partial<MinuteCounts>;
 }
 
-/** A flush found in the journal: the increments since the marker before it, its id and watermark. */
+/** A flush found in the journal: the counts since the marker before it, its id and watermark. */
 export interface JournalFlush {
   id: string;
   watermark: number;
@@ -31,23 +35,39 @@ export interface JournalFlush {
 
 export interface MeterJournalOptions {
   logger: Logger;
-  /** fdatasync this often (a process crash loses nothing once written; this bounds what a power cut can). */
+  /** fdatasync this often (a process crash loses nothing written; this bounds what a power cut loses). */
   fsyncMs?: number;
   segmentBytes?: number;
   io?: Partial<SpoolIo>;
+  /** A flush older than this is not sent again (its id may be pruned from route_meter_flushes): set aside. */
+  maxReplayAgeMs?: number;
+  now?: () => number;
 }
+
+/** Count lines kept for a journal that cannot be written (a full disk): past this, new ones are dropped. */
+const PENDING_MAX = 100_000;
 
 export class MeterJournal {
   private readonly spool: Spool;
-  private pending: string[] = [];
+  /** This turn's counts, summed per bucket (serialized only when written). */
+  private turn = new Map<string, JournalIncrement>();
+  /** Count lines whose write failed, written again before anything else. */
+  private unwritten: string[] = [];
+  /** Count lines written since the last marker (the next marker says how many). */
+  private linesSinceMarker = 0;
   private scheduled = false;
   private failing = false;
+  private dropped = 0;
   private readonly log: Logger;
+  private readonly maxReplayAgeMs: number;
+  private readonly now: () => number;
   /** Where a replay (recover) stops: the head when the journal was opened. */
   private readonly openedAt: Position;
 
   constructor(dir: string, opts: MeterJournalOptions) {
     this.log = opts.logger;
+    this.maxReplayAgeMs = opts.maxReplayAgeMs ?? 6 * 86_400_000;
+    this.now = opts.now ?? Date.now;
     this.spool = new Spool(dir, { segmentBytes: opts.segmentBytes ?? 8 * 1024 * 1024, fsyncMs: opts.fsyncMs ?? 1000, logger: opts.logger, io: opts.io });
     this.openedAt = { ...this.spool.head };
   }
@@ -56,22 +76,25 @@ export class MeterJournal {
     return this.spool.dir;
   }
 
-  /** An increment of a bucket: written at the end of this event-loop turn, with the turn's others. */
+  /** Counts of a bucket: summed with this turn's others of the same bucket, written at the turn's end. */
   increment(routeId: number, worker: string, minute: number, inc: Partial<MinuteCounts>): void {
-    this.pending.push(JSON.stringify([routeId, worker, minute, inc]));
+    const key = `${routeId}\u0000${worker}\u0000${minute}`;
+    const b = this.turn.get(key);
+    if (!b) this.turn.set(key, { routeId, worker, minute, inc: { ...inc } });
+    else for (const k in inc) b.inc[k as keyof MinuteCounts] = (b.inc[k as keyof MinuteCounts] ?? 0) + inc[k as keyof MinuteCounts]!;
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => { this.scheduled = false; this.write(); });
+      setImmediate(() => { this.scheduled = false; this.write(null); });
     }
   }
 
   /**
-   * A flush's marker, written now with every increment before it. Returns the position just after it, or null when
-   * the journal cannot be written (the flush still goes to the database; only a crash before it lands loses it).
+   * A flush's marker, written and synced now, after every count before it: the flush may be sent only once its
+   * marker is durable (a committed flush read back without its marker would be billed again). Returns the position
+   * just after it, or null when the journal cannot be written (then the flush must not be sent).
    */
   markFlush(id: string, watermark: number): Position | null {
-    this.pending.push(JSON.stringify(['flush', id, watermark]));
-    return this.write();
+    return this.write({ id, watermark });
   }
 
   /** Everything up to pos is in the database: the checkpoint moves there, and older segments are deleted. */
@@ -85,61 +108,94 @@ export class MeterJournal {
     }
   }
 
-  /** The journal from its checkpoint to where it stood when opened: its flushes, and the increments after the last. */
-  async recover(): Promise<{ flushes: JournalFlush[]; rest: JournalIncrement[]; unreadable: number }> {
+  /** The journal from its checkpoint to where it stood when opened: its flushes, and the counts after the last. */
+  async recover(): Promise<{ flushes: JournalFlush[]; rest: JournalIncrement[]; setAside: number }> {
     const flushes: JournalFlush[] = [];
     let group: JournalIncrement[] = [];
+    /** Counts in `group` before an unreadable line: they may belong to a flush whose marker that line was. */
+    let suspect = 0;
     let unreadable = 0;
+    let setAside = 0;
     let pos = this.spool.replayFrom();
     while (cmpPos(pos, this.openedAt) < 0) {
-      const r = await this.spool.read(pos, 10_000, this.openedAt);
+      let r: Awaited<ReturnType<Spool['read']>>;
+      try {
+        r = await this.spool.read(pos, 10_000, this.openedAt);
+      } catch (e) {
+        if (!(e instanceof MissingSegmentError)) throw e;
+        this.log.error({ file: e.file }, 'route meter journal: a segment is missing; its counts are not billed');
+        pos = { seg: e.seg + 1, off: 0 };
+        suspect = group.length;
+        continue;
+      }
       for (const l of r.lines) {
         const v = parseLine(l.text);
-        if (!v) unreadable++;
-        else if (v.kind === 'flush') {
-          flushes.push({ id: v.id, watermark: v.watermark, increments: group, upTo: l.end });
+        if (!v) {
+          unreadable++;
+          suspect = group.length;
+        } else if (v.kind === 'flush') {
+          // More counts than the marker says: the marker before it was lost, and the older ones are its flush's.
+          const extra = Math.max(0, group.length - v.lines);
+          setAside += extra;
+          const own = group.slice(extra);
+          if (this.now() - v.watermark > this.maxReplayAgeMs) {
+            setAside += own.length;
+            this.log.error({ id: v.id, watermark: new Date(v.watermark).toISOString() }, 'route meter journal: a flush too old to be sent again safely is set aside');
+          } else flushes.push({ id: v.id, watermark: v.watermark, increments: own, upTo: l.end });
           group = [];
+          suspect = 0;
         } else group.push(v.inc);
       }
       if (cmpPos(r.next, pos) <= 0) break;
       pos = r.next;
     }
-    if (unreadable > 0) this.log.error({ lines: unreadable, dir: this.spool.dir }, 'route meter journal: unreadable lines skipped (their routed work is not billed)');
-    return { flushes, rest: group, unreadable };
+    setAside += suspect;
+    const rest = group.slice(suspect);
+    if (unreadable > 0 || setAside > 0) {
+      this.log.error({ unreadable, setAside, dir: this.spool.dir }, 'route meter journal: damaged lines; the counts that could have been billed already are not billed again');
+    }
+    return { flushes, rest, setAside };
   }
 
   /** Write what is pending; the journal is closed (a later start reads back what the database does not have). */
   async close(): Promise<void> {
     if (this.spool.isClosed) return;
-    this.write();
+    this.write(null);
     await this.spool.close();
   }
 
-  private write(): Position | null {
+  /** This turn's counts (after any left from a failed write), then the marker if any, in one append. */
+  private write(marker: { id: string; watermark: number } | null): Position | null {
     if (this.spool.isClosed) return null;
-    if (this.pending.length === 0) return { ...this.spool.head };
-    const text = this.pending.join('\n') + '\n';
-    this.pending = [];
+    const counts = this.unwritten;
+    for (const b of this.turn.values()) counts.push(JSON.stringify([b.routeId, b.worker, b.minute, b.inc]));
+    this.turn.clear();
+    this.unwritten = [];
+    if (counts.length === 0 && !marker) return { ...this.spool.head };
+    const lines = marker ? [...counts, JSON.stringify(['flush', marker.id, marker.watermark, this.linesSinceMarker + counts.length])] : counts;
     try {
-      const { end } = this.spool.append(text);
+      const { end } = this.spool.append(lines.join('\n') + '\n', { sync: marker !== null });
+      this.linesSinceMarker = marker ? 0 : this.linesSinceMarker + counts.length;
       if (this.failing) {
         this.failing = false;
-        this.log.info({ dir: this.spool.dir }, 'route meter journal writes work again');
+        this.log.info({ dir: this.spool.dir, dropped: this.dropped }, 'route meter journal writes work again');
       }
       return end;
     } catch (e) {
-      // The increments are still in memory and go to the database with the next flush; only a crash before that
-      // loses them. Logged once per failing spell.
+      // The counts are written again before anything else (the marker is not: its flush is not sent), unless part
+      // of them may be on disk already. They are in memory too, and reach the database once a marker is written.
+      if (!this.spool.failedWriteLeftBytes && counts.length <= PENDING_MAX) this.unwritten = counts;
+      else this.dropped += counts.length;
       if (!this.failing) {
         this.failing = true;
-        this.log.error({ err: (e as Error).message, dir: this.spool.dir }, 'route meter journal write failed: metering is kept in memory until written to the database');
+        this.log.error({ err: (e as Error).message, dir: this.spool.dir }, 'route meter journal write failed: metering is held in memory until it can be written');
       }
       return null;
     }
   }
 }
 
-type Parsed = { kind: 'inc'; inc: JournalIncrement } | { kind: 'flush'; id: string; watermark: number };
+type Parsed = { kind: 'inc'; inc: JournalIncrement } | { kind: 'flush'; id: string; watermark: number; lines: number };
 
 function parseLine(text: string): Parsed | null {
   let v: unknown;
@@ -150,10 +206,10 @@ function parseLine(text: string): Parsed | null {
   }
   if (!Array.isArray(v)) return null;
   if (v[0] === 'flush') {
-    return typeof v[1] === 'string' && Number.isFinite(v[2]) ? { kind: 'flush', id: v[1], watermark: v[2] as number } : null;
+    return typeof v[1] === 'string' && Number.isFinite(v[2]) && Number.isSafeInteger(v[3]) && v[3] >= 0 ? { kind: 'flush', id: v[1], watermark: v[2] as number, lines: v[3] as number } : null;
   }
   const [routeId, worker, minute, inc] = v as unknown[];
-  if (!Number.isSafeInteger(routeId) || typeof worker !== 'string' || !Number.isFinite(minute) || typeof inc !== 'object' || inc === null) return null;
+  if (!Number.isSafeInteger(routeId) || typeof worker !== 'string' || !Number.isFinite(minute) || typeof inc !== 'object' || inc === null || Array.isArray(inc)) return null;
   for (const x of Object.values(inc)) if (!Number.isFinite(x)) return null;
   return { kind: 'inc', inc: { routeId: routeId as number, worker, minute: minute as number, inc: inc as Partial<MinuteCounts> } };
 }

@@ -65,6 +65,8 @@ export class Router extends EventEmitter<RouterEvents> {
   private readonly presented = new WeakSet<StratumSession>();
   /** Probing takes one worker: the one sent client.reconnect for it holds the place until it is back. */
   private readonly probeReserved = new Map<number, { name: string; until: number }>();
+  /** Routes removed and still answering their late shares (stopped a few seconds later, or at stop()). */
+  private readonly retiring = new Set<Route>();
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
   readonly moves: Record<MoveMethod, number> = { set_extranonce: 0, reconnect: 0, resume: 0 };
@@ -84,6 +86,8 @@ export class Router extends EventEmitter<RouterEvents> {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     for (const r of this.routes.values()) r.stop();
+    for (const r of this.retiring) r.stop();
+    this.retiring.clear();
   }
 
   setReconnectTarget(host: string, port: number, tlsPort?: number): void {
@@ -130,7 +134,8 @@ export class Router extends EventEmitter<RouterEvents> {
     this.routes.delete(id);
     this.reconcile();
     // Give late shares a moment to be answered before the connection goes.
-    setTimeout(() => r.stop(), 5000).unref();
+    this.retiring.add(r);
+    setTimeout(() => { this.retiring.delete(r); r.stop(); }, 5000).unref();
     r.status = { ...r.status, state: 'stopped' };
   }
 

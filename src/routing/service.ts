@@ -21,6 +21,8 @@ export interface RoutingServiceOptions {
    * the last flush is lost when the process dies.
    */
   journalDir?: string;
+  /** At stop, wait this long at most for the upstreams' answers to forwarded shares (default 3 s). */
+  stopAnswerWaitMs?: number;
 }
 
 /**
@@ -92,6 +94,10 @@ export class RoutingService {
   async stop(): Promise<void> {
     if (this.syncTimer) clearInterval(this.syncTimer);
     if (this.flushTimer) clearInterval(this.flushTimer);
+    // The miners are gone (the pool stops first): the upstreams' answers to shares already forwarded are metered
+    // before their connections close, or each would count as unanswered. Bounded: an upstream may never answer.
+    const end = Date.now() + (this.opts.stopAnswerWaitMs ?? 3000);
+    while (this.meter.pendingAnswers > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     this.router.stop();
     await this.meter.drain(this.store).catch((e: unknown) => this.warn('cannot write route metering at stop (the journal keeps it for the next start)', e));
     await this.journal?.close();

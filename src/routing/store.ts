@@ -173,7 +173,7 @@ ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.wat
  */
 const ADD_MINUTES = `
 WITH flush AS (
-  INSERT INTO route_meter_flushes (node, flush_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1
+  INSERT INTO route_meter_flushes (flush_id, node) VALUES ($2, $1) ON CONFLICT DO NOTHING RETURNING 1
 ), buckets AS (
   INSERT INTO route_minutes AS m (route_id, worker, minute, valid, valid_difficulty, invalid, forwarded, accepted, accepted_difficulty,
     accepted_difficulty_sq, rejected, stale, no_answer, switch_lost, switch_lost_difficulty, probe_accepted, probe_difficulty)
@@ -191,4 +191,4 @@ WITH flush AS (
   INSERT INTO route_meter_watermarks (node, watermark) SELECT $1, $3::timestamptz WHERE EXISTS (SELECT 1 FROM flush)
   ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.watermark, EXCLUDED.watermark), updated_at = now()
 )
-DELETE FROM route_meter_flushes WHERE node = $1 AND at < now() - interval '7 days'`;
+DELETE FROM route_meter_flushes WHERE at < now() - interval '7 days'`;
