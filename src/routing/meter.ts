@@ -265,10 +265,10 @@ export class RouteMeter {
 
   /**
    * Flush until nothing is left: the flush in flight, the increments that came meanwhile, a failed flush kept for
-   * retry. For a stop. Throws the last error if something is still unwritten after a few tries (the journal, when
+   * retry. For a stop. Throws the last error if something is still unwritten after `tries` retries (the journal, when
    * there is one, keeps it for the next start).
    */
-  async drain(sink: MeterSink, tries = 3): Promise<void> {
+  async drain(sink: MeterSink, tries = 1): Promise<void> {
     let last: unknown = null;
     for (let i = 0; i < tries + 1 && (this.flushing || this.unsent.length > 0 || this.dirty.size > 0); i++) {
       try {
