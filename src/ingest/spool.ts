@@ -384,6 +384,11 @@ export class Spool {
     }
   }
 
+  /** Whether the spool knows segment `seg` (it may still be missing from the disk: reading it says so). */
+  hasSegment(seg: number): boolean {
+    return this.sizes.has(seg);
+  }
+
   /** The last failed append may have left some of its bytes in the segment (they could not be cut away). */
   get failedWriteLeftBytes(): boolean {
     return this.needsRotate;

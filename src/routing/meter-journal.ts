@@ -44,8 +44,8 @@ export interface MeterJournalOptions {
   now?: () => number;
 }
 
-/** Count lines kept for a journal that cannot be written (a full disk): past this, new ones are dropped. */
-const PENDING_MAX = 100_000;
+/** Count lines kept for a journal that cannot be written (a full disk): past this, all kept ones are dropped. */
+const PENDING_MAX = 10_000;
 
 export class MeterJournal {
   private readonly spool: Spool;
@@ -58,6 +58,8 @@ export class MeterJournal {
   private scheduled = false;
   private failing = false;
   private dropped = 0;
+  /** A marker whose failed write may have left it on disk: its id is the next flush's (see nextFlushId). */
+  private reuseId: string | null = null;
   private readonly log: Logger;
   private readonly maxReplayAgeMs: number;
   private readonly now: () => number;
@@ -112,49 +114,71 @@ export class MeterJournal {
   async recover(): Promise<{ flushes: JournalFlush[]; rest: JournalIncrement[]; setAside: number }> {
     const flushes: JournalFlush[] = [];
     let group: JournalIncrement[] = [];
-    /** Counts in `group` before an unreadable line: they may belong to a flush whose marker that line was. */
+    /** Counts in `group` before damage (an unreadable line, a missing segment): they may belong to a flush whose
+     *  marker was there. */
     let suspect = 0;
     let unreadable = 0;
+    let missing = 0;
     let setAside = 0;
-    let pos = this.spool.replayFrom();
-    while (cmpPos(pos, this.openedAt) < 0) {
-      let r: Awaited<ReturnType<Spool['read']>>;
-      try {
-        r = await this.spool.read(pos, 10_000, this.openedAt);
-      } catch (e) {
-        if (!(e instanceof MissingSegmentError)) throw e;
-        this.log.error({ file: e.file }, 'route meter journal: a segment is missing; its counts are not billed');
-        pos = { seg: e.seg + 1, off: 0 };
+    const start = this.spool.replayFrom();
+    // Segment by segment: segments are numbered in sequence, so one missing from between the checkpoint and the
+    // head is damage, and a read that fails on one must not take the lines of the others with it.
+    for (let seg = start.seg; seg <= this.openedAt.seg && cmpPos(start, this.openedAt) < 0; seg++) {
+      if (!this.spool.hasSegment(seg)) {
+        missing++;
         suspect = group.length;
         continue;
       }
-      for (const l of r.lines) {
-        const v = parseLine(l.text);
-        if (!v) {
-          unreadable++;
+      const limit = seg === this.openedAt.seg ? this.openedAt : { seg: seg + 1, off: 0 };
+      let pos = seg === start.seg ? start : { seg, off: 0 };
+      while (cmpPos(pos, limit) < 0) {
+        let r: Awaited<ReturnType<Spool['read']>>;
+        try {
+          r = await this.spool.read(pos, 10_000, limit);
+        } catch (e) {
+          if (!(e instanceof MissingSegmentError)) throw e;
+          missing++;
           suspect = group.length;
-        } else if (v.kind === 'flush') {
-          // More counts than the marker says: the marker before it was lost, and the older ones are its flush's.
-          const extra = Math.max(0, group.length - v.lines);
-          setAside += extra;
-          const own = group.slice(extra);
-          if (this.now() - v.watermark > this.maxReplayAgeMs) {
-            setAside += own.length;
-            this.log.error({ id: v.id, watermark: new Date(v.watermark).toISOString() }, 'route meter journal: a flush too old to be sent again safely is set aside');
-          } else flushes.push({ id: v.id, watermark: v.watermark, increments: own, upTo: l.end });
-          group = [];
-          suspect = 0;
-        } else group.push(v.inc);
+          break;
+        }
+        for (const l of r.lines) {
+          const v = parseLine(l.text);
+          if (!v) {
+            unreadable++;
+            suspect = group.length;
+          } else if (v.kind === 'flush') {
+            // Counts before damage, or more than the marker says (the marker before it lost): another flush's.
+            const extra = Math.min(group.length, Math.max(suspect, group.length - v.lines));
+            setAside += extra;
+            const own = group.slice(extra);
+            if (this.now() - v.watermark > this.maxReplayAgeMs) {
+              setAside += own.length;
+              this.log.error({ id: v.id, watermark: new Date(v.watermark).toISOString() }, 'route meter journal: a flush too old to be sent again safely is set aside');
+            } else flushes.push({ id: v.id, watermark: v.watermark, increments: own, upTo: l.end });
+            group = [];
+            suspect = 0;
+          } else group.push(v.inc);
+        }
+        if (r.lines.length === 0 || cmpPos(r.next, pos) <= 0) break;
+        pos = r.next;
       }
-      if (cmpPos(r.next, pos) <= 0) break;
-      pos = r.next;
     }
     setAside += suspect;
     const rest = group.slice(suspect);
-    if (unreadable > 0 || setAside > 0) {
-      this.log.error({ unreadable, setAside, dir: this.spool.dir }, 'route meter journal: damaged lines; the counts that could have been billed already are not billed again');
+    // They are on disk before the next marker, whose line count must include them.
+    this.linesSinceMarker = rest.length;
+    if (unreadable > 0 || missing > 0 || setAside > 0) {
+      this.log.error({ unreadable, missingSegments: missing, setAside, dir: this.spool.dir }, 'route meter journal: damaged; the counts that could have been billed already are not billed again');
     }
     return { flushes, rest, setAside };
+  }
+
+  /**
+   * The id for the next flush: a new one, unless the last marker write failed in a way that may have left it on
+   * disk (its flush was not sent): then that id again, so the flush read back from it and the one sent are one.
+   */
+  nextFlushId(fresh: () => string): string {
+    return this.reuseId ?? fresh();
   }
 
   /** Write what is pending; the journal is closed (a later start reads back what the database does not have). */
@@ -176,6 +200,7 @@ export class MeterJournal {
     try {
       const { end } = this.spool.append(lines.join('\n') + '\n', { sync: marker !== null });
       this.linesSinceMarker = marker ? 0 : this.linesSinceMarker + counts.length;
+      if (marker) this.reuseId = null;
       if (this.failing) {
         this.failing = false;
         this.log.info({ dir: this.spool.dir, dropped: this.dropped }, 'route meter journal writes work again');
@@ -186,6 +211,7 @@ export class MeterJournal {
       // of them may be on disk already. They are in memory too, and reach the database once a marker is written.
       if (!this.spool.failedWriteLeftBytes && counts.length <= PENDING_MAX) this.unwritten = counts;
       else this.dropped += counts.length;
+      if (marker && this.spool.failedWriteLeftBytes) this.reuseId = marker.id;
       if (!this.failing) {
         this.failing = true;
         this.log.error({ err: (e as Error).message, dir: this.spool.dir }, 'route meter journal write failed: metering is held in memory until it can be written');

@@ -298,7 +298,7 @@ export class RouteMeter {
    * watermark alone) needs no marker.
    */
   private take(): UnsentFlush {
-    const id = randomUUID();
+    const id = this.journal ? this.journal.nextFlushId(randomUUID) : randomUUID();
     const watermark = this.watermark();
     const f: UnsentFlush = { id, deltas: [...this.dirty.values()], watermark: new Date(watermark), upTo: null };
     this.dirty.clear();

@@ -98,8 +98,10 @@ export class RoutingService {
     // before their connections close, or each would count as unanswered. Bounded: an upstream may never answer.
     const end = Date.now() + (this.opts.stopAnswerWaitMs ?? 3000);
     while (this.meter.pendingAnswers > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    // A read of the routes under way would start routes again after the router stops.
+    await this.syncing?.catch(() => undefined);
     this.router.stop();
     await this.meter.drain(this.store).catch((e: unknown) => this.warn('cannot write route metering at stop (the journal keeps it for the next start)', e));
-    await this.journal?.close();
+    await this.journal?.close().catch((e: unknown) => this.warn('cannot close the route meter journal', e));
   }
 }

@@ -191,4 +191,4 @@ WITH flush AS (
   INSERT INTO route_meter_watermarks (node, watermark) SELECT $1, $3::timestamptz WHERE EXISTS (SELECT 1 FROM flush)
   ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.watermark, EXCLUDED.watermark), updated_at = now()
 )
-DELETE FROM route_meter_flushes WHERE at < now() - interval '7 days'`;
+DELETE FROM route_meter_flushes WHERE node = $1 AND at < now() - interval '7 days'`;
