@@ -405,3 +405,36 @@ test('a marker whose failed write may be on disk gives its id to the next flush:
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a marker left on disk and the flush later sent under its id are one flush on replay, committed or not', async () => {
+  // Failed before (found by a review): replay sent the two groups as two flushes with one id; the first committed and
+  // the second, the counts metered in between, was dropped as already applied.
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+  const mutable = fs as unknown as { fdatasyncSync: typeof fs.fdatasyncSync; ftruncateSync: typeof fs.ftruncateSync };
+  const origSync = fs.fdatasyncSync;
+  const origTruncate = fs.ftruncateSync;
+  try {
+    const journal = new MeterJournal(dir, { logger: silent, now: () => 60_000 });
+    const meter = new RouteMeter(() => 60_000);
+    await meter.recover(journal);
+    accepted(meter, 2);
+    await turn();
+    accepted(meter, 1);
+    mutable.fdatasyncSync = () => { throw Object.assign(new Error('EIO: simulated'), { code: 'EIO' }); };
+    mutable.ftruncateSync = () => { throw Object.assign(new Error('EIO: simulated'), { code: 'EIO' }); };
+    await assert.rejects(meter.flush({ addMinutes: async () => undefined }), /cannot be written/);
+    mutable.fdatasyncSync = origSync;
+    mutable.ftruncateSync = origTruncate;
+    accepted(meter, 4);
+    // The flush under the reused id does not reach the database; then the process stops.
+    await assert.rejects(meter.flush({ addMinutes: async () => { throw new Error('db down'); } }));
+    await journal.close();
+    const db = fakeDb();
+    const { setAside } = await restartInto(dir, db);
+    assert.deepEqual({ total: db.total(), setAside }, { total: 7, setAside: 0 });
+  } finally {
+    mutable.fdatasyncSync = origSync;
+    mutable.ftruncateSync = origTruncate;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -151,9 +151,16 @@ export class MeterJournal {
             const extra = Math.min(group.length, Math.max(suspect, group.length - v.lines));
             setAside += extra;
             const own = group.slice(extra);
+            const prev = flushes[flushes.length - 1];
             if (this.now() - v.watermark > this.maxReplayAgeMs) {
               setAside += own.length;
               this.log.error({ id: v.id, watermark: new Date(v.watermark).toISOString() }, 'route meter journal: a flush too old to be sent again safely is set aside');
+            } else if (prev?.id === v.id) {
+              // The same id again: a marker whose failed write stayed on disk, then the flush sent under its id
+              // (nextFlushId). They are one flush: its counts are both groups.
+              prev.increments.push(...own);
+              prev.upTo = l.end;
+              prev.watermark = Math.max(prev.watermark, v.watermark);
             } else flushes.push({ id: v.id, watermark: v.watermark, increments: own, upTo: l.end });
             group = [];
             suspect = 0;
@@ -211,6 +218,10 @@ export class MeterJournal {
       // of them may be on disk already. They are in memory too, and reach the database once a marker is written.
       if (!this.spool.failedWriteLeftBytes && counts.length <= PENDING_MAX) this.unwritten = counts;
       else this.dropped += counts.length;
+      // Some of those lines may be on disk: the next marker's count is an upper bound, so replay does not take them
+      // for another flush's and set aside this one's oldest (every line after the last synced marker is the next
+      // flush's).
+      if (this.spool.failedWriteLeftBytes) this.linesSinceMarker += counts.length;
       if (marker && this.spool.failedWriteLeftBytes) this.reuseId = marker.id;
       if (!this.failing) {
         this.failing = true;
