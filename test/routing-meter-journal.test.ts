@@ -437,3 +437,33 @@ test('a marker left on disk and the flush later sent under its id are one flush 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a stop while the journal cannot be written sends what is not on disk; the next start sends what is', async () => {
+  // Failed before (found by a review): no flush could be sent without its marker, so a stop on a full disk lost
+  // every count metered since the disk filled.
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+  let failing = false;
+  try {
+    const { meter, journal } = await meterOn(dir, {
+      io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } },
+    });
+    const db = fakeDb();
+    accepted(meter, 1);
+    await meter.flush(db.sink);
+    accepted(meter, 2);
+    await turn(); // on disk
+    failing = true;
+    accepted(meter, 4);
+    await turn(); // not on disk
+    await assert.rejects(meter.flush(db.sink), /cannot be written/);
+    accepted(meter, 8);
+    await meter.drain(db.sink);
+    assert.equal(db.total(), 1 + 4 + 8, 'sent at the stop: all but what is on disk');
+    await journal.close();
+    failing = false;
+    const { setAside } = await restartInto(dir, db);
+    assert.deepEqual({ total: db.total(), setAside }, { total: 15, setAside: 0 });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -51,8 +51,13 @@ export class MeterJournal {
   private readonly spool: Spool;
   /** This turn's counts, summed per bucket (serialized only when written). */
   private turn = new Map<string, JournalIncrement>();
-  /** Count lines whose write failed, written again before anything else. */
-  private unwritten: string[] = [];
+  /** Counts whose write failed, written again before anything else. */
+  private unwritten: JournalIncrement[] = [];
+  /**
+   * Counts written since the last marker, summed per bucket (null: unknown, a failed write may have left some on
+   * disk). A stop that cannot write a marker sends what is not on disk without one (notOnDisk).
+   */
+  private onDisk: Map<string, JournalIncrement> | null = new Map();
   /** Count lines written since the last marker (the next marker says how many). */
   private linesSinceMarker = 0;
   private scheduled = false;
@@ -188,6 +193,18 @@ export class MeterJournal {
     return this.reuseId ?? fresh();
   }
 
+  /**
+   * For a stop while no marker can be written: the counts written since the last marker, to be left out of a flush
+   * sent without one (they are read back at the next start), and the counts not on disk dropped from the journal
+   * (that flush carries them). Null when what is on disk is not known: then nothing may be sent.
+   */
+  takeOnDisk(): Map<string, JournalIncrement> | null {
+    if (!this.onDisk) return null;
+    this.unwritten = [];
+    this.turn.clear();
+    return this.onDisk;
+  }
+
   /** Write what is pending; the journal is closed (a later start reads back what the database does not have). */
   async close(): Promise<void> {
     if (this.spool.isClosed) return;
@@ -199,15 +216,19 @@ export class MeterJournal {
   private write(marker: { id: string; watermark: number } | null): Position | null {
     if (this.spool.isClosed) return null;
     const counts = this.unwritten;
-    for (const b of this.turn.values()) counts.push(JSON.stringify([b.routeId, b.worker, b.minute, b.inc]));
+    for (const b of this.turn.values()) counts.push(b);
     this.turn.clear();
     this.unwritten = [];
     if (counts.length === 0 && !marker) return { ...this.spool.head };
-    const lines = marker ? [...counts, JSON.stringify(['flush', marker.id, marker.watermark, this.linesSinceMarker + counts.length])] : counts;
+    const lines = counts.map((b) => JSON.stringify([b.routeId, b.worker, b.minute, b.inc]));
+    if (marker) lines.push(JSON.stringify(['flush', marker.id, marker.watermark, this.linesSinceMarker + counts.length]));
     try {
       const { end } = this.spool.append(lines.join('\n') + '\n', { sync: marker !== null });
       this.linesSinceMarker = marker ? 0 : this.linesSinceMarker + counts.length;
-      if (marker) this.reuseId = null;
+      if (marker) {
+        this.reuseId = null;
+        this.onDisk = new Map();
+      } else if (this.onDisk) for (const b of counts) addTo(this.onDisk, b);
       if (this.failing) {
         this.failing = false;
         this.log.info({ dir: this.spool.dir, dropped: this.dropped }, 'route meter journal writes work again');
@@ -221,7 +242,10 @@ export class MeterJournal {
       // Some of those lines may be on disk: the next marker's count is an upper bound, so replay does not take them
       // for another flush's and set aside this one's oldest (every line after the last synced marker is the next
       // flush's).
-      if (this.spool.failedWriteLeftBytes) this.linesSinceMarker += counts.length;
+      if (this.spool.failedWriteLeftBytes) {
+        this.linesSinceMarker += counts.length;
+        this.onDisk = null;
+      }
       if (marker && this.spool.failedWriteLeftBytes) this.reuseId = marker.id;
       if (!this.failing) {
         this.failing = true;
@@ -230,6 +254,13 @@ export class MeterJournal {
       return null;
     }
   }
+}
+
+function addTo(m: Map<string, JournalIncrement>, b: JournalIncrement): void {
+  const key = `${b.routeId}\u0000${b.worker}\u0000${b.minute}`;
+  const have = m.get(key);
+  if (!have) m.set(key, { routeId: b.routeId, worker: b.worker, minute: b.minute, inc: { ...b.inc } });
+  else for (const k in b.inc) have.inc[k as keyof MinuteCounts] = (have.inc[k as keyof MinuteCounts] ?? 0) + b.inc[k as keyof MinuteCounts]!;
 }
 
 type Parsed = { kind: 'inc'; inc: JournalIncrement } | { kind: 'flush'; id: string; watermark: number; lines: number };

@@ -43,6 +43,17 @@ const COUNT_KEYS: readonly (keyof MinuteCounts)[] = [
   'switchLost', 'switchLostDifficulty', 'probeAccepted', 'probeDifficulty',
 ];
 
+/** The journal cannot be written, so no flush can be sent (its marker must be on disk first). */
+export class JournalUnwritableError extends Error {
+  constructor(dir: string) {
+    super(`the route meter journal (${dir}) cannot be written: metering is held in memory until it can`);
+    this.name = 'JournalUnwritableError';
+  }
+}
+
+/** Counts of shares (not sums of difficulty): a bucket without any is only floating-point residue. */
+const SHARE_KEYS: readonly (keyof MinuteCounts)[] = ['valid', 'invalid', 'forwarded', 'accepted', 'rejected', 'stale', 'noAnswer', 'switchLost', 'probeAccepted'];
+
 interface UnsentFlush {
   id: string;
   deltas: MinuteDelta[];
@@ -266,7 +277,8 @@ export class RouteMeter {
   /**
    * Flush until nothing is left: the flush in flight, the increments that came meanwhile, a failed flush kept for
    * retry. For a stop. Throws the last error if something is still unwritten after `tries` retries (the journal, when
-   * there is one, keeps it for the next start).
+   * there is one, keeps it for the next start). When no marker can be written, what is not on disk is sent without
+   * one (sendNotOnDisk).
    */
   async drain(sink: MeterSink, tries = 1): Promise<void> {
     let last: unknown = null;
@@ -278,7 +290,30 @@ export class RouteMeter {
         last = e;
       }
     }
-    if (last !== null && (this.unsent.length > 0 || this.dirty.size > 0)) throw last;
+    if (last !== null && (this.unsent.length > 0 || this.dirty.size > 0)) {
+      if (last instanceof JournalUnwritableError && this.unsent.length === 0 && (await this.sendNotOnDisk(sink))) return;
+      throw last;
+    }
+  }
+
+  /**
+   * At a stop with a journal that cannot be written: send, without a marker, the counts that are not on disk; those
+   * on disk are read back at the next start and sent then. The watermark does not move (the counts on disk are not
+   * in the database yet). False when what is on disk is not known: nothing is sent.
+   */
+  private async sendNotOnDisk(sink: MeterSink): Promise<boolean> {
+    const onDisk = this.journal?.takeOnDisk();
+    if (!onDisk) return false;
+    const deltas: MinuteDelta[] = [];
+    for (const [key, b] of this.dirty) {
+      const d = { ...b };
+      const o = onDisk.get(key);
+      if (o) for (const k of COUNT_KEYS) d[k] -= o.inc[k] ?? 0;
+      if (SHARE_KEYS.some((k) => d[k] !== 0)) deltas.push(d);
+    }
+    if (deltas.length > 0) await sink.addMinutes(deltas, new Date(0), randomUUID());
+    this.dirty.clear();
+    return true;
   }
 
   private async writeUnsent(sink: MeterSink): Promise<void> {
@@ -306,7 +341,7 @@ export class RouteMeter {
       f.upTo = this.journal.markFlush(id, watermark);
       if (!f.upTo) {
         for (const d of f.deltas) addCounts(this.bucket(d.routeId, d.worker, d.minute), d);
-        throw new Error(`the route meter journal (${this.journal.dir}) cannot be written: metering is held in memory until it can`);
+        throw new JournalUnwritableError(this.journal.dir);
       }
     }
     return f;

@@ -101,7 +101,7 @@ export class RoutingService {
     // A read of the routes under way would start routes again after the router stops.
     await this.syncing?.catch(() => undefined);
     this.router.stop();
-    await this.meter.drain(this.store).catch((e: unknown) => this.warn('cannot write route metering at stop (the journal keeps it for the next start)', e));
+    await this.meter.drain(this.store).catch((e: unknown) => this.warn('cannot write route metering at stop (what its journal holds is written at the next start)', e));
     await this.journal?.close().catch((e: unknown) => this.warn('cannot close the route meter journal', e));
   }
 }
