@@ -467,3 +467,29 @@ test('a stop while the journal cannot be written sends what is not on disk; the 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a stop on a full disk after a start that read counts back does not send those again', async () => {
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+  let failing = false;
+  try {
+    // Run 1 meters 2 and dies before any flush.
+    const first = await meterOn(dir);
+    accepted(first.meter, 2);
+    await first.journal.close();
+    // Run 2 reads the 2 back; then the disk fills, it meters 4, and stops.
+    const { meter, journal } = await meterOn(dir, {
+      io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } },
+    });
+    failing = true;
+    accepted(meter, 4);
+    const db = fakeDb();
+    await meter.drain(db.sink);
+    assert.equal(db.total(), 4, 'the 2 is on disk: left for the next start');
+    await journal.close();
+    failing = false;
+    await restartInto(dir, db);
+    assert.equal(db.total(), 6);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -143,6 +143,13 @@ test('metering: a flush is applied once and whole, even when an error hides its 
   accept('once.rig', 100);
   await meter.flush(store);
   assert.equal(await total(), 5 + 7 + 11 + 100, 'each increment exactly once');
+
+  // 3. Counts sent with no watermark (a stop on a full disk, the journal holding others): the node's watermark is
+  // neither created nor moved.
+  const quiet = new RouteStore(db, 'node-no-watermark');
+  await quiet.addMinutes([{ routeId: route.id, worker: 'once.rig', minute: now, validDifficulty: 0, acceptedDifficulty: 1, acceptedDifficultySq: 1, switchLostDifficulty: 0, probeDifficulty: 0, valid: 0, invalid: 0, forwarded: 0, accepted: 1, rejected: 0, stale: 0, noAnswer: 0, switchLost: 0, probeAccepted: 0 }], null, 'no-watermark-1');
+  assert.equal(await total(), 5 + 7 + 11 + 100 + 1);
+  assert.equal((await db.query(`SELECT 1 FROM route_meter_watermarks WHERE node = 'node-no-watermark'`)).rows.length, 0);
 });
 
 test('capacity: a routed worker keeps its measured capacity (routed work from route_minutes, added to pool work); 5 s buckets', { skip }, async () => {

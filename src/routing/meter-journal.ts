@@ -177,8 +177,11 @@ export class MeterJournal {
     }
     setAside += suspect;
     const rest = group.slice(suspect);
-    // They are on disk before the next marker, whose line count must include them.
+    // They are on disk before the next marker, whose line count must include them; and a stop that cannot write a
+    // marker must not send them (takeOnDisk), since the next start reads them back again.
     this.linesSinceMarker = rest.length;
+    this.onDisk = new Map();
+    for (const i of rest) addTo(this.onDisk, i);
     if (unreadable > 0 || missing > 0 || setAside > 0) {
       this.log.error({ unreadable, missingSegments: missing, setAside, dir: this.spool.dir }, 'route meter journal: damaged; the counts that could have been billed already are not billed again');
     }
@@ -195,14 +198,17 @@ export class MeterJournal {
 
   /**
    * For a stop while no marker can be written: the counts written since the last marker, to be left out of a flush
-   * sent without one (they are read back at the next start), and the counts not on disk dropped from the journal
-   * (that flush carries them). Null when what is on disk is not known: then nothing may be sent.
+   * sent without one (they are read back at the next start). Null when what is on disk is not known: then nothing
+   * may be sent.
    */
-  takeOnDisk(): Map<string, JournalIncrement> | null {
-    if (!this.onDisk) return null;
+  onDiskSinceMarker(): ReadonlyMap<string, JournalIncrement> | null {
+    return this.onDisk;
+  }
+
+  /** After that flush is in the database: the counts it carried that are not on disk are not written any more. */
+  dropUnwritten(): void {
     this.unwritten = [];
     this.turn.clear();
-    return this.onDisk;
   }
 
   /** Write what is pending; the journal is closed (a later start reads back what the database does not have). */

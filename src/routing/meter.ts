@@ -65,9 +65,10 @@ interface UnsentFlush {
 export interface MeterSink {
   /**
    * Add these increments and move the watermark, all or nothing, and once per `flushId`: a flush is retried as it
-   * was, with the same id, until it succeeds, and an error may have hidden its commit.
+   * was, with the same id, until it succeeds, and an error may have hidden its commit. A null watermark does not
+   * move it (counts sent while others are not in the database yet).
    */
-  addMinutes(deltas: readonly MinuteDelta[], watermark: Date, flushId: string): Promise<void>;
+  addMinutes(deltas: readonly MinuteDelta[], watermark: Date | null, flushId: string): Promise<void>;
 }
 
 export interface RouteTotals {
@@ -291,7 +292,7 @@ export class RouteMeter {
       }
     }
     if (last !== null && (this.unsent.length > 0 || this.dirty.size > 0)) {
-      if (last instanceof JournalUnwritableError && this.unsent.length === 0 && (await this.sendNotOnDisk(sink))) return;
+      if (last instanceof JournalUnwritableError && this.unsent.length === 0 && (await this.sendNotOnDisk(sink, tries))) return;
       throw last;
     }
   }
@@ -301,8 +302,8 @@ export class RouteMeter {
    * on disk are read back at the next start and sent then. The watermark does not move (the counts on disk are not
    * in the database yet). False when what is on disk is not known: nothing is sent.
    */
-  private async sendNotOnDisk(sink: MeterSink): Promise<boolean> {
-    const onDisk = this.journal?.takeOnDisk();
+  private async sendNotOnDisk(sink: MeterSink, tries: number): Promise<boolean> {
+    const onDisk = this.journal?.onDiskSinceMarker();
     if (!onDisk) return false;
     const deltas: MinuteDelta[] = [];
     for (const [key, b] of this.dirty) {
@@ -311,7 +312,17 @@ export class RouteMeter {
       if (o) for (const k of COUNT_KEYS) d[k] -= o.inc[k] ?? 0;
       if (SHARE_KEYS.some((k) => d[k] !== 0)) deltas.push(d);
     }
-    if (deltas.length > 0) await sink.addMinutes(deltas, new Date(0), randomUUID());
+    // One id for every try: one that committed behind an error is not added again.
+    const id = randomUUID();
+    for (let i = 0; deltas.length > 0; i++) {
+      try {
+        await sink.addMinutes(deltas, null, id);
+        break;
+      } catch (e) {
+        if (i >= tries) throw e;
+      }
+    }
+    this.journal!.dropUnwritten();
     this.dirty.clear();
     return true;
   }

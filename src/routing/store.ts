@@ -122,8 +122,9 @@ export class RouteStore implements MeterSink {
    * MeterSink: the increments and this process's watermark in one statement (atomic without a transaction), applied
    * once per flush id: a retry of a flush that committed behind an error finds its id and adds nothing.
    */
-  async addMinutes(unsorted: readonly MinuteDelta[], watermark: Date, flushId: string): Promise<void> {
+  async addMinutes(unsorted: readonly MinuteDelta[], watermark: Date | null, flushId: string): Promise<void> {
     if (unsorted.length === 0) {
+      if (!watermark) return;
       // The watermark alone: moving it again changes nothing (GREATEST), so no flush id is needed.
       await this.db.query(MOVE_WATERMARK, [this.node, watermark.toISOString()]);
       return;
@@ -132,7 +133,7 @@ export class RouteStore implements MeterSink {
     const deltas = [...unsorted].sort((a, b) => a.routeId - b.routeId || (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0) || a.minute - b.minute);
     const col = <K extends keyof MinuteDelta>(k: K) => deltas.map((d) => d[k]);
     await this.db.query(ADD_MINUTES, [
-      this.node, flushId, watermark.toISOString(),
+      this.node, flushId, watermark?.toISOString() ?? null,
       col('routeId'), col('worker'), deltas.map((d) => new Date(d.minute).toISOString()), col('valid'), col('validDifficulty'), col('invalid'),
       col('forwarded'), col('accepted'), col('acceptedDifficulty'), col('acceptedDifficultySq'), col('rejected'), col('stale'), col('noAnswer'),
       col('switchLost'), col('switchLostDifficulty'), col('probeAccepted'), col('probeDifficulty'),
@@ -188,7 +189,7 @@ WITH flush AS (
     switch_lost = m.switch_lost + EXCLUDED.switch_lost, switch_lost_difficulty = m.switch_lost_difficulty + EXCLUDED.switch_lost_difficulty,
     probe_accepted = m.probe_accepted + EXCLUDED.probe_accepted, probe_difficulty = m.probe_difficulty + EXCLUDED.probe_difficulty
 ), mark AS (
-  INSERT INTO route_meter_watermarks (node, watermark) SELECT $1, $3::timestamptz WHERE EXISTS (SELECT 1 FROM flush)
+  INSERT INTO route_meter_watermarks (node, watermark) SELECT $1, $3::timestamptz WHERE EXISTS (SELECT 1 FROM flush) AND $3::timestamptz IS NOT NULL
   ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.watermark, EXCLUDED.watermark), updated_at = now()
 )
 DELETE FROM route_meter_flushes WHERE node = $1 AND at < now() - interval '7 days'`;
