@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { MissingSegmentError, type Position, Spool, type SpoolIo, cmpPos } from '../ingest/spool.ts';
-import type { MinuteCounts } from './meter.ts';
+import { type MinuteCounts, bucketKey, sumInto } from './meter.ts';
 
 // The route meter's write-ahead journal. The market bills routed work from route_minutes, which the meter writes
 // once a second; what it counted since its last write lived only in memory, so a process killed outright (SIGKILL,
@@ -55,7 +55,7 @@ export class MeterJournal {
   private unwritten: JournalIncrement[] = [];
   /**
    * Counts written since the last marker, summed per bucket (null: unknown, a failed write may have left some on
-   * disk). A stop that cannot write a marker sends what is not on disk without one (notOnDisk).
+   * disk). A stop that cannot write a marker sends what is not on disk without one (RouteMeter's sendNotOnDisk).
    */
   private onDisk: Map<string, JournalIncrement> | null = new Map();
   /** Count lines written since the last marker (the next marker says how many). */
@@ -85,10 +85,7 @@ export class MeterJournal {
 
   /** Counts of a bucket: summed with this turn's others of the same bucket, written at the turn's end. */
   increment(routeId: number, worker: string, minute: number, inc: Partial<MinuteCounts>): void {
-    const key = `${routeId}\u0000${worker}\u0000${minute}`;
-    const b = this.turn.get(key);
-    if (!b) this.turn.set(key, { routeId, worker, minute, inc: { ...inc } });
-    else for (const k in inc) b.inc[k as keyof MinuteCounts] = (b.inc[k as keyof MinuteCounts] ?? 0) + inc[k as keyof MinuteCounts]!;
+    addTo(this.turn, { routeId, worker, minute, inc });
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => { this.scheduled = false; this.write(null); });
@@ -262,11 +259,15 @@ export class MeterJournal {
   }
 }
 
+/** Sum b into its bucket's entry in m (a copy: b's counts object is not kept). */
 function addTo(m: Map<string, JournalIncrement>, b: JournalIncrement): void {
-  const key = `${b.routeId}\u0000${b.worker}\u0000${b.minute}`;
-  const have = m.get(key);
-  if (!have) m.set(key, { routeId: b.routeId, worker: b.worker, minute: b.minute, inc: { ...b.inc } });
-  else for (const k in b.inc) have.inc[k as keyof MinuteCounts] = (have.inc[k as keyof MinuteCounts] ?? 0) + b.inc[k as keyof MinuteCounts]!;
+  const key = bucketKey(b.routeId, b.worker, b.minute);
+  let have = m.get(key);
+  if (!have) {
+    have = { routeId: b.routeId, worker: b.worker, minute: b.minute, inc: {} };
+    m.set(key, have);
+  }
+  sumInto(have.inc, b.inc);
 }
 
 type Parsed = { kind: 'inc'; inc: JournalIncrement } | { kind: 'flush'; id: string; watermark: number; lines: number };

@@ -131,18 +131,12 @@ export class RouteMeter {
   /** Add to the bucket of (route, worker, `at`), and journal it. */
   private add(routeId: number, worker: string, at: number, inc: Partial<MinuteCounts>): void {
     const b = this.bucket(routeId, worker, at - (at % this.bucketMs));
-    for (const k in inc) b[k as keyof MinuteCounts] += inc[k as keyof MinuteCounts]!;
+    sumInto(b, inc);
     this.journal?.increment(routeId, worker, b.minute, inc);
   }
 
   private bucket(routeId: number, worker: string, minute: number): MinuteDelta {
-    const key = `${routeId}\u0000${worker}\u0000${minute}`;
-    let b = this.dirty.get(key);
-    if (!b) {
-      b = emptyMinute(routeId, worker, minute);
-      this.dirty.set(key, b);
-    }
-    return b;
+    return bucketIn(this.dirty, routeId, worker, minute);
   }
 
   tot(routeId: number): RouteTotals {
@@ -231,12 +225,7 @@ export class RouteMeter {
     const { flushes, rest } = await journal.recover();
     const deltasOf = (incs: readonly JournalIncrement[]): MinuteDelta[] => {
       const m = new Map<string, MinuteDelta>();
-      for (const i of incs) {
-        const key = `${i.routeId}\u0000${i.worker}\u0000${i.minute}`;
-        let b = m.get(key);
-        if (!b) { b = emptyMinute(i.routeId, i.worker, i.minute); m.set(key, b); }
-        addCounts(b, i.inc);
-      }
+      for (const i of incs) addCounts(bucketIn(m, i.routeId, i.worker, i.minute), i.inc);
       return [...m.values()];
     };
     for (const f of flushes) this.unsent.push({ id: f.id, deltas: deltasOf(f.increments), watermark: new Date(f.watermark), upTo: f.upTo });
@@ -357,6 +346,27 @@ export class RouteMeter {
     }
     return f;
   }
+}
+
+/** A bucket's key in maps of buckets (the meter's, the journal's). */
+export function bucketKey(routeId: number, worker: string, minute: number): string {
+  return `${routeId}\u0000${worker}\u0000${minute}`;
+}
+
+/** The bucket of (route, worker, minute) in m, made empty if it is not there yet. */
+function bucketIn(m: Map<string, MinuteDelta>, routeId: number, worker: string, minute: number): MinuteDelta {
+  const key = bucketKey(routeId, worker, minute);
+  let b = m.get(key);
+  if (!b) {
+    b = emptyMinute(routeId, worker, minute);
+    m.set(key, b);
+  }
+  return b;
+}
+
+/** Add the counts `inc` has (the meter's own increments) to `into`. */
+export function sumInto(into: Partial<MinuteCounts>, inc: Partial<MinuteCounts>): void {
+  for (const k in inc) into[k as keyof MinuteCounts] = (into[k as keyof MinuteCounts] ?? 0) + inc[k as keyof MinuteCounts]!;
 }
 
 function emptyMinute(routeId: number, worker: string, minute: number): MinuteDelta {

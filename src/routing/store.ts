@@ -163,9 +163,12 @@ export class RouteStore implements MeterSink {
   }
 }
 
+/** A node's watermark only moves forward (a replayed flush carries an older one). */
+const WATERMARK_FORWARD = 'ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.watermark, EXCLUDED.watermark), updated_at = now()';
+
 const MOVE_WATERMARK = `
 INSERT INTO route_meter_watermarks (node, watermark) VALUES ($1, $2::timestamptz)
-ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.watermark, EXCLUDED.watermark), updated_at = now()`;
+${WATERMARK_FORWARD}`;
 
 /**
  * One meter flush ($1 node, $2 flush id, $3 watermark, $4… the buckets as arrays): recorded in route_meter_flushes
@@ -190,6 +193,6 @@ WITH flush AS (
     probe_accepted = m.probe_accepted + EXCLUDED.probe_accepted, probe_difficulty = m.probe_difficulty + EXCLUDED.probe_difficulty
 ), mark AS (
   INSERT INTO route_meter_watermarks (node, watermark) SELECT $1, $3::timestamptz WHERE EXISTS (SELECT 1 FROM flush) AND $3::timestamptz IS NOT NULL
-  ON CONFLICT (node) DO UPDATE SET watermark = GREATEST(route_meter_watermarks.watermark, EXCLUDED.watermark), updated_at = now()
+  ${WATERMARK_FORWARD}
 )
 DELETE FROM route_meter_flushes WHERE node = $1 AND at < now() - interval '7 days'`;
