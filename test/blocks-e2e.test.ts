@@ -5,7 +5,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { loadConfig } from '../src/cli/config.ts';
@@ -22,14 +21,11 @@ import { type PoolProcess, exited, freePort, killAll, startPoolProcess } from '.
 import { REGTEST_ADDRESS } from './helpers/pool.ts';
 import { TcpProxy } from './helpers/proxy.ts';
 import { until } from './helpers/until.ts';
+import { tmpDir } from './helpers/tmp-dir.ts';
 
 const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
-function tmp(t: { after: (fn: () => void) => void }, prefix = 'hashhub-blocks-e2e-'): string {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), prefix));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tmp = (t: { after: (fn: () => void) => void }, prefix = 'hashhub-blocks-e2e-'): string => tmpDir(t, prefix);
 
 /** The embedded chain behind a TCP proxy the test can cut or stall (the node "goes away" while it lives on). */
 async function chainBehindProxy(t: { after: (fn: () => Promise<void> | void) => void }, difficulty = 0.00005) {

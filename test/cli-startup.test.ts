@@ -9,12 +9,12 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startEmbeddedChain } from '../src/node/regtest/index.ts';
 import { LineClient } from './helpers/line-client.ts';
 import { SKIP_PG, createTestPg } from './helpers/pg.ts';
 import { until } from './helpers/until.ts';
+import { tmpDir } from './helpers/tmp-dir.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const REGTEST = 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080';
@@ -28,11 +28,7 @@ interface Cli {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function tmp(t: TestContext): string {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-cli-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tmp = (t: TestContext): string => tmpDir(t, 'hashhub-cli-');
 
 /**
  * A database for one CLI run: a fresh Postgres database (seconds faster to start than the embedded PGlite, whose

@@ -2,8 +2,6 @@ import { type TestContext, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
 import { decodeLine } from '../src/ingest/codec.ts';
 import { DurableShareLog, type DurableShareLogOptions } from '../src/ingest/durable-log.ts';
@@ -13,6 +11,7 @@ import { StratumSession } from '../src/stratum/session.ts';
 import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
 import type { ShareWriter, WriteResult } from '../src/store/types.ts';
 import { stubHost } from './helpers/stub-host.ts';
+import { tmpDir } from './helpers/tmp-dir.ts';
 
 // The spool written once per event-loop turn (batchAppends): one write(2) for a turn's shares, blocks at once
 // with the shares before them, exact positions (the checkpoint), a failed turn write falling back to one write
@@ -39,11 +38,7 @@ class FakeWriter implements ShareWriter {
   async ping(): Promise<void> {}
 }
 
-function tmp(t: TestContext): string {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-spool-batch-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tmp = (t: TestContext): string => tmpDir(t, 'hashhub-spool-batch-');
 
 let n = 0;
 function share(over: Partial<ShareEvent> = {}): ShareEvent {

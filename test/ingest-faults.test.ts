@@ -6,7 +6,6 @@ import { emptyBlockCounters } from '../src/shares/block-state.ts';
 import { type TestContext, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { decodeLine } from '../src/ingest/codec.ts';
@@ -21,6 +20,7 @@ import { REGTEST_ADDRESS, solveShare } from './helpers/pool.ts';
 import { StubNode } from './helpers/stub-node.ts';
 import { until } from './helpers/until.ts';
 import { tinyFs } from './helpers/tmpfs.ts';
+import { tmpDir } from './helpers/tmp-dir.ts';
 
 class FakeWriter implements ShareWriter {
   readonly shares = new Map<string, ShareEvent>();
@@ -47,11 +47,7 @@ class FakeWriter implements ShareWriter {
   async ping(): Promise<void> {}
 }
 
-function tmp(t: TestContext): string {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-faults-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tmp = (t: TestContext): string => tmpDir(t, 'hashhub-faults-');
 
 function capture() {
   const lines: { level: number; msg: string; [k: string]: unknown }[] = [];

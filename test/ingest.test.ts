@@ -1,7 +1,6 @@
 import { type TestContext, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -11,6 +10,7 @@ import { DECODE_SLICE, DurableShareLog, type DurableShareLogOptions, decodeSpool
 import type { SpoolLine } from '../src/ingest/spool.ts';
 import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
 import type { ShareWriter, WriteResult } from '../src/store/types.ts';
+import { tmpDir } from './helpers/tmp-dir.ts';
 
 // The durable share log against a fake database that can go down, be slow, or refuse one event: no event is
 // lost, none is written twice after a commit, and a restart replays exactly what was not committed.
@@ -51,11 +51,7 @@ class FakeWriter implements ShareWriter {
   }
 }
 
-function tmp(t: TestContext): string {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-spool-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tmp = (t: TestContext): string => tmpDir(t, 'hashhub-spool-');
 
 function capture() {
   const lines: { level: number; msg: string }[] = [];

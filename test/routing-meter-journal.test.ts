@@ -2,7 +2,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
@@ -13,11 +12,27 @@ import type { Database } from '../src/store/db.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { PgDatabase } from '../src/store/pg.ts';
 import { SKIP_PG, type TestPg, createTestPg } from './helpers/pg.ts';
+import { tmpDir } from './helpers/tmp-dir.ts';
 import { until } from './helpers/until.ts';
 
 // The route meter writes what it metered to route_minutes once a second, and the market bills from there. What it
 // metered since its last write used to live only in memory: a process killed outright lost it, billed to nobody.
 // With its journal, a process started again on the same directory writes it, and writes nothing twice.
+
+const silent = pino({ level: 'silent' });
+
+/**
+ * Start again on dir, as the pool does: a new meter reads the journal back, then flushes into sink. `now`: the
+ * clock of the meter and of the journal's replay-age check (the tests without a database run at 60 s past the epoch).
+ */
+async function restartOn(dir: string, sink: MeterSink, now: () => number = Date.now): Promise<{ setAside: number }> {
+  const journal = new MeterJournal(dir, { logger: silent, now });
+  const meter = new RouteMeter(now);
+  const { setAside } = await meter.recover(journal);
+  await meter.flush(sink);
+  await journal.close();
+  return { setAside };
+}
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DEST = [{ url: 'stratum+tcp://127.0.0.1:3334', user: 'buyer.rig', password: 'x' }];
@@ -57,57 +72,41 @@ describe('route meter journal', { skip: SKIP_PG }, () => {
     return { c, last, exited };
   }
 
-  /** Start again on dir, as the pool does: read the journal back, then flush. */
-  async function restart(dir: string): Promise<void> {
-    const journal = new MeterJournal(dir, { logger: pino({ level: 'silent' }) });
-    const meter = new RouteMeter();
-    await meter.recover(journal);
-    await meter.flush(store);
-    await journal.close();
-  }
 
-  test('killed with work metered and not yet written: after a restart on its journal, every share is billed once', { timeout: 60_000 }, async () => {
+  test('killed with work metered and not yet written: after a restart on its journal, every share is billed once', { timeout: 60_000 }, async (t) => {
     await reset();
-    const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
-    try {
-      const k = child(dir, { METER_FLUSH_EVERY: '200' });
-      // Killed while 20-120 shares are metered and in no committed flush: far from the next flush (every 200), so
-      // one does not commit them all between this check and the kill.
-      await until(() => { const l = k.last(); const open = l.metered - l.committed; return l.committed >= 200 && open >= 20 && open <= 120; }, 30_000, 'shares metered past a committed flush');
-      k.c.kill('SIGKILL');
-      assert.equal(await k.exited, 'SIGKILL');
-      const { metered } = k.last();
-      const before = await billed();
-      assert.ok(before < metered, `only what was flushed is in the database at the kill (${before} of ${metered})`);
-      await restart(dir);
-      const after = await billed();
-      // The kill may land after a share's journal write and before the line saying so: one more at most.
-      assert.ok(after === metered || after === metered + 1, `every metered share billed once: ${after} billed, ${metered} metered`);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const dir = tmpDir(t, 'hashhub-meter-');
+    const k = child(dir, { METER_FLUSH_EVERY: '200' });
+    // Killed while 20-120 shares are metered and in no committed flush: far from the next flush (every 200), so
+    // one does not commit them all between this check and the kill.
+    await until(() => { const l = k.last(); const open = l.metered - l.committed; return l.committed >= 200 && open >= 20 && open <= 120; }, 30_000, 'shares metered past a committed flush');
+    k.c.kill('SIGKILL');
+    assert.equal(await k.exited, 'SIGKILL');
+    const { metered } = k.last();
+    const before = await billed();
+    assert.ok(before < metered, `only what was flushed is in the database at the kill (${before} of ${metered})`);
+    await restartOn(dir, store);
+    const after = await billed();
+    // The kill may land after a share's journal write and before the line saying so: one more at most.
+    assert.ok(after === metered || after === metered + 1, `every metered share billed once: ${after} billed, ${metered} metered`);
   });
 
-  test('killed after a flush committed and before its journal checkpoint moved: the restart writes it again under its id, adding nothing', { timeout: 60_000 }, async () => {
+  test('killed after a flush committed and before its journal checkpoint moved: the restart writes it again under its id, adding nothing', { timeout: 60_000 }, async (t) => {
     await reset();
-    const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
-    try {
-      const k = child(dir, { METER_DIE_AFTER_COMMIT: '100', METER_FLUSH_EVERY: '50' });
-      assert.equal(await k.exited, 'SIGKILL');
-      const { metered } = k.last();
-      const committed = await billed();
-      assert.ok(committed >= 100, `the flush that killed it committed (${committed} billed)`);
-      assert.ok(fs.readdirSync(dir).some((f) => f.endsWith('.spool')), 'its journal is still there');
-      await restart(dir);
-      // Written twice, the committed flush would make it `committed` more.
-      const after = await billed();
-      assert.ok(after === metered || after === metered + 1, `read back from the journal, the committed flush adds nothing again: ${after} billed, ${metered} metered`);
-      // And the journal is then done with: a second restart reads nothing back.
-      await restart(dir);
-      assert.equal(await billed(), after);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const dir = tmpDir(t, 'hashhub-meter-');
+    const k = child(dir, { METER_DIE_AFTER_COMMIT: '100', METER_FLUSH_EVERY: '50' });
+    assert.equal(await k.exited, 'SIGKILL');
+    const { metered } = k.last();
+    const committed = await billed();
+    assert.ok(committed >= 100, `the flush that killed it committed (${committed} billed)`);
+    assert.ok(fs.readdirSync(dir).some((f) => f.endsWith('.spool')), 'its journal is still there');
+    await restartOn(dir, store);
+    // Written twice, the committed flush would make it `committed` more.
+    const after = await billed();
+    assert.ok(after === metered || after === metered + 1, `read back from the journal, the committed flush adds nothing again: ${after} billed, ${metered} metered`);
+    // And the journal is then done with: a second restart reads nothing back.
+    await restartOn(dir, store);
+    assert.equal(await billed(), after);
   });
 });
 
@@ -141,42 +140,37 @@ test('a sink that throws at once does not wedge the meter: the kept flush is wri
   assert.equal(sum(written), 4);
 });
 
-test('a journal that cannot be written holds the flush (nothing reaches the database without its marker); then one flush writes it all', async () => {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+test('a journal that cannot be written holds the flush (nothing reaches the database without its marker); then one flush writes it all', async (t) => {
+  const dir = tmpDir(t, 'hashhub-meter-');
   let failing = false;
   const journal = new MeterJournal(dir, {
     logger: pino({ level: 'silent' }),
     io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC: simulated'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } },
   });
-  try {
-    const meter = new RouteMeter(() => 60_000);
-    await meter.recover(journal);
-    const written: { deltas: readonly { acceptedDifficulty: number }[]; id: string }[] = [];
-    const sink: MeterSink = { addMinutes: async (deltas, _w, id) => { written.push({ deltas, id }); } };
-    accepted(meter, 1);
-    await meter.flush(sink);
-    failing = true;
-    accepted(meter, 2);
-    await new Promise((r) => setImmediate(r)); // its journal write fails
-    await assert.rejects(meter.flush(sink), /journal .* cannot be written/);
-    assert.equal(written.length, 1, 'nothing sent without its marker');
-    accepted(meter, 4);
-    failing = false;
-    await meter.flush(sink);
-    assert.equal(written.length, 2);
-    assert.equal(sum(written), 7, 'the held increments go with the next flush, once');
-    await journal.close();
-    // Both flushes are in the database: the journal's checkpoint is past them, and nothing is read back.
-    const again = new MeterJournal(dir, { logger: pino({ level: 'silent' }) });
-    const back = await again.recover();
-    await again.close();
-    assert.deepEqual({ flushes: back.flushes.length, rest: back.rest.length }, { flushes: 0, rest: 0 });
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const meter = new RouteMeter(() => 60_000);
+  await meter.recover(journal);
+  const written: { deltas: readonly { acceptedDifficulty: number }[]; id: string }[] = [];
+  const sink: MeterSink = { addMinutes: async (deltas, _w, id) => { written.push({ deltas, id }); } };
+  accepted(meter, 1);
+  await meter.flush(sink);
+  failing = true;
+  accepted(meter, 2);
+  await new Promise((r) => setImmediate(r)); // its journal write fails
+  await assert.rejects(meter.flush(sink), /journal .* cannot be written/);
+  assert.equal(written.length, 1, 'nothing sent without its marker');
+  accepted(meter, 4);
+  failing = false;
+  await meter.flush(sink);
+  assert.equal(written.length, 2);
+  assert.equal(sum(written), 7, 'the held increments go with the next flush, once');
+  await journal.close();
+  // Both flushes are in the database: the journal's checkpoint is past them, and nothing is read back.
+  const again = new MeterJournal(dir, { logger: pino({ level: 'silent' }) });
+  const back = await again.recover();
+  await again.close();
+  assert.deepEqual({ flushes: back.flushes.length, rest: back.rest.length }, { flushes: 0, rest: 0 });
 });
 
-const silent = pino({ level: 'silent' });
 const turn = () => new Promise((r) => setImmediate(r));
 /** The database as the store models it: a flush id is applied once. */
 function fakeDb() {
@@ -184,19 +178,6 @@ function fakeDb() {
   let total = 0;
   const sink: MeterSink = { addMinutes: async (deltas, _w, id) => { if (ids.has(id)) return; ids.add(id); total += deltas.reduce((a, x) => a + x.acceptedDifficulty, 0); } };
   return { sink, total: () => total };
-}
-/** Start again on dir: read the journal back into a new meter and flush it into db. */
-async function restartInto(dir: string, db: ReturnType<typeof fakeDb>): Promise<{ setAside: number }> {
-  // The meters here run on a clock at 60 s past the epoch: so does the journal's replay-age check.
-  const journal = new MeterJournal(dir, { logger: silent, now: () => 60_000 });
-  const meter = new RouteMeter(() => 60_000);
-  const back = await journal.recover();
-  await journal.close();
-  const j2 = new MeterJournal(dir, { logger: silent, now: () => 60_000 });
-  await meter.recover(j2);
-  await meter.flush(db.sink);
-  await j2.close();
-  return { setAside: back.setAside };
 }
 
 /** A meter journaling into dir, on the tests' clock (60 s past the epoch), as a pool process starts it. */
@@ -210,35 +191,31 @@ async function meterOn(dir: string, opts: Partial<MeterJournalOptions> = {}): Pr
 /** A flush that does not reach the database: kept, with its marker in the journal. */
 const flushWithDatabaseDown = (meter: RouteMeter) => assert.rejects(meter.flush({ addMinutes: async () => { throw new Error('db down'); } }));
 
-test('counts whose journal write failed are written again before the next marker: a restart bills them all', async () => {
+test('counts whose journal write failed are written again before the next marker: a restart bills them all', async (t) => {
   // Failed before (found by a review): the failed lines were dropped from the journal, so the marker after them
   // covered less than its flush, and a restart before that flush reached the database billed 4 of 6.
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+  const dir = tmpDir(t, 'hashhub-meter-');
   let failing = false;
   const journal = new MeterJournal(dir, { logger: silent, io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } } });
-  try {
-    const meter = new RouteMeter(() => 60_000);
-    await meter.recover(journal);
-    failing = true;
-    accepted(meter, 2);
-    await turn();
-    failing = false;
-    accepted(meter, 4);
-    // The marker is written, so the flush is sent; the database is down; then the process stops.
-    await flushWithDatabaseDown(meter);
-    await journal.close();
-    const db = fakeDb();
-    await restartInto(dir, db);
-    assert.equal(db.total(), 6);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const meter = new RouteMeter(() => 60_000);
+  await meter.recover(journal);
+  failing = true;
+  accepted(meter, 2);
+  await turn();
+  failing = false;
+  accepted(meter, 4);
+  // The marker is written, so the flush is sent; the database is down; then the process stops.
+  await flushWithDatabaseDown(meter);
+  await journal.close();
+  const db = fakeDb();
+  await restartOn(dir, db.sink, () => 60_000);
+  assert.equal(db.total(), 6);
 });
 
-test('a flush is sent only once its marker is synced: a power cut after its commit does not bill it twice', async () => {
+test('a flush is sent only once its marker is synced: a power cut after its commit does not bill it twice', async (t) => {
   // Failed before (found by a review): the marker was in the page cache only when the flush committed; the cut
   // kept the synced counts and lost the marker, and the restart billed them again as new.
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+  const dir = tmpDir(t, 'hashhub-meter-');
   // What fdatasync has made durable: the segment's size at each sync.
   let durable = 0;
   const origSync = fs.fdatasyncSync;
@@ -264,116 +241,99 @@ test('a flush is sent only once its marker is synced: a power cut after its comm
     // The cut: the file as synced, and the checkpoint's rename (never synced) gone.
     fs.writeFileSync(path.join(dir, seg), onDisk);
     fs.rmSync(path.join(dir, 'checkpoint.json'), { force: true });
-    await restartInto(dir, db);
+    await restartOn(dir, db.sink, () => 60_000);
     assert.equal(db.total(), 1);
   } finally {
     mutable.fdatasyncSync = origSync;
     mutable.fdatasync = origAsync;
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test('a damaged journal is under-billed, never billed twice: the counts of an unreadable marker are set aside', async () => {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
-  try {
-    const journal = new MeterJournal(dir, { logger: silent });
-    const meter = new RouteMeter(() => 60_000);
-    await meter.recover(journal);
-    const db = fakeDb();
-    // Flush 1 (2 + 3) commits; flush 2 (7) does not; 11 is metered after it. Then the process dies (no checkpoint
-    // written: the sink commits the first flush behind the journal's back).
-    accepted(meter, 2); await turn(); accepted(meter, 3);
-    const committed = meter.flush(db.sink);
-    await committed;
-    accepted(meter, 7);
-    await flushWithDatabaseDown(meter);
-    accepted(meter, 11);
-    await journal.close();
-    fs.rmSync(path.join(dir, 'checkpoint.json'), { force: true });
-    // Bit rot in flush 1's marker.
-    const seg = fs.readdirSync(dir).find((f) => f.endsWith('.spool'))!;
-    const file = path.join(dir, seg);
-    const lines = fs.readFileSync(file, 'utf8').split('\n');
-    const first = lines.findIndex((l) => l.startsWith('["flush"'));
-    lines[first] = lines[first].replace('flush', 'fl\u0000sh');
-    fs.writeFileSync(file, lines.join('\n'));
-    assert.equal(db.total(), 5);
-    const { setAside } = await restartInto(dir, db);
-    // Flush 1's counts are set aside (they were billed), flush 2 and the 11 after it are billed now.
-    assert.equal(setAside, 2);
-    assert.equal(db.total(), 5 + 7 + 11);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+test('a damaged journal is under-billed, never billed twice: the counts of an unreadable marker are set aside', async (t) => {
+  const dir = tmpDir(t, 'hashhub-meter-');
+  const journal = new MeterJournal(dir, { logger: silent });
+  const meter = new RouteMeter(() => 60_000);
+  await meter.recover(journal);
+  const db = fakeDb();
+  // Flush 1 (2 + 3) commits; flush 2 (7) does not; 11 is metered after it. Then the process dies (no checkpoint
+  // written: the sink commits the first flush behind the journal's back).
+  accepted(meter, 2); await turn(); accepted(meter, 3);
+  const committed = meter.flush(db.sink);
+  await committed;
+  accepted(meter, 7);
+  await flushWithDatabaseDown(meter);
+  accepted(meter, 11);
+  await journal.close();
+  fs.rmSync(path.join(dir, 'checkpoint.json'), { force: true });
+  // Bit rot in flush 1's marker.
+  const seg = fs.readdirSync(dir).find((f) => f.endsWith('.spool'))!;
+  const file = path.join(dir, seg);
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  const first = lines.findIndex((l) => l.startsWith('["flush"'));
+  lines[first] = lines[first].replace('flush', 'fl\u0000sh');
+  fs.writeFileSync(file, lines.join('\n'));
+  assert.equal(db.total(), 5);
+  const { setAside } = await restartOn(dir, db.sink, () => 60_000);
+  // Flush 1's counts are set aside (they were billed), flush 2 and the 11 after it are billed now.
+  assert.equal(setAside, 2);
+  assert.equal(db.total(), 5 + 7 + 11);
 });
 
-test('a flush older than its id is kept in route_meter_flushes (a week) is not sent again: set aside, said', async () => {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
-  try {
-    const journal = new MeterJournal(dir, { logger: silent });
-    const meter = new RouteMeter(() => Date.now() - 8 * 86_400_000);
-    await meter.recover(journal);
-    accepted(meter, 5, Date.now() - 8 * 86_400_000);
-    await flushWithDatabaseDown(meter);
-    await journal.close();
-    const again = new MeterJournal(dir, { logger: silent });
-    const back = await again.recover();
-    await again.close();
-    assert.deepEqual({ flushes: back.flushes.length, setAside: back.setAside }, { flushes: 0, setAside: 1 });
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+test('a flush older than its id is kept in route_meter_flushes (a week) is not sent again: set aside, said', async (t) => {
+  const dir = tmpDir(t, 'hashhub-meter-');
+  const journal = new MeterJournal(dir, { logger: silent });
+  const meter = new RouteMeter(() => Date.now() - 8 * 86_400_000);
+  await meter.recover(journal);
+  accepted(meter, 5, Date.now() - 8 * 86_400_000);
+  await flushWithDatabaseDown(meter);
+  await journal.close();
+  const again = new MeterJournal(dir, { logger: silent });
+  const back = await again.recover();
+  await again.close();
+  assert.deepEqual({ flushes: back.flushes.length, setAside: back.setAside }, { flushes: 0, setAside: 1 });
 });
 
-test('counts read back at start are counted in the next marker: stopped again before it is written, they are still billed', async () => {
+test('counts read back at start are counted in the next marker: stopped again before it is written, they are still billed', async (t) => {
   // Failed before (found by a review): the marker after them counted only the new lines, so a third start set the
   // read-back ones aside as another flush's.
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
-  try {
-    // Run 1 meters 2 and dies before any flush.
-    const { meter: m1, journal: j1 } = await meterOn(dir);
-    accepted(m1, 2);
-    await j1.close();
-    // Run 2 reads it back, meters 3, and its flush fails (the database down); it stops.
-    const { meter: m2, journal: j2 } = await meterOn(dir);
-    accepted(m2, 3);
-    await flushWithDatabaseDown(m2);
-    await j2.close();
-    // Run 3 writes it.
-    const db = fakeDb();
-    const { setAside } = await restartInto(dir, db);
-    assert.deepEqual({ total: db.total(), setAside }, { total: 5, setAside: 0 });
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = tmpDir(t, 'hashhub-meter-');
+  // Run 1 meters 2 and dies before any flush.
+  const { meter: m1, journal: j1 } = await meterOn(dir);
+  accepted(m1, 2);
+  await j1.close();
+  // Run 2 reads it back, meters 3, and its flush fails (the database down); it stops.
+  const { meter: m2, journal: j2 } = await meterOn(dir);
+  accepted(m2, 3);
+  await flushWithDatabaseDown(m2);
+  await j2.close();
+  // Run 3 writes it.
+  const db = fakeDb();
+  const { setAside } = await restartOn(dir, db.sink, () => 60_000);
+  assert.deepEqual({ total: db.total(), setAside }, { total: 5, setAside: 0 });
 });
 
-test('a segment missing from the journal: the flushes in the segments around it are still read back', async () => {
+test('a segment missing from the journal: the flushes in the segments around it are still read back', async (t) => {
   // Failed before (found by a review): the read that met the missing segment threw away the lines it had read
   // from the segments before it.
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
-  try {
-    const j = new MeterJournal(dir, { logger: silent, now: () => 60_000, segmentBytes: 64 });
-    await j.recover();
-    // Five flushes that never reach the database, each with its own count, in small segments.
-    for (const d of [1, 2, 4, 8, 16]) {
-      j.increment(1, 'a.rig', 60_000, { accepted: 1, acceptedDifficulty: d });
-      assert.ok(j.markFlush(`flush-${d}`, 60_000));
-    }
-    await j.close();
-    const segs = fs.readdirSync(dir).filter((f) => f.endsWith('.spool')).sort();
-    assert.ok(segs.length >= 4, `several segments (${segs.length})`);
-    // Gone after the journal was opened (a bad disk, an operator's rm): known to it, missing on disk.
-    const back = new MeterJournal(dir, { logger: silent, now: () => 60_000 });
-    fs.rmSync(path.join(dir, segs[Math.floor(segs.length / 2)]));
-    const { flushes } = await back.recover();
-    await back.close();
-    // The first flush's marker is in the first segment; everything before the gap is still there.
-    assert.ok(flushes.length >= 2, `flushes read back around the gap: ${flushes.length}`);
-    assert.equal(flushes[0].increments.reduce((a, i) => a + (i.inc.acceptedDifficulty ?? 0), 0), 1);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+  const dir = tmpDir(t, 'hashhub-meter-');
+  const j = new MeterJournal(dir, { logger: silent, now: () => 60_000, segmentBytes: 64 });
+  await j.recover();
+  // Five flushes that never reach the database, each with its own count, in small segments.
+  for (const d of [1, 2, 4, 8, 16]) {
+    j.increment(1, 'a.rig', 60_000, { accepted: 1, acceptedDifficulty: d });
+    assert.ok(j.markFlush(`flush-${d}`, 60_000));
   }
+  await j.close();
+  const segs = fs.readdirSync(dir).filter((f) => f.endsWith('.spool')).sort();
+  assert.ok(segs.length >= 4, `several segments (${segs.length})`);
+  // Gone after the journal was opened (a bad disk, an operator's rm): known to it, missing on disk.
+  const back = new MeterJournal(dir, { logger: silent, now: () => 60_000 });
+  fs.rmSync(path.join(dir, segs[Math.floor(segs.length / 2)]));
+  const { flushes } = await back.recover();
+  await back.close();
+  // The first flush's marker is in the first segment; everything before the gap is still there.
+  assert.ok(flushes.length >= 2, `flushes read back around the gap: ${flushes.length}`);
+  assert.equal(flushes[0].increments.reduce((a, i) => a + (i.inc.acceptedDifficulty ?? 0), 0), 1);
 });
 
 /** A flush whose marker write fails and stays on disk: the sync fails, and so does cutting the bytes away. */
@@ -392,104 +352,88 @@ async function flushLeavingMarkerOnDisk(meter: RouteMeter): Promise<void> {
   }
 }
 
-test('a marker whose failed write may be on disk gives its id to the next flush: read back, nothing is billed twice', async () => {
+test('a marker whose failed write may be on disk gives its id to the next flush: read back, nothing is billed twice', async (t) => {
   // Failed before (found by a review): the marker stayed on disk (its sync failed, and so did cutting it away), its
   // flush was not sent, and the next flush carried its counts under a new id: a replay sent both.
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
-  try {
-    const { meter, journal } = await meterOn(dir);
-    const db = fakeDb();
-    const ids: string[] = [];
-    accepted(meter, 2);
-    await flushLeavingMarkerOnDisk(meter);
-    accepted(meter, 4);
-    // It commits, and the reply is lost: the journal's checkpoint does not move; then the process stops.
-    await assert.rejects(meter.flush({ addMinutes: async (d, w, id) => { ids.push(id); await db.sink.addMinutes(d, w, id); throw new Error('connection lost after COMMIT'); } }));
-    assert.equal(db.total(), 6);
-    await journal.close();
-    assert.ok(fs.readdirSync(dir).filter((f) => f.endsWith('.spool')).length >= 2, 'both markers still in the journal');
-    await restartInto(dir, db);
-    assert.equal(db.total(), 6, 'nothing billed twice');
-    assert.equal(ids.length, 1);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = tmpDir(t, 'hashhub-meter-');
+  const { meter, journal } = await meterOn(dir);
+  const db = fakeDb();
+  const ids: string[] = [];
+  accepted(meter, 2);
+  await flushLeavingMarkerOnDisk(meter);
+  accepted(meter, 4);
+  // It commits, and the reply is lost: the journal's checkpoint does not move; then the process stops.
+  await assert.rejects(meter.flush({ addMinutes: async (d, w, id) => { ids.push(id); await db.sink.addMinutes(d, w, id); throw new Error('connection lost after COMMIT'); } }));
+  assert.equal(db.total(), 6);
+  await journal.close();
+  assert.ok(fs.readdirSync(dir).filter((f) => f.endsWith('.spool')).length >= 2, 'both markers still in the journal');
+  await restartOn(dir, db.sink, () => 60_000);
+  assert.equal(db.total(), 6, 'nothing billed twice');
+  assert.equal(ids.length, 1);
 });
 
-test('a marker left on disk and the flush later sent under its id are one flush on replay, committed or not', async () => {
+test('a marker left on disk and the flush later sent under its id are one flush on replay, committed or not', async (t) => {
   // Failed before (found by a review): replay sent the two groups as two flushes with one id; the first committed and
   // the second, the counts metered in between, was dropped as already applied.
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
-  try {
-    const { meter, journal } = await meterOn(dir);
-    accepted(meter, 2);
-    await turn();
-    accepted(meter, 1);
-    await flushLeavingMarkerOnDisk(meter);
-    accepted(meter, 4);
-    // The flush under the reused id does not reach the database; then the process stops.
-    await flushWithDatabaseDown(meter);
-    await journal.close();
-    const db = fakeDb();
-    const { setAside } = await restartInto(dir, db);
-    assert.deepEqual({ total: db.total(), setAside }, { total: 7, setAside: 0 });
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = tmpDir(t, 'hashhub-meter-');
+  const { meter, journal } = await meterOn(dir);
+  accepted(meter, 2);
+  await turn();
+  accepted(meter, 1);
+  await flushLeavingMarkerOnDisk(meter);
+  accepted(meter, 4);
+  // The flush under the reused id does not reach the database; then the process stops.
+  await flushWithDatabaseDown(meter);
+  await journal.close();
+  const db = fakeDb();
+  const { setAside } = await restartOn(dir, db.sink, () => 60_000);
+  assert.deepEqual({ total: db.total(), setAside }, { total: 7, setAside: 0 });
 });
 
-test('a stop while the journal cannot be written sends what is not on disk; the next start sends what is', async () => {
+test('a stop while the journal cannot be written sends what is not on disk; the next start sends what is', async (t) => {
   // Failed before (found by a review): no flush could be sent without its marker, so a stop on a full disk lost
   // every count metered since the disk filled.
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+  const dir = tmpDir(t, 'hashhub-meter-');
   let failing = false;
-  try {
-    const { meter, journal } = await meterOn(dir, {
-      io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } },
-    });
-    const db = fakeDb();
-    accepted(meter, 1);
-    await meter.flush(db.sink);
-    accepted(meter, 2);
-    await turn(); // on disk
-    failing = true;
-    accepted(meter, 4);
-    await turn(); // not on disk
-    await assert.rejects(meter.flush(db.sink), /cannot be written/);
-    accepted(meter, 8);
-    await meter.drain(db.sink);
-    assert.equal(db.total(), 1 + 4 + 8, 'sent at the stop: all but what is on disk');
-    await journal.close();
-    failing = false;
-    const { setAside } = await restartInto(dir, db);
-    assert.deepEqual({ total: db.total(), setAside }, { total: 15, setAside: 0 });
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const { meter, journal } = await meterOn(dir, {
+    io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } },
+  });
+  const db = fakeDb();
+  accepted(meter, 1);
+  await meter.flush(db.sink);
+  accepted(meter, 2);
+  await turn(); // on disk
+  failing = true;
+  accepted(meter, 4);
+  await turn(); // not on disk
+  await assert.rejects(meter.flush(db.sink), /cannot be written/);
+  accepted(meter, 8);
+  await meter.drain(db.sink);
+  assert.equal(db.total(), 1 + 4 + 8, 'sent at the stop: all but what is on disk');
+  await journal.close();
+  failing = false;
+  const { setAside } = await restartOn(dir, db.sink, () => 60_000);
+  assert.deepEqual({ total: db.total(), setAside }, { total: 15, setAside: 0 });
 });
 
-test('a stop on a full disk after a start that read counts back does not send those again', async () => {
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'hashhub-meter-'));
+test('a stop on a full disk after a start that read counts back does not send those again', async (t) => {
+  const dir = tmpDir(t, 'hashhub-meter-');
   let failing = false;
-  try {
-    // Run 1 meters 2 and dies before any flush.
-    const first = await meterOn(dir);
-    accepted(first.meter, 2);
-    await first.journal.close();
-    // Run 2 reads the 2 back; then the disk fills, it meters 4, and stops.
-    const { meter, journal } = await meterOn(dir, {
-      io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } },
-    });
-    failing = true;
-    accepted(meter, 4);
-    const db = fakeDb();
-    await meter.drain(db.sink);
-    assert.equal(db.total(), 4, 'the 2 is on disk: left for the next start');
-    await journal.close();
-    failing = false;
-    await restartInto(dir, db);
-    assert.equal(db.total(), 6);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  // Run 1 meters 2 and dies before any flush.
+  const first = await meterOn(dir);
+  accepted(first.meter, 2);
+  await first.journal.close();
+  // Run 2 reads the 2 back; then the disk fills, it meters 4, and stops.
+  const { meter, journal } = await meterOn(dir, {
+    io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } },
+  });
+  failing = true;
+  accepted(meter, 4);
+  const db = fakeDb();
+  await meter.drain(db.sink);
+  assert.equal(db.total(), 4, 'the 2 is on disk: left for the next start');
+  await journal.close();
+  failing = false;
+  await restartOn(dir, db.sink, () => 60_000);
+  assert.equal(db.total(), 6);
 });

@@ -221,8 +221,8 @@ export class RouteMeter {
    * stopped or died before its last flushes reached the database): its flushes are queued to be written again with
    * their own ids, and the increments after its last flush go into the next one. Call once, before any share.
    */
-  async recover(journal: MeterJournal): Promise<{ flushes: number; increments: number }> {
-    const { flushes, rest } = await journal.recover();
+  async recover(journal: MeterJournal): Promise<{ flushes: number; increments: number; setAside: number }> {
+    const { flushes, rest, setAside } = await journal.recover();
     const deltasOf = (incs: readonly JournalIncrement[]): MinuteDelta[] => {
       const m = new Map<string, MinuteDelta>();
       for (const i of incs) addCounts(bucketIn(m, i.routeId, i.worker, i.minute), i.inc);
@@ -231,7 +231,7 @@ export class RouteMeter {
     for (const f of flushes) this.unsent.push({ id: f.id, deltas: deltasOf(f.increments), watermark: new Date(f.watermark), upTo: f.upTo });
     for (const i of rest) addCounts(this.bucket(i.routeId, i.worker, i.minute), i.inc);
     this.journal = journal;
-    return { flushes: flushes.length, increments: flushes.reduce((n, f) => n + f.increments.length, rest.length) };
+    return { flushes: flushes.length, increments: flushes.reduce((n, f) => n + f.increments.length, rest.length), setAside };
   }
 
   /**

@@ -60,7 +60,7 @@ export class RoutingService {
     if (this.journal) {
       // Before any share is metered: what an earlier run of this process metered and did not get into the database.
       const r = await this.meter.recover(this.journal);
-      if (r.flushes > 0 || r.increments > 0) this.log.info({ ...r, dir: this.journal.dir }, 'route metering read back from the journal: written with the next flush');
+      if (r.flushes > 0 || r.increments > 0 || r.setAside > 0) this.log.info({ ...r, dir: this.journal.dir }, 'route metering read back from the journal: written with the next flush');
     }
     this.router.start();
     await this.sync().catch((e: unknown) => this.warn('cannot read routes', e));
