@@ -437,3 +437,43 @@ test('a stop on a full disk after a start that read counts back does not send th
   await restartOn(dir, db.sink, () => 60_000);
   assert.equal(db.total(), 6);
 });
+
+test('counts whose write found no segment to go to (a failed rotation) are written again: a restart bills them', async (t) => {
+  // Failed before: after a write whose bytes could not be cut away, the next write starts a new segment; when that
+  // segment could not be opened either, its counts were taken as maybe on disk and dropped from the journal, though
+  // none of them was written. The restart billed 4 of 7.
+  const dir = tmpDir(t, 'hashhub-meter-');
+  const enospc = () => Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
+  let writeFails = false;
+  let openFails = false;
+  const { meter, journal } = await meterOn(dir, {
+    io: {
+      write: (fd, buf, off, len) => { if (writeFails) throw enospc(); return fs.writeSync(fd, buf, off, len); },
+      openAppend: (file) => { if (openFails) throw Object.assign(new Error('EMFILE'), { code: 'EMFILE' }); return fs.openSync(file, 'a'); },
+    },
+  });
+  const mutable = fs as unknown as { ftruncateSync: typeof fs.ftruncateSync };
+  const origTruncate = fs.ftruncateSync;
+  try {
+    // A write fails and cannot be cut away: its 2 may be on disk or not (the known short case), and the next write
+    // goes to a new segment.
+    writeFails = true;
+    mutable.ftruncateSync = () => { throw enospc(); };
+    accepted(meter, 2);
+    await turn();
+  } finally {
+    mutable.ftruncateSync = origTruncate;
+  }
+  writeFails = false;
+  openFails = true;
+  accepted(meter, 3);
+  await turn(); // the new segment cannot be opened: nothing of the 3 is written
+  openFails = false;
+  accepted(meter, 4);
+  await turn(); // the 3, then the 4, in the new segment
+  await flushWithDatabaseDown(meter);
+  await journal.close();
+  const db = fakeDb();
+  await restartOn(dir, db.sink, () => 60_000);
+  assert.equal(db.total(), 7);
+});

@@ -30,11 +30,14 @@ export interface SpoolLine {
 export interface SpoolIo {
   write(fd: number, buf: Buffer, offset: number, length: number): number;
   openRead(file: string): Promise<fs.promises.FileHandle>;
+  /** Open a segment for appending (a new one at start and at each rotation). */
+  openAppend(file: string): number;
 }
 
 const REAL_IO: SpoolIo = {
   write: (fd, buf, offset, length) => fs.writeSync(fd, buf, offset, length),
   openRead: (file) => fs.promises.open(file, 'r'),
+  openAppend: (file) => fs.openSync(file, 'a'),
 };
 
 /** A segment the spool knew of is gone from the disk (deleted by hand, a bad fsck): its events cannot be read. */
@@ -73,6 +76,8 @@ export class Spool {
   private fd: number;
   /** A failed write left bytes that could not be truncated away: the next append starts a new segment. */
   private needsRotate = false;
+  /** The last failed append may have left some of its own bytes in a segment (see failedWriteLeftBytes). */
+  private lastFailureLeftBytes = false;
   private readonly io: SpoolIo;
   private dirty = false;
   private syncing = false;
@@ -104,7 +109,7 @@ export class Spool {
       const last = Math.max(0, ...this.sizes.keys(), this.checkpoint?.seg ?? 0);
       // Always a new segment: never append after a line a crash may have torn.
       this.head = { seg: last + 1, off: 0 };
-      this.fd = fs.openSync(path.join(this.dir, segName(this.head.seg)), 'a');
+      this.fd = this.io.openAppend(path.join(this.dir, segName(this.head.seg)));
       this.setSize(this.head.seg, 0);
     } catch (e) {
       this.unlock();
@@ -175,6 +180,9 @@ export class Spool {
   append(line: string, opts: { sync?: boolean } = {}): { start: Position; end: Position } {
     if (this.closed) throw new Error('spool is closed');
     if (this.needsRotate || this.head.off >= this.segmentBytes) {
+      // A rotation that fails wrote none of this line (a segment cannot be opened: too many files, a full
+      // directory); the next append tries again.
+      this.lastFailureLeftBytes = false;
       this.rotate();
       this.needsRotate = false;
     }
@@ -188,8 +196,10 @@ export class Spool {
     } catch (e) {
       try {
         fs.ftruncateSync(this.fd, start.off);
+        this.lastFailureLeftBytes = false;
       } catch {
         this.needsRotate = true;
+        this.lastFailureLeftBytes = true;
       }
       throw e;
     }
@@ -198,19 +208,27 @@ export class Spool {
     return { start, end: { ...this.head } };
   }
 
-  /** Start a new segment; the old one is synced and closed. */
+  /**
+   * Start a new segment; the old one is synced and closed. Throws only when the new segment cannot be opened (then
+   * nothing changed). A failed sync of the old one is logged, as a failed interval sync is: its lines were written,
+   * and the markers a caller needed durable were synced when they were written.
+   */
   private rotate(): void {
     const old = this.fd;
     const next = this.head.seg + 1;
-    this.fd = fs.openSync(path.join(this.dir, segName(next)), 'a');
+    this.fd = this.io.openAppend(path.join(this.dir, segName(next)));
     this.head = { seg: next, off: 0 };
     this.setSize(next, 0);
     // An interval fdatasync may still be running on the old fd in the thread pool; if it loses the race with
     // close it fails with EBADF, which is ignored: this sync below already covered the data.
     try {
       fs.fdatasyncSync(old);
+    } catch (e) {
+      this.log?.error({ err: (e as Error).message, seg: next - 1 }, 'spool fdatasync of a finished segment failed');
     } finally {
-      fs.closeSync(old);
+      try {
+        fs.closeSync(old);
+      } catch { /* the descriptor is released either way */ }
     }
   }
 
@@ -389,9 +407,12 @@ export class Spool {
     return this.sizes.has(seg);
   }
 
-  /** The last failed append may have left some of its bytes in the segment (they could not be cut away). */
+  /**
+   * The last failed append may have left some of its bytes in a segment (they could not be cut away). False when
+   * it wrote nothing (its rotation to a new segment failed) or its bytes were cut away.
+   */
   get failedWriteLeftBytes(): boolean {
-    return this.needsRotate;
+    return this.lastFailureLeftBytes;
   }
 
   get isClosed(): boolean {
