@@ -152,6 +152,38 @@ test('metering: a flush is applied once and whole, even when an error hides its 
   assert.equal((await db.query(`SELECT 1 FROM route_meter_watermarks WHERE node = 'node-no-watermark'`)).rows.length, 0);
 });
 
+test('metering: counts for a route the database does not have are kept apart, and the rest of the flush and the ones after it are written', { skip }, async () => {
+  // Failed before: route_minutes.route_id is a foreign key, so a flush with a route deleted by hand (or a journal read
+  // back into another database) failed every time; retried first, it held back every later flush and the watermark.
+  const orphanCalls: number[] = [];
+  const store = new RouteStore(db, 'node-orphan', (n) => orphanCalls.push(n));
+  const route = await store.create({ name: 'kept', destinations: DEST, workers: ['kept.rig'], bidId: 79 });
+  const gone = route.id + 1_000_000;
+  let now = Date.parse('2026-03-01T00:00:30Z');
+  const meter = new RouteMeter(() => now);
+  const accept = (id: number, d: number) => meter.answer(meter.forwarded(id, 'kept.rig', now), id, 'kept.rig', now, d, { kind: 'accepted' }, { probe: false, late: false });
+  const total = async () => (await store.delivered(new Date('2026-03-01T00:00:00Z'), new Date('2026-03-01T01:00:00Z'), [route.id])).reduce((a, r) => a + r.acceptedDifficulty, 0);
+  accept(route.id, 3);
+  accept(gone, 5);
+  await meter.flush(store);
+  assert.equal(await total(), 3, 'the known route\'s counts are written');
+  const orphans = (await db.query<{ route_id: string; accepted: string; accepted_difficulty: number }>(
+    `SELECT route_id::text, counts->>'accepted' AS accepted, (counts->>'accepted_difficulty')::float8 AS accepted_difficulty FROM route_meter_orphans WHERE node = 'node-orphan'`)).rows;
+  assert.deepEqual(orphans.map((o) => [o.route_id, o.accepted, Number(o.accepted_difficulty)]), [[String(gone), '1', 5]]);
+  assert.deepEqual(orphanCalls, [1]);
+  now += 60_000;
+  accept(route.id, 4);
+  await meter.flush(store);
+  assert.equal(await total(), 7, 'the next flush is written');
+  const wm = (await db.query<{ w: Date }>(`SELECT watermark AS w FROM route_meter_watermarks WHERE node = 'node-orphan'`)).rows[0];
+  assert.equal(new Date(wm.w).getTime(), now, 'the watermark moves');
+  // A retry of a flush already written adds nothing, orphans included.
+  const again = [{ routeId: gone, worker: 'kept.rig', minute: now, validDifficulty: 0, acceptedDifficulty: 9, acceptedDifficultySq: 81, switchLostDifficulty: 0, probeDifficulty: 0, valid: 0, invalid: 0, forwarded: 0, accepted: 1, rejected: 0, stale: 0, noAnswer: 0, switchLost: 0, probeAccepted: 0 }];
+  await store.addMinutes(again, null, 'orphan-retry');
+  await store.addMinutes(again, null, 'orphan-retry');
+  assert.equal((await db.query(`SELECT 1 FROM route_meter_orphans WHERE node = 'node-orphan'`)).rows.length, 2);
+});
+
 test('capacity: a routed worker keeps its measured capacity (routed work from route_minutes, added to pool work); 5 s buckets', { skip }, async () => {
   // Failed before: the pool process measured capacity from the pool's rollups only, so a worker routed for a
   // whole capacity window measured 0 and the market took it off the bid it was serving.

@@ -42,7 +42,8 @@ export class RoutingService {
   constructor(db: Queryable, private readonly opts: RoutingServiceOptions, private readonly log: Logger) {
     this.meter = new RouteMeter(Date.now, opts.meterBucketMs);
     this.journal = opts.journalDir ? new MeterJournal(opts.journalDir, { logger: log.child({ mod: 'route-meter-journal' }) }) : null;
-    this.store = new RouteStore(db, opts.node);
+    this.store = new RouteStore(db, opts.node, (buckets, flushId) => this.log.error({ buckets, flushId },
+      'route metering for routes this database does not have (deleted, or another database): kept in route_meter_orphans, not billed'));
     this.router = new Router({ ...DEFAULT_ROUTER_OPTIONS, ...opts.router }, this.meter, log.child({ mod: 'router' }));
     this.router.on('state', (id, st) => { this.store.recordState(id, st).catch((e: unknown) => this.warn('cannot record a route state', e)); });
     this.router.on('moved', (m) => {

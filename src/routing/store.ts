@@ -40,7 +40,12 @@ function toRow(r: RawRoute): RouteRow {
 const COLS = 'id, name, destinations, workers, hashrate, bid_id, created_at, starts_at, stopped_at, state, state_code, state_message, state_since, lease_until, applied_tick';
 
 export class RouteStore implements MeterSink {
-  constructor(private readonly db: Queryable, private readonly node = 'node-0') {}
+  /**
+   * `onOrphans`: told when a flush carried counts for routes this database does not have (kept in
+   * route_meter_orphans, never billed), so the operator hears of it.
+   */
+  constructor(private readonly db: Queryable, private readonly node = 'node-0',
+    private readonly onOrphans: (buckets: number, flushId: string) => void = () => undefined) {}
 
   async create(r: { name: string; destinations: Destination[]; workers: string[]; hashrate?: number | null; bidId?: number | null; startsAt?: Date }): Promise<RouteRow> {
     const res = await this.db.query<RawRoute>(
@@ -132,12 +137,14 @@ export class RouteStore implements MeterSink {
     // In key order, so two processes adding to the same buckets lock them in the same order (no deadlock).
     const deltas = [...unsorted].sort((a, b) => a.routeId - b.routeId || (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0) || a.minute - b.minute);
     const col = <K extends keyof MinuteDelta>(k: K) => deltas.map((d) => d[k]);
-    await this.db.query(ADD_MINUTES, [
+    const res = await this.db.query<{ orphaned: number }>(ADD_MINUTES, [
       this.node, flushId, watermark?.toISOString() ?? null,
       col('routeId'), col('worker'), deltas.map((d) => new Date(d.minute).toISOString()), col('valid'), col('validDifficulty'), col('invalid'),
       col('forwarded'), col('accepted'), col('acceptedDifficulty'), col('acceptedDifficultySq'), col('rejected'), col('stale'), col('noAnswer'),
       col('switchLost'), col('switchLostDifficulty'), col('probeAccepted'), col('probeDifficulty'),
     ]);
+    const orphaned = Number(res.rows[0]?.orphaned ?? 0);
+    if (orphaned > 0) this.onOrphans(orphaned, flushId);
   }
 
   /** Per route and worker over [from, to) (minute buckets by submit time). */
@@ -178,12 +185,19 @@ ${WATERMARK_FORWARD}`;
 const ADD_MINUTES = `
 WITH flush AS (
   INSERT INTO route_meter_flushes (flush_id, node) VALUES ($2, $1) ON CONFLICT DO NOTHING RETURNING 1
+), d AS (
+  SELECT u.*, EXISTS (SELECT 1 FROM routes r WHERE r.id = u.route_id) AS known
+    FROM unnest($4::bigint[], $5::text[], $6::timestamptz[], $7::bigint[], $8::float8[], $9::bigint[], $10::bigint[], $11::bigint[],
+      $12::float8[], $13::float8[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::float8[], $19::bigint[], $20::float8[])
+      AS u (route_id, worker, minute, valid, valid_difficulty, invalid, forwarded, accepted, accepted_difficulty, accepted_difficulty_sq,
+            rejected, stale, no_answer, switch_lost, switch_lost_difficulty, probe_accepted, probe_difficulty)
+   WHERE EXISTS (SELECT 1 FROM flush)
 ), buckets AS (
   INSERT INTO route_minutes AS m (route_id, worker, minute, valid, valid_difficulty, invalid, forwarded, accepted, accepted_difficulty,
     accepted_difficulty_sq, rejected, stale, no_answer, switch_lost, switch_lost_difficulty, probe_accepted, probe_difficulty)
-  SELECT d.* FROM unnest($4::bigint[], $5::text[], $6::timestamptz[], $7::bigint[], $8::float8[], $9::bigint[], $10::bigint[], $11::bigint[],
-    $12::float8[], $13::float8[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::float8[], $19::bigint[], $20::float8[]) AS d
-  WHERE EXISTS (SELECT 1 FROM flush)
+  SELECT route_id, worker, minute, valid, valid_difficulty, invalid, forwarded, accepted, accepted_difficulty, accepted_difficulty_sq,
+         rejected, stale, no_answer, switch_lost, switch_lost_difficulty, probe_accepted, probe_difficulty
+    FROM d WHERE known
   ON CONFLICT (route_id, worker, minute) DO UPDATE SET
     valid = m.valid + EXCLUDED.valid, valid_difficulty = m.valid_difficulty + EXCLUDED.valid_difficulty, invalid = m.invalid + EXCLUDED.invalid,
     forwarded = m.forwarded + EXCLUDED.forwarded, accepted = m.accepted + EXCLUDED.accepted,
@@ -191,8 +205,15 @@ WITH flush AS (
     rejected = m.rejected + EXCLUDED.rejected, stale = m.stale + EXCLUDED.stale, no_answer = m.no_answer + EXCLUDED.no_answer,
     switch_lost = m.switch_lost + EXCLUDED.switch_lost, switch_lost_difficulty = m.switch_lost_difficulty + EXCLUDED.switch_lost_difficulty,
     probe_accepted = m.probe_accepted + EXCLUDED.probe_accepted, probe_difficulty = m.probe_difficulty + EXCLUDED.probe_difficulty
+), orphans AS (
+  -- A route this database does not have (migration 023): kept apart, so the rest of the flush is written.
+  INSERT INTO route_meter_orphans (flush_id, node, route_id, worker, minute, counts)
+  SELECT $2, $1, route_id, worker, minute, to_jsonb(d) - 'route_id' - 'worker' - 'minute' - 'known' FROM d WHERE NOT known
+  RETURNING 1
 ), mark AS (
   INSERT INTO route_meter_watermarks (node, watermark) SELECT $1, $3::timestamptz WHERE EXISTS (SELECT 1 FROM flush) AND $3::timestamptz IS NOT NULL
   ${WATERMARK_FORWARD}
+), pruned AS (
+  DELETE FROM route_meter_flushes WHERE node = $1 AND at < now() - interval '7 days'
 )
-DELETE FROM route_meter_flushes WHERE node = $1 AND at < now() - interval '7 days'`;
+SELECT (SELECT count(*) FROM orphans)::int AS orphaned`;
