@@ -446,10 +446,11 @@ test('counts whose write found no segment to go to (a failed rotation) are writt
   const enospc = () => Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
   let writeFails = false;
   let openFails = false;
+  let failedOpens = 0;
   const { meter, journal } = await meterOn(dir, {
     io: {
       write: (fd, buf, off, len) => { if (writeFails) throw enospc(); return fs.writeSync(fd, buf, off, len); },
-      openAppend: (file) => { if (openFails) throw Object.assign(new Error('EMFILE'), { code: 'EMFILE' }); return fs.openSync(file, 'a'); },
+      openAppend: (file) => { if (openFails) { failedOpens++; throw Object.assign(new Error('EMFILE'), { code: 'EMFILE' }); } return fs.openSync(file, 'a'); },
     },
   });
   const mutable = fs as unknown as { ftruncateSync: typeof fs.ftruncateSync };
@@ -468,6 +469,7 @@ test('counts whose write found no segment to go to (a failed rotation) are writt
   openFails = true;
   accepted(meter, 3);
   await turn(); // the new segment cannot be opened: nothing of the 3 is written
+  assert.equal(failedOpens, 1, 'the rotation was tried, and failed');
   openFails = false;
   accepted(meter, 4);
   await turn(); // the 3, then the 4, in the new segment

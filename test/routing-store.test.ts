@@ -177,11 +177,15 @@ test('metering: counts for a route the database does not have are kept apart, an
   assert.equal(await total(), 7, 'the next flush is written');
   const wm = (await db.query<{ w: Date }>(`SELECT watermark AS w FROM route_meter_watermarks WHERE node = 'node-orphan'`)).rows[0];
   assert.equal(new Date(wm.w).getTime(), now, 'the watermark moves');
-  // A retry of a flush already written adds nothing, orphans included.
   const again = [{ routeId: gone, worker: 'kept.rig', minute: now, validDifficulty: 0, acceptedDifficulty: 9, acceptedDifficultySq: 81, switchLostDifficulty: 0, probeDifficulty: 0, valid: 0, invalid: 0, forwarded: 0, accepted: 1, rejected: 0, stale: 0, noAnswer: 0, switchLost: 0, probeAccepted: 0 }];
-  await store.addMinutes(again, null, 'orphan-retry');
-  await store.addMinutes(again, null, 'orphan-retry');
+  // A retry of a flush already written (one whose reply was lost) adds nothing, known routes nor orphans, and
+  // still reports its orphans.
+  const mixed = [{ ...again[0], routeId: route.id }, again[0]];
+  await store.addMinutes(mixed, null, 'orphan-retry');
+  await store.addMinutes(mixed, null, 'orphan-retry');
+  assert.equal(await total(), 7 + 9);
   assert.equal((await db.query(`SELECT 1 FROM route_meter_orphans WHERE node = 'node-orphan'`)).rows.length, 2);
+  assert.deepEqual(orphanCalls, [1, 1, 1]);
 });
 
 test('capacity: a routed worker keeps its measured capacity (routed work from route_minutes, added to pool work); 5 s buckets', { skip }, async () => {

@@ -228,7 +228,10 @@ export class Spool {
     } finally {
       try {
         fs.closeSync(old);
-      } catch { /* the descriptor is released either way */ }
+      } catch (e) {
+        // The descriptor is released either way; a deferred write error it reports is worth knowing of.
+        this.log?.error({ err: (e as Error).message, seg: next - 1 }, 'spool close of a finished segment failed');
+      }
     }
   }
 

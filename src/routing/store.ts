@@ -216,4 +216,5 @@ WITH flush AS (
 ), pruned AS (
   DELETE FROM route_meter_flushes WHERE node = $1 AND at < now() - interval '7 days'
 )
-SELECT (SELECT count(*) FROM orphans)::int AS orphaned`;
+-- Those of this flush: written now, or (a retry after a lost reply) before this statement's snapshot.
+SELECT ((SELECT count(*) FROM orphans) + (SELECT count(*) FROM route_meter_orphans WHERE flush_id = $2))::int AS orphaned`;

@@ -21,9 +21,15 @@ export interface PoolProcess {
   output: () => string;
 }
 
+/** Pools still running when the test file's process exits (a test that timed out skips its after hooks): killed. */
+const running = new Set<ChildProcess>();
+process.once('exit', () => { for (const c of running) c.kill('SIGKILL'); });
+
 /** Start `hashhub pool` with `env`; resolves once it prints its banner (a loaded machine may take a while). */
 export function startPoolProcess(env: NodeJS.ProcessEnv, timeoutMs = 90_000): Promise<PoolProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'pool'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let out = '';
   child.stdout!.on('data', (d) => { out += d; });
   child.stderr!.on('data', (d) => { out += d; });

@@ -13,4 +13,5 @@ CREATE TABLE route_meter_orphans (
   counts    jsonb NOT NULL,
   at        timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX route_meter_orphans_at ON route_meter_orphans (at);
+-- A flush retried after its commit (a lost reply) reports its orphans again, by its id.
+CREATE INDEX route_meter_orphans_flush ON route_meter_orphans (flush_id);
