@@ -188,8 +188,10 @@ async function startHashhub(work: string, nodePort: number, s: Scenario, dbUrl: 
   const cores = single ? '0' : '0,1';
   const cfgFile = path.join(dataDir, 'config.json');
   writeFileSync(cfgFile, JSON.stringify(config));
-  const loopDelayFile = single ? path.join(dataDir, 'loop-delay.json') : undefined;
-  const preload = single ? `--require "${path.join(ROOT, 'bench', 'loop-delay.cjs')}"` : '';
+  // HASHHUB_BENCH_LOOP_DELAY=0: without the loop-delay sampler (its 2 ms timer wakes an otherwise idle pool).
+  const sampleLoop = single && process.env.HASHHUB_BENCH_LOOP_DELAY !== '0';
+  const loopDelayFile = sampleLoop ? path.join(dataDir, 'loop-delay.json') : undefined;
+  const preload = sampleLoop ? `--require "${path.join(ROOT, 'bench', 'loop-delay.cjs')}"` : '';
   // A process pinned to one core is started as README Deploy says (src/cli/gc-threads.ts); several processes on as
   // many cores get the flag from the cluster itself.
   const nodeFlags = single ? (process.env.HASHHUB_BENCH_NODE_FLAGS ?? '--single-threaded-gc') : '';
