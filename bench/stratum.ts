@@ -13,6 +13,8 @@
 //   npm run bench:stratum -- --only a,b      some scenarios by name
 //   npm run bench:stratum -- --variants      the SOLO and multi-process share paths (section "stratum-variants")
 // Environment: HASHHUB_BENCH_TOOLS=<dir of fakenode.py> (default ../shared/tools); HASHHUB_BENCH_LOAD_BIN=<prebuilt stratum_load>;
+// HASHHUB_BENCH_HEAP_SAMPLE=<file> writes a sampling heap profile of the window (read it with bench/heap-sites.ts);
+// HASHHUB_BENCH_LOOP_DELAY=0 leaves out the loop-delay sampler (and the heap profile);
 // HASHHUB_BENCH_NODE_FLAGS=<node flags of a single pool process> (default --single-threaded-gc; '' for V8's default); HASHHUB_BENCH_POOL_WRAP=<command prefix for the
 // pool process>, e.g. "strace -c -f -o /tmp/pool.strace" to count its syscalls per scenario.
 
@@ -191,7 +193,9 @@ async function startHashhub(work: string, nodePort: number, s: Scenario, dbUrl: 
   // HASHHUB_BENCH_LOOP_DELAY=0: without the loop-delay sampler (its 2 ms timer wakes an otherwise idle pool).
   const sampleLoop = single && process.env.HASHHUB_BENCH_LOOP_DELAY !== '0';
   const loopDelayFile = sampleLoop ? path.join(dataDir, 'loop-delay.json') : undefined;
-  const preload = sampleLoop ? `--require "${path.join(ROOT, 'bench', 'loop-delay.cjs')}"` : '';
+  // HASHHUB_BENCH_HEAP_SAMPLE=<file>: where the pool allocates over the window (bench/heap-sample.cjs, heap-sites.ts).
+  const heapSample = sampleLoop && process.env.HASHHUB_BENCH_HEAP_SAMPLE ? ` --require "${path.join(ROOT, 'bench', 'heap-sample.cjs')}"` : '';
+  const preload = sampleLoop ? `--require "${path.join(ROOT, 'bench', 'loop-delay.cjs')}"${heapSample}` : '';
   // A process pinned to one core is started as README Deploy says (src/cli/gc-threads.ts); several processes on as
   // many cores get the flag from the cluster itself.
   const nodeFlags = single ? (process.env.HASHHUB_BENCH_NODE_FLAGS ?? '--single-threaded-gc') : '';
