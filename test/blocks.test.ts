@@ -286,6 +286,26 @@ describe('BlockTracker', () => {
     await tr.stop(100);
   });
 
+  test('a block\'s statuses carry strictly increasing times, even within one millisecond', async () => {
+    // Failed before: with the clock standing still, 'unconfirmed' and 'pending' had the same time, and the database
+    // keeps the latest by time (of a tie, either).
+    const node = new ScriptedNode();
+    const events: BlockEvent[] = [];
+    const tr = new BlockTracker(node, null, (e) => events.push(e), {
+      ...DEFAULT_BLOCK_TRACKER_OPTIONS, maturity: 5, checkIntervalMs: 20, retryMinMs: 10, retryMaxMs: 40, recoveryScanDepth: 3,
+      isOurCoinbase: () => false, tipHeight: () => 100,
+    }, log, () => 1_700_000_000_000);
+    tr.start();
+    tr.found(candidate(60));
+    await until(() => tr.get(hashN(60))?.status === 'pending', 2000, 'pending');
+    node.bestHeight = 102;
+    await until(() => tr.get(hashN(60))?.confirmations === 2, 2000, '2 confirmations');
+    await tr.stop(100);
+    const times = events.filter((e) => e.kind === 'status' && e.hash === hashN(60)).map((e) => e.time);
+    assert.ok(times.length >= 3, `statuses: ${times.length}`);
+    for (let i = 1; i < times.length; i++) assert.ok(times[i] > times[i - 1], `status ${i} at ${times[i]}, after ${times[i - 1]}`);
+  });
+
   test('node down during the chain check: nothing changes, asked again later', async () => {
     const node = new ScriptedNode();
     const { t: tr } = tracker(node);

@@ -305,6 +305,20 @@ for (const backend of BACKENDS) {
       assert.equal(await count(db, 'SELECT count(*) FROM shares WHERE block_hash = $1', [b.hash]), 1);
     });
 
+    test('two statuses of one block with the same time in one batch: the later one is kept', async () => {
+      // Failed before (DISTINCT ON ordered by time alone picks either of a tie): 'pending' could be kept over the
+      // 'confirmed' that followed it in the same batch.
+      await reset(db);
+      const w = new SqlShareWriter(db);
+      const b = block({ hash: '00'.repeat(31) + 'dd' });
+      await w.writeBlock(b);
+      const r = new SqlStatsReader(db);
+      for (const [first, second] of [['pending', 'orphaned'], ['orphaned', 'pending']] as const) {
+        await w.writeBlocks([status(b.hash, { time: NOW - 300, status: first }), status(b.hash, { time: NOW - 300, status: second })]);
+        assert.equal((await r.lastBlock())?.status, second);
+      }
+    });
+
     test('partitions: created ahead and on demand; retention drops old days, rollups stay (compacted to hours)', async () => {
       await reset(db);
       const w = new SqlShareWriter(db);

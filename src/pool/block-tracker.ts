@@ -71,6 +71,8 @@ interface Tracked {
   /** Sent at least once (queued candidates are not). */
   sent: boolean;
   retryTimer: NodeJS.Timeout | null;
+  /** Time of the last status event (0: none yet). */
+  statusAt?: number;
 }
 
 export interface BlockTrackerStats {
@@ -351,7 +353,11 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
     t.result = result;
     t.confirmations = confirmations;
     t.settled = settled;
-    const time = this.now();
+    // Strictly later than this block's previous status: the database keeps the latest by time, and two statuses in
+    // one millisecond could otherwise be applied in either order (one batch's DISTINCT ON, a status held in memory
+    // while the spool is read back).
+    const time = Math.max(this.now(), (t.statusAt ?? 0) + 1);
+    t.statusAt = time;
     try {
       this.journal?.appendStatus({ hash: t.c.hash, time, status, result, confirmations, settled, attempts: t.attempts });
     } catch (err) {

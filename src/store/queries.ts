@@ -222,7 +222,7 @@ ON CONFLICT DO NOTHING`;
 
 /**
  * Status observations ($1..$6: hash, status, result, confirmations, settled, time as arrays). The latest per hash
- * in the run is applied, and only if it is not older than the last one recorded (a replay, or two processes
+ * in the run is applied (of two with one time, the later in the arrays), and only if it is not older than the last one recorded (a replay, or two processes
  * checking the same block, cannot roll it back) and the row is not settled (final is final).
  */
 export const UPDATE_BLOCK_STATUSES = `
@@ -230,10 +230,10 @@ UPDATE blocks b SET status = x.status, result = x.result, confirmations = x.conf
   checked_at = x.time,
   status_changed_at = CASE WHEN b.status IS DISTINCT FROM x.status THEN x.time ELSE b.status_changed_at END
 FROM (
-  SELECT DISTINCT ON (hash) *
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::boolean[], $6::timestamptz[])
-    AS u(hash, status, result, confirmations, settled, time)
-  ORDER BY hash, time DESC
+  SELECT DISTINCT ON (hash) hash, status, result, confirmations, settled, time
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::boolean[], $6::timestamptz[]) WITH ORDINALITY
+    AS u(hash, status, result, confirmations, settled, time, seq)
+  ORDER BY hash, time DESC, seq DESC
 ) x
 WHERE b.hash = x.hash AND NOT b.settled AND (b.checked_at IS NULL OR b.checked_at <= x.time)`;
 
