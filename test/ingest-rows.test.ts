@@ -305,6 +305,8 @@ for (const backend of BACKENDS) {
         failing = true;
         log.appendBlock({ kind: 'status', time: NOW + 20, hash, status: 'unconfirmed', result: 'null', confirmations: 0, settled: false });
         failing = false;
+        // Failed before: the held status was not counted as waiting (2, the queue's shares).
+        assert.equal(log.stats().queueDepth, 3, 'the two queued shares and the held status wait');
         assert.ok(await log.waitIdle(10_000));
         const rows = (await db.query<{ status: string; result: string | null }>('SELECT status, result FROM blocks WHERE hash = $1', [hash])).rows;
         assert.deepEqual(rows.map((r) => ({ ...r })), [{ status: 'unconfirmed', result: 'null' }], 'the status is recorded on its block');

@@ -875,6 +875,8 @@ export class DurableShareLog extends InProcessShareLog {
     const q = this.oldestInMemory();
     if (q !== null && (t === null || q < t)) t = q;
     if (this.tailFrom !== null && this.tailOldest !== null && (t === null || this.tailOldest < t)) t = this.tailOldest;
+    const held = this.afterTail[0]?.entry.event.time;
+    if (held !== undefined && (t === null || held < t)) t = held;
     return t;
   }
 
@@ -904,7 +906,8 @@ export class DurableShareLog extends InProcessShareLog {
       missingSegments: c.missingSegments,
       writerRestarts: c.writerRestarts,
       lostShares: c.lostShares,
-      queueDepth: this.queue.length,
+      // Block statuses held until the spool before them is written (afterTail) wait too.
+      queueDepth: this.queue.length + this.afterTail.length,
       queueCapacity: this.o.queueCapacity,
       spoolBytes: u.pendingBytes,
       spoolDiskBytes: u.diskBytes,
