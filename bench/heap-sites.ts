@@ -15,7 +15,11 @@ if (!file || !sharesArg) {
 }
 const shares = Number(sharesArg);
 const rows = Number(rowsArg ?? 25);
-const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile & { error?: string };
+if (!profile.head) {
+  console.error(`${file} holds no profile${profile.error ? `: ${profile.error}` : ''}`);
+  process.exit(1);
+}
 const byId = new Map<number, { node: ProfileNode; parent: number | null }>();
 const walk = (n: ProfileNode, parent: number | null): void => {
   byId.set(n.id, { node: n, parent });
