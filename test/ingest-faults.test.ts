@@ -460,6 +460,28 @@ test('the watermark does not pass spooled shares not yet read back when a newer 
   await log.close();
 });
 
+test('the watermark follows shares, not a block status queued ahead of an older share', async (t) => {
+  // Failed before: the watermark after a batch was the time of the queue's head, a block status stamped a
+  // millisecond ahead (a block's statuses get strictly increasing times), with a share of the millisecond before
+  // it behind: the watermark passed that share before it was stored.
+  const dir = tmp(t);
+  const w = new FakeWriter();
+  const { appended, lies, watermarked } = watermarkChecked(w);
+  const log = open(dir, watermarked, { batchMax: 1, watermarkMs: 0 });
+  w.down = true;
+  const at = Date.now() - 60_000;
+  const add = (time: number) => { const s = share({ time }); appended.push(s); log.appendShare(s); };
+  add(at);
+  log.appendBlock({ kind: 'status', time: at + 11, hash: 'ee'.repeat(32), status: 'pending', result: null, confirmations: 1, settled: false });
+  add(at + 10);
+  await new Promise((r) => setTimeout(r, 50));
+  w.down = false;
+  assert.ok(await log.waitIdle(10_000));
+  assert.equal(w.shares.size, 2);
+  assert.deepEqual(lies, []);
+  await log.close();
+});
+
 test('the watermark does not follow a spooled block event\'s own time (a block header\'s) past shares not yet read back', async (t) => {
   const dir = tmp(t);
   const w = new FakeWriter();

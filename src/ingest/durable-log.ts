@@ -813,12 +813,12 @@ export class DurableShareLog extends InProcessShareLog {
   }
 
   /**
-   * After a committed batch: every event appended before its last one is in the database; nothing pending is
-   * older than the queue's head (appends come in time order). So the watermark is the oldest pending event's
-   * time, or now when nothing is pending. While the spool is being read back: after a batch read from it, the time
-   * of its last share (a block event can carry a block header's time, not the pool's clock); after a batch from the
-   * memory queue, none, since spooled events not read yet may be older than it (an event kept in memory because
-   * its spool write failed goes ahead of them).
+   * After a committed batch: every event appended before its last one is in the database; no share pending is
+   * older than the queue's first share (shares are appended in time order). So the watermark is the oldest pending
+   * share's time, or now when no share is pending. While the spool is being read back: after a batch read from it,
+   * the time of its last share (a block event can carry a block header's time, not the pool's clock); after a batch
+   * from the memory queue, none, since spooled events not read yet may be older than it (an event kept in memory
+   * because its spool write failed goes ahead of them).
    */
   private watermarkAfter(batch: Entry[], fromSpool: boolean): number | null {
     if (!this.o.writer.recordWatermark) return null;
@@ -828,7 +828,19 @@ export class DurableShareLog extends InProcessShareLog {
       for (const e of batch) if (e.kind === 'share') last = Math.max(last ?? -Infinity, e.event.time);
       return last;
     }
-    return this.oldestInMemory() ?? this.now();
+    return this.oldestShareInMemory() ?? this.now();
+  }
+
+  /**
+   * Time of the oldest share waiting in memory (the queue's first share, else the first line waiting for its turn's
+   * spool write). Shares only: block events are not in time order with them (a block's statuses get strictly
+   * increasing times, a millisecond ahead at most; a recovered candidate carries a block header's time), and the
+   * watermark is a statement about shares. Block events are rare: the scan stops at the first share.
+   */
+  private oldestShareInMemory(): number | null {
+    for (const e of this.queue) if (e.kind === 'share') return e.event.time;
+    for (const p of this.pending) if (p.ev.kind === 'share') return p.ev.event.time;
+    return null;
   }
 
   private async recordWatermark(t: number): Promise<void> {

@@ -71,7 +71,7 @@ interface Tracked {
   /** Sent at least once (queued candidates are not). */
   sent: boolean;
   retryTimer: NodeJS.Timeout | null;
-  /** Time of the last status event (0: none yet). */
+  /** Time of the last status event (unset: none yet in this process). */
   statusAt?: number;
 }
 
