@@ -122,6 +122,19 @@ export interface DeliveryMeter {
   delivered(from: Date, to: Date): Promise<DeliveryRecord[]>;
   /** Every share submitted before this time has its buyer-pool answer (or its answer timeout) recorded. */
   watermark(): Promise<Date>;
+  /**
+   * The meter's writes applied after `after` that added to market routes, oldest first (at most `limit`), for
+   * finding work that arrived after its tick was settled (late-delivery.ts). Optional: without it, none is looked for.
+   */
+  marketFlushes?(after: Date, limit: number): Promise<MeterFlush[]>;
+}
+
+/** One write of the delivery meter: when it was applied, by which process, and its oldest bucket of a market route. */
+export interface MeterFlush {
+  flushId: string;
+  node: string;
+  at: Date;
+  oldestMinute: Date;
 }
 
 /** One worker's measured work over a window: pool work and routed work together. */

@@ -18,6 +18,7 @@ import { MarketInputError } from './units.ts';
 import { type IndexRow, correctIndexInTx, publishIndexInTx, recomputeIndex, recordHashprice } from './index-run.ts';
 import { type Actor, type AskRequest, type BidRequest, LIVE_BID_STATES, OrderBook, BID_COLUMNS, bidFromRow } from './orders.ts';
 import type { CapacityMeter, ChainStats, DeliveryMeter, DestinationState, MarketLedger, RouteController } from './ports.ts';
+import { type LateDelivery, checkLateDeliveries } from './late-delivery.ts';
 import { type SettleSummary, settleInTx } from './settle-run.ts';
 import { int } from './sql.ts';
 
@@ -237,6 +238,20 @@ export class MarketService {
     return out;
   }
 
+  /**
+   * Routed work that reached the database after its tick was settled (late-delivery.ts): recorded and logged. The
+   * first pass looks two hours back (a process that comes back replays its journal as it starts).
+   */
+  async checkLate(now = this.now()): Promise<LateDelivery[]> {
+    const source = this.deps.delivery.marketFlushes?.bind(this.deps.delivery);
+    if (!source) return [];
+    const { late, next } = await checkLateDeliveries(this.deps.db, source, this.lateAfter ?? new Date(now - 2 * 3_600_000), this.deps.log);
+    this.lateAfter = next;
+    return late;
+  }
+
+  private lateAfter: Date | null = null;
+
   /** Publish every day whose publication time has come (and whose ticks are all settled). */
   async publishDue(now = this.now()): Promise<IndexRow[]> {
     const last = await this.deps.db.query<{ day: string | null }>(`SELECT to_char(max(day), 'YYYY-MM-DD') AS day FROM market_index`);
@@ -288,6 +303,7 @@ export class MarketService {
     const cleared = await this.deps.db.query(`SELECT 1 FROM market_ticks WHERE tick >= $1 LIMIT 1`, [tick]);
     if (!cleared.rows.length) await this.clearTick(tick);
     await this.settleDue(now);
+    await this.checkLate(now);
     await this.publishDue(now);
   }
 

@@ -163,6 +163,17 @@ export class RouteStore implements MeterSink {
     }));
   }
 
+  /**
+   * Flushes applied after `after` that added to market routes (oldest first, at most `limit`): when, by which
+   * process, and their oldest bucket.
+   */
+  async marketFlushes(after: Date, limit: number): Promise<{ flushId: string; node: string; at: Date; oldestMinute: Date }[]> {
+    const res = await this.db.query<{ flush_id: string; node: string; at: Date; oldest_market_minute: Date }>(
+      `SELECT flush_id, node, at, oldest_market_minute FROM route_meter_flushes
+        WHERE oldest_market_minute IS NOT NULL AND at > $1::timestamptz ORDER BY at, flush_id LIMIT $2`, [after.toISOString(), limit]);
+    return res.rows.map((r) => ({ flushId: r.flush_id, node: r.node, at: new Date(r.at), oldestMinute: new Date(r.oldest_market_minute) }));
+  }
+
   /** The slowest process's watermark (every process that metered in the last hour). */
   async watermark(): Promise<Date> {
     const res = await this.db.query<{ w: Date | null }>(`SELECT min(watermark) AS w FROM route_meter_watermarks WHERE updated_at > now() - interval '1 hour'`);
@@ -184,7 +195,12 @@ ${WATERMARK_FORWARD}`;
  */
 const ADD_MINUTES = `
 WITH flush AS (
-  INSERT INTO route_meter_flushes (flush_id, node) VALUES ($2, $1) ON CONFLICT DO NOTHING RETURNING 1
+  -- With the oldest bucket of a market route in it (migration 024): the market finds work that came after its tick
+  -- was settled.
+  INSERT INTO route_meter_flushes (flush_id, node, oldest_market_minute)
+  SELECT $2, $1, (SELECT min(u.minute) FROM unnest($4::bigint[], $6::timestamptz[]) AS u (route_id, minute)
+                    JOIN routes r ON r.id = u.route_id AND r.bid_id IS NOT NULL)
+  ON CONFLICT DO NOTHING RETURNING 1
 ), d AS (
   SELECT u.*, EXISTS (SELECT 1 FROM routes r WHERE r.id = u.route_id) AS known
     FROM unnest($4::bigint[], $5::text[], $6::timestamptz[], $7::bigint[], $8::float8[], $9::bigint[], $10::bigint[], $11::bigint[],
