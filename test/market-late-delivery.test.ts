@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { checkLateDeliveries } from '../src/market/late-delivery.ts';
+import type { FlushPosition } from '../src/market/ports.ts';
 import type { MinuteDelta } from '../src/routing/meter.ts';
 import { RouteStore } from '../src/routing/store.ts';
 import type { Database } from '../src/store/db.ts';
@@ -66,7 +67,7 @@ test('work that reaches the database after its tick was settled is recorded and 
 
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'error' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
-  const source = (after: Date, limit: number) => store.marketFlushes(after, limit);
+  const source = (after: FlushPosition, limit: number) => store.marketFlushes(after, limit);
   const first = await checkLateDeliveries(db, source, start, log);
   assert.deepEqual(first.late.map((l) => [l.flushId, l.node, l.firstTick, l.oldestMinute.getTime()]), [['late-replay', 'node-late', base, t0 + 5_000]]);
   assert.equal(lines.length, 1);
@@ -83,4 +84,12 @@ test('work that reaches the database after its tick was settled is recorded and 
   // The next tick settles: work written for it before that stays read, not late.
   await settle(base + 1);
   assert.deepEqual((await checkLateDeliveries(db, source, start, log)).late, []);
+
+  // More late flushes than a page, all applied in one instant (one statement here): every one is found, page by
+  // page in (applied at, id) order.
+  await db.query(`INSERT INTO route_meter_flushes (flush_id, node, oldest_market_minute)
+    SELECT 'bulk-' || i, 'node-bulk', to_timestamp($1::float8 / 1000) FROM generate_series(1, 2500) i`, [t0]);
+  const bulk = await checkLateDeliveries(db, source, start, log);
+  assert.equal(bulk.late.length, 2500);
+  assert.equal(new Set(bulk.late.map((l) => l.flushId)).size, 2500);
 });

@@ -123,10 +123,16 @@ export interface DeliveryMeter {
   /** Every share submitted before this time has its buyer-pool answer (or its answer timeout) recorded. */
   watermark(): Promise<Date>;
   /**
-   * The meter's writes applied after `after` that added to market routes, oldest first (at most `limit`), for
+   * The meter's writes after `after` that added to market routes, in the order they were applied (at most `limit`), for
    * finding work that arrived after its tick was settled (late-delivery.ts). Optional: without it, none is looked for.
    */
-  marketFlushes?(after: Date, limit: number): Promise<MeterFlush[]>;
+  marketFlushes?(after: FlushPosition, limit: number): Promise<MeterFlush[]>;
+}
+
+/** A place in the order of meter writes: applied at (a timestamptz as text, to the microsecond), then id. */
+export interface FlushPosition {
+  at: string;
+  flushId: string;
 }
 
 /** One write of the delivery meter: when it was applied, by which process, and its oldest bucket of a market route. */
@@ -135,6 +141,7 @@ export interface MeterFlush {
   node: string;
   at: Date;
   oldestMinute: Date;
+  position: FlushPosition;
 }
 
 /** One worker's measured work over a window: pool work and routed work together. */

@@ -303,8 +303,9 @@ export class MarketService {
     const cleared = await this.deps.db.query(`SELECT 1 FROM market_ticks WHERE tick >= $1 LIMIT 1`, [tick]);
     if (!cleared.rows.length) await this.clearTick(tick);
     await this.settleDue(now);
-    await this.checkLate(now);
     await this.publishDue(now);
+    // Finding late work must never hold back clearing, settling or publishing: a failed check is retried next pass.
+    await this.checkLate(now).catch((e: Error) => this.deps.log?.error({ err: e.message }, 'market: checking for late deliveries failed'));
   }
 
   /** Run the clock: a pass every few seconds (clearing happens in the first pass of each tick). */

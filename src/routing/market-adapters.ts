@@ -3,7 +3,7 @@
 // back from route_minutes. Delivery resolution is the metering bucket (routing.meterBucketSeconds, a minute by
 // default): a tick must be a whole number of buckets (the config checks it).
 
-import type { CapacityMeter, WorkerCapacity, DeliveryMeter, DeliveryRecord, MeterFlush, Destination, DestinationState, OrderRoute, RouteController } from '../market/ports.ts';
+import type { CapacityMeter, WorkerCapacity, DeliveryMeter, DeliveryRecord, FlushPosition, MeterFlush, Destination, DestinationState, OrderRoute, RouteController } from '../market/ports.ts';
 import type { Queryable } from '../store/db.ts';
 import { HANDSHAKE_OK } from './route.ts';
 import { RouteStore } from './store.ts';
@@ -116,7 +116,7 @@ export class MarketDeliveryMeter implements DeliveryMeter {
     return this.store.watermark();
   }
 
-  marketFlushes(after: Date, limit: number): Promise<MeterFlush[]> {
+  marketFlushes(after: FlushPosition, limit: number): Promise<MeterFlush[]> {
     return this.store.marketFlushes(after, limit);
   }
 }

@@ -1,4 +1,5 @@
 import type { Queryable } from '../store/db.ts';
+import type { FlushPosition, MeterFlush } from '../market/ports.ts';
 import type { MeterSink, MinuteDelta, RouteMinute } from './meter.ts';
 import type { Destination, RouteSpec, RouteStatus } from './route.ts';
 
@@ -164,14 +165,14 @@ export class RouteStore implements MeterSink {
   }
 
   /**
-   * Flushes applied after `after` that added to market routes (oldest first, at most `limit`): when, by which
-   * process, and their oldest bucket.
+   * Flushes that added to market routes, in (applied at, id) order after `after` (at most `limit`): when, by which
+   * process, their oldest bucket, and their exact place in that order (`at` to the microsecond, as text).
    */
-  async marketFlushes(after: Date, limit: number): Promise<{ flushId: string; node: string; at: Date; oldestMinute: Date }[]> {
-    const res = await this.db.query<{ flush_id: string; node: string; at: Date; oldest_market_minute: Date }>(
-      `SELECT flush_id, node, at, oldest_market_minute FROM route_meter_flushes
-        WHERE oldest_market_minute IS NOT NULL AND at > $1::timestamptz ORDER BY at, flush_id LIMIT $2`, [after.toISOString(), limit]);
-    return res.rows.map((r) => ({ flushId: r.flush_id, node: r.node, at: new Date(r.at), oldestMinute: new Date(r.oldest_market_minute) }));
+  async marketFlushes(after: FlushPosition, limit: number): Promise<MeterFlush[]> {
+    const res = await this.db.query<{ flush_id: string; node: string; at: Date; at_text: string; oldest_market_minute: Date }>(
+      `SELECT flush_id, node, at, at::text AS at_text, oldest_market_minute FROM route_meter_flushes
+        WHERE oldest_market_minute IS NOT NULL AND (at, flush_id) > ($1::timestamptz, $2) ORDER BY at, flush_id LIMIT $3`, [after.at, after.flushId, limit]);
+    return res.rows.map((r) => ({ flushId: r.flush_id, node: r.node, at: new Date(r.at), oldestMinute: new Date(r.oldest_market_minute), position: { at: r.at_text, flushId: r.flush_id } }));
   }
 
   /** The slowest process's watermark (every process that metered in the last hour). */
