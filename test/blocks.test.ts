@@ -344,6 +344,32 @@ describe('BlockJournal and restarts', () => {
     journal.close();
   });
 
+  test('after a restart on a clock that stepped back, a block\'s next status still comes after the one recorded', async (t) => {
+    // Failed before: the restored block's next status was stamped by the clock alone, earlier than the status the
+    // journal (and the database) held, so the database kept the old one (it takes a status only if not older).
+    const dir = tmpDir(t);
+    const recorded = 1_700_000_100_000;
+    const j1 = new BlockJournal(dir, { reserveBytes: 0 });
+    j1.appendCandidate({ hash: hashN(90), height: 101, prevHash: 'aa'.repeat(32), account: 'alice', worker: 'rig1', reward: '1', hex: hashN(90), time: recorded - 5_000 });
+    j1.appendStatus({ hash: hashN(90), time: recorded, status: 'unconfirmed', result: null, confirmations: 0, settled: false, attempts: 1 });
+    j1.close();
+    const node = new ScriptedNode();
+    node.best.set(hashN(90), 101);
+    node.bestHeight = 102;
+    const journal = new BlockJournal(dir, { reserveBytes: 0 });
+    const events: BlockEvent[] = [];
+    const tr = new BlockTracker(node, journal, (e) => events.push(e), {
+      ...DEFAULT_BLOCK_TRACKER_OPTIONS, maturity: 5, checkIntervalMs: 20, retryMinMs: 10, retryMaxMs: 40, recoveryScanDepth: 0,
+      isOurCoinbase: () => false, tipHeight: () => 102,
+    }, log, () => recorded - 60_000);
+    tr.start();
+    await until(() => tr.get(hashN(90))?.status === 'pending', 2000, 'pending');
+    await tr.stop(100);
+    journal.close();
+    const times = events.filter((e) => e.kind === 'status' && e.hash === hashN(90)).map((e) => e.time);
+    assert.ok(times.length >= 1 && times.every((x) => x > recorded), `status times ${times.join(', ')} after ${recorded}`);
+  });
+
   test('a torn last line (crash mid-write) is skipped, the rest replays, and new records start on a fresh line', (t) => {
     const dir = tmpDir(t);
     const j1 = new BlockJournal(dir, { reserveBytes: 0 });

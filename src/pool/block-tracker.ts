@@ -412,6 +412,9 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
       c: { hash: s.hash, height: s.height, prevHash: s.prevHash ?? '', account: s.account, worker: s.worker, reward: s.reward, hex: s.hex ?? '', time: s.time },
       status: s.status, result: null, confirmations: 0, settled: false, attempts: 0, submitting: false,
       acceptedByNode: false, chainSeen: false, sent: s.status !== 'submitted', retryTimer: null,
+      // The database keeps a status only if it is not older than the one it has: after a restart on a clock that
+      // stepped back, the next status still comes after the last one recorded.
+      statusAt: s.statusAt,
     };
     this.blocks.set(s.hash, t);
     this.stats.byStatus[s.status]++;
@@ -526,5 +529,6 @@ function fromJournal(b: JournalBlock): UnsettledBlock {
   return {
     hash: c.hash, height: c.height, prevHash: c.prevHash, account: c.account, worker: c.worker, reward: BigInt(c.reward),
     hex: c.hex, status: (b.status?.status as BlockStatus | undefined) ?? 'submitted', time: c.time,
+    ...(b.status ? { statusAt: b.status.time } : {}),
   };
 }

@@ -142,4 +142,6 @@ export interface UnsettledBlock {
   hex: string | null;
   status: BlockStatus;
   time: number;
+  /** Time of its last recorded status (the journal's, or the database's check), if any: later statuses come after. */
+  statusAt?: number;
 }

@@ -240,7 +240,7 @@ WHERE b.hash = x.hash AND NOT b.settled AND (b.checked_at IS NULL OR b.checked_a
 /** Blocks not settled, for the block tracker to take up at start (oldest first). */
 export const UNSETTLED_BLOCKS = `
 SELECT b.hash, b.height, b.prev_hash, a.name AS account, w.name AS worker, coalesce(b.reward, 0)::text AS reward,
-  b.block_hex, b.status, b.time
+  b.block_hex, b.status, b.time, b.checked_at
 FROM blocks b JOIN accounts a ON a.id = b.account_id JOIN workers w ON w.id = b.worker_id
 WHERE NOT b.settled
 ORDER BY b.time, b.height

@@ -222,6 +222,7 @@ export class SqlStatsReader implements StatsReader, BlockReader {
       hex: (row.block_hex as string | null) ?? null,
       status: row.status as UnsettledBlock['status'],
       time: new Date(row.time as string | Date).getTime(),
+      ...(row.checked_at ? { statusAt: new Date(row.checked_at as string | Date).getTime() } : {}),
     }));
   }
 }
