@@ -64,6 +64,8 @@ test('work that reaches the database after its tick was settled is recorded and 
   await store.addMinutes([bucket(market.id, t0 + TICK_MS, 2), bucket(market.id, t0 + 5_000, 3)], null, 'late-replay');
   await store.addMinutes([bucket(market.id, t0 + TICK_MS, 4)], null, 'in-time');
   await store.addMinutes([bucket(operator.id, t0, 5)], null, 'operator-route');
+  // Nothing billable (a share the destination rejected) in the settled tick: not reported as unbilled work.
+  await store.addMinutes([{ ...bucket(market.id, t0 + 7_000, 0), accepted: 0, acceptedDifficultySq: 0, rejected: 1 }], null, 'rejected-only');
 
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'error' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });

@@ -196,11 +196,11 @@ ${WATERMARK_FORWARD}`;
  */
 const ADD_MINUTES = `
 WITH flush AS (
-  -- With the oldest bucket of a market route in it (migration 024): the market finds work that came after its tick
-  -- was settled.
+  -- With its oldest bucket of billable work (shares the destination accepted) for a market route (migration 024):
+  -- the market finds work that came after its tick was settled.
   INSERT INTO route_meter_flushes (flush_id, node, oldest_market_minute)
-  SELECT $2, $1, (SELECT min(u.minute) FROM unnest($4::bigint[], $6::timestamptz[]) AS u (route_id, minute)
-                    JOIN routes r ON r.id = u.route_id AND r.bid_id IS NOT NULL)
+  SELECT $2, $1, (SELECT min(u.minute) FROM unnest($4::bigint[], $6::timestamptz[], $11::bigint[]) AS u (route_id, minute, accepted)
+                    JOIN routes r ON r.id = u.route_id AND r.bid_id IS NOT NULL WHERE u.accepted > 0)
   ON CONFLICT DO NOTHING RETURNING 1
 ), d AS (
   SELECT u.*, EXISTS (SELECT 1 FROM routes r WHERE r.id = u.route_id) AS known
