@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { startEmbeddedChain } from '../src/node/regtest/index.ts';
+import { freePort } from './helpers/child-pool.ts';
 import { LineClient } from './helpers/line-client.ts';
 import { SKIP_PG, createTestPg } from './helpers/pg.ts';
 import { until } from './helpers/until.ts';
@@ -56,14 +57,6 @@ function startCli(t: TestContext, env: Record<string, string>): Cli {
   return { child, stderr: () => err, stdout: () => out, exited };
 }
 
-/** A port nothing listens on (bound, then released). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function occupiedPort(t: TestContext): Promise<number> {
   const s = net.createServer();

@@ -80,7 +80,8 @@ export async function runClusterPrimary(cfg: Config, log: Logger, io: PoolComman
     env[CLUSTER_NODE_ENV] = JSON.stringify({ url: embedded.url, user: embedded.user, password: embedded.password });
     log.info({ url: embedded.url }, 'no node configured: embedded regtest chain started for the cluster');
   }
-  const workers = new Map<number, { worker: Worker; startedAt: number }>();
+  /** `listening`: this one (not an earlier process of its index) said its Stratum ports are open. */
+  const workers = new Map<number, { worker: Worker; startedAt: number; listening: boolean }>();
   // Processes whose Stratum ports opened (once: one that dies later is restarted whatever its exit code).
   const listened = new Set<number>();
   let stopping = false;
@@ -95,15 +96,23 @@ export async function runClusterPrimary(cfg: Config, log: Logger, io: PoolComman
   const stopAll = (code: number) => {
     if (!stopping) exitCode = code;
     stopping = true;
-    for (const { worker } of workers.values()) send(worker, 'stop');
+    for (const { worker, listening } of workers.values()) {
+      send(worker, 'stop');
+      // One still starting (started again after a crash, say) may not listen for the message yet, and a message
+      // nobody listens for is dropped: it would run on and the cluster never stop. A SIGTERM ends it before its
+      // handlers are in place (nothing is open yet), and is the same one stop after (pool-command.ts).
+      if (!listening) worker.process.kill('SIGTERM');
+    }
     void finish();
   };
 
   const fork = (index: number) => {
     const worker = cluster.fork({ ...env, [CLUSTER_INDEX_ENV]: String(index) });
-    workers.set(index, { worker, startedAt: Date.now() });
+    const entry = { worker, startedAt: Date.now(), listening: false };
+    workers.set(index, entry);
     worker.on('message', (m: ClusterMessage) => {
       if (m?.hashhub !== 'listening') return;
+      entry.listening = true;
       listened.add(m.index);
       if (!announced && listened.size === n) {
         announced = true;
