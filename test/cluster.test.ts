@@ -81,6 +81,8 @@ test('two Stratum processes share the port: distinct work, every accepted share 
     process.kill(follower.pid, 'SIGKILL');
     await until(() => pool!.output().includes('a Stratum process died; starting it again'), 20_000, 'the primary saw the follower die');
     await until(() => workers(pool!.child.pid!).some((w) => w.index === 1 && w.pid !== follower.pid), 30_000, 'the follower started again');
+    // Listening again, so its spool has been read back (a stop before that leaves the spool for the next start).
+    await until(() => pool!.output().includes('the Stratum process started again is listening'), 60_000, 'the follower listening again');
     const before = fleet.stats().accepted;
     await until(() => fleet.stats().accepted >= before + 40 && fleet.stats().connected === 8, 60_000,
       () => `mining again on both (${fleet.stats().accepted - before} more, ${fleet.stats().connected} connected)`);

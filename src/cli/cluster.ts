@@ -113,6 +113,8 @@ export async function runClusterPrimary(cfg: Config, log: Logger, io: PoolComman
     worker.on('message', (m: ClusterMessage) => {
       if (m?.hashhub !== 'listening') return;
       entry.listening = true;
+      // The pair of the "died; starting it again" error, at the level an operator watching for it reads.
+      if (listened.has(m.index)) log.warn({ process: m.index }, 'the Stratum process started again is listening');
       listened.add(m.index);
       if (!announced && listened.size === n) {
         announced = true;
