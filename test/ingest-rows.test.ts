@@ -344,7 +344,11 @@ for (const backend of BACKENDS) {
           clearInterval(timer);
         }
         assert.ok(await log.waitIdle(60_000));
-        assert.equal((await db.query('SELECT id FROM shares')).rows.length, i, 'every share stored');
+        // Right after the failed write the share log refuses shares for its back-off (1 ms here; a miner is told "not
+        // credited"): on a loaded machine the timer can land in it. Every share it took is stored.
+        const st = log.stats();
+        assert.equal(st.appended.shares + st.storage.refusedShares, i, 'each share taken or refused');
+        assert.equal((await db.query('SELECT id FROM shares')).rows.length, st.appended.shares, 'every share taken is stored');
       });
     });
   });
