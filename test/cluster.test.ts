@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -45,7 +45,8 @@ async function subscribe(port: number, n: number): Promise<string[]> {
   return out;
 }
 
-test('two Stratum processes share the port: distinct work, every accepted share stored once, a dead one restarted', { skip: SKIP_PG, timeout: 240_000 }, async (t) => {
+/** Two Stratum processes on their own database and data directory, started and both listening. */
+async function startCluster(t: TestContext): Promise<{ pool: PoolProcess; port: number; dbUrl: string }> {
   const tpg = await createTestPg();
   t.after(() => tpg.drop());
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hashhub-cluster-'));
@@ -57,9 +58,22 @@ test('two Stratum processes share the port: distinct work, every accepted share 
     HASHHUB_DIFFICULTY: '0.00001', HASHHUB_LOG_LEVEL: process.env.CLUSTER_LOG ?? 'warn', HASHHUB_MARKET_ENABLED: 'false',
   };
   delete env.HASHHUB_CONFIG;
-  let pool: PoolProcess | null = await startPoolProcess(env);
+  const pool = await startPoolProcess(env);
   t.after(() => killAll([pool]));
-  await until(() => pool!.output().includes('2 Stratum processes share port'), 60_000, 'both processes listening');
+  await until(() => pool.output().includes('2 Stratum processes share port'), 60_000, 'both processes listening');
+  return { pool, port, dbUrl: tpg.url };
+}
+
+/** The pool's exit after a stop, or a failure with the end of its log after 60 s. */
+function exitWithin60s(pool: PoolProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return Promise.race([
+    exited(pool.child),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the pool did not stop within 60 s:\n${pool.output().slice(-4000)}`)), 60_000).unref()),
+  ]);
+}
+
+test('two Stratum processes share the port: distinct work, every accepted share stored once, a dead one restarted', { skip: SKIP_PG, timeout: 240_000 }, async (t) => {
+  const { pool, port, dbUrl } = await startCluster(t);
   assert.deepEqual(workers(pool.child.pid!).map((w) => w.index), [0, 1]);
   // No more processes than cores: each collects garbage on its own thread (src/cli/gc-threads.ts).
   for (const w of workers(pool.child.pid!)) {
@@ -79,10 +93,10 @@ test('two Stratum processes share the port: distinct work, every accepted share 
     // The follower dies hard; the primary starts it again, its miners come back, its spool replays.
     const follower = workers(pool.child.pid!).find((w) => w.index === 1)!;
     process.kill(follower.pid, 'SIGKILL');
-    await until(() => pool!.output().includes('a Stratum process died; starting it again'), 20_000, 'the primary saw the follower die');
-    await until(() => workers(pool!.child.pid!).some((w) => w.index === 1 && w.pid !== follower.pid), 30_000, 'the follower started again');
+    await until(() => pool.output().includes('a Stratum process died; starting it again'), 20_000, 'the primary saw the follower die');
+    await until(() => workers(pool.child.pid!).some((w) => w.index === 1 && w.pid !== follower.pid), 30_000, 'the follower started again');
     // Listening again, so its spool has been read back (a stop before that leaves the spool for the next start).
-    await until(() => pool!.output().includes('the Stratum process started again is listening'), 60_000, 'the follower listening again');
+    await until(() => pool.output().includes('the Stratum process started again is listening'), 60_000, 'the follower listening again');
     const before = fleet.stats().accepted;
     await until(() => fleet.stats().accepted >= before + 40 && fleet.stats().connected === 8, 60_000,
       () => `mining again on both (${fleet.stats().accepted - before} more, ${fleet.stats().connected} connected)`);
@@ -93,14 +107,9 @@ test('two Stratum processes share the port: distinct work, every accepted share 
 
   // A stop reaches every process once and each flushes its spool into the database, in bounded time.
   pool.child.kill('SIGTERM');
-  const running = pool;
-  const { code } = await Promise.race([
-    exited(running.child),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the pool did not stop within 60 s:\n${running.output().slice(-4000)}`)), 60_000).unref()),
-  ]);
-  pool = null;
+  const { code } = await exitWithin60s(pool);
   assert.equal(code, 0);
-  const c = new pg.Client({ connectionString: tpg.url });
+  const c = new pg.Client({ connectionString: dbUrl });
   await c.connect();
   try {
     const r = await c.query<{ n: string; ids: string; prefixes: string }>(
@@ -120,29 +129,14 @@ test('a stop while a Stratum process is starting again stops it too: the cluster
   // Failed before (seen in CI as a hung cluster test): the primary asked its processes to stop by a message, and one
   // still loading (started again after a crash) had no listener for it yet, so the message was dropped; that process
   // started, ran on, and the primary waited for it for ever.
-  const tpg = await createTestPg();
-  t.after(() => tpg.drop());
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'hashhub-cluster-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env, DATABASE_URL: tpg.url, HASHHUB_DATA_DIR: dir, HASHHUB_STRATUM_PROCESSES: '2', HASHHUB_NODE_ID: '7',
-    HASHHUB_STRATUM_HOST: '127.0.0.1', HASHHUB_STRATUM_PORT: String(await freePort()), HASHHUB_API_PORT: String(await freePort()),
-    HASHHUB_LOG_LEVEL: 'warn', HASHHUB_MARKET_ENABLED: 'false',
-  };
-  delete env.HASHHUB_CONFIG;
-  const pool = await startPoolProcess(env);
-  t.after(() => killAll([pool]));
-  await until(() => pool.output().includes('2 Stratum processes share port'), 60_000, 'both processes listening');
+  const { pool } = await startCluster(t);
   const follower = workers(pool.child.pid!).find((w) => w.index === 1)!;
   process.kill(follower.pid, 'SIGKILL');
   // The moment its replacement exists, long before it can have loaded: stop.
   await until(() => workers(pool.child.pid!).some((w) => w.index === 1 && w.pid !== follower.pid), 30_000, 'the follower started again');
   const replacement = workers(pool.child.pid!).find((w) => w.index === 1)!;
   pool.child.kill('SIGTERM');
-  const { code } = await Promise.race([
-    exited(pool.child),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the cluster did not stop within 60 s:\n${pool.output().slice(-4000)}`)), 60_000).unref()),
-  ]);
+  const { code } = await exitWithin60s(pool);
   assert.equal(code, 0);
   await until(() => { try { process.kill(replacement.pid, 0); return false; } catch { return true; } }, 10_000, 'the replacement process gone');
 });

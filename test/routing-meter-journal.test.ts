@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
+import type { SpoolIo } from '../src/ingest/spool.ts';
 import { MeterJournal, type MeterJournalOptions } from '../src/routing/meter-journal.ts';
 import { type MeterSink, RouteMeter } from '../src/routing/meter.ts';
 import { RouteStore } from '../src/routing/store.ts';
@@ -145,7 +146,7 @@ test('a journal that cannot be written holds the flush (nothing reaches the data
   let failing = false;
   const journal = new MeterJournal(dir, {
     logger: pino({ level: 'silent' }),
-    io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC: simulated'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } },
+    io: writesFailWhile(() => failing),
   });
   const meter = new RouteMeter(() => 60_000);
   await meter.recover(journal);
@@ -172,6 +173,11 @@ test('a journal that cannot be written holds the flush (nothing reaches the data
 });
 
 const turn = () => new Promise((r) => setImmediate(r));
+const enospc = () => Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
+/** The journal's disk: its writes fail (ENOSPC, a full disk) while `failing()` says so. */
+const writesFailWhile = (failing: () => boolean): Partial<SpoolIo> => ({
+  write: (fd, buf, off, len) => { if (failing()) throw enospc(); return fs.writeSync(fd, buf, off, len); },
+});
 /** The database as the store models it: a flush id is applied once. */
 function fakeDb() {
   const ids = new Set<string>();
@@ -196,7 +202,7 @@ test('counts whose journal write failed are written again before the next marker
   // covered less than its flush, and a restart before that flush reached the database billed 4 of 6.
   const dir = tmpDir(t, 'hashhub-meter-');
   let failing = false;
-  const journal = new MeterJournal(dir, { logger: silent, io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } } });
+  const journal = new MeterJournal(dir, { logger: silent, io: writesFailWhile(() => failing) });
   const meter = new RouteMeter(() => 60_000);
   await meter.recover(journal);
   failing = true;
@@ -396,7 +402,7 @@ test('a stop while the journal cannot be written sends what is not on disk; the 
   const dir = tmpDir(t, 'hashhub-meter-');
   let failing = false;
   const { meter, journal } = await meterOn(dir, {
-    io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } },
+    io: writesFailWhile(() => failing),
   });
   const db = fakeDb();
   accepted(meter, 1);
@@ -425,7 +431,7 @@ test('a stop on a full disk after a start that read counts back does not send th
   await first.journal.close();
   // Run 2 reads the 2 back; then the disk fills, it meters 4, and stops.
   const { meter, journal } = await meterOn(dir, {
-    io: { write: (fd, buf, off, len) => { if (failing) throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }); return fs.writeSync(fd, buf, off, len); } },
+    io: writesFailWhile(() => failing),
   });
   failing = true;
   accepted(meter, 4);
@@ -443,13 +449,12 @@ test('counts whose write found no segment to go to (a failed rotation) are writt
   // segment could not be opened either, its counts were taken as maybe on disk and dropped from the journal, though
   // none of them was written. The restart billed 4 of 7.
   const dir = tmpDir(t, 'hashhub-meter-');
-  const enospc = () => Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
   let writeFails = false;
   let openFails = false;
   let failedOpens = 0;
   const { meter, journal } = await meterOn(dir, {
     io: {
-      write: (fd, buf, off, len) => { if (writeFails) throw enospc(); return fs.writeSync(fd, buf, off, len); },
+      ...writesFailWhile(() => writeFails),
       openAppend: (file) => { if (openFails) { failedOpens++; throw Object.assign(new Error('EMFILE'), { code: 'EMFILE' }); } return fs.openSync(file, 'a'); },
     },
   });

@@ -49,6 +49,8 @@ export class MarketService {
   readonly cfg: MarketConfig;
   private readonly now: () => number;
   private timer: NodeJS.Timeout | null = null;
+  /** Where the next check for late deliveries starts (checkLate); null until the first. */
+  private lateAfter: Date | null = null;
   private running: Promise<void> | null = null;
   /** Clearing + route hand-off and cancel + route stop run one at a time, so a cancel can never be overtaken by
    *  the hand-off of a clearing that still had the order in it. */
@@ -249,8 +251,6 @@ export class MarketService {
     this.lateAfter = next;
     return late;
   }
-
-  private lateAfter: Date | null = null;
 
   /** Publish every day whose publication time has come (and whose ticks are all settled). */
   async publishDue(now = this.now()): Promise<IndexRow[]> {
