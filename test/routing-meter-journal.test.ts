@@ -56,10 +56,12 @@ describe('route meter journal', { skip: SKIP_PG }, () => {
   const reset = () => db.exec('DELETE FROM route_minutes; DELETE FROM route_meter_flushes');
 
   /** The child (test/fixtures/meter-child.ts) on dir; its "metered n committed m" lines as they come. */
-  function child(dir: string, env: Record<string, string> = {}): { c: ChildProcess; last: () => { metered: number; committed: number }; exited: Promise<NodeJS.Signals | null> } {
+  function child(t: { after: (fn: () => void) => void }, dir: string, env: Record<string, string> = {}): { c: ChildProcess; last: () => { metered: number; committed: number }; exited: Promise<NodeJS.Signals | null> } {
     const c = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/meter-child.ts'], {
       cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, METER_PG_URL: tpg.url, METER_DIR: dir, METER_ROUTE_ID: String(routeId), ...env },
     });
+    // A test that fails before its kill must not leave the child running (it keeps the file's process alive).
+    t.after(() => { if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); });
     let out = '';
     let err = '';
     c.stdout!.on('data', (d: Buffer) => { out += d; });
@@ -78,10 +80,10 @@ describe('route meter journal', { skip: SKIP_PG }, () => {
   test('killed with work metered and not yet written: after a restart on its journal, every share is billed once', { timeout: 60_000 }, async (t) => {
     await reset();
     const dir = tmpDir(t, 'hashhub-meter-');
-    // Its last flush is at 600 shares; it goes on metering, so the kill lands with work metered and not written.
+    // Its last flush takes 600 or more shares; it goes on metering, so the kill lands with work metered and not written.
     // (Killed at a time of the test's choosing with flushes still running, a flush could commit everything just
     // before the kill: CI saw 15,600 billed of 15,599 reported.)
-    const k = child(dir, { METER_FLUSH_EVERY: '200', METER_LAST_FLUSH: '600' });
+    const k = child(t, dir, { METER_FLUSH_EVERY: '200', METER_LAST_FLUSH: '600' });
     await until(() => { const l = k.last(); return l.committed >= 600 && l.metered - l.committed >= 20; }, 30_000, 'shares metered past the last committed flush');
     k.c.kill('SIGKILL');
     assert.equal(await k.exited, 'SIGKILL');
@@ -97,7 +99,7 @@ describe('route meter journal', { skip: SKIP_PG }, () => {
   test('killed after a flush committed and before its journal checkpoint moved: the restart writes it again under its id, adding nothing', { timeout: 60_000 }, async (t) => {
     await reset();
     const dir = tmpDir(t, 'hashhub-meter-');
-    const k = child(dir, { METER_DIE_AFTER_COMMIT: '100', METER_FLUSH_EVERY: '50' });
+    const k = child(t, dir, { METER_DIE_AFTER_COMMIT: '100', METER_FLUSH_EVERY: '50' });
     assert.equal(await k.exited, 'SIGKILL');
     const { metered } = k.last();
     const committed = await billed();
