@@ -52,7 +52,8 @@ function startCli(t: TestContext, env: Record<string, string>): Cli {
   });
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  // 'close', not 'exit': the lines a child wrote just before it ended may not be read yet at 'exit'.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   t.after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
   return { child, stderr: () => err, stdout: () => out, exited };
 }
@@ -143,7 +144,8 @@ test('node unreachable at start: API and probes at once (ready 503 naming the no
   cli.child.kill('SIGINT');
   const r = await cli.exited;
   assert.equal(r.code, 0);
-  assert.ok(Date.now() - t0 < 15_000, `stopped in ${Date.now() - t0} ms`);
+  // Bounded against a hang, with room for a loaded machine.
+  assert.ok(Date.now() - t0 < 25_000, `stopped in ${Date.now() - t0} ms`);
   assert.doesNotMatch(cli.stderr() + cli.stdout(), STACK);
 });
 
@@ -155,7 +157,8 @@ test('SIGINT while waiting for an unreachable node: a clean stop, no 30 s hang, 
   cli.child.kill('SIGINT');
   const r = await cli.exited;
   assert.equal(r.code, 0, cli.stderr());
-  assert.ok(Date.now() - t0 < 10_000, `stopped in ${Date.now() - t0} ms`);
+  // The hang this guards against is 30 s (the node's wait); a loaded machine's stop takes a few.
+  assert.ok(Date.now() - t0 < 25_000, `stopped in ${Date.now() - t0} ms`);
   assert.doesNotMatch(cli.stderr() + cli.stdout(), STACK);
   assert.ok(fs.existsSync(path.join(dir, 'spool')), 'the spool was opened');
   assert.ok(!fs.existsSync(path.join(dir, 'spool', 'spool.lock')), 'and closed (its lock released)');

@@ -502,10 +502,11 @@ describe('miner against a scripted pool', () => {
         else { answered.ok++; s.conn.reply(s.id, true); }
       }, 15);
     };
-    const m = miner({ port: pool.port, requestTimeoutMs: 300 });
+    // The timeout is well above the pool's 15 ms, so a loaded machine's pause does not turn an answer into a timeout.
+    const m = miner({ port: pool.port, requestTimeoutMs: 2_000 });
     await waitFor(() => pool.submits.length >= 12, '12 submits');
     m.hashrate = 1; // slow down so answers catch up
-    await waitFor(() => m.stats().pending === 0, 'every submit answered or timed out');
+    await waitFor(() => m.stats().pending === 0, 'every submit answered or timed out', 10_000);
     const st = m.stats();
     assert.equal(st.accepted, answered.ok);
     assert.deepEqual(st.rejectedByReason, { 'Low difficulty share': answered.low, 'Duplicate share': answered.dup, timeout: 1 });
@@ -513,7 +514,7 @@ describe('miner against a scripted pool', () => {
     assert.equal(st.submitted, st.accepted + st.rejected);
     assert.equal(st.latency.count, answered.ok + answered.low + answered.dup);
     assert.ok(st.latency.p50 >= 14, `p50 ${st.latency.p50} ms includes the pool's 15 ms`);
-    assert.ok(st.latency.p99 >= st.latency.p50 && st.latency.p99 < 200, `p99 ${st.latency.p99}`);
+    assert.ok(st.latency.p99 >= st.latency.p50 && st.latency.p99 < 2_000, `p99 ${st.latency.p99} ms: answers, not the timeout`);
     await m.stop();
     await pool.close();
   });
@@ -540,11 +541,13 @@ describe('miner against a scripted pool', () => {
     const rate = ((slow.stats().hashes - h0) * 1000) / (performance.now() - t0);
     const fastRate = ((fast.stats().hashes - f0) * 1000) / (performance.now() - t0);
     clearInterval(probe);
-    assert.ok(rate > 20_000 && rate < 60_000, `throttled miner at ${rate.toFixed(0)} H/s, asked 40000`);
+    // Upper bound: the budget may bank up to 1 s of hashing (maxBacklogSec) before the window, so up to twice the
+    // rate in a 1 s window; an unthrottled miner runs far above that (fastRate).
+    assert.ok(rate > 20_000 && rate < 90_000, `throttled miner at ${rate.toFixed(0)} H/s, asked 40000`);
     assert.ok(fastRate > 1000, `unthrottled miner gets the rest of the CPU (${fastRate.toFixed(0)} H/s)`);
-    // Slices are ~4 ms; the bound is loose for busy CI machines, but a loop that hashed without yielding would
-    // show lags of the whole measurement window.
-    assert.ok(maxLag < 100, `event loop lag ${maxLag.toFixed(1)} ms`);
+    // Slices are ~4 ms, but a loaded machine can keep the process off its core for 100 ms and more; a loop that
+    // hashed without yielding would show a lag of the whole 1 s window.
+    assert.ok(maxLag < 700, `event loop lag ${maxLag.toFixed(1)} ms`);
     await Promise.all([slow.stop(), fast.stop()]);
     assert.equal(scheduler.size, 0);
     await pool.close();

@@ -9,11 +9,13 @@ import { runPool } from '../src/cli/run-pool.ts';
 import { startEmbeddedChain } from '../src/node/regtest/index.ts';
 import { LineClient, type Msg } from './helpers/line-client.ts';
 import { solveShare } from './helpers/pool.ts';
+import { freePort } from './helpers/child-pool.ts';
 
 const isNotify = (m: Msg) => m.method === 'mining.notify';
 
 test('the node goes away: the pool keeps serving the last job, then follows the node when it is back', async () => {
-  const chain = await startEmbeddedChain({ difficulty: 1, rpcPassword: 'pw', mempoolRefreshMs: 0 });
+  // On a port from freePort: the chain comes back on it, and a released listen(0) port could go to the other test file.
+  const chain = await startEmbeddedChain({ port: await freePort(), difficulty: 1, rpcPassword: 'pw', mempoolRefreshMs: 0 });
   const port = chain.port;
   const cfg = loadConfig({
     env: {},

@@ -52,7 +52,9 @@ describe('payouts through bcoin\'s wallet', { skip }, () => {
     await node.call('generatetoaddress', [5, mine]);
     const sink = regtest(await wallet.call<string>('getnewaddress', [''])); // these coinbases stay immature
     await node.call('generatetoaddress', [101, sink]);
-    await new Promise((r) => setTimeout(r, 300)); // bcoin's wallet indexes blocks asynchronously
+    // bcoin's wallet indexes blocks asynchronously: wait until it sees the 5 coinbases mature (a fixed pause was not
+    // always enough on a loaded machine).
+    await until(async () => (await wallet.call<unknown[]>('listunspent', [101])).length >= 5, 30_000, 'bcoin\'s wallet to see its 5 mature coinbases');
     const payouts = new Payouts(db, new RpcPayoutWallet({ node, wallet, network: 'regtest' }),
       { ...DEFAULT_POLICY, network: 'regtest', defaultThreshold: 50_000n, addressChangeDelaySeconds: 0, fallbackSatVb: 2 }, pino({ level: 'silent' }));
     const now = T0 + 60_000;
@@ -77,10 +79,14 @@ describe('payouts through bcoin\'s wallet', { skip }, () => {
     // node instead (RpcPayoutWallet.status, fetchTx). Any other bcoin error fails the test.
     assert.deepEqual(b.errors.filter((e) => !/_toWalletTX/.test(e.stack ?? '')), [], 'no bcoin error but its gettransaction quirk');
     const [blockHash] = await node.call<string[]>('generatetoaddress', [1, sink]);
-    await new Promise((r) => setTimeout(r, 300));
-    // bcoin indexes the block asynchronously: wait until its node reports the confirmation.
+    // bcoin indexes the block asynchronously: wait until it reports the confirmation where the payout wallet will
+    // ask (RpcPayoutWallet.status: the wallet's gettransaction, or the node when that fails).
     const txid = (await payouts.list(db, { limit: 1, offset: 0 })).items[0].txid!;
-    await until(async () => ((await node.call<{ confirmations?: number }>('getrawtransaction', [txid, true])).confirmations ?? 0) > 0, 10_000, 'bcoin to see the confirmation');
+    const confirmations = async () => {
+      try { return (await wallet.call<{ confirmations?: number }>('gettransaction', [txid])).confirmations ?? 0; }
+      catch { return (await node.call<{ confirmations?: number }>('getrawtransaction', [txid, true])).confirmations ?? 0; }
+    };
+    await until(async () => (await confirmations()) > 0, 30_000, 'bcoin to see the confirmation');
     const r3 = await payouts.run(now + 1);
     const done = r3.progressed.find((x) => x.kind === 'confirmed');
     assert.ok(done && done.kind === 'confirmed', j(r3.progressed));

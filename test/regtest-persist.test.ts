@@ -108,7 +108,8 @@ test('SIGKILL while it mines, pays and makes keys, again and again: each restart
             if (top >= target && c.exitCode === null && !c.killed) setTimeout(() => c.kill('SIGKILL'), Math.random() * 30);
           }
         });
-        c.once('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`child exited ${code}: ${err}`))));
+        // 'close', not 'exit': the last "block" lines written before the kill may not be read yet at 'exit'.
+        c.once('close', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`child exited ${code}: ${err}`))));
       });
       child = null;
 

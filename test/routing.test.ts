@@ -15,6 +15,7 @@ import { rateOf } from '../src/routing/meter.ts';
 import { StubNode } from './helpers/stub-node.ts';
 import { startTestPool } from './helpers/pool.ts';
 import { until } from './helpers/until.ts';
+import { freePort } from './helpers/child-pool.ts';
 import { StubUpstream, type StubUpstreamOptions } from './helpers/stub-upstream.ts';
 import { LineClient } from './helpers/line-client.ts';
 import { loadConfig } from '../src/cli/config.ts';
@@ -220,7 +221,7 @@ describe('routing', () => {
     const r1 = authRoute();
     await until(() => r1.status.code === 'auth-refused', 10_000, () => `auth-refused (${JSON.stringify(r1.status)})`);
     r1.stop();
-    const closed = await new Promise<number>((res) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => res(p)); }); });
+    const closed = await freePort(); // not a released listen(0) port, which the other test file could be given
     const { route: r2f } = await poolWithStub();
     const r2 = r2f(['seller'], `stratum+tcp://127.0.0.1:${closed}`);
     await until(() => r2.status.code === 'unreachable', 10_000, () => `unreachable (${JSON.stringify(r2.status)})`);

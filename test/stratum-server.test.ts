@@ -401,10 +401,9 @@ test('our own block moves the pool at once: the next template is fetched as soon
   const { pool, port } = await startTestPool(node, {}, { templates: { pollMs: 60_000, refreshMs: 60_000, longpoll: false } });
   try {
     const { c, en1, en2Size, notify } = await miner(port, nextIp());
-    const t0 = Date.now();
     assert.equal((await c.request(74, 'mining.submit', solveShare(notify, en1, en2Size, 1e-9))).result, true);
-    const next = await c.waitFor((m) => isNotify(m) && m.params![8] === true && m.params![1] !== notify.params![1], 2000);
-    assert.ok(Date.now() - t0 < 1000, `new work on our block within ${Date.now() - t0} ms`);
+    // Templates are polled every 60 s here: new work within the wait came from the block's answer.
+    const next = await c.waitFor((m) => isNotify(m) && m.params![8] === true && m.params![1] !== notify.params![1], 10_000);
     assert.ok(next);
     assert.equal(pool.stats.templateHeight, node.template.height);
     c.close();

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { freePort } from './child-pool.ts';
 
 /**
  * A TCP proxy on 127.0.0.1 the test controls, for putting a network between the pool and Postgres:
@@ -16,7 +17,9 @@ export class TcpProxy {
 
   static async start(target: { host: string; port: number }): Promise<TcpProxy> {
     const p = new TcpProxy(target);
-    await p.listen(0);
+    // A port from freePort, not listen(0): restore() listens on it again after a cut, and a port the kernel handed
+    // out could meanwhile go to the other test file's listen(0).
+    await p.listen(await freePort());
     return p;
   }
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { freePort } from './child-pool.ts';
 import net from 'node:net';
 
 // A light Stratum V1 pool standing in for a route's destination: subscribe, authorize, set_difficulty, notify,
@@ -37,7 +38,12 @@ export class StubUpstream {
     this.branch = Array.from({ length: o.branchLevels ?? 0 }, () => randomBytes(32).toString('hex'));
   }
 
-  async listen(port = 0): Promise<number> {
+  /**
+   * Listens on `port`, by default one from freePort (not listen(0)): tests close a stub and expect its port refused,
+   * or listen on it again, and a port the kernel handed out could meanwhile go to the other test file's listen(0).
+   */
+  async listen(port?: number): Promise<number> {
+    port ??= await freePort();
     await new Promise<void>((r) => this.server.listen(port, '127.0.0.1', () => r()));
     this.port = (this.server.address() as net.AddressInfo).port;
     if (this.o.jobEveryMs) this.timer = setInterval(() => { for (const s of this.sockets) this.notify(s, false); }, this.o.jobEveryMs);
