@@ -15,8 +15,14 @@ if (file) {
   process.on('SIGUSR2', () => h.reset());
   process.on('SIGWINCH', () => {
     const ms = (ns) => Math.round(ns / 1e4) / 100;
+    // Where the pool's memory is at the window's end (MB): RSS against V8's spaces and memory outside the heap.
+    const mb = (b) => Math.round(b / 1e5) / 10;
+    const m = process.memoryUsage();
+    const spaces = Object.fromEntries(require('node:v8').getHeapSpaceStatistics()
+      .map((x) => [x.space_name.replace(/_space$/, ''), { size: mb(x.space_size), used: mb(x.space_used_size) }]));
     fs.writeFileSync(file, JSON.stringify({
       samples: h.count, p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), p999: ms(h.percentile(99.9)), max: ms(h.max),
+      memory: { rss: mb(m.rss), heapTotal: mb(m.heapTotal), heapUsed: mb(m.heapUsed), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers), spaces },
     }));
   });
 }

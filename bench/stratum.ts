@@ -62,7 +62,7 @@ interface LoadResult {
   /** Pool CPU per answered submit measured here instead of by the generator (a cluster). */
   cpu_us_override?: number;
   /** The pool's own event-loop delay over the window, ms (bench/loop-delay.cjs; a single hashhub process). */
-  pool_loop?: { samples: number; p50: number; p99: number; p999: number; max: number };
+  pool_loop?: { samples: number; p50: number; p99: number; p999: number; max: number; memory?: unknown };
   server?: { rss_bytes_per_conn: number; rss_peak_bytes: number; cpu_s_window: number; cpu_pct_window: number; rss_window_end_bytes: number };
 }
 
@@ -279,6 +279,7 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
   if (server.loopDelayFile && !quiet) {
     try {
       r.pool_loop = JSON.parse(readFileSync(server.loopDelayFile, 'utf8')) as LoadResult['pool_loop'];
+      if (r.pool_loop?.memory) log(`  pool memory at the window's end (MB): ${JSON.stringify(r.pool_loop.memory)}`);
     } catch (err) {
       log(`  (the pool's loop delay was not recorded: ${(err as Error).message})`);
     }
