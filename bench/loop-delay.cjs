@@ -20,6 +20,8 @@ if (file) {
     const m = process.memoryUsage();
     const spaces = Object.fromEntries(require('node:v8').getHeapSpaceStatistics()
       .map((x) => [x.space_name.replace(/_space$/, ''), { size: mb(x.space_size), used: mb(x.space_used_size) }]));
+    // HASHHUB_BENCH_HEAP_SNAPSHOT=<file>: a heap snapshot at the window's end (a pause of seconds; diagnosis only).
+    if (process.env.HASHHUB_BENCH_HEAP_SNAPSHOT) require('node:v8').writeHeapSnapshot(process.env.HASHHUB_BENCH_HEAP_SNAPSHOT);
     fs.writeFileSync(file, JSON.stringify({
       samples: h.count, p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), p999: ms(h.percentile(99.9)), max: ms(h.max),
       memory: { rss: mb(m.rss), heapTotal: mb(m.heapTotal), heapUsed: mb(m.heapUsed), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers), spaces },
