@@ -492,8 +492,11 @@ describe('embedded chain: long polling', () => {
       await new Promise((r) => setTimeout(r, 100));
       assert.equal(settled, false, 'held while nothing changes');
       const b = craftBlock(t);
+      const submitted = Date.now();
       assert.equal(await submit(h, b.hex), null);
       const next = await waiting;
+      // Well before the 30 s timeout, which would also answer with the new tip: the block woke the long poll.
+      assert.ok(Date.now() - submitted < 10_000, `answered ${Date.now() - submitted} ms after the block`);
       assert.equal(next.previousblockhash, b.hash);
       assert.notEqual(next.longpollid, t.longpollid);
     } finally {
@@ -569,7 +572,7 @@ describe('embedded chain: long polling', () => {
     const started = Date.now();
     await h.close();
     assert.ok(['answered', 'closed'].includes(await pending));
-    // The long poll would hold for its timeout (a minute by default): seconds mean close() did not wait for it.
+    // The long poll would hold until something changes (no timeout by default): seconds mean close() did not wait for it.
     assert.ok(Date.now() - started < 10_000);
   });
 });

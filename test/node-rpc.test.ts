@@ -642,7 +642,7 @@ test('TemplateSource: stop() aborts the long poll and leaves no timers or socket
   }
   const t0 = Date.now();
   await src.stop();
-  // The long poll waits up to the node's answer (60 s here): a stop within seconds did not wait for it.
+  // The fake node holds the long poll until its tip moves (never, here): a stop within seconds did not wait for it.
   assert.ok(Date.now() - t0 < 5_000, 'stop does not wait for the long poll');
   rpc.close();
   // The server needs a turn or two to see the closes: waited for, bounded.

@@ -53,8 +53,8 @@ test('the main thread keeps running while a long query executes', async (t) => {
   clearInterval(timer);
   assert.ok(ms > 50, `the query took long enough to tell (${ms.toFixed(0)} ms)`);
   // A blocked main thread runs the interval once, after the query; a loaded machine may run it less often than
-  // every 10 ms, so any second tick says it ran during the query.
-  assert.ok(ticks >= 2, `timers ran during the query (${ticks} ticks in ${ms.toFixed(0)} ms)`);
+  // every 10 ms, so one tick per 200 ms of query (and at least two) says it ran during the query.
+  assert.ok(ticks >= Math.max(2, Math.floor(ms / 200)), `timers ran during the query (${ticks} ticks in ${ms.toFixed(0)} ms)`);
 });
 
 test('a worker that dies fails its requests as connection errors and is replaced at the next request', async (t) => {

@@ -50,7 +50,7 @@ test('SIGTERM to the process group of `npm start`: one graceful stop, run to its
   // The pipes are shared by npm, tsx and the pool: they close when the pool has exited (its graceful stop, with the
   // embedded database and chain, can take a while on a loaded machine). Bounded at 90 s.
   const closed = new Promise<void>((r) => { if (child.stdout!.closed && child.stderr!.closed) r(); else child.once('close', () => r()); });
-  await Promise.race([closed, new Promise((r) => setTimeout(r, 90_000))]);
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 90_000).unref())]);
   assert.match(out, /shutting down/);
   assert.doesNotMatch(out, /stopping now/, 'the relayed copy of the signal is not a second stop');
   assert.match(out, /"msg":"stopped"/, 'the graceful stop ran to its end');
