@@ -222,8 +222,9 @@ ON CONFLICT DO NOTHING`;
 
 /**
  * Status observations ($1..$6: hash, status, result, confirmations, settled, time as arrays). The latest per hash
- * in the run is applied (of two with one time, the later in the arrays), and only if it is not older than the last one recorded (a replay, or two processes
- * checking the same block, cannot roll it back) and the row is not settled (final is final).
+ * in the run is applied (of two with one time, the later in the arrays), and only if it is not older than the last
+ * one recorded (a replay, or two processes checking the same block, cannot roll it back) and the row is not settled
+ * (final is final).
  */
 export const UPDATE_BLOCK_STATUSES = `
 UPDATE blocks b SET status = x.status, result = x.result, confirmations = x.confirmations, settled = x.settled,
