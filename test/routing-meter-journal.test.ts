@@ -1,4 +1,4 @@
-import { after, before, describe, test } from 'node:test';
+import { type TestContext, after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -56,7 +56,7 @@ describe('route meter journal', { skip: SKIP_PG }, () => {
   const reset = () => db.exec('DELETE FROM route_minutes; DELETE FROM route_meter_flushes');
 
   /** The child (test/fixtures/meter-child.ts) on dir; its "metered n committed m" lines as they come. */
-  function child(t: { after: (fn: () => void) => void }, dir: string, env: Record<string, string> = {}): { c: ChildProcess; last: () => { metered: number; committed: number }; exited: Promise<NodeJS.Signals | null> } {
+  function child(t: TestContext, dir: string, env: Record<string, string> = {}): { c: ChildProcess; last: () => { metered: number; committed: number }; exited: Promise<NodeJS.Signals | null> } {
     const c = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/meter-child.ts'], {
       cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, METER_PG_URL: tpg.url, METER_DIR: dir, METER_ROUTE_ID: String(routeId), ...env },
     });
