@@ -18,7 +18,8 @@ import { Ledger, credit, debit, owned, pool as poolRef } from '../src/accounting
 import { loadConfig } from '../src/cli/config.ts';
 import { type RunningPool, runPool } from '../src/cli/run-pool.ts';
 import { StratumMiner } from '../src/miner/client.ts';
-import { type PoolProcess, freePort, killAll, startPoolProcess } from '../test/helpers/child-pool.ts';
+import { type PoolProcess, killAll, startPoolProcess } from '../test/helpers/child-pool.ts';
+import { freePort } from '../test/helpers/free-port.ts';
 import { until } from '../test/helpers/until.ts';
 import { benchDatabase } from './pg.ts';
 import { provenance, writeSection } from './sections.ts';

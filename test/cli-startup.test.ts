@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { startEmbeddedChain } from '../src/node/regtest/index.ts';
-import { freePort } from './helpers/child-pool.ts';
+import { freePort } from './helpers/free-port.ts';
 import { LineClient } from './helpers/line-client.ts';
 import { SKIP_PG, createTestPg } from './helpers/pg.ts';
 import { until } from './helpers/until.ts';
@@ -57,7 +57,6 @@ function startCli(t: TestContext, env: Record<string, string>): Cli {
   t.after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
   return { child, stderr: () => err, stdout: () => out, exited };
 }
-
 
 async function occupiedPort(t: TestContext): Promise<number> {
   const s = net.createServer();

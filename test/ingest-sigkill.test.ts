@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { runFleet } from '../src/miner/fleet.ts';
-import { type PoolProcess, exited, freePort, killAll, startPoolProcess } from './helpers/child-pool.ts';
+import { type PoolProcess, exited, killAll, startPoolProcess } from './helpers/child-pool.ts';
+import { freePort } from './helpers/free-port.ts';
 import { SKIP_PG, createTestPg } from './helpers/pg.ts';
 import { type MinedShare, assertExactlyOnce, until } from './helpers/pg-ingest.ts';
 

@@ -11,7 +11,8 @@ import { type RunningPool, runPool } from '../src/cli/run-pool.ts';
 import { CARRY_DEN } from '../src/market/settlement.ts';
 import { BPS } from '../src/market/units.ts';
 import { StratumMiner } from '../src/miner/client.ts';
-import { type PoolProcess, exited, freePort, killAll, startPoolProcess } from './helpers/child-pool.ts';
+import { type PoolProcess, exited, killAll, startPoolProcess } from './helpers/child-pool.ts';
+import { freePort } from './helpers/free-port.ts';
 import { SKIP_PG, createTestPg } from './helpers/pg.ts';
 import { until } from './helpers/until.ts';
 

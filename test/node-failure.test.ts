@@ -9,7 +9,7 @@ import { runPool } from '../src/cli/run-pool.ts';
 import { startEmbeddedChain } from '../src/node/regtest/index.ts';
 import { LineClient, type Msg } from './helpers/line-client.ts';
 import { solveShare } from './helpers/pool.ts';
-import { freePort } from './helpers/child-pool.ts';
+import { freePort } from './helpers/free-port.ts';
 
 const isNotify = (m: Msg) => m.method === 'mining.notify';
 

@@ -15,7 +15,7 @@ import { BitcoinRpc, RpcError } from '../src/node/rpc.ts';
 import { TemplateSource, type TemplateMeta, type TemplateStatus } from '../src/node/template-source.ts';
 import type { BlockTemplate, NodeClient } from '../src/node/types.ts';
 import { until } from './helpers/until.ts';
-import { freePort } from './helpers/child-pool.ts';
+import { freePort } from './helpers/free-port.ts';
 
 // ---------- fake node ----------
 

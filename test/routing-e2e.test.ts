@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { StratumMiner } from '../src/miner/client.ts';
-import { type PoolProcess, exited, freePort, killAll, startPoolProcess } from './helpers/child-pool.ts';
+import { type PoolProcess, exited, killAll, startPoolProcess } from './helpers/child-pool.ts';
+import { freePort } from './helpers/free-port.ts';
 import { SKIP_PG, createTestPg } from './helpers/pg.ts';
 import { until } from './helpers/until.ts';
 

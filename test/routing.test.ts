@@ -15,7 +15,7 @@ import { rateOf } from '../src/routing/meter.ts';
 import { StubNode } from './helpers/stub-node.ts';
 import { startTestPool } from './helpers/pool.ts';
 import { until } from './helpers/until.ts';
-import { freePort } from './helpers/child-pool.ts';
+import { freePort } from './helpers/free-port.ts';
 import { StubUpstream, type StubUpstreamOptions } from './helpers/stub-upstream.ts';
 import { LineClient } from './helpers/line-client.ts';
 import { loadConfig } from '../src/cli/config.ts';

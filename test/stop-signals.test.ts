@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPEAT_MS, StopSignals } from '../src/cli/stop-signals.ts';
-import { exited, freePort } from './helpers/child-pool.ts';
+import { exited } from './helpers/child-pool.ts';
+import { freePort } from './helpers/free-port.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { freePort } from './child-pool.ts';
+import { freePort } from './free-port.ts';
 
 /**
  * A TCP proxy on 127.0.0.1 the test controls, for putting a network between the pool and Postgres:

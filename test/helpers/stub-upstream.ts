@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { freePort } from './child-pool.ts';
+import { freePort } from './free-port.ts';
 import net from 'node:net';
 
 // A light Stratum V1 pool standing in for a route's destination: subscribe, authorize, set_difficulty, notify,
