@@ -1,5 +1,3 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from 'pino';
@@ -130,7 +128,14 @@ function wrapClient(client: PgClient): Queryable {
     },
     async copyFrom(copySql: string, data: string): Promise<number> {
       const stream = client.query(copyFrom(copySql));
-      await pipeline(Readable.from([Buffer.from(data, 'utf8')]), stream);
+      // The text is in memory already: one end() instead of pipeline(Readable.from(...)), whose stream machinery
+      // and the AbortError it makes at every completion (a stack trace each) cost more per batch than the COPY's
+      // own JavaScript. 'finish' comes once the server has answered the COPY (pg-copy-streams' _final).
+      await new Promise<void>((resolve, reject) => {
+        stream.once('error', reject);
+        stream.once('finish', resolve);
+        stream.end(Buffer.from(data, 'utf8'));
+      });
       return stream.rowCount;
     },
   };
