@@ -160,8 +160,8 @@ export const configSchema = z.object({
       /** A batch is written at this many events… */
       batchMax: z.number().int().min(1).max(100_000).default(5000),
       /** …or when its oldest event is this old, ms. Each batch costs the pool's thread a fixed ~1-2 ms (a
-       *  transaction of five round trips, the spool checkpoint, the watermark), so at low rates fewer batches save
-       *  CPU: at 5k shares/s with 1k connections, 100 ms against 25 ms was 63 against 69 µs of pool CPU per submit
+       *  transaction of six round trips, the spool checkpoint, the watermark), so at low rates fewer batches save
+       *  CPU: at 5k shares/s with 1k connections, 100 ms against 25 ms was 63 against 68 µs of pool CPU per submit
        *  (medians of 6 alternating runs; wire p99 2.6 against 2.8 ms). 25 ms was chosen when a batch still encoded
        *  its rows at once (a 500-row turn stalled the answers); rows are spooled as COPY text since. */
       flushMs: z.number().int().min(1).default(100),

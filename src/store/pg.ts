@@ -128,11 +128,16 @@ function wrapClient(client: PgClient): Queryable {
     },
     async copyFrom(copySql: string, data: string): Promise<number> {
       const stream = client.query(copyFrom(copySql));
-      // The text is in memory already: one end() instead of pipeline(Readable.from(...)), whose stream machinery
-      // and the AbortError it makes at every completion (a stack trace each) cost more per batch than the COPY's
-      // own JavaScript. 'finish' comes once the server has answered the COPY (pg-copy-streams' _final).
+      // The text is in memory already: one end() instead of pipeline(Readable.from(...)), whose AbortController per
+      // COPY was aborted at every completion (a DOMException with its stack trace). 'finish' comes once the server
+      // has answered the COPY (pg-copy-streams' _final). As pipeline did, the error listener stays and destroys the
+      // stream: an error while data is still queued (pg's query_timeout) would otherwise let the drain run _final on
+      // a stream pg has let go, whose second 'error' had no listener and ended the process (test/pg-copy.test.ts).
       await new Promise<void>((resolve, reject) => {
-        stream.once('error', reject);
+        stream.on('error', (err: Error) => {
+          stream.destroy(err);
+          reject(err);
+        });
         stream.once('finish', resolve);
         stream.end(Buffer.from(data, 'utf8'));
       });
