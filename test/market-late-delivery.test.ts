@@ -95,3 +95,23 @@ test('work that reaches the database after its tick was settled is recorded and 
   assert.equal(bulk.late.length, 2500);
   assert.equal(new Set(bulk.late.map((l) => l.flushId)).size, 2500);
 });
+
+test('a flush applied in the same millisecond as the settlement, microseconds after it, is late all the same', { skip: SKIP_PG }, async () => {
+  // The flush's time was compared as a JavaScript Date (milliseconds) with settled_at (microseconds): a flush
+  // 300 µs after the settlement, in the same millisecond, read as before it and went unreported (CI, 2026-11-29).
+  const store = new RouteStore(db, 'node-same-ms');
+  const market = await store.create({ name: 'bid route same ms', destinations: DEST, workers: ['seller.rig'], bidId: 502 });
+  const base = Math.floor(Date.now() / TICK_MS) - 60;
+  await tick(base);
+  const t0 = base * TICK_MS;
+  const start = new Date(Date.now() - 1000);
+  await settle(base);
+  await store.addMinutes([bucket(market.id, t0 + 1_000, 7)], null, 'same-ms-late');
+  // A whole millisecond of the database's clock, after everything written so far: the settlement at .xxx400, the
+  // flush at .xxx700.
+  const ms = (await db.query<{ t: string }>(`SELECT date_trunc('milliseconds', clock_timestamp())::text AS t`)).rows[0].t;
+  await db.query(`UPDATE market_ticks SET settled_at = $1::timestamptz + interval '400 microseconds' WHERE tick = $2`, [ms, base]);
+  await db.query(`UPDATE route_meter_flushes SET at = $1::timestamptz + interval '700 microseconds' WHERE flush_id = 'same-ms-late'`, [ms]);
+  const found = await checkLateDeliveries(db, (after, limit) => store.marketFlushes(after, limit), start);
+  assert.deepEqual(found.late.map((l) => l.flushId), ['same-ms-late']);
+});

@@ -69,7 +69,9 @@ async function recordLate(db: Queryable, flushes: readonly MeterFlush[]): Promis
       WHERE f.oldest < (SELECT ends_at FROM settled)
      ON CONFLICT (flush_id) DO NOTHING
      RETURNING flush_id, node, applied_at, oldest_minute, first_tick::text`,
-    [flushes.map((f) => f.flushId), flushes.map((f) => f.node), flushes.map((f) => f.at.toISOString()), flushes.map((f) => f.oldestMinute.toISOString())]);
+    // The applied time as the database wrote it (position.at, to the microsecond): as a Date (milliseconds) a flush
+    // in the settlement's millisecond but after it read as before it, and went unreported.
+    [flushes.map((f) => f.flushId), flushes.map((f) => f.node), flushes.map((f) => f.position.at), flushes.map((f) => f.oldestMinute.toISOString())]);
   return r.rows.map((x) => ({
     flushId: x.flush_id, node: x.node, appliedAt: new Date(x.applied_at), oldestMinute: new Date(x.oldest_minute), firstTick: Number(x.first_tick),
   }));
