@@ -188,6 +188,22 @@ test('metering: counts for a route the database does not have are kept apart, an
   assert.deepEqual(orphanCalls, [1, 1, 1]);
 });
 
+test('a route is in force as soon as it is created: its start is compared on the database\'s clock', { skip }, async () => {
+  // starts_at is the database's now(), to the microsecond. Compared with this process's clock truncated to the
+  // millisecond, a route created in that same millisecond read as not started yet, so a new route (or a bid's
+  // probe) waited for the next sync (audit after 0d6499f).
+  const store = new RouteStore(db, 'node-now');
+  for (let i = 0; i < 20; i++) {
+    const r = await store.create({ name: `in force at once ${i}`, destinations: DEST, workers: ['seller.now'] });
+    assert.ok((await store.active()).some((x) => x.id === r.id), `route ${i} in force when created`);
+    assert.ok(await store.stop(r.id));
+  }
+  // A start ahead of the database's clock is not in force yet.
+  const later = await store.create({ name: 'starts later', destinations: DEST, workers: ['seller.now'], startsAt: new Date(Date.now() + 3_600_000) });
+  assert.ok(!(await store.active()).some((x) => x.id === later.id));
+  assert.ok(await store.stop(later.id));
+});
+
 test('capacity: a routed worker keeps its measured capacity (routed work from route_minutes, added to pool work); 5 s buckets', { skip }, async () => {
   // Failed before: the pool process measured capacity from the pool's rollups only, so a worker routed for a
   // whole capacity window measured 0 and the market took it off the bid it was serving.
