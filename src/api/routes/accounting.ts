@@ -167,7 +167,7 @@ export function accountingRoutes(app: FastifyInstance, d: AccountingApiDeps): vo
   }, ['kind', 'time', 'amount', 'shares']);
   app.get<{ Querystring: { limit: number; before?: string } }>('/api/v1/accounts/:account/earnings', {
     schema: {
-      tags: ['accounting'], summary: 'Earnings, newest first: FPPS credits per period and block credits (with status)', security, params: accountParam,
+      tags: ['accounting'], summary: 'Earnings, newest first: FPPS credits per period and block credits (with status); the next page is `before` = the last item\'s time (a page can hold more than `limit` items when several share its last time)', security, params: accountParam,
       querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: PAGE_LIMIT_MAX, default: 50 }, before: { type: 'string', format: 'date-time' } } },
       response: { 200: list(earningItem), ...auth401, ...errorResponses },
     },
