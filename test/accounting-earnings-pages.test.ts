@@ -1,26 +1,34 @@
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { earnings } from '../src/accounting/reports.ts';
 import type { Database } from '../src/store/db.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { PgDatabase } from '../src/store/pg.ts';
+import { PgliteDatabase } from '../src/store/pglite.ts';
 import { SKIP_PG, type TestPg, createTestPg } from './helpers/pg.ts';
 
 // An account's earnings are paged newest first by time (`before` = the last item's time). Items can share a time:
 // an FPPS period's late-share revisions all carry its start. A page that ended inside such a tie made the next
 // page (strictly before that time) skip the rest of it: revisions missing from the dashboard's list.
 
-let tpg: TestPg;
+// The same SQL on both engines: Postgres, and PGlite as `hashhub pool` embeds it.
+for (const engine of ['postgres', 'pglite'] as const) describe(engine, () => {
+let tpg: TestPg | undefined;
 let db: Database;
+const skip = engine === 'postgres' ? SKIP_PG : false;
 before(async () => {
-  if (SKIP_PG) return;
-  tpg = await createTestPg();
-  db = new PgDatabase({ url: tpg.url, maxConnections: 2 });
+  if (skip) return;
+  if (engine === 'postgres') {
+    tpg = await createTestPg();
+    db = new PgDatabase({ url: tpg.url, maxConnections: 2 });
+  } else {
+    db = await PgliteDatabase.open('memory://');
+  }
   await migrate(db);
 });
 after(async () => { await db?.close(); await tpg?.drop(); });
 
-test('paging through earnings returns every item once, also when a page ends inside items of one time', { skip: SKIP_PG }, async () => {
+test('paging through earnings returns every item once, also when a page ends inside items of one time', { skip }, async () => {
   const account = (await db.query<{ id: string }>(`INSERT INTO accounts (name) VALUES ('pager') RETURNING id`)).rows[0].id;
   const hour = 3_600_000;
   const t0 = Date.UTC(2026, 10, 1);
@@ -47,5 +55,8 @@ test('paging through earnings returns every item once, also when a page ends ins
     assert.equal(seen.length, 5, `limit ${limit}: ${seen.join(', ')}`);
     assert.equal(new Set(seen).size, 5, `limit ${limit}: each item once`);
     assert.equal(seen[0], `${new Date(t0 + 2 * hour).toISOString()}#0`, 'newest first');
+    assert.equal(seen.at(-1), `${new Date(t0).toISOString()}#0`, 'a period\'s later revisions before its first crediting');
   }
+  assert.deepEqual(await earnings(db, BigInt(account), { limit: 5, before: new Date(t0).toISOString() }), [], 'nothing before the oldest');
+});
 });

@@ -59,7 +59,7 @@ export type Earning =
 export async function earnings(q: Queryable, accountId: bigint, opts: { limit: number; before?: string }): Promise<Earning[]> {
   const r = await q.query<{ kind: string; t: Date | string; period_end: Date | string | null; revision: number | null; shares: string; difficulty: string | null;
     amount: string; hash: string | null; height: number | null; status: string | null; split: string | null; credited: boolean | null; pic: boolean | null }>(
-    `WITH x AS (
+    `WITH x AS NOT MATERIALIZED (
        SELECT 'fpps' AS kind, c.period_start AS t, p.period_end, c.revision, c.shares::text, c.difficulty::text, c.credited::text AS amount,
          NULL::text AS hash, NULL::integer AS height, NULL::text AS status, NULL::text AS split, NULL::boolean AS credited, NULL::boolean AS pic
        FROM fpps_credits c JOIN fpps_periods p ON p.period_start = c.period_start WHERE c.account_id = $1::bigint
@@ -68,12 +68,13 @@ export async function earnings(q: Queryable, accountId: bigint, opts: { limit: n
          EXISTS (SELECT 1 FROM journal_entries e WHERE e.idempotency_key = 'block:' || s.block_hash || ':credit'), s.paid_in_coinbase
        FROM block_split_lines l JOIN block_splits s ON s.block_hash = l.block_hash JOIN blocks b ON b.hash = s.block_hash
        WHERE l.account_id = $1::bigint
-     ),
-     mine AS (SELECT * FROM x WHERE $2::timestamptz IS NULL OR x.t < $2::timestamptz),
+     )
      -- The page ends at a time, not inside it: every item of its last time is in it (the next page is strictly
-     -- before that time, so items tied with the last one were skipped when the limit cut between them).
-     page_end AS (SELECT min(t) AS t FROM (SELECT t FROM mine ORDER BY t DESC LIMIT $3) p)
-     SELECT mine.* FROM mine, page_end WHERE mine.t >= page_end.t ORDER BY mine.t DESC, mine.kind, mine.revision, mine.hash`,
+     -- before that time, so items tied with the last one were skipped when the limit cut between them). x is
+     -- inlined in both places (NOT MATERIALIZED), so each can stop early on the account's indexes.
+     SELECT * FROM x WHERE ($2::timestamptz IS NULL OR x.t < $2::timestamptz)
+       AND x.t >= (SELECT min(t) FROM (SELECT t FROM x WHERE $2::timestamptz IS NULL OR x.t < $2::timestamptz ORDER BY t DESC LIMIT $3) p)
+     ORDER BY x.t DESC, x.kind, x.revision DESC, x.hash`,
     [accountId.toString(), opts.before ?? null, opts.limit],
   );
   return r.rows.map((e): Earning => e.kind === 'fpps'
