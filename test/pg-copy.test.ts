@@ -1,48 +1,18 @@
-import net from 'node:net';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgDatabase } from '../src/store/pg.ts';
 import { SKIP_PG, createTestPg } from './helpers/pg.ts';
+import { TcpProxy } from './helpers/proxy.ts';
 
 // The ingest writer's COPY (PgDatabase transaction → copyFrom) on real Postgres, ending badly while its data is
 // still on the way.
 
-/** A proxy to Postgres that forwards what the client sends slowly (a read, then 5 ms paused) and answers at once. */
-async function slowUplink(target: number): Promise<{ port: number; forwarded(): number; open(): number; close(): void }> {
-  const sockets = new Set<net.Socket>();
-  let forwarded = 0;
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => { sockets.delete(s); client.destroy(); upstream.destroy(); });
-    }
-    upstream.on('data', (d) => client.write(d));
-    client.on('data', (d) => {
-      forwarded += d.length;
-      upstream.write(d);
-      client.pause();
-      setTimeout(() => client.resume(), 5);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    forwarded: () => forwarded,
-    open: () => sockets.size,
-    close() {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
-
 test('a COPY that fails while its data is still queued (pg query_timeout) rejects once, and nothing after it ends the process', { skip: SKIP_PG, timeout: 60_000 }, async (t) => {
   const pg = await createTestPg();
   t.after(() => pg.drop());
-  const proxy = await slowUplink(Number(new URL(pg.url).port || 5432));
+  const proxy = await TcpProxy.start({ host: '127.0.0.1', port: Number(new URL(pg.url).port || 5432) });
   t.after(() => proxy.close());
+  proxy.slowUplink(5);
   const url = new URL(pg.urlVia('127.0.0.1', proxy.port));
   url.searchParams.set('query_timeout', '100');
   const db = new PgDatabase({ url: url.toString() });
@@ -62,13 +32,13 @@ test('a COPY that fails while its data is still queued (pg query_timeout) reject
     }),
     /Query read timeout/,
   );
-  const atRejection = proxy.forwarded();
+  const atRejection = proxy.forwarded;
   assert.ok(atRejection < data.length, `the COPY failed with its data on the way (${atRejection} of ${data.length} bytes through)`);
   // Then the queued data drains, or the connection (broken: its ROLLBACK timed out too) is closed; either made the
   // stream pg had let go emit again (16b8806 ended the process there). Wait for one of them, and a moment more.
   const end = Date.now() + 30_000;
-  while (proxy.forwarded() < data.length && proxy.open() > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(proxy.forwarded() >= data.length || proxy.open() === 0, 'the data went out or the connection was closed');
+  while (proxy.forwarded < data.length && proxy.connections > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(proxy.forwarded >= data.length || proxy.connections === 0, 'the data went out or the connection was closed');
   await new Promise((r) => setTimeout(r, 300));
   assert.deepEqual(uncaught, [], 'no error after the rejection');
 });

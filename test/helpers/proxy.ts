@@ -5,12 +5,17 @@ import { freePort } from './free-port.ts';
  * A TCP proxy on 127.0.0.1 the test controls, for putting a network between the pool and Postgres:
  * - cut(): every open connection is destroyed and new ones are refused (the listener is closed: ECONNREFUSED);
  * - stall(): connections stay open but nothing is forwarded (a black-holed network: only timeouts notice);
- * - restore(): back to forwarding, on the same port (connections that were stalled are dropped).
+ * - restore(): back to forwarding, on the same port (connections that were stalled are dropped);
+ * - slowUplink(ms): what clients send is forwarded a read at a time, each followed by a pause of ms (a slow link
+ *   towards the target; its answers come at once); `forwarded` counts those bytes.
  */
 export class TcpProxy {
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
   private stalled = false;
+  private uplinkPauseMs = 0;
+  /** Bytes forwarded from clients to the target. */
+  forwarded = 0;
   port = 0;
 
   private constructor(private readonly target: { host: string; port: number }) {}
@@ -51,7 +56,15 @@ export class TcpProxy {
         upstream.destroy();
       });
     }
-    client.on('data', (d) => { if (!this.stalled) upstream.write(d); });
+    client.on('data', (d) => {
+      if (this.stalled) return;
+      this.forwarded += d.length;
+      upstream.write(d);
+      if (this.uplinkPauseMs > 0) {
+        client.pause();
+        setTimeout(() => client.resume(), this.uplinkPauseMs);
+      }
+    });
     upstream.on('data', (d) => { if (!this.stalled) client.write(d); });
   }
 
@@ -66,6 +79,11 @@ export class TcpProxy {
     this.server = null;
     this.destroyAll();
     if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  /** Forward what clients send a read at a time, pausing ms after each (0: at once again). */
+  slowUplink(ms: number): void {
+    this.uplinkPauseMs = ms;
   }
 
   /** Keep connections open but forward nothing (bytes are dropped). */
