@@ -61,13 +61,12 @@ export class RouteStore implements MeterSink {
   }
 
   /**
-   * Routes in force (started, not stopped) at `at`, by default now on the database's clock: starts_at is the
-   * database's now() to the microsecond, and this process's clock (milliseconds, maybe skewed) read a route created
-   * in the same millisecond as not started yet, so it waited for the next sync.
+   * Routes in force now (started, not stopped), on the database's clock: starts_at is the database's now() to the
+   * microsecond, and this process's clock (milliseconds, maybe skewed) read a route created in the same millisecond
+   * as not started yet, so it waited for the next sync.
    */
-  async active(at?: Date): Promise<RouteRow[]> {
-    const res = await this.db.query<RawRoute>(
-      `SELECT ${COLS} FROM routes WHERE stopped_at IS NULL AND starts_at <= coalesce($1::timestamptz, now()) ORDER BY id`, [at?.toISOString() ?? null]);
+  async active(): Promise<RouteRow[]> {
+    const res = await this.db.query<RawRoute>(`SELECT ${COLS} FROM routes WHERE stopped_at IS NULL AND starts_at <= now() ORDER BY id`);
     return res.rows.map(toRow);
   }
 
