@@ -68,13 +68,13 @@ export async function earnings(q: Queryable, accountId: bigint, opts: { limit: n
          EXISTS (SELECT 1 FROM journal_entries e WHERE e.idempotency_key = 'block:' || s.block_hash || ':credit'), s.paid_in_coinbase
        FROM block_split_lines l JOIN block_splits s ON s.block_hash = l.block_hash JOIN blocks b ON b.hash = s.block_hash
        WHERE l.account_id = $1::bigint
-     )
+     ),
+     older AS NOT MATERIALIZED (SELECT * FROM x WHERE $2::timestamptz IS NULL OR x.t < $2::timestamptz)
      -- The page ends at a time, not inside it: every item of its last time is in it (the next page is strictly
-     -- before that time, so items tied with the last one were skipped when the limit cut between them). x is
-     -- inlined in both places (NOT MATERIALIZED), so each can stop early on the account's indexes.
-     SELECT * FROM x WHERE ($2::timestamptz IS NULL OR x.t < $2::timestamptz)
-       AND x.t >= (SELECT min(t) FROM (SELECT t FROM x WHERE $2::timestamptz IS NULL OR x.t < $2::timestamptz ORDER BY t DESC LIMIT $3) p)
-     ORDER BY x.t DESC, x.kind, x.revision DESC, x.hash`,
+     -- before that time, so items tied with the last one were skipped when the limit cut between them). Inlined in
+     -- both places (NOT MATERIALIZED), so each can stop early on the account's indexes.
+     SELECT * FROM older o WHERE o.t >= (SELECT min(t) FROM (SELECT t FROM older ORDER BY t DESC LIMIT $3) p)
+     ORDER BY o.t DESC, o.kind, o.revision DESC, o.hash`,
     [accountId.toString(), opts.before ?? null, opts.limit],
   );
   return r.rows.map((e): Earning => e.kind === 'fpps'
