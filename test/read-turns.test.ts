@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ReadTurns } from '../src/stratum/read-turns.ts';
+import { READ_BUFFER_BYTES } from '../src/stratum/read-into.ts';
 import { floodMiner, floodPool } from './helpers/flood.ts';
 import { LineClient, type Msg } from './helpers/line-client.ts';
 import { FakeSocket } from './helpers/fake-socket.ts';
@@ -144,27 +145,53 @@ test('a connection waiting for its turn with more than a few lines held stops be
   s.close('test');
 });
 
-test('a paused miner socket stops being read after the read under way, not 16 KB later: TCP pushes back on the miner', async () => {
+test('a paused miner socket reads nothing more than the read under way: TCP pushes back on the miner', async () => {
   const { pool, port } = await floodPool(5, { messagesPerSecond: 1e9, messageBurst: 1e9 });
   const c = new LineClient(port, '127.0.2.1');
   try {
     await c.connected();
     await until(() => pool.server.sessions.size === 1, 5000, 'the session');
     const sock = [...pool.server.sessions][0].socket;
-    sock.pause();
     const line = (i: number) => `{"id":${i},"method":"mining.ping","params":["${'x'.repeat(50)}"]}\n`;
-    // One line, read into the paused socket's buffer: with a one-byte high-water mark, that read stops reading.
-    const before = sock.bytesRead;
     c.send(line(0));
-    await until(() => sock.bytesRead > before, 5000, 'the first line read');
-    const afterFirst = sock.bytesRead;
-    // Then 40 KB more: it stays in the kernel. Before: Node read on until its buffer held 16 KB (its default).
+    await c.waitFor((m: Msg) => m.id === 0, 5000);
+    sock.pause();
+    const before = sock.bytesRead;
+    // 40 KB while paused: it stays in the kernel. Before a5f91be Node read on until its buffer held 16 KB (its
+    // default); with the miner sockets' one-byte high-water mark, one read at most; reading into the shared
+    // buffer (read-into.ts), none: pause() stops reading at once.
     for (let i = 1; i < 400; i++) c.send(line(i));
     await new Promise((r) => setTimeout(r, 300));
-    assert.equal(sock.bytesRead - afterFirst, 0, 'nothing more read while paused');
+    assert.ok(sock.bytesRead - before <= READ_BUFFER_BYTES, `read ${sock.bytesRead - before} bytes while paused`);
     sock.resume();
     await c.waitFor((m: Msg) => m.id === 399, 10_000);
     assert.equal(c.messages.filter((m) => m.result === 'pong').length, 400, 'every line answered once resumed');
+  } finally {
+    c.close();
+    await pool.stop(100);
+  }
+});
+
+test('a TCP miner socket reads into the one shared buffer (no Buffer per read), a paused one reads nothing', async () => {
+  const { pool, port } = await floodPool(5, { messagesPerSecond: 1e9, messageBurst: 1e9 });
+  const c = new LineClient(port, '127.0.2.2');
+  try {
+    await c.connected();
+    await until(() => pool.server.sessions.size === 1, 5000, 'the session');
+    const sock = [...pool.server.sessions][0].socket;
+    // This Node's sockets have what readIntoShared needs; if an upgrade takes it away, this says so (the pool
+    // still works, reading through 'data' as before).
+    assert.equal(sock.listenerCount('data'), 0, 'the session reads through the shared buffer, not through data events');
+    sock.pause();
+    const before = sock.bytesRead;
+    const line = (i: number) => `{"id":${i},"method":"mining.ping","params":[]}\n`;
+    for (let i = 0; i < 200; i++) c.send(line(i));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(sock.bytesRead - before, 0, 'nothing read while paused');
+    sock.resume();
+    await c.waitFor((m: Msg) => m.id === 199, 10_000);
+    const ids = c.messages.filter((m) => m.result === 'pong').map((m) => m.id);
+    assert.deepEqual(ids, Array.from({ length: 200 }, (_, i) => i), 'every line answered, in order');
   } finally {
     c.close();
     await pool.stop(100);
@@ -191,4 +218,39 @@ test('closing a session whose peer stopped reading still handles every held line
   // Before: the first held line's answer found the write buffer full and closed the session from inside the
   // drain, which stopped the framer: 2 handled, 9 dropped unhashed.
   assert.equal(shares.length, 11, 'every line the miner sent is handled');
+});
+
+test('a line split across reads, with other connections read into the shared buffer in between, arrives whole', async () => {
+  const { pool, port } = await floodPool(5, { messagesPerSecond: 1e9, messageBurst: 1e9 });
+  const a = new LineClient(port, '127.0.2.3');
+  const b = new LineClient(port, '127.0.2.4');
+  try {
+    await Promise.all([a.connected(), b.connected()]);
+    await until(() => pool.server.sessions.size === 2, 5000, 'both sessions');
+    const sa = [...pool.server.sessions].find((s) => s.remoteAddress === '127.0.2.3')!.socket;
+    // Longer than the shared read buffer, so it takes several reads however the kernel delivers it.
+    const id = 'id-' + 'q'.repeat(60);
+    const line = `{"id":"${id}","method":"mining.ping","params":["${'p'.repeat(READ_BUFFER_BYTES + 2000)}"]}\n`;
+    const cuts = [20, 40, READ_BUFFER_BYTES + 100, line.length];
+    let from = 0;
+    let bId = 0;
+    for (const cut of cuts) {
+      const before = sa.bytesRead;
+      a.send(line.slice(from, cut));
+      from = cut;
+      await until(() => sa.bytesRead >= before + 1, 5000, 'the piece read');
+      // The other connection's bytes go through the same buffer before the next piece arrives.
+      const mine = ++bId;
+      b.send(`{"id":${mine},"method":"mining.ping","params":["${'z'.repeat(3000)}"]}\n`);
+      await b.waitFor((m: Msg) => m.id === mine, 5000);
+    }
+    const answer = await a.waitFor((m: Msg) => m.id === id, 5000);
+    assert.equal(answer.result, 'pong');
+    assert.equal(a.messages.length, 1, 'one answer: the line was not cut into others');
+    assert.equal(b.messages.filter((m) => m.result === 'pong').length, cuts.length);
+  } finally {
+    a.close();
+    b.close();
+    await pool.stop(100);
+  }
 });

@@ -27,12 +27,13 @@ export interface StratumServerStats {
 }
 
 /**
- * Miners' sockets' high-water mark, bytes. Reading: a paused socket (a connection waiting for its turn, see
- * StratumSession's HELD_BYTES_MAX) takes at most the one read already under way and then stops being read, instead
- * of reading on up to Node's default 16 KB per connection. In flowing mode a chunk is handed over as it comes (only
- * a chunk arriving while earlier ones are still being handed over stops and restarts reading). Writing: nothing
- * here waits for 'drain' (WriteBudget counts the bytes). Node 20's TLS server builds its TLSSocket without it, so
- * TLS connections keep the 16 KB default.
+ * Miners' sockets' high-water mark, bytes, for a socket that reads through 'data' (see StratumSession's
+ * HELD_BYTES_MAX: TCP sockets read into a shared buffer instead, where Node offers it). Reading: a paused socket
+ * takes at most the one read already under way and then stops being read, instead of reading on up to Node's
+ * default 16 KB per connection. In flowing mode a chunk is handed over as it comes (only a chunk arriving while
+ * earlier ones are still being handed over stops and restarts reading). Writing: nothing here waits for 'drain'
+ * (WriteBudget counts the bytes). Node 20's TLS server builds its TLSSocket without it, so TLS connections keep
+ * the 16 KB default.
  */
 const SOCKET_HIGH_WATER_MARK = 1;
 

@@ -5,6 +5,7 @@ import type { JobManager, JobSource } from '../shares/jobs.ts';
 import { REJECT_ERRORS, type ShareOutcome } from '../shares/outcome.ts';
 import { type MerkleRootCache, type ShareResult, type SubmitParams, newRootCache, validateShare } from '../shares/validator.ts';
 import { LineFramer, type LineTooLongError } from './framing.ts';
+import { readIntoShared } from './read-into.ts';
 import type { StratumOptions } from './options.ts';
 import type { ReadTurns } from './read-turns.ts';
 import { ProtocolError, type RequestId, type StratumRequest, parseMessage } from './protocol.ts';
@@ -99,13 +100,14 @@ const MAX_SENT_JOBS = 64;
 const LINES_PER_TURN = 64;
 const TURN_BUDGET_MS = 5;
 /**
- * Bytes a waiting connection may have held, unparsed, before its socket is paused: a few lines. The server's TCP
- * sockets have a read high-water mark of one byte (StratumServer), so a paused socket takes at most the one read
- * already under way (up to 64 KB, usually a few lines) and then stops being read: TCP pushes back. (A TLS socket
- * keeps Node's 16 KB: its server does not pass the option on.) It was 16 KB, with Node's own 16 KB behind it: past
- * saturation with 10k connections, every waiting connection went on being read while it waited, and the poll phase
- * spent seconds reading and copying bytes that then waited too, with 5 ms per turn left for lines (the answered
- * rate at 50k/s offered fell to 388-9,287/s in 3 runs of 6, the loop delay p99 to 0.7-1.1 s).
+ * Bytes a waiting connection may have held, unparsed, before its socket is paused: a few lines. A TCP miner's
+ * socket reads into the shared buffer (read-into.ts): a read is at most READ_BUFFER_BYTES, and a paused socket stops
+ * reading at once, so TCP pushes back. (Without that, on a Node that lacks it, the server's one-byte high-water mark
+ * lets a paused socket take the one read already under way, up to 64 KB; a TLS socket keeps Node's 16 KB.) It was
+ * 16 KB, with Node's own 16 KB behind it: past saturation with 10k connections, every waiting connection went on
+ * being read while it waited, and the poll phase spent seconds reading and copying bytes that then waited too, with
+ * 5 ms per turn left for lines (the answered rate at 50k/s offered fell to 388-9,287/s in 3 runs of 6, the loop
+ * delay p99 to 0.7-1.1 s).
  */
 const HELD_BYTES_MAX = 1024;
 /** Proxies authorize many workers on one connection; the cap keeps one peer from growing the map forever. */
@@ -224,13 +226,14 @@ export class StratumSession {
     this.framer = new LineFramer<StratumSession>(opts.maxLineBytes, StratumSession.framedLine, StratumSession.lineTooLong, this);
     this.readWindowStart = now;
     (socket as SessionSocket)[SESSION] = this;
-    socket.on('data', StratumSession.socketData);
+    if (!readIntoShared(socket, StratumSession.socketRead)) socket.on('data', StratumSession.socketData);
     socket.on('close', StratumSession.socketClosed);
   }
 
   // The socket's and the framer's listeners: one function each for all sessions (`this` is the socket, or the
   // session for the framer's).
   private static socketData(this: SessionSocket, chunk: Buffer): void { this[SESSION]!.onData(chunk); }
+  private static socketRead(this: SessionSocket, nread: number, buf: Buffer): void { this[SESSION]!.onData(buf.subarray(0, nread)); }
   private static socketClosed(this: SessionSocket): void { this[SESSION]!.onSocketClosed(); }
   private static framedLine(this: StratumSession, line: string): void {
     this.inLine = true;
