@@ -50,6 +50,8 @@ test('native functions refuse arguments that are not typed arrays of the right s
   assert.throws(() => n.sha256d(Buffer.alloc(3), Buffer.alloc(31)), TypeError);
   assert.throws(() => n.merkleRoot(new Int32Array(8), Buffer.alloc(10), 64, new Int32Array(0), Buffer.alloc(32)), TypeError);
   assert.throws(() => n.merkleRoot(new Int32Array(8), Buffer.alloc(100), 0, new Int32Array(7), Buffer.alloc(32)), TypeError);
+  assert.throws(() => n.pairLevel(new Int32Array(8 * 3), 0, 4), TypeError, 'a level longer than its array');
+  assert.throws(() => n.pairLevel('abc' as unknown as Int32Array, 0, 1), TypeError);
 });
 
 test('with the native module switched off (HASHHUB_NATIVE_SHA=0) the JS words give the same hashes', async () => {

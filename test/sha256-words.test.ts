@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { merkleRootFromBranch, sha256d } from '../src/chain/index.ts';
-import { SHA256_IV, midstate, sha256d80, sha256dFromMidstate, sha256dInto, sha256dPairWords, storeWords, wordsOf } from '../src/chain/sha256-words.ts';
+import { coinbaseMerkleBranch, merkleRoot, merkleRootFromBranch, sha256d } from '../src/chain/index.ts';
+import { SHA256_IV, midstate, sha256d80, sha256dFromMidstate, sha256dInto, sha256dPairLevel, sha256dPairWords, storeWords, wordsOf } from '../src/chain/sha256-words.ts';
 import { WorkHasher } from '../src/shares/work.ts';
 
 // The JS SHA-256 of the share hot path against node:crypto (OpenSSL), on random inputs of every length class.
@@ -61,4 +61,39 @@ test('WorkHasher.merkleRootFor equals the byte path (coinbase sha256d, then the 
       const en2b = Buffer.from(en2).reverse();
       assert.deepEqual(h.merkleRootFor(en1, en2b), merkleRootFromBranch(sha256d(Buffer.concat([coinb1, en1, en2b, coinb2])), branch));
     }), { numRuns: 200 });
+});
+
+/** The merkle tree as Bitcoin Core builds it, with node:crypto: an odd level pairs its last hash with itself. */
+function refRoot(hashes: Buffer[]): Buffer {
+  let level = hashes;
+  while (level.length > 1) {
+    const next: Buffer[] = [];
+    for (let i = 0; i < level.length; i += 2) next.push(ref(Buffer.concat([level[i], level[i + 1] ?? level[i]])));
+    level = next;
+  }
+  return level[0];
+}
+
+test('merkle root and coinbase branch (level by level, native when built, JS words otherwise) equal the plain tree', () => {
+  fc.assert(fc.property(fc.array(bytes(32, 32), { minLength: 1, maxLength: 70 }), (hashes) => {
+    const root = refRoot(hashes);
+    assert.deepEqual(merkleRoot(hashes), root);
+    assert.deepEqual(merkleRootFromBranch(hashes[0], coinbaseMerkleBranch(hashes.slice(1))), root);
+  }), { numRuns: 300 });
+});
+
+test('a merkle level in place: node j from `from` on, while 2j < len; nodes before `from` and from len/2 on untouched', () => {
+  fc.assert(fc.property(fc.array(bytes(32, 32), { minLength: 1, maxLength: 40 }), fc.nat(1), (hashes, from) => {
+    const w = new Int32Array(8 * hashes.length);
+    hashes.forEach((h, i) => w.set(wordsOf(h), 8 * i));
+    const before = w.slice();
+    sha256dPairLevel(w, from, hashes.length);
+    const out = Buffer.alloc(32);
+    for (let j = 0; j < hashes.length; j++) {
+      storeWords(w, 8 * j, out, 0);
+      const changed = j >= from && 2 * j < hashes.length;
+      const want = changed ? ref(Buffer.concat([hashes[2 * j], hashes[2 * j + 1] ?? hashes[2 * j]])) : (() => { const b = Buffer.alloc(32); storeWords(before, 8 * j, b, 0); return b; })();
+      assert.deepEqual(out, want, `node ${j}`);
+    }
+  }), { numRuns: 300 });
 });

@@ -1,5 +1,5 @@
 import { sha256d } from './hash.ts';
-import { sha256dPairWords, storeWords } from './sha256-words.ts';
+import { sha256dPairLevel, storeWords } from './sha256-words.ts';
 
 // Merkle tree of txids (internal byte order). At a level with an odd count the last hash pairs with itself
 // (Bitcoin Core consensus/merkle.cpp).
@@ -10,12 +10,8 @@ export function merkleRoot(hashes: readonly Uint8Array[]): Buffer {
   let len = hashes.length;
   while (len > 1) {
     // Level in place: node j of the next level is written where node j of this one was, after it was read.
-    const next = Math.ceil(len / 2);
-    for (let j = 0; j < next; j++) {
-      const l = 2 * j;
-      sha256dPairWords(w, l * 8, w, (l + 1 < len ? l + 1 : l) * 8, w, j * 8);
-    }
-    len = next;
+    sha256dPairLevel(w, 0, len);
+    len = Math.ceil(len / 2);
   }
   return nodeBytes(w, 0);
 }
@@ -33,12 +29,8 @@ export function coinbaseMerkleBranch(otherHashes: readonly Uint8Array[]): Buffer
   while (len > 1) {
     branch.push(nodeBytes(w, 1));
     // Next level: node 0 is the coinbase path again; node j ≥ 1 hashes nodes 2j and 2j + 1 (or 2j twice).
-    const next = 1 + Math.ceil((len - 2) / 2);
-    for (let j = 1; j < next; j++) {
-      const l = 2 * j;
-      sha256dPairWords(w, l * 8, w, (l + 1 < len ? l + 1 : l) * 8, w, j * 8);
-    }
-    len = next;
+    sha256dPairLevel(w, 1, len);
+    len = 1 + Math.ceil((len - 2) / 2);
   }
   return branch;
 }

@@ -11,6 +11,8 @@ export interface NativeSha {
   merkleRoot(mid: Int32Array, coinbase: Uint8Array, from: number, branch: Int32Array, out: Uint8Array): void;
   /** sha256d(msg) into out[0..32). */
   sha256d(msg: Uint8Array, out: Uint8Array): void;
+  /** One merkle level in place (8 words per node): see sha256dPairLevel. */
+  pairLevel(w: Int32Array, from: number, len: number): void;
 }
 
 export const NATIVE_SHA_PATH = path.resolve(import.meta.dirname, '..', '..', 'native', 'build', 'Release', 'hashhub_sha.node');
@@ -19,7 +21,8 @@ function load(): NativeSha | null {
   if (process.env.HASHHUB_NATIVE_SHA === '0') return null;
   try {
     const m = createRequire(import.meta.url)(NATIVE_SHA_PATH) as NativeSha & { supported: boolean };
-    return m.supported ? m : null;
+    // An addon built from an older source (no pairLevel) is not used: npm install rebuilds it.
+    return m.supported && typeof m.pairLevel === 'function' ? m : null;
   } catch {
     return null;
   }

@@ -102,6 +102,20 @@ export function sha256dPairWords(l: Int32Array, lo: number, r: Int32Array, ro: n
   for (let i = 0; i < 8; i++) out[oo + i] = s[i];
 }
 
+/**
+ * One merkle level in place, nodes of 8 words: node j (from ≤ j, 2j < len) becomes sha256d(node 2j ‖ node 2j+1),
+ * or of node 2j twice when 2j+1 is len (an odd level). Node j is written after nodes 2j and 2j+1 were read, and
+ * j ≤ 2j, so no node is overwritten before it is read. Native when built (a 3,000-transaction template's branch:
+ * ~0.3 ms there, 3-4 ms in JS words, all of it one event-loop turn).
+ */
+export function sha256dPairLevel(w: Int32Array, from: number, len: number): void {
+  if (nativeSha) return nativeSha.pairLevel(w, from, len);
+  for (let j = from; 2 * j < len; j++) {
+    const l = 2 * j;
+    sha256dPairWords(w, l * 8, w, (l + 1 < len ? l + 1 : l) * 8, w, j * 8);
+  }
+}
+
 /** 8 big-endian words of a 32-byte value (a hash in internal byte order, read as SHA-256 reads its input). */
 export function wordsOf(bytes: Uint8Array, off = 0): Int32Array {
   const w = new Int32Array(8);
