@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ReadTurns } from '../src/stratum/read-turns.ts';
-import { READ_BUFFER_BYTES } from '../src/stratum/read-into.ts';
+import net from 'node:net';
+import { READ_BUFFER_BYTES, readIntoShared } from '../src/stratum/read-into.ts';
 import { floodMiner, floodPool } from './helpers/flood.ts';
 import { LineClient, type Msg } from './helpers/line-client.ts';
 import { FakeSocket } from './helpers/fake-socket.ts';
@@ -145,30 +146,65 @@ test('a connection waiting for its turn with more than a few lines held stops be
   s.close('test');
 });
 
-test('a paused miner socket reads nothing more than the read under way: TCP pushes back on the miner', async () => {
-  const { pool, port } = await floodPool(5, { messagesPerSecond: 1e9, messageBurst: 1e9 });
+test('reading through data events (sharedReadBuffer false, as TLS does): a paused miner socket stops after the read under way, not 16 KB later', async () => {
+  const { pool, port } = await floodPool(5, { messagesPerSecond: 1e9, messageBurst: 1e9, sharedReadBuffer: false });
   const c = new LineClient(port, '127.0.2.1');
   try {
     await c.connected();
     await until(() => pool.server.sessions.size === 1, 5000, 'the session');
     const sock = [...pool.server.sessions][0].socket;
-    const line = (i: number) => `{"id":${i},"method":"mining.ping","params":["${'x'.repeat(50)}"]}\n`;
-    c.send(line(0));
-    await c.waitFor((m: Msg) => m.id === 0, 5000);
+    assert.equal(sock.listenerCount('data'), 1, 'this session reads through data events');
     sock.pause();
+    const line = (i: number) => `{"id":${i},"method":"mining.ping","params":["${'x'.repeat(50)}"]}\n`;
+    // One line, read into the paused socket's buffer: with a one-byte high-water mark, that read stops reading.
     const before = sock.bytesRead;
-    // 40 KB while paused: it stays in the kernel. Before a5f91be Node read on until its buffer held 16 KB (its
-    // default); with the miner sockets' one-byte high-water mark, one read at most; reading into the shared
-    // buffer (read-into.ts), none: pause() stops reading at once.
+    c.send(line(0));
+    await until(() => sock.bytesRead > before, 5000, 'the first line read');
+    const afterFirst = sock.bytesRead;
+    // Then 40 KB more: it stays in the kernel. Before a5f91be, Node read on until its buffer held 16 KB (its default).
     for (let i = 1; i < 400; i++) c.send(line(i));
     await new Promise((r) => setTimeout(r, 300));
-    assert.ok(sock.bytesRead - before <= READ_BUFFER_BYTES, `read ${sock.bytesRead - before} bytes while paused`);
+    assert.equal(sock.bytesRead - afterFirst, 0, 'nothing more read while paused');
     sock.resume();
     await c.waitFor((m: Msg) => m.id === 399, 10_000);
     assert.equal(c.messages.filter((m) => m.result === 'pong').length, 400, 'every line answered once resumed');
   } finally {
     c.close();
     await pool.stop(100);
+  }
+});
+
+test('readIntoShared leaves a socket that has a reader or bytes read already on its data path (they would never reach it)', async () => {
+  const accepted: net.Socket[] = [];
+  const server = net.createServer((s) => { accepted.push(s); });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  const clients: net.Socket[] = [];
+  try {
+    const connect = async () => {
+      const c = net.connect(port, '127.0.0.1');
+      clients.push(c);
+      await until(() => accepted.length === clients.length, 5000, 'accepted');
+      return { c, s: accepted[accepted.length - 1] };
+    };
+    const onRead = () => assert.fail('not called');
+    const a = await connect();
+    a.s.on('data', () => {});
+    assert.equal(readIntoShared(a.s, onRead), false, 'a socket with a data listener');
+    const b = await connect();
+    b.c.write('early\n');
+    await until(() => b.s.readableLength > 0, 5000, 'bytes read into the socket');
+    assert.equal(readIntoShared(b.s, onRead), false, 'a socket holding bytes it read');
+    const d = await connect();
+    const got: string[] = [];
+    assert.equal(readIntoShared(d.s, function (this: net.Socket, n: number, buf: Buffer) { got.push(buf.toString('utf8', 0, n)); }), true, 'a fresh socket');
+    d.c.write('fresh\n');
+    await until(() => got.join('') === 'fresh\n', 5000, 'the bytes through onRead');
+    assert.equal(readIntoShared(d.s, onRead), false, 'set up once only');
+  } finally {
+    for (const c of clients) c.destroy();
+    for (const s of accepted) s.destroy();
+    await new Promise((r) => server.close(r));
   }
 });
 

@@ -50,6 +50,11 @@ export interface StratumOptions {
   /** Time one event-loop turn may spend handling miners' lines, all connections together; past it, connections
    *  with more to say wait for a later turn, unread (see ReadTurns). Keeps the loop on time past saturation. */
   readTurnBudgetMs: number;
+  /**
+   * TCP sockets read into one buffer shared by all (read-into.ts; default true where this Node has what it needs).
+   * false: each read is a Buffer of its own, through 'data' (the path TLS sockets always take).
+   */
+  sharedReadBuffer?: boolean;
   /** A peer that does not read its socket gets dropped past this many buffered bytes. */
   maxWriteBufferBytes: number;
   /** All connections together: past this many buffered bytes the slowest readers are closed (see WriteBudget). */

@@ -11,16 +11,18 @@ export const READ_BUFFER_BYTES = 4096;
 /** One buffer for every socket's reads: a read is handled before the next one starts (one thread). */
 const shared = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 
-interface ReadIntoKeys { buffer: symbol; callback: symbol }
+interface ReadIntoKeys { buffer: symbol; callback: symbol; generator: symbol }
 let keys: ReadIntoKeys | null | undefined;
 
 /**
  * Node's own `onread` option of net.Socket (documented for client sockets: a socket reads into a buffer it was
  * given and hands the byte count to a callback, with no new Buffer per read) is not offered for the sockets a
  * net.Server accepts. This sets up the same thing on an accepted socket: the handle's user buffer
- * (StreamBase::UseUserBuffer, what `onread` calls) and the two fields Node's read callback looks at, found by their
- * symbols' names. Feature-checked: on a Node whose sockets do not have them, or on a TLS socket (its handle is the
- * TLS layer's), nothing is changed and false is returned; the caller then reads through 'data' as before.
+ * (StreamBase::UseUserBuffer, what `onread` calls) and the fields Node's read callback looks at, found by their
+ * symbols' names. Feature-checked: on a Node whose sockets do not have the three fields (kBuffer, kBufferCb,
+ * kBufferGen, all null on a socket built without `onread`) or whose handle lacks useUserBuffer, on a TLS socket (its
+ * handle is the TLS layer's), or on a socket that has read or has a reader already, nothing is changed and false
+ * is returned; the caller then reads through 'data' as before. Call it as the socket is accepted, before any read.
  *
  * Why: a Buffer per read was an ArrayBuffer with memory of its own, up to 64 KB, for every chunk a miner sent. The
  * young-generation GC sweeps each one it finds, and past saturation a connection waiting for its turn kept its
@@ -31,12 +33,16 @@ let keys: ReadIntoKeys | null | undefined;
  */
 export function readIntoShared(socket: Socket, onRead: (this: Socket, nread: number, buf: Buffer) => void): boolean {
   if (socket instanceof TLSSocket) return false;
+  // Bytes Node read already (or a reader of its own) would never reach onRead: such a socket keeps its 'data' path.
+  if (socket.readableLength > 0 || socket.listenerCount('data') > 0 || socket.readableEncoding !== null) return false;
   const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } | null })._handle;
   if (!handle || typeof handle.useUserBuffer !== 'function') return false;
   if (keys === undefined) keys = findKeys(socket);
   if (keys === null) return false;
   const s = socket as unknown as Record<symbol, unknown>;
-  if (s[keys.buffer] !== null || s[keys.callback] !== null) return false;
+  // Node's read callback calls the generator when it is not null: it must be null, as the fields are on a socket
+  // built without `onread`.
+  if (s[keys.buffer] !== null || s[keys.callback] !== null || s[keys.generator] !== null) return false;
   handle.useUserBuffer(shared);
   s[keys.buffer] = shared;
   s[keys.callback] = onRead;
@@ -47,6 +53,7 @@ function findKeys(socket: Socket): ReadIntoKeys | null {
   const own = Object.getOwnPropertySymbols(socket);
   const buffer = own.find((k) => k.description === 'kBuffer');
   const callback = own.find((k) => k.description === 'kBufferCb');
-  if (!buffer || !callback) return null;
-  return { buffer, callback };
+  const generator = own.find((k) => k.description === 'kBufferGen');
+  if (!buffer || !callback || !generator) return null;
+  return { buffer, callback, generator };
 }

@@ -226,7 +226,7 @@ export class StratumSession {
     this.framer = new LineFramer<StratumSession>(opts.maxLineBytes, StratumSession.framedLine, StratumSession.lineTooLong, this);
     this.readWindowStart = now;
     (socket as SessionSocket)[SESSION] = this;
-    if (!readIntoShared(socket, StratumSession.socketRead)) socket.on('data', StratumSession.socketData);
+    if (opts.sharedReadBuffer === false || !readIntoShared(socket, StratumSession.socketRead)) socket.on('data', StratumSession.socketData);
     socket.on('close', StratumSession.socketClosed);
   }
 
