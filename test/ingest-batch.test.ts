@@ -56,10 +56,15 @@ function block(i: number): Extract<BlockEvent, { kind: 'candidate' }> {
   };
 }
 
-/** A batched log whose spool writes are recorded (each write(2) as the text it wrote). */
+/**
+ * A batched log whose spool writes are recorded (each write(2) as the text it wrote). A turn's lines wait for its end
+ * however long it takes (appendWaitMs), unless a test says otherwise: the counts of writes below do not depend on
+ * how fast this machine appends.
+ */
 function open(dir: string, writer: ShareWriter, writes: string[], over: Partial<DurableShareLogOptions> = {}): DurableShareLog {
   return new DurableShareLog({
     dir, writer, logger: pino({ level: 'silent' }), flushMs: 10, batchMax: 200, retryMinMs: 10, retryMaxMs: 50, fsyncMs: 50, batchAppends: true,
+    appendWaitMs: Infinity,
     io: { write: (fd, buf, off, len) => { writes.push(buf.toString('utf8', off, off + len)); return fs.writeSync(fd, buf, off, len); } },
     ...over,
   });
@@ -96,6 +101,34 @@ test('batched: a turn\'s shares are one write, in order, before whenSpooled call
   assert.equal(w.shares.size, 103);
   assert.ok([...w.deliveries.values()].every((c) => c === 1));
   assert.deepEqual(w.blocks, [block(1).hash]);
+});
+
+test('batched: a line that has waited appendWaitMs is written with the next append, mid-turn, and its answers released then', async (t) => {
+  const dir = tmp(t);
+  const w = new FakeWriter();
+  const writes: string[] = [];
+  const log = open(dir, w, writes, { appendWaitMs: 2 });
+  t.after(() => log.close());
+  const first = share();
+  log.appendShare(first);
+  let released = false;
+  assert.ok(log.whenSpooled(() => { released = true; }));
+  // The turn goes on (hundreds of shares, a database batch): past 2 ms the next append writes what waits.
+  const until = performance.now() + 5;
+  while (performance.now() < until) { /* a long turn */ }
+  const second = share();
+  log.appendShare(second);
+  assert.equal(writes.length, 1, 'written within the turn');
+  assert.deepEqual(idsIn(writes[0]), [first.id, second.id]);
+  assert.equal(released, true, 'the answers waiting for those lines are released at once');
+  const third = share();
+  log.appendShare(third);
+  assert.equal(writes.length, 1, 'a line that has not waited stays for the turn\'s end');
+  await spooled(log);
+  assert.equal(writes.length, 2);
+  assert.deepEqual(idsIn(writes[1]), [third.id]);
+  assert.ok(await log.waitIdle(10_000));
+  assert.equal(w.shares.size, 3);
 });
 
 test('batched: line positions are exact with multi-byte characters (the checkpoint reaches the end, nothing pending)', async (t) => {
@@ -196,16 +229,19 @@ test('AnswerGate: the answer to a share leaves the socket only after the turn\'s
 test('a session closed by the pool with accepted answers held: they leave after the turn\'s spool write, not at the close', async (t) => {
   const { writes, log, client, srv, gate } = await gatedSocket(t);
   // What the pool does for an accepted share: append it, hold the socket's answers until the spool write.
-  const host = stubHost((sess) => { log.appendShare(share()); gate.hold(sess.socket); });
+  let shareSeen!: () => void;
+  const handled = new Promise<void>((r) => { shareSeen = r; });
+  const host = stubHost((sess) => { log.appendShare(share()); gate.hold(sess.socket); shareSeen(); });
   const session = new StratumSession('1', srv, Buffer.from('aabbccdd', 'hex'), host, { ...DEFAULT_STRATUM_OPTIONS });
   session.subscribed = true;
   session.workers.set({ name: 'acct.w1', account: 'acct', worker: 'w1' });
   const answered = new Promise<string>((r) => client.once('data', (d) => r(d.toString())));
   const ended = new Promise<void>((r) => client.once('end', () => r()));
   client.write('{"id":7,"method":"mining.submit","params":["acct.w1","j1","0000000000000000","66000000","00000001"]}\n');
-  // The pool closes the session in the same turn as the share (a shutdown, a move, a slow reader shed): this
-  // listener runs right after the session's own.
-  await new Promise<void>((r) => srv.once('data', () => r()));
+  // The pool closes the session in the same turn as the share (a shutdown, a move, a slow reader shed): this runs
+  // in the microtasks right after the read that handled the share (its answer written, corked), before the turn's
+  // end. (Not a 'data' listener beside the session's: the socket reads into the shared buffer, with no data events.)
+  await handled;
   assert.equal(writes.length, 0, 'the turn\'s spool write is still to come');
   session.close('shutdown');
   // Before: end() uncorked the socket here, and the answer went to the kernel ahead of the spool write.

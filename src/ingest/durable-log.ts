@@ -50,6 +50,8 @@ export interface DurableShareLogOptions {
    * says they are written (the pool's AnswerGate). Blocks are always written at once, with the shares before them.
    */
   batchAppends?: boolean;
+  /** With batchAppends: a turn's lines are written early once the oldest has waited this long, ms. Default 1. */
+  appendWaitMs?: number;
 }
 
 /** A share line's size for the budget check before it is encoded (a real one is ~150 bytes). */
@@ -57,6 +59,12 @@ const SHARE_LINE_ESTIMATE = 256;
 /** A turn's buffered share lines are written early past this many lines or bytes (memory stays bounded). */
 const PENDING_MAX_LINES = 4096;
 const PENDING_MAX_BYTES = 1 << 20;
+/**
+ * …or, by default, once the oldest has waited this long, ms (appendWaitMs). The answers to accepted shares wait for
+ * their lines' write (AnswerGate): written only at the turn's end, a share read at the start of a long turn
+ * (hundreds of shares, a database batch) was answered only after all of it.
+ */
+const APPEND_WAIT_MS = 1;
 
 function isNoSpace(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
@@ -162,11 +170,14 @@ function isPoison(err: unknown): boolean {
  */
 export class DurableShareLog extends InProcessShareLog {
   private readonly spool: Spool;
-  private readonly o: Required<Omit<DurableShareLogOptions, 'userAgents' | 'onWrite' | 'onListenerError' | 'budget' | 'io' | 'now' | 'batchAppends'>> & DurableShareLogOptions;
+  private readonly o: Required<Omit<DurableShareLogOptions, 'userAgents' | 'onWrite' | 'onListenerError' | 'budget' | 'io' | 'now' | 'batchAppends' | 'appendWaitMs'>> & DurableShareLogOptions;
   private readonly batchAppends: boolean;
+  private readonly appendWaitMs: number;
   /** Share lines appended this turn and not yet written to the spool (see batchAppends). */
   private pending: { ev: LogEvent; line: string }[] = [];
   private pendingBytes = 0;
+  /** performance.now() when the oldest pending line was appended. */
+  private pendingLinesSince = 0;
   private flushScheduled = false;
   /** Called once the pending lines are written (whenSpooled). */
   private afterSpooled: (() => void)[] = [];
@@ -229,6 +240,7 @@ export class DurableShareLog extends InProcessShareLog {
     };
     this.now = opts.now ?? Date.now;
     this.batchAppends = opts.batchAppends ?? false;
+    this.appendWaitMs = opts.appendWaitMs ?? APPEND_WAIT_MS;
     this.log = opts.logger;
     if (opts.onWrite) this.writeObservers.push(opts.onWrite);
     this.spool = new Spool(opts.dir, { segmentBytes: this.o.segmentBytes, fsyncMs: this.o.fsyncMs, logger: opts.logger, io: opts.io });
@@ -277,13 +289,15 @@ export class DurableShareLog extends InProcessShareLog {
       // One write per turn instead of one per share: the lines wait for the turn's end (setImmediate runs after
       // every socket read of this turn). The pool holds the answers to accepted shares until then (whenSpooled),
       // so a miner still never sees "accepted" for a share that is not in the spool.
+      const now = performance.now();
+      if (this.pending.length === 0) this.pendingLinesSince = now;
       this.pending.push({ ev, line });
       this.pendingBytes += line.length;
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => { this.flushScheduled = false; this.flushPending(); });
       }
-      if (this.pending.length >= PENDING_MAX_LINES || this.pendingBytes >= PENDING_MAX_BYTES) this.flushPending();
+      if (this.pending.length >= PENDING_MAX_LINES || this.pendingBytes >= PENDING_MAX_BYTES || now - this.pendingLinesSince >= this.appendWaitMs) this.flushPending();
     }
     super.appendShare(e);
   }
