@@ -184,9 +184,9 @@ test('batched: a failed turn write falls back to one write per line; nothing is 
 });
 
 /** A batched log with its spool writes recorded, an AnswerGate on it, and a connected socket pair (srv: the pool's side). */
-async function gatedSocket(t: TestContext) {
+async function gatedSocket(t: TestContext, over: Partial<DurableShareLogOptions> = {}) {
   const writes: string[] = [];
-  const log = open(tmp(t), new FakeWriter(), writes);
+  const log = open(tmp(t), new FakeWriter(), writes, over);
   t.after(() => log.close());
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -224,6 +224,31 @@ test('AnswerGate: the answer to a share leaves the socket only after the turn\'s
   gate.hold(srv);
   srv.write('x\n');
   assert.equal(srv.writableLength, 0);
+});
+
+test('AnswerGate with a write inside the turn: released once its lines are written, held again for the next ones', async (t) => {
+  const { writes, log, srv, gate } = await gatedSocket(t, { appendWaitMs: 1 });
+  const answer = (i: number) => `{"id":${i},"result":true,"error":null}\n`;
+  log.appendShare(share());
+  gate.hold(srv);
+  srv.write(answer(1));
+  assert.equal(srv.writableLength, answer(1).length, 'held while its line waits');
+  const until = performance.now() + 3;
+  while (performance.now() < until) { /* a long turn */ }
+  log.appendShare(share()); // the first line has waited 1 ms: both are written now, and the socket released
+  assert.equal(writes.length, 1);
+  assert.equal(srv.writableLength, 0, 'the first answer left once its line was written');
+  gate.hold(srv); // its line is written already: not held
+  srv.write(answer(2));
+  assert.equal(srv.writableLength, 0);
+  log.appendShare(share());
+  gate.hold(srv);
+  srv.write(answer(3));
+  assert.equal(srv.writableLength, answer(3).length, 'held again: the third line waits for the turn\'s end');
+  await spooled(log);
+  assert.equal(writes.length, 2);
+  assert.equal(srv.writableLength, 0);
+  assert.equal(gate.size, 0);
 });
 
 test('a session closed by the pool with accepted answers held: they leave after the turn\'s spool write, not at the close', async (t) => {

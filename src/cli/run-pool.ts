@@ -131,7 +131,8 @@ async function openStorage(cfg: Config, log: Logger, hooks: RunPoolHooks, userAg
       queueCapacity: d.ingest.queueCapacity,
       retryMaxMs: d.ingest.retryMaxMs,
       closeTimeoutMs: d.ingest.closeTimeoutMs,
-      // One spool write per event-loop turn: the pool holds accepted shares' answers until it is done (AnswerGate).
+      // One spool write per event-loop turn (or per ms of a long turn): the pool holds accepted shares' answers until
+      // their lines are written (AnswerGate).
       batchAppends: true,
       userAgents,
       onWrite: hooks.onDbWrite,

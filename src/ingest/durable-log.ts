@@ -45,8 +45,8 @@ export interface DurableShareLogOptions {
   /** Clock of the events' `time` (the pool's), ms. Default Date.now. */
   now?: () => number;
   /**
-   * Buffer share lines and write them to the spool with one write(2) per event-loop turn; default false (one
-   * write per share, at once). Only for a caller that holds the answers to accepted shares until whenSpooled
+   * Buffer share lines and write them to the spool with one write(2) per event-loop turn (sooner once the oldest
+   * has waited appendWaitMs); default false (one write per share, at once). Only for a caller that holds the answers to accepted shares until whenSpooled
    * says they are written (the pool's AnswerGate). Blocks are always written at once, with the shares before them.
    */
   batchAppends?: boolean;
@@ -287,8 +287,9 @@ export class DurableShareLog extends InProcessShareLog {
       this.enqueue(ev, line, false);
     } else {
       // One write per turn instead of one per share: the lines wait for the turn's end (setImmediate runs after
-      // every socket read of this turn). The pool holds the answers to accepted shares until then (whenSpooled),
-      // so a miner still never sees "accepted" for a share that is not in the spool.
+      // every socket read of this turn), or for the next append once the oldest has waited appendWaitMs. The pool
+      // holds the answers to accepted shares until their lines are written (whenSpooled), so a miner still never
+      // sees "accepted" for a share that is not in the spool.
       const now = performance.now();
       if (this.pending.length === 0) this.pendingLinesSince = now;
       this.pending.push({ ev, line });

@@ -3,8 +3,10 @@ import type { ShareLog } from '../shares/events.ts';
 
 /**
  * Holds the answers to accepted shares until the share log has them in its spool. The log writes a turn's
- * share lines with one write(2) at the turn's end (DurableShareLog.whenSpooled); the answer to a share must not
- * reach the miner before its line is written, or a crash in between would lose a share the miner saw accepted.
+ * share lines with one write(2) at the turn's end, or within the turn once the oldest has waited a millisecond
+ * (DurableShareLog.whenSpooled; a socket released then and held again waits for the next write). The answer to a
+ * share must not reach the miner before its line is written, or a crash in between would lose a share the miner
+ * saw accepted.
  * A held socket is corked: the session writes its answers as usual, Node buffers them, and they leave together
  * (one writev per socket) once the lines are written, in the same turn.
  */

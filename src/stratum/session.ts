@@ -746,9 +746,9 @@ export class StratumSession {
     this.closed = true;
     this.closeReason = reason;
     this.framer.stop();
-    // end() uncorks at once (Node 20). A socket still corked holds answers to accepted shares until the turn's
-    // spool write (the pool's AnswerGate releases it at the turn's end): end it after that, or a share the miner
-    // saw accepted could be lost to a crash in between.
+    // end() uncorks at once (Node 20). A socket still corked holds answers to accepted shares until their spool
+    // write (the pool's AnswerGate releases it then, at the latest at the turn's end): end it after that, or a share
+    // the miner saw accepted could be lost to a crash in between.
     if (this.socket.writableCorked > 0) setImmediate(() => this.socket.end());
     else this.socket.end();
     // Half-closed peers must not hold the slot: destroy after a short grace.
