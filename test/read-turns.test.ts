@@ -8,7 +8,7 @@ import { LineClient, type Msg } from './helpers/line-client.ts';
 import { FakeSocket } from './helpers/fake-socket.ts';
 import { stubHost } from './helpers/stub-host.ts';
 import { until } from './helpers/until.ts';
-import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
+import { DEFAULT_STRATUM_OPTIONS, type StratumOptions } from '../src/stratum/options.ts';
 import { StratumSession } from '../src/stratum/session.ts';
 
 const nextImmediate = () => new Promise<void>((r) => setImmediate(r));
@@ -146,13 +146,24 @@ test('a connection waiting for its turn with more than a few lines held stops be
   s.close('test');
 });
 
-test('reading through data events (sharedReadBuffer false, as TLS does): a paused miner socket stops after the read under way, not 16 KB later', async () => {
-  const { pool, port } = await floodPool(5, { messagesPerSecond: 1e9, messageBurst: 1e9, sharedReadBuffer: false });
-  const c = new LineClient(port, '127.0.2.1');
+/** A pool without message limits and one raw connection to it from `ip`, with the pool's side of it. */
+async function oneConnection(ip: string, more: Partial<StratumOptions> = {}) {
+  const { pool, port } = await floodPool(5, { messagesPerSecond: 1e9, messageBurst: 1e9, ...more });
+  const c = new LineClient(port, ip);
   try {
     await c.connected();
     await until(() => pool.server.sessions.size === 1, 5000, 'the session');
-    const sock = [...pool.server.sessions][0].socket;
+  } catch (err) {
+    c.close();
+    await pool.stop(100);
+    throw err;
+  }
+  return { pool, c, sock: [...pool.server.sessions][0].socket };
+}
+
+test('reading through data events (sharedReadBuffer false, as TLS does): a paused miner socket stops after the read under way, not 16 KB later', async () => {
+  const { pool, c, sock } = await oneConnection('127.0.2.1', { sharedReadBuffer: false });
+  try {
     assert.equal(sock.listenerCount('data'), 1, 'this session reads through data events');
     sock.pause();
     const line = (i: number) => `{"id":${i},"method":"mining.ping","params":["${'x'.repeat(50)}"]}\n`;
@@ -209,12 +220,8 @@ test('readIntoShared leaves a socket that has a reader or bytes read already on 
 });
 
 test('a TCP miner socket reads into the one shared buffer (no Buffer per read), a paused one reads nothing', async () => {
-  const { pool, port } = await floodPool(5, { messagesPerSecond: 1e9, messageBurst: 1e9 });
-  const c = new LineClient(port, '127.0.2.2');
+  const { pool, c, sock } = await oneConnection('127.0.2.2');
   try {
-    await c.connected();
-    await until(() => pool.server.sessions.size === 1, 5000, 'the session');
-    const sock = [...pool.server.sessions][0].socket;
     // This Node's sockets have what readIntoShared needs; if an upgrade takes it away, this says so (the pool
     // still works, reading through 'data' as before).
     assert.equal(sock.listenerCount('data'), 0, 'the session reads through the shared buffer, not through data events');
