@@ -46,8 +46,9 @@ export interface DurableShareLogOptions {
   now?: () => number;
   /**
    * Buffer share lines and write them to the spool with one write(2) per event-loop turn (sooner once the oldest
-   * has waited appendWaitMs); default false (one write per share, at once). Only for a caller that holds the answers to accepted shares until whenSpooled
-   * says they are written (the pool's AnswerGate). Blocks are always written at once, with the shares before them.
+   * has waited appendWaitMs); default false (one write per share, at once). Only for a caller that holds the
+   * answers to accepted shares until whenSpooled says they are written (the pool's AnswerGate). Blocks are always
+   * written at once, with the shares before them.
    */
   batchAppends?: boolean;
   /** With batchAppends: a turn's lines are written early once the oldest has waited this long, ms. Default 1. */
