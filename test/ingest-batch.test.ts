@@ -70,6 +70,12 @@ function open(dir: string, writer: ShareWriter, writes: string[], over: Partial<
   });
 }
 
+/** Keep the event loop busy for `ms`, as a turn of hundreds of shares does. */
+function longTurn(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) { /* busy */ }
+}
+
 const spooled = (log: DurableShareLog) => new Promise<void>((resolve) => { assert.ok(log.whenSpooled(resolve), 'lines are waiting'); });
 const idsIn = (text: string) => text.split('\n').filter((l) => l.length > 0).map((l) => decodeLine(l))
   .flatMap((e) => (e.kind === 'share' ? [e.event.id] : []));
@@ -114,8 +120,7 @@ test('batched: a line that has waited appendWaitMs is written with the next appe
   let released = false;
   assert.ok(log.whenSpooled(() => { released = true; }));
   // The turn goes on (hundreds of shares, a database batch): past 2 ms the next append writes what waits.
-  const until = performance.now() + 5;
-  while (performance.now() < until) { /* a long turn */ }
+  longTurn(5);
   const second = share();
   log.appendShare(second);
   assert.equal(writes.length, 1, 'written within the turn');
@@ -233,8 +238,7 @@ test('AnswerGate with a write inside the turn: released once its lines are writt
   gate.hold(srv);
   srv.write(answer(1));
   assert.equal(srv.writableLength, answer(1).length, 'held while its line waits');
-  const until = performance.now() + 3;
-  while (performance.now() < until) { /* a long turn */ }
+  longTurn(3);
   log.appendShare(share()); // the first line has waited 1 ms: both are written now, and the socket released
   assert.equal(writes.length, 1);
   assert.equal(srv.writableLength, 0, 'the first answer left once its line was written');
