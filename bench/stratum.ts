@@ -13,7 +13,8 @@
 //   npm run bench:stratum -- --only a,b      some scenarios by name
 //   npm run bench:stratum -- --variants      the SOLO and multi-process share paths (section "stratum-variants")
 // Environment: HASHHUB_BENCH_TOOLS=<dir of fakenode.py> (default ../shared/tools); HASHHUB_BENCH_LOAD_BIN=<prebuilt stratum_load>;
-// HASHHUB_BENCH_HEAP_SAMPLE=<file> writes a sampling heap profile of the window (read it with bench/heap-sites.ts);
+// HASHHUB_BENCH_HEAP_SAMPLE=<file> writes a sampling heap profile of the window (read it with bench/heap-sites.ts;
+// HASHHUB_BENCH_HEAP_SAMPLE_SURVIVORS=1: only what lived through a scavenge);
 // HASHHUB_BENCH_HEAP_SNAPSHOT=<file> a heap snapshot 10 s into the window (HASHHUB_BENCH_HEAP_SNAPSHOT_DELAY_MS; diagnosis only);
 // HASHHUB_BENCH_LOOP_DELAY=0 leaves out the loop-delay sampler (and the heap profile);
 // HASHHUB_BENCH_NODE_FLAGS=<node flags of a single pool process> (default --single-threaded-gc; '' for V8's default); HASHHUB_BENCH_POOL_WRAP=<command prefix for the
