@@ -3,13 +3,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import pino from 'pino';
-import { decodeLine } from '../src/ingest/codec.ts';
-import { DurableShareLog, type DurableShareLogOptions } from '../src/ingest/durable-log.ts';
+import fc from 'fast-check';
+import { SHARE_ROW_PREFIX, decodeLine, encodeShare } from '../src/ingest/codec.ts';
+import { DurableShareLog, type DurableShareLogOptions, copyBody } from '../src/ingest/durable-log.ts';
 import { AnswerGate } from '../src/pool/answer-gate.ts';
 import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
 import { StratumSession } from '../src/stratum/session.ts';
 import type { BlockEvent, ShareEvent } from '../src/shares/events.ts';
-import type { ShareWriter, WriteResult } from '../src/store/types.ts';
+import type { ShareRowMeta, ShareWriter, WriteResult } from '../src/store/types.ts';
 import { stubHost } from './helpers/stub-host.ts';
 import { tmpDir } from './helpers/tmp-dir.ts';
 
@@ -278,4 +279,65 @@ test('a session closed by the pool with accepted answers held: they leave after 
   await ended;
   assert.equal(writes.length, 1, 'the share was written');
   assert.match(await answered, /"id":7/, 'and the miner got its answer, then the end');
+});
+
+/** A writer that takes COPY rows (as the SQL store does) and keeps the text it was given, batch by batch. */
+class RowWriter extends FakeWriter {
+  readonly rowTexts: string[] = [];
+  readonly metaIds: string[][] = [];
+  bodiesAsBytes = 0;
+  async writeShareRows(metas: readonly ShareRowMeta[], rows: string | Uint8Array): Promise<WriteResult> {
+    await new Promise((r) => setImmediate(r));
+    if (typeof rows !== 'string') this.bodiesAsBytes++;
+    this.rowTexts.push(typeof rows === 'string' ? rows : Buffer.from(rows).toString('utf8'));
+    this.metaIds.push(metas.map((m) => `${m.sessionId}/${m.worker}/${m.time}`));
+    return { inserted: metas.length, duplicates: 0 };
+  }
+}
+
+test('batched: the rows handed to COPY are the spool lines as written, in order (turns of one share and of many, multi-byte names)', async (t) => {
+  const dir = tmp(t);
+  const w = new RowWriter();
+  const writes: string[] = [];
+  const log = open(dir, w, writes);
+  const sent: ShareEvent[] = [];
+  const append = (s: ShareEvent) => { sent.push(s); log.appendShare(s); };
+  for (const turn of [1, 7, 1, 1, 30, 2, 1]) {
+    for (let i = 0; i < turn; i++) append(share({ worker: i % 3 === 1 ? 'wörker-✓' : i % 3 === 2 ? 'rig😀' : `w${i}` }));
+    await spooled(log);
+  }
+  assert.ok(await log.waitIdle(10_000));
+  assert.equal(w.rowTexts.join(''), sent.map((s) => encodeShare(s)).join(''), 'every row once, exactly as spooled, in order');
+  assert.deepEqual(w.metaIds.flat(), sent.map((s) => `${s.sessionId}/${s.worker}/${s.time}`));
+  assert.ok(w.rowTexts.length < sent.length, 'rows went in batches');
+  assert.ok(w.bodiesAsBytes > 0, 'the rows of a turn of several shares are handed over where the spool wrote them');
+  await log.close();
+});
+
+test('copyBody: rows as text and as places in spool writes give the same COPY text, whatever their mix', () => {
+  const row = fc.array(fc.constantFrom('a', '7', '\t', '\\N', 'ü', '✓', '😀'), { maxLength: 12 }).map((p) => SHARE_ROW_PREFIX + p.join(''));
+  // Writes: each a run of lines in one Buffer; a row is text, or its place in one of them.
+  // Each line of a write is handed over as text, as its place in the write, or not at all (rows of one write that
+  // are not next to each other must not be taken as one piece).
+  const how = fc.constantFrom('text', 'bytes', 'bytes', 'skipped');
+  fc.assert(fc.property(fc.array(fc.array(fc.tuple(row, how), { minLength: 1, maxLength: 6 }), { maxLength: 5 }), (writes) => {
+    const rows: Parameters<typeof copyBody>[0][number][] = [];
+    let expected = '';
+    for (const lines of writes) {
+      const pad = Buffer.from('xx');
+      const bytes = Buffer.concat([pad, Buffer.from(lines.map(([r]) => r + '\n').join(''), 'utf8')]).subarray(pad.length);
+      let off = 0;
+      for (const [r, as] of lines) {
+        const len = Buffer.byteLength(r, 'utf8');
+        if (as !== 'skipped') {
+          rows.push(as === 'text' ? r : { bytes, off, len });
+          expected += r + '\n';
+        }
+        off += len + 1;
+      }
+    }
+    const body = copyBody(rows);
+    assert.equal(typeof body === 'string' ? body : body.toString('utf8'), expected);
+    if (rows.every((r) => typeof r === 'string')) assert.equal(typeof body, 'string');
+  }), { numRuns: 300 });
 });

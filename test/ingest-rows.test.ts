@@ -258,6 +258,28 @@ for (const backend of BACKENDS) {
       assert.deepEqual({ ...totals }, { accepted: '12', low: '6' });
     });
 
+    test('a COPY that takes fewer rows than the batch has shares fails the batch (nothing committed), instead of counting the rest as duplicates', async () => {
+      await reset(db);
+      // A channel that loses the last row of the COPY text on its way (a body built wrong, rows and shares out of step).
+      const lossy: Database = Object.create(db) as Database;
+      lossy.transaction = (fn, opts) => db.transaction((tx) => fn({
+        query: (sql, params) => tx.query(sql, params),
+        exec: (sql) => tx.exec(sql),
+        copyFrom: (sql, data) => {
+          const text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');
+          return tx.copyFrom(sql, text.slice(0, text.lastIndexOf('\n', text.length - 2) + 1));
+        },
+      }), opts);
+      const shares: ShareEvent[] = Array.from({ length: 4 }, (_, i) => ({
+        id: `lossy-${i}`, time: NOW + i, account: 'alice', worker: 'rig1', sessionId: 's1', remoteAddress: '127.0.0.1', jobId: 'j',
+        height: 900_000, outcome: 'accepted', poolDifficulty: 2, shareDifficulty: 3, block: false,
+      }));
+      const rows = Buffer.from(shares.map((sh) => encodeShare(sh)).join(''), 'utf8');
+      await assert.rejects(new SqlShareWriter(lossy).writeShareRows(shares, rows, () => undefined), /COPY took 3 rows for a batch of 4 shares/);
+      assert.equal((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM shares')).rows[0].n, 0, 'the batch was rolled back');
+      assert.deepEqual(await new SqlShareWriter(db).writeShareRows(shares, rows, () => undefined), { inserted: 4, duplicates: 0 }, 'as bytes, whole');
+    });
+
     test('through the share log: every share stored once from its spool line, and each worker gets its session\'s user agent', async () => {
       await reset(db);
       const agents = new Map([['s1', 'cgminer/4.12'], ['s2', 'bmminer\t2']]);

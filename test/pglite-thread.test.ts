@@ -21,6 +21,13 @@ test('queries, COPY, transactions and SQLSTATE errors through the worker', async
   const db = await open(t);
   await db.exec('CREATE TABLE kv (k text PRIMARY KEY, v bigint NOT NULL)');
   assert.equal(await db.copyFrom('COPY kv (k, v) FROM STDIN', 'a\t1\nb\t2\n'), 2);
+  // COPY data as bytes, a view into a larger buffer (the ingest queue's rows are places in the spool's writes):
+  // only the view's bytes are copied.
+  await db.exec('CREATE TABLE kv_bytes (k text PRIMARY KEY, v bigint NOT NULL)');
+  const bytes = Buffer.from('zz\t9\nö\t7\nyy\t8\n', 'utf8');
+  const view = bytes.subarray(Buffer.byteLength('zz\t9\n'), bytes.length - Buffer.byteLength('yy\t8\n'));
+  assert.equal(await db.copyFrom('COPY kv_bytes (k, v) FROM STDIN', view), 1);
+  assert.deepEqual((await db.query<{ k: string }>('SELECT k FROM kv_bytes')).rows.map((x) => x.k), ['ö']);
   const r = await db.query<{ k: string; v: unknown }>('SELECT k, v FROM kv WHERE v >= $1 ORDER BY k', [1]);
   assert.deepEqual(r.rows.map((x) => x.k), ['a', 'b']);
   await assert.rejects(db.query("INSERT INTO kv VALUES ('a', 3)"), (e: Error & { code?: string }) => e.code === '23505');

@@ -73,15 +73,27 @@ function isNoSpace(err: unknown): boolean {
 }
 
 /**
+ * A share's COPY row where it lies in the bytes of the spool write that wrote it (its line without the newline,
+ * which follows it there). Shares wait in the queue for the database for 100 ms to seconds: as strings, their rows
+ * and the whole text of their turn's write were on the JavaScript heap all that time, copied by every scavenge and
+ * then promoted; in the Buffer of the write they are outside it.
+ */
+interface RowBytes {
+  readonly bytes: Buffer;
+  readonly off: number;
+  readonly len: number;
+}
+
+/**
  * An event waiting for the database. A share in the COPY-row form waits as its spool line ('s3' and the row,
- * without the newline), which the writer copies as it is, and the few fields the batch's other statements read
- * (ShareRowMeta); every other event waits whole. Not the ShareEvent: a share waits 100 ms or more for its batch,
+ * without the newline: RowBytes, or text when it was written alone or read back), which the writer copies as it
+ * is, and the few fields the batch's other statements read (ShareRowMeta); every other event waits whole. Not the ShareEvent: a share waits 100 ms or more for its batch,
  * long enough to be promoted out of V8's young generation, and the event with the submit line it kept alive (its
  * job id is a slice of the line) was about 370 of the ~1,400 bytes promoted per share at 20k shares/s. Promoted
  * bytes are what young-generation GCs copy, and each GC is a pause for every miner.
  */
 type Entry = (
-  | { kind: 'share'; event: ShareRowMeta; row: string }
+  | { kind: 'share'; event: ShareRowMeta; row: string | RowBytes }
   | { kind: 'share'; event: ShareEvent; row: null }
   | { kind: 'block'; event: BlockEvent; row: null }
 ) & {
@@ -90,13 +102,13 @@ type Entry = (
   at: number;
 };
 type QueuedShare = Extract<Entry, { kind: 'share' }>;
-type RowShare = Extract<Entry, { row: string }>;
+type RowShare = QueuedShare & { row: string | RowBytes };
 
-/** What the queue keeps of an event, given its spool line without the newline. */
-function entryOf(ev: LogEvent, text: string, end: Position | null, at: number): Entry {
+/** What the queue keeps of an event, given its spool line without the newline (as text, or where it was written). */
+function entryOf(ev: LogEvent, text: string | RowBytes, end: Position | null, at: number): Entry {
   if (ev.kind === 'block') return { kind: 'block', event: ev.event, row: null, end, at };
   const e = ev.event;
-  if (!text.startsWith(SHARE_ROW_PREFIX)) return { kind: 'share', event: e, row: null, end, at };
+  if (!(typeof text === 'string' ? text.startsWith(SHARE_ROW_PREFIX) : isRowLine(text))) return { kind: 'share', event: e, row: null, end, at };
   // An unauthorized share's worker is the name the miner sent, a slice of its submit line, and nothing but its row
   // reads it (user agents are recorded for accounts only): the row holds it.
   const worker = e.account === '' ? '' : e.worker;
@@ -113,13 +125,74 @@ function entryOf(ev: LogEvent, text: string, end: Position | null, at: number): 
  */
 function shareEventOf(s: QueuedShare): ShareEvent {
   if (s.row === null) return s.event;
-  const ev = decodeLine(s.row);
+  const ev = decodeLine(rowText(s.row));
   if (ev.kind !== 'share') throw new SpoolFormatError('a queued share row decoded as a block event');
   return ev.event;
 }
 
 function hasRow(s: QueuedShare): s is RowShare {
   return s.row !== null;
+}
+
+const ROW_PREFIX_BYTES = Buffer.from(SHARE_ROW_PREFIX, 'latin1');
+
+/** The line starts with the share-row tag (SHARE_ROW_PREFIX), read in the bytes. */
+function isRowLine(r: RowBytes): boolean {
+  if (r.len < ROW_PREFIX_BYTES.length) return false;
+  for (let i = 0; i < ROW_PREFIX_BYTES.length; i++) if (r.bytes[r.off + i] !== ROW_PREFIX_BYTES[i]) return false;
+  return true;
+}
+
+function rowText(row: string | RowBytes): string {
+  return typeof row === 'string' ? row : row.bytes.toString('utf8', row.off, row.off + row.len);
+}
+
+/**
+ * The COPY text of rows, each followed by a newline: rows that lie next to each other in one spool write are taken
+ * as one piece of it, with their newlines (no copy per row); text only when every row is text (read back from the
+ * spool, or written alone).
+ */
+export function copyBody(rows: readonly (string | RowBytes)[]): string | Buffer {
+  const parts: Buffer[] = [];
+  let texts: string[] = [];
+  let bytes: Buffer | null = null;
+  let from = 0;
+  let to = 0;
+  const endPiece = () => {
+    if (bytes !== null) parts.push(bytes.subarray(from, to));
+    bytes = null;
+  };
+  const endTexts = () => {
+    if (texts.length === 0) return;
+    texts.push('');
+    parts.push(Buffer.from(texts.join('\n'), 'utf8'));
+    texts = [];
+  };
+  for (const r of rows) {
+    if (typeof r === 'string') {
+      endPiece();
+      texts.push(r);
+      continue;
+    }
+    endTexts();
+    if (bytes === r.bytes && r.off === to) {
+      to = r.off + r.len + 1;
+      continue;
+    }
+    endPiece();
+    bytes = r.bytes;
+    from = r.off;
+    to = r.off + r.len + 1;
+  }
+  endPiece();
+  if (parts.length === 0) {
+    // Text only: one join, its last newline from the join itself (appended after it, "+ '\n'", the text would be
+    // a cons string that the COPY's Buffer.from flattens into a second copy of the whole batch).
+    texts.push('');
+    return texts.join('\n');
+  }
+  endTexts();
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
 }
 
 /**
@@ -338,7 +411,7 @@ export class DurableShareLog extends InProcessShareLog {
     }
     let text = '';
     for (const b of batch) text += b.line;
-    let pos: { start: Position; end: Position };
+    let pos: { start: Position; end: Position; bytes: Buffer };
     try {
       pos = this.spool.append(text);
     } catch {
@@ -350,15 +423,12 @@ export class DurableShareLog extends InProcessShareLog {
     // Each line's end: byte lengths are character lengths unless the text had multi-byte characters.
     const ascii = pos.end.off - pos.start.off === text.length;
     let off = pos.start.off;
-    let chars = 0;
     for (const b of batch) {
       const start = { seg: pos.start.seg, off };
       off += ascii ? b.line.length : Buffer.byteLength(b.line, 'utf8');
-      // The line the writer keeps (without its newline) is cut from the text just written (flat): b.line is
-      // still the chain of pieces it was concatenated from, several times its size for as long as it waits. While
-      // the writer reads the spool back, the queue keeps nothing written, so nothing is cut.
-      const line = this.tailFrom === null ? text.slice(chars, chars + b.line.length - 1) : '';
-      chars += b.line.length;
+      // The line the writer keeps (without its newline) is where it was just written, in pos.bytes (RowBytes). While
+      // the writer reads the spool back, the queue keeps nothing written.
+      const line = this.tailFrom === null ? { bytes: pos.bytes, off: start.off - pos.start.off, len: off - start.off - 1 } : '';
       this.record(b.ev, line, { start, end: { seg: pos.start.seg, off } });
     }
   }
@@ -413,7 +483,7 @@ export class DurableShareLog extends InProcessShareLog {
   }
 
   /** After the spool write of an event (its line, without the newline; pos null: it failed): queue it. */
-  private record(ev: LogEvent, text: string, pos: { start: Position; end: Position } | null): void {
+  private record(ev: LogEvent, text: string | RowBytes, pos: { start: Position; end: Position } | null): void {
     if (pos) {
       this.budget.onWriteOk();
       if (this.spoolFailing) {
@@ -671,12 +741,9 @@ export class DurableShareLog extends InProcessShareLog {
         for (const s of this.withUserAgents(await this.wholeShares(run))) await this.isolated(() => w.writeShares([s]), s);
       } else if (w.writeShareRows && run.every(hasRow)) {
         const metas: ShareRowMeta[] = [];
-        const rows: string[] = [];
+        const rows: (string | RowBytes)[] = [];
         for (const s of run) { metas.push(s.event); rows.push(s.row); }
-        // The last row's newline from the join itself: appended after it ("+ '\n'"), the text would be a cons
-        // string that the COPY's Buffer.from flattens into a second copy of the whole batch.
-        rows.push('');
-        const r = await w.writeShareRows(metas, rows.join('\n'), this.userAgentOf(metas) ?? (() => undefined));
+        const r = await w.writeShareRows(metas, copyBody(rows), this.userAgentOf(metas) ?? (() => undefined));
         this.counters.duplicates += r.duplicates;
       } else {
         const r = await w.writeShares(this.withUserAgents(await this.wholeShares(run)));
@@ -765,7 +832,7 @@ export class DurableShareLog extends InProcessShareLog {
         out.push(shareEventOf(s));
       } catch (err) {
         if (!(err instanceof SpoolFormatError)) throw err;
-        await this.deadLetter(err.message, { ...s.event, row: s.row }, 'a queued share row does not read back: set aside in the dead-letter file');
+        await this.deadLetter(err.message, { ...s.event, row: s.row === null ? null : rowText(s.row) }, 'a queued share row does not read back: set aside in the dead-letter file');
       }
     }
     return out;

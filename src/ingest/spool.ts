@@ -172,12 +172,13 @@ export class Spool {
   }
 
   /**
-   * Append one line (ending in \n), synchronously. Returns where it starts and ends. Throws on I/O errors; the
-   * caller decides what to do. A failed write is truncated away (a partial line must not glue onto the next
-   * one); only if that fails too does the next append start a new segment. (It used to rotate on every failure:
-   * on a full disk, 1,000 failed appends made 1,001 files.)
+   * Append one line (ending in \n), or several, synchronously. Returns where it starts and ends, and the bytes
+   * written (nothing writes into that Buffer again: the caller may keep it). Throws on I/O errors; the caller
+   * decides what to do. A failed write is truncated away (a partial line must not glue onto the next one); only
+   * if that fails too does the next append start a new segment. (It used to rotate on every failure: on a full
+   * disk, 1,000 failed appends made 1,001 files.)
    */
-  append(line: string, opts: { sync?: boolean } = {}): { start: Position; end: Position } {
+  append(line: string, opts: { sync?: boolean } = {}): { start: Position; end: Position; bytes: Buffer } {
     if (this.closed) throw new Error('spool is closed');
     if (this.needsRotate || this.head.off >= this.segmentBytes) {
       // A rotation that fails wrote none of this line (a segment cannot be opened: too many files, a full
@@ -205,7 +206,7 @@ export class Spool {
     }
     this.head = { seg: start.seg, off: start.off + buf.length };
     this.setSize(this.head.seg, this.head.off);
-    return { start, end: { ...this.head } };
+    return { start, end: { ...this.head }, bytes: buf };
   }
 
   /**

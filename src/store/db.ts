@@ -16,7 +16,7 @@ export interface Queryable {
    * COPY … FROM STDIN with `data` in COPY text format. On PGlite the statement's `FROM STDIN` is rewritten to
    * its blob device. Returns the rows copied.
    */
-  copyFrom(copySql: string, data: string): Promise<number>;
+  copyFrom(copySql: string, data: string | Uint8Array): Promise<number>;
 }
 
 export interface Database extends Queryable {

@@ -56,7 +56,7 @@ export class PgDatabase implements Database {
     await this.pool.query(sql);
   }
 
-  async copyFrom(copySql: string, data: string): Promise<number> {
+  async copyFrom(copySql: string, data: string | Uint8Array): Promise<number> {
     return this.transaction((tx) => tx.copyFrom(copySql, data));
   }
 
@@ -126,7 +126,7 @@ function wrapClient(client: PgClient): Queryable {
     async exec(sql: string): Promise<void> {
       await client.query(sql);
     },
-    async copyFrom(copySql: string, data: string): Promise<number> {
+    async copyFrom(copySql: string, data: string | Uint8Array): Promise<number> {
       const stream = client.query(copyFrom(copySql));
       // The text is in memory already: one end() instead of pipeline(Readable.from(...)), whose AbortController per
       // COPY was aborted at every completion (a DOMException with its stack trace). 'finish' comes once the server
@@ -139,7 +139,7 @@ function wrapClient(client: PgClient): Queryable {
           reject(err);
         });
         stream.once('finish', resolve);
-        stream.end(Buffer.from(data, 'utf8'));
+        stream.end(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
       });
       return stream.rowCount;
     },

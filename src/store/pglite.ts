@@ -28,8 +28,8 @@ function wrap(t: Target): Queryable {
     async exec(sql: string): Promise<void> {
       await t.exec(sql);
     },
-    async copyFrom(copySql: string, data: string): Promise<number> {
-      const r = await t.query(blobCopy(copySql), [], { blob: new Blob([data]) });
+    async copyFrom(copySql: string, data: string | Uint8Array): Promise<number> {
+      const r = await t.query(blobCopy(copySql), [], { blob: new Blob([data as string | Uint8Array<ArrayBuffer>]) });
       return r.affectedRows ?? 0;
     },
   };
@@ -66,7 +66,7 @@ export class PgliteDatabase implements Database {
 
   query<R>(sql: string, params?: readonly unknown[]): Promise<Rows<R>> { return this.q.query<R>(sql, params); }
   exec(sql: string): Promise<void> { return this.q.exec(sql); }
-  copyFrom(copySql: string, data: string): Promise<number> { return this.q.copyFrom(copySql, data); }
+  copyFrom(copySql: string, data: string | Uint8Array): Promise<number> { return this.q.copyFrom(copySql, data); }
 
   // No timeout: PGlite runs in this process; there is no network to hang on.
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
@@ -114,7 +114,7 @@ export class PgliteThreadDatabase implements Database {
         return { rows: ((r.ok && r.rows) || []) as R[], rowCount: (r.ok && r.rowCount) || 0 };
       },
       exec: async (sql: string) => { await this.call({ op: 'exec', sql }); },
-      copyFrom: async (copySql: string, data: string) => {
+      copyFrom: async (copySql: string, data: string | Uint8Array) => {
         const r = await this.call({ op: 'copy', sql: blobCopy(copySql), data });
         return (r.ok && r.rowCount) || 0;
       },
@@ -165,7 +165,7 @@ export class PgliteThreadDatabase implements Database {
     return this.starting;
   }
 
-  private async call(msg: { op: string; sql?: string; params?: readonly unknown[]; data?: string }): Promise<Reply> {
+  private async call(msg: { op: string; sql?: string; params?: readonly unknown[]; data?: string | Uint8Array }): Promise<Reply> {
     if (this.closed) throw Object.assign(new Error('the embedded database is closed'), { code: '57P01' });
     if (!this.worker) await this.spawn();
     const id = this.nextId++;
@@ -184,7 +184,7 @@ export class PgliteThreadDatabase implements Database {
 
   query<R>(sql: string, params?: readonly unknown[]): Promise<Rows<R>> { return this.exclusive(() => this.raw.query<R>(sql, params)); }
   exec(sql: string): Promise<void> { return this.exclusive(() => this.raw.exec(sql)); }
-  copyFrom(copySql: string, data: string): Promise<number> { return this.exclusive(() => this.raw.copyFrom(copySql, data)); }
+  copyFrom(copySql: string, data: string | Uint8Array): Promise<number> { return this.exclusive(() => this.raw.copyFrom(copySql, data)); }
 
   // No timeout: the database runs in this process; there is no network to hang on.
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {

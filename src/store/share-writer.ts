@@ -117,7 +117,7 @@ export class SqlShareWriter implements ShareWriter {
     return this.writeStaged(shares, Q.COPY_STAGING, copyText, hasUserAgent ? Q.UPDATE_USER_AGENTS : null, null);
   }
 
-  async writeShareRows(shares: readonly ShareRowMeta[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult> {
+  async writeShareRows(shares: readonly ShareRowMeta[], rows: string | Uint8Array, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult> {
     if (shares.length === 0) return { inserted: 0, duplicates: 0 };
     await this.opts.prepare?.();
     await this.ensureDays(shares);
@@ -146,7 +146,7 @@ export class SqlShareWriter implements ShareWriter {
    * One batch in one transaction: the staging tables, the COPY, the statements that move it into the tables (one
    * script, MOVE_STAGED, with `extraSql` after it), `update` if any, and the count of rows actually inserted.
    */
-  private async writeStaged(shares: readonly ShareRowMeta[], copySql: string, copyText: string, extraSql: string | null,
+  private async writeStaged(shares: readonly ShareRowMeta[], copySql: string, copyText: string | Uint8Array, extraSql: string | null,
     update: ((tx: Queryable) => Promise<unknown>) | null): Promise<WriteResult> {
     const hasBlock = shares.some((s) => s.blockHash && s.outcome === 'accepted');
     let script = MOVE_STAGED;
@@ -155,7 +155,10 @@ export class SqlShareWriter implements ShareWriter {
     try {
       const inserted = await this.db.transaction(async (tx) => {
         await tx.exec(Q.CREATE_STAGING);
-        await tx.copyFrom(copySql, copyText);
+        const copied = await tx.copyFrom(copySql, copyText);
+        // Every share of the batch is a row of the COPY text: fewer rows copied would be counted as duplicates
+        // below and the batch committed, the missing shares lost without a word. Failed, it is retried, loudly.
+        if (copied !== shares.length) throw new Error(`COPY took ${copied} rows for a batch of ${shares.length} shares`);
         await tx.exec(script);
         if (update) await update(tx);
         return (await tx.query<{ n: number }>(Q.COUNT_INSERTED)).rows[0].n;

@@ -25,7 +25,7 @@ export interface ShareWriter {
    * batch's other statements read of each share (the rows hold the rest). userAgentOf: the user agent of a
    * share's session, when known.
    */
-  writeShareRows?(shares: readonly ShareRowMeta[], rows: string, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult>;
+  writeShareRows?(shares: readonly ShareRowMeta[], rows: string | Uint8Array, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult>;
   /** Record a block event (candidate, node answer, status). Idempotent (replays change nothing). */
   writeBlock(block: BlockEvent): Promise<void>;
   /** Several block events in order, atomically; writers without it get writeBlock() one by one. */

@@ -46,7 +46,7 @@ export class SavepointDb implements Database {
     return this.q.exec(sql);
   }
 
-  async copyFrom(copySql: string, data: string): Promise<number> {
+  async copyFrom(copySql: string, data: string | Uint8Array): Promise<number> {
     this.tick();
     return this.q.copyFrom(copySql, data);
   }
