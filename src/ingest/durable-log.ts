@@ -87,10 +87,11 @@ interface RowBytes {
 /**
  * An event waiting for the database. A share in the COPY-row form waits as its spool line ('s3' and the row,
  * without the newline: RowBytes, or text when it was written alone or read back), which the writer copies as it
- * is, and the few fields the batch's other statements read (ShareRowMeta); every other event waits whole. Not the ShareEvent: a share waits 100 ms or more for its batch,
- * long enough to be promoted out of V8's young generation, and the event with the submit line it kept alive (its
- * job id is a slice of the line) was about 370 of the ~1,400 bytes promoted per share at 20k shares/s. Promoted
- * bytes are what young-generation GCs copy, and each GC is a pause for every miner.
+ * is, and the few fields the batch's other statements read (ShareRowMeta); every other event waits whole. Not the
+ * ShareEvent: a share waits 100 ms or more for its batch, long enough to be promoted out of V8's young generation,
+ * and the event with the submit line it kept alive (its job id is a slice of the line) was about 370 of the ~1,400
+ * bytes promoted per share at 20k shares/s. Promoted bytes are what young-generation GCs copy, and each GC is a
+ * pause for every miner.
  */
 type Entry = (
   | { kind: 'share'; event: ShareRowMeta; row: string | RowBytes }
