@@ -86,7 +86,7 @@ interface RowBytes {
 
 /**
  * An event waiting for the database. A share in the COPY-row form waits as its spool line ('s3' and the row,
- * without the newline: RowBytes, or text when it was written alone or read back), which the writer copies as it
+ * without the newline: RowBytes, or text when read back or kept after a failed write), which the writer copies as it
  * is, and the few fields the batch's other statements read (ShareRowMeta); every other event waits whole. Not the
  * ShareEvent: a share waits 100 ms or more for its batch, long enough to be promoted out of V8's young generation,
  * and the event with the submit line it kept alive (its job id is a slice of the line) was about 370 of the ~1,400
@@ -151,7 +151,7 @@ function rowText(row: string | RowBytes): string {
 /**
  * The COPY text of rows, each followed by a newline: rows that lie next to each other in one spool write are taken
  * as one piece of it, with their newlines (no copy per row); text only when every row is text (read back from the
- * spool, or written alone).
+ * spool, or kept in memory after a failed write).
  */
 export function copyBody(rows: readonly (string | RowBytes)[]): string | Buffer {
   const parts: Buffer[] = [];
@@ -163,11 +163,16 @@ export function copyBody(rows: readonly (string | RowBytes)[]): string | Buffer 
     if (bytes !== null) parts.push(bytes.subarray(from, to));
     bytes = null;
   };
-  const endTexts = () => {
-    if (texts.length === 0) return;
+  // One join, its last newline from the join itself (appended after it, "+ '\n'", the text would be a cons string
+  // that the COPY's Buffer.from flattens into a second copy of the whole batch).
+  const joinTexts = (): string => {
     texts.push('');
-    parts.push(Buffer.from(texts.join('\n'), 'utf8'));
+    const joined = texts.join('\n');
     texts = [];
+    return joined;
+  };
+  const endTexts = () => {
+    if (texts.length > 0) parts.push(Buffer.from(joinTexts(), 'utf8'));
   };
   for (const r of rows) {
     if (typeof r === 'string') {
@@ -186,12 +191,7 @@ export function copyBody(rows: readonly (string | RowBytes)[]): string | Buffer 
     to = r.off + r.len + 1;
   }
   endPiece();
-  if (parts.length === 0) {
-    // Text only: one join, its last newline from the join itself (appended after it, "+ '\n'", the text would be
-    // a cons string that the COPY's Buffer.from flattens into a second copy of the whole batch).
-    texts.push('');
-    return texts.join('\n');
-  }
+  if (parts.length === 0) return joinTexts();
   endTexts();
   return parts.length === 1 ? parts[0] : Buffer.concat(parts);
 }
@@ -445,7 +445,7 @@ export class DurableShareLog extends InProcessShareLog {
   }
 
   /** Write the line to the spool; for a block on a full disk, release the reserve file and try once more. */
-  private write(ev: LogEvent, line: string, sync: boolean): { start: Position; end: Position } | null {
+  private write(ev: LogEvent, line: string, sync: boolean): ReturnType<Spool['append']> | null {
     try {
       return this.spool.append(line, { sync });
     } catch (err) {
@@ -480,7 +480,9 @@ export class DurableShareLog extends InProcessShareLog {
       this.log.error({ kind: ev.kind }, 'event appended after the share log was closed: not recorded');
       return;
     }
-    this.record(ev, line.slice(0, -1), this.write(ev, line, sync));
+    const pos = this.write(ev, line, sync);
+    // Written: the row is where the write put it, as for a turn's lines (spoolLines); not written: the text.
+    this.record(ev, pos ? { bytes: pos.bytes, off: 0, len: pos.bytes.length - 1 } : line.slice(0, -1), pos);
   }
 
   /** After the spool write of an event (its line, without the newline; pos null: it failed): queue it. */
