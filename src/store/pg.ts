@@ -136,6 +136,13 @@ function wrapClient(client: PgClient): Queryable {
       await new Promise<void>((resolve, reject) => {
         stream.on('error', (err: Error) => {
           stream.destroy(err);
+          // A COPY the server has not started yet (its CopyInResponse still on the way) is failed by a CopyFail that
+          // pg-copy-streams sends when that CopyInResponse comes: on a connection it has let go of by then if the
+          // error was pg's (a query_timeout: handleError sets it to null), so the send threw a TypeError from the
+          // socket's data handler, ending the process. The connection is discarded anyway (its ROLLBACK fails).
+          const s = stream as unknown as { cb_CopyInResponse: (() => void) | null; connection: unknown };
+          const failCopy = s.cb_CopyInResponse;
+          if (failCopy) s.cb_CopyInResponse = () => { if (s.connection) failCopy(); };
           reject(err);
         });
         stream.once('finish', resolve);
