@@ -228,7 +228,8 @@ export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions
     endpoints = [{ url: embedded.url, user: embedded.user, password: embedded.password, cookieFile: undefined }];
     log.info({ url: embedded.url }, 'no node configured: embedded regtest chain started');
   }
-  const rpc = new BitcoinRpc({ endpoints, timeoutMs: cfg.node.timeoutMs, network: cfg.network, logger: log.child({ mod: 'rpc' }) });
+  // Templates are read on a thread of their own: a large one is ~20 ms of work that would stall every miner's answer.
+  const rpc = new BitcoinRpc({ endpoints, timeoutMs: cfg.node.timeoutMs, network: cfg.network, logger: log.child({ mod: 'rpc' }), templateThread: true });
   try {
     pool = new Pool(rpc, {
       network: cfg.network,

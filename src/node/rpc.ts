@@ -17,6 +17,8 @@ import https from 'node:https';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { NODE_STATE_CODES, type ReplyFailure, type TemplateReading, decodeBody, hash, readReply, readTemplateReply, shapeProblem } from './template-reply.ts';
+import { TemplateThread } from './template-thread.ts';
 import type { BlockHeaderInfo, BlockchainInfo, BlockTemplate, NodeClient, ZmqNotification } from './types.ts';
 
 export interface RpcEndpoint {
@@ -48,6 +50,11 @@ export interface BitcoinRpcOptions {
   maxResponseBytes?: number;
   /** Clock for endpoint back-off (ms). Default Date.now. */
   now?: () => number;
+  /** Read getblocktemplate replies on a worker thread (template-thread.ts), off the event loop: what a pool
+   *  wants (a 3,000-transaction template is ~20 ms of work). Its templates come with `prepared` transactions
+   *  (block bytes, merkle branch) and an empty `transactions` list. Default false: read on the event loop, with
+   *  the transactions listed. */
+  templateThread?: boolean;
 }
 
 export interface CallOptions {
@@ -70,10 +77,6 @@ interface RpcErrorInit {
   attempts?: readonly RpcError[];
   cause?: unknown;
 }
-
-// RPC error codes that describe the node's state, not the request (Core src/rpc/protocol.h):
-// RPC_IN_WARMUP, RPC_CLIENT_NOT_CONNECTED, RPC_CLIENT_IN_INITIAL_DOWNLOAD. Another node may answer.
-const NODE_STATE_CODES = new Set([-28, -9, -10]);
 
 export class RpcError extends Error {
   override readonly name = 'RpcError';
@@ -132,48 +135,13 @@ interface EndpointState {
 
 interface HttpReply {
   status: number;
-  body: string;
+  /** The body as it came, `size` bytes in all: decoded by whoever reads it (a template on the template thread). */
+  chunks: Buffer[];
+  size: number;
 }
 
-// Edge validation: the fields the pool reads must be there with the right types; extra fields pass.
-const hex = z.string().regex(/^[0-9a-fA-F]*$/);
-const hash = z.string().regex(/^[0-9a-fA-F]{64}$/);
-const HASH_RE = /^[0-9a-fA-F]{64}$/;
-/**
- * The template's transactions: { data, txid, hash, fee, weight? } each, checked in one loop (a zod object per
- * transaction was ~7 ms of the pool's event loop for 3,000 of them). data is hex: checked when the job is built,
- * with one decode of them all. The first bad field is reported with its path, as zod reports.
- */
-function templateTransactions() {
-  type Tx = { data: string; txid: string; hash: string; fee: number; weight?: number };
-  return z.array(z.unknown()).superRefine((txs, ctx) => {
-    for (let i = 0; i < txs.length; i++) {
-      const t = txs[i] as Record<string, unknown> | null;
-      const bad = (field: string, message: string) => ctx.addIssue({ code: 'custom', path: [i, field], message });
-      if (typeof t !== 'object' || t === null || Array.isArray(t)) return bad('', 'expected an object');
-      if (typeof t.data !== 'string') return bad('data', 'expected a string');
-      if (typeof t.txid !== 'string' || !HASH_RE.test(t.txid)) return bad('txid', 'expected a 64-digit hex hash');
-      if (typeof t.hash !== 'string' || !HASH_RE.test(t.hash)) return bad('hash', 'expected a 64-digit hex hash');
-      if (typeof t.fee !== 'number') return bad('fee', 'expected a number');
-      if (t.weight !== undefined && typeof t.weight !== 'number') return bad('weight', 'expected a number');
-    }
-  }) as unknown as z.ZodType<Tx[]>;
-}
-
-const templateSchema = z.looseObject({
-  version: z.number().int(),
-  rules: z.array(z.string()),
-  previousblockhash: hash,
-  transactions: templateTransactions(),
-  coinbasevalue: z.number().int().nonnegative(),
-  longpollid: z.string().optional(),
-  target: hash,
-  mintime: z.number().int(),
-  curtime: z.number().int(),
-  bits: z.string().regex(/^[0-9a-fA-F]{8}$/),
-  height: z.number().int().nonnegative(),
-  default_witness_commitment: hex.optional(),
-});
+// Edge validation: the fields the pool reads must be there with the right types; extra fields pass (the
+// template's schema is in template-reply.ts).
 const headerSchema = z.looseObject({
   hash,
   confirmations: z.number().int(),
@@ -206,6 +174,8 @@ export class BitcoinRpc implements NodeClient {
   private readonly submitRetryDelaysMs: number[];
   private readonly maxResponseBytes: number;
   private readonly now: () => number;
+  /** Where getblocktemplate replies are read, when not on the event loop (its stats say where they were). */
+  readonly templateThread?: TemplateThread;
   /** Index of the endpoint that answered last: tried first. */
   private preferred = 0;
   private nextId = 1;
@@ -221,6 +191,7 @@ export class BitcoinRpc implements NodeClient {
     this.submitRetryDelaysMs = opts.submitRetryDelaysMs ?? [500, 2_000];
     this.maxResponseBytes = opts.maxResponseBytes ?? 64 * 1024 * 1024;
     this.now = opts.now ?? Date.now;
+    if (opts.templateThread) this.templateThread = new TemplateThread(opts.logger);
     this.endpoints = opts.endpoints.map((ep) => makeEndpoint(ep));
   }
 
@@ -243,8 +214,21 @@ export class BitcoinRpc implements NodeClient {
     if (longpollId !== undefined) request.longpollid = longpollId;
     const longpoll = longpollId !== undefined;
     const timeoutMs = longpoll ? Infinity : this.timeoutMs;
-    const raw = await this.callWithFailover<unknown>('getblocktemplate', [request], timeoutMs, signal, longpoll);
-    return this.validate('getblocktemplate', templateSchema, raw) as BlockTemplate;
+    const reading = await this.callWithFailover<{ template: BlockTemplate } | { shape: string }>(
+      'getblocktemplate', [request], timeoutMs, signal, longpoll, (ep, reply) => this.readTemplate(ep, reply));
+    // A template of the wrong shape is the answer of a node that answered: no other endpoint is tried for it.
+    if ('shape' in reading) throw this.shapeError('getblocktemplate', reading.shape);
+    return reading.template;
+  }
+
+  /** A getblocktemplate reply read (on the template thread when there is one): RPC errors thrown as RpcError. */
+  private async readTemplate(ep: EndpointState, reply: HttpReply): Promise<{ template: BlockTemplate } | { shape: string }> {
+    const r: TemplateReading = this.templateThread
+      ? await this.templateThread.read(reply.status, reply.chunks, reply.size)
+      : readTemplateReply(reply.status, Buffer.concat(reply.chunks, reply.size), false);
+    if (r.ok) return { template: r.template };
+    if ('failure' in r) throw this.failure(ep, 'getblocktemplate', r.failure);
+    return { shape: r.shape };
   }
 
   /** Long polls sent and not answered yet (at most one per TemplateSource). */
@@ -349,8 +333,9 @@ export class BitcoinRpc implements NodeClient {
     );
   }
 
-  /** Closes idle keep-alive sockets. Requests in flight still finish. */
+  /** Closes idle keep-alive sockets and stops the template thread. Requests in flight still finish. */
   close(): void {
+    void this.templateThread?.close();
     for (const ep of this.endpoints) ep.agent.destroy();
   }
 
@@ -360,6 +345,7 @@ export class BitcoinRpc implements NodeClient {
     timeoutMs: number,
     signal: AbortSignal | undefined,
     longpoll: boolean,
+    read: (ep: EndpointState, reply: HttpReply) => T | Promise<T> = (ep, reply) => this.interpret<T>(ep, method, reply),
   ): Promise<T> {
     const body = this.encode(method, params);
     const failures: RpcError[] = [];
@@ -367,7 +353,7 @@ export class BitcoinRpc implements NodeClient {
       signal?.throwIfAborted();
       try {
         if (longpoll) this.outstandingLongpolls++;
-        const result = await this.attempt<T>(ep, method, body, timeoutMs, signal, longpoll).finally(() => {
+        const result = await this.attempt<T>(ep, method, body, timeoutMs, signal, longpoll, read).finally(() => {
           if (longpoll) this.outstandingLongpolls--;
         });
         this.markUp(ep);
@@ -423,6 +409,7 @@ export class BitcoinRpc implements NodeClient {
     timeoutMs: number,
     signal: AbortSignal | undefined,
     longpoll = false,
+    read: (ep: EndpointState, reply: HttpReply) => T | Promise<T> = (e, r) => this.interpret<T>(e, method, r),
   ): Promise<T> {
     let auth = ep.fixedAuth ?? (ep.cookieFile ? (ep.cookieAuth ??= await this.readCookie(ep, method)) : undefined);
     let reply = await this.post(ep, method, body, auth, timeoutMs, signal, longpoll);
@@ -435,7 +422,7 @@ export class BitcoinRpc implements NodeClient {
         reply = await this.post(ep, method, body, auth, timeoutMs, signal, longpoll);
       }
     }
-    return this.interpret<T>(ep, method, reply);
+    return read(ep, reply);
   }
 
   private async readCookie(ep: EndpointState, method: string): Promise<string> {
@@ -499,7 +486,7 @@ export class BitcoinRpc implements NodeClient {
               finish(this.error(ep, method, 'parse', `answer larger than ${this.maxResponseBytes} bytes`));
             } else chunks.push(chunk);
           });
-          res.on('end', () => finish(null, { status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('end', () => finish(null, { status: res.statusCode ?? 0, chunks, size }));
           res.on('error', (err) => finish(this.networkError(ep, method, err)));
         },
       );
@@ -515,63 +502,30 @@ export class BitcoinRpc implements NodeClient {
   }
 
   private interpret<T>(ep: EndpointState, method: string, reply: HttpReply): T {
-    const { status, body } = reply;
-    if (status === 401) {
-      return this.fail(ep, method, 'auth', 'HTTP 401 (check rpcuser/rpcpassword or the cookie file)', status);
-    }
-    if (status === 403) return this.fail(ep, method, 'auth', 'HTTP 403 (check rpcallowip on the node)', status);
-    let parsed: unknown;
-    let parseError: unknown;
-    try {
-      parsed = body.length > 0 ? JSON.parse(body) : undefined;
-    } catch (err) {
-      parseError = err; // reported below, with the status that tells what went wrong
-    }
-    if (isRecord(parsed) && parsed.error !== undefined && parsed.error !== null) {
-      const e = isRecord(parsed.error) ? parsed.error : {};
-      const code = typeof e.code === 'number' ? e.code : undefined;
-      const msg = typeof e.message === 'string' ? e.message : JSON.stringify(parsed.error);
-      throw new RpcError({
-        kind: 'rpc',
-        method,
-        endpoint: ep.display,
-        detail: `RPC error ${code ?? '?'}: ${msg}`,
-        code,
-        rpcMessage: msg,
-        httpStatus: status,
-        retryable: code !== undefined && NODE_STATE_CODES.has(code),
-      });
-    }
-    if (status !== 200) {
-      const text = body.trim().slice(0, 200);
-      const hint = status === 503 ? ' (node RPC overloaded: raise rpcworkqueue/rpcthreads or poll less)' : '';
-      const retryable = status >= 500 || status === 429;
-      return this.fail(ep, method, 'http', `HTTP ${status}${text ? ` ${text}` : ''}${hint}`, status, retryable);
-    }
-    if (parseError !== undefined || !isRecord(parsed) || !('result' in parsed)) {
-      const why = parseError instanceof Error ? parseError.message : 'no "result" member';
-      return this.fail(ep, method, 'parse', `unreadable JSON-RPC answer: ${why}: ${body.slice(0, 120)}`, status);
-    }
-    return parsed.result as T;
+    const r = readReply(reply.status, decodeBody(Buffer.concat(reply.chunks, reply.size)));
+    if (!r.ok) throw this.failure(ep, method, r.failure);
+    return r.result as T;
+  }
+
+  private failure(ep: EndpointState, method: string, f: ReplyFailure): RpcError {
+    return new RpcError({ ...f, method, endpoint: ep.display });
   }
 
   private validate<S extends z.ZodType>(method: string, schema: S, raw: unknown): z.infer<S> {
-    const r = schema.safeParse(raw);
-    if (r.success) return r.data;
-    const issue = r.error.issues[0];
-    const where = issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : r.error.message;
+    const r = shapeProblem(schema, raw);
+    if (r.ok) return r.data as z.infer<S>;
+    throw this.shapeError(method, r.where);
+  }
+
+  private shapeError(method: string, where: string): RpcError {
     const endpoint = this.endpoints[this.preferred].display;
-    throw new RpcError({ kind: 'parse', method, endpoint, detail: `unexpected answer shape at ${where}` });
+    return new RpcError({ kind: 'parse', method, endpoint, detail: `unexpected answer shape at ${where}` });
   }
 
   private networkError(ep: EndpointState, method: string, err: Error): RpcError {
     const code = (err as NodeJS.ErrnoException).code;
     const hint = code === 'ECONNREFUSED' ? ' (is the node running? check rpcbind/rpcport)' : '';
     return this.error(ep, method, 'network', `${code ?? err.message}${hint}`, err, true);
-  }
-
-  private fail(ep: EndpointState, method: string, kind: RpcErrorKind, detail: string, status: number, retryable = false): never {
-    throw new RpcError({ kind, method, endpoint: ep.display, detail, httpStatus: status, retryable });
   }
 
   private error(
@@ -610,10 +564,6 @@ function makeEndpoint(ep: RpcEndpoint): EndpointState {
 
 function basic(user: string, password: string): string {
   return 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** The last endpoint's error, carrying the others, when every endpoint failed. */

@@ -14,6 +14,18 @@ export interface TemplateTransaction {
   depends?: number[];
 }
 
+/**
+ * What a job needs of a template's transactions, made where the template was read (template-reply.ts): their
+ * block bytes (serialized with witness, back to back in block order) and the coinbase's merkle branch (internal
+ * byte order, one sibling per level). `error` says why no job can be built from them (bad hex).
+ */
+export interface PreparedTransactions {
+  count: number;
+  bytes: Buffer;
+  branch: Buffer[];
+  error?: string;
+}
+
 export interface BlockTemplate {
   version: number;
   rules: string[];
@@ -21,7 +33,11 @@ export interface BlockTemplate {
   vbrequired?: number;
   /** Display (reversed) hex of the tip this template builds on. */
   previousblockhash: string;
+  /** Empty once `prepared` is set: the template was read with its transactions made into `prepared`. */
   transactions: TemplateTransaction[];
+  /** The transactions as a job needs them, when the reader made them (then authoritative); else built from
+   *  `transactions` by the job builder. */
+  prepared?: PreparedTransactions;
   coinbaseaux?: Record<string, string>;
   /** Subsidy + fees, satoshis. */
   coinbasevalue: number;
@@ -40,6 +56,11 @@ export interface BlockTemplate {
   height: number;
   /** Hex script of the BIP141 commitment output, present when the block may carry witness data. */
   default_witness_commitment?: string;
+}
+
+/** How many transactions (besides the coinbase) a template carries, however it was read. */
+export function templateTxCount(t: BlockTemplate): number {
+  return t.prepared?.count ?? t.transactions.length;
 }
 
 export interface BlockchainInfo {

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { type NetworkName, type Tx, addressToScript, hashToDisplay, toHex } from '../chain/index.ts';
 import { BlockJournal } from '../ingest/block-journal.ts';
 import { TemplateSource, type TemplateSourceOptions } from '../node/template-source.ts';
-import type { BlockTemplate, NodeClient } from '../node/types.ts';
+import { type BlockTemplate, type NodeClient, templateTxCount } from '../node/types.ts';
 import type { BlockCounters, UnsettledBlock } from '../shares/block-state.ts';
 import type { ShareLog, StorageState } from '../shares/events.ts';
 import { type Job, assembleShareBlock } from '../shares/job.ts';
@@ -168,7 +168,7 @@ export class Pool implements StratumHost {
     this.stats.jobs++;
     this.stats.templateHeight = t.height;
     const clean = added.clean || newTip;
-    this.log.debug({ job: added.job.id, height: t.height, txs: t.transactions.length, clean }, 'new job');
+    this.log.debug({ job: added.job.id, height: t.height, txs: templateTxCount(t), clean }, 'new job');
     this.server.broadcast(added.job, clean);
     // A new tip can settle blocks (confirmations, orphans) and ends retries of blocks the chain moved past.
     if (clean) void this.blocks.checkAll();

@@ -1,7 +1,8 @@
 import {
-  type CoinbaseOutput, assembleBlockFromRaw, bitsToTarget, buildCoinbase, coinbaseMerkleBranch, coinbaseWithWitness, fromHex,
+  type CoinbaseOutput, assembleBlockFromRaw, bitsToTarget, buildCoinbase, coinbaseWithWitness, fromHex,
   hashFromDisplay, targetBytes, targetToDifficulty, toHex,
 } from '../chain/index.ts';
+import { prepareTransactions } from '../node/template-reply.ts';
 import type { BlockTemplate } from '../node/types.ts';
 import { WorkHasher, prevHashToStratum, u32Hex } from './work.ts';
 
@@ -64,8 +65,10 @@ export function buildJob(t: BlockTemplate, spec: JobSpec): Job {
   const coinbaseValue = BigInt(t.coinbasevalue);
   // Add the commitment only when the template's rules include segwit (bcoin returns one before activation).
   const segwit = t.rules.some((r) => r === 'segwit' || r === '!segwit') && !!t.default_witness_commitment;
-  const txids = t.transactions.map((tx) => hashFromDisplay(tx.txid));
-  const branch = coinbaseMerkleBranch(txids);
+  // Made when the template was read (off the event loop, by the template thread), else here: the same function.
+  const prepared = t.prepared ?? prepareTransactions(t.transactions);
+  if (prepared.error !== undefined) throw new Error(prepared.error);
+  const branch = prepared.branch;
   const prevHash = hashFromDisplay(t.previousblockhash);
   const bits = parseInt(t.bits, 16) >>> 0;
   const ntime = Math.max(t.curtime, t.mintime);
@@ -92,7 +95,7 @@ export function buildJob(t: BlockTemplate, spec: JobSpec): Job {
     ntime,
     coinbaseValue,
     hasher: new WorkHasher(parts.coinb1, parts.coinb2, spec.extranonceSize, branch, prevHash, bits),
-    txs: templateTxBytes(t),
+    txs: { count: prepared.count, bytes: prepared.bytes },
     segwit,
     createdAt: spec.now,
     notifyHead: '{"id":null,"method":"mining.notify","params":["',
@@ -100,21 +103,6 @@ export function buildJob(t: BlockTemplate, spec: JobSpec): Job {
     coinbase: basis,
     base: null,
   };
-}
-
-/**
- * The template's transactions as block bytes: one hex decode of them all (3,000 separate decodes and hex checks
- * were ~15 ms of the pool's event loop per template). Buffer.from stops at the first non-hex pair, so a short
- * result is what tells bad hex; an odd-length entry would shift every later one, so lengths are checked apart.
- */
-function templateTxBytes(t: BlockTemplate): { count: number; bytes: Buffer } {
-  const hex = t.transactions.map((tx, i) => {
-    if (tx.data.length % 2 !== 0) throw new Error(`template transaction ${i} (${tx.txid}) has odd-length hex data`);
-    return tx.data;
-  }).join('');
-  const bytes = Buffer.from(hex, 'hex');
-  if (bytes.length * 2 !== hex.length) throw new Error('template transaction data is not hex');
-  return { count: t.transactions.length, bytes };
 }
 
 function coinbaseParts(b: CoinbaseBasis, outputs: CoinbaseOutput[]) {
