@@ -26,6 +26,20 @@ test('npm run build makes a complete build, and bin/hashhub.js runs it (not the 
     assert.match(r.stderr, /dist\/cli\/main\.js/);
     assert.doesNotMatch(r.stderr, /src\/cli\/main\.ts|running the sources/);
     assert.match(r.stderr, /applied 001_schema, .*\(schema version \d+\)/);
+    // The template thread's worker is a module of the build too (dist/node/template-worker.js), started without
+    // tsx: a template read there, not on the event loop (its fallback would hide a worker that cannot start).
+    const thread = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      import { TemplateThread } from ${JSON.stringify(path.join(ROOT, 'dist', 'node', 'template-thread.js'))};
+      const t = new TemplateThread();
+      const tpl = { version: 536870912, rules: ['segwit'], previousblockhash: '11'.repeat(32), coinbasevalue: 1, target: 'ff'.repeat(32), mintime: 1, curtime: 2, bits: '207fffff', height: 5,
+        transactions: [{ data: '0200', txid: '22'.repeat(32), hash: '22'.repeat(32), fee: 0 }] };
+      const body = Buffer.from(JSON.stringify({ result: tpl, error: null, id: 1 }));
+      const r = await t.read(200, [body], body.length);
+      await t.close();
+      console.log(JSON.stringify({ ok: r.ok, count: r.ok ? r.template.prepared.count : null, bytes: r.ok ? Buffer.from(r.template.prepared.bytes).toString('hex') : null, stats: t.stats }));
+    `], { cwd: data, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(thread.status, 0, thread.stderr.slice(-2000));
+    assert.deepEqual(JSON.parse(thread.stdout), { ok: true, count: 1, bytes: '0200', stats: { threaded: 1, fallback: 0 } });
   } finally {
     rmSync(data, { recursive: true, force: true });
   }

@@ -141,48 +141,86 @@ function captureLogger() {
   return { logger: pino({ level: 'debug' }, sink), lines };
 }
 
-/** The reply of a 2-transaction template, as the HTTP layer hands it over: status and body chunks. */
-function reply() {
-  const body = Buffer.from(JSON.stringify({ result: template([tx(Buffer.from('one')), tx(Buffer.from('two'))]), error: null, id: 1 }));
-  return { chunks: [body.subarray(0, 100), body.subarray(100)], size: body.length };
+/** The reply of a template of `n` transactions (distinct per `seed`), as the HTTP layer hands it over, and its block bytes. */
+function reply(n = 2, seed = 0) {
+  const txs = Array.from({ length: n }, (_, i) => tx(Buffer.from(`transaction ${seed}.${i} `.repeat(1 + (i % 20)))));
+  const body = Buffer.from(JSON.stringify({ result: template(txs), error: null, id: 1 }));
+  return { chunks: [body.subarray(0, 100), body.subarray(100)], size: body.length, bytes: Buffer.concat(txs.map((x) => Buffer.from(x.data, 'hex'))) };
 }
 
-test('a thread that dies or hangs mid-read costs no template: the event loop reads it, then a new thread', async (t) => {
+type Inner = { worker: { postMessage: (m: unknown) => void; terminate: () => Promise<number> } | null };
+
+test('a thread that dies or hangs with a read costs no template: the event loop reads it, then a new thread', async (t) => {
   const { logger, lines } = captureLogger();
-  const thread = new TemplateThread(logger, { deadlineMs: 2000 }); // the first read waits for the thread to start (tsx compiles its modules)
+  const thread = new TemplateThread(logger, { deadlineMs: 500 });
   t.after(() => thread.close());
-  const { chunks, size } = reply();
+  const { chunks, size, bytes } = reply();
   const first = await thread.read(200, chunks, size);
   assert.ok(first.ok && first.template.prepared?.count === 2);
+  assert.deepEqual(first.template.prepared.bytes, bytes);
   assert.deepEqual(thread.stats, { threaded: 1, fallback: 0 });
-  const worker = () => (thread as unknown as { worker: { postMessage: (m: unknown) => void; terminate: () => Promise<number> } }).worker;
+  const worker = () => (thread as unknown as Inner).worker!;
 
-  // Dies right after it was handed the reply.
+  // Dies as it is handed the reply.
   const dying = worker();
-  const post = dying.postMessage.bind(dying);
-  dying.postMessage = (m) => { post(m); void dying.terminate(); };
+  dying.postMessage = () => { void dying.terminate(); };
   const second = await thread.read(200, chunks, size);
-  assert.ok(second.ok && second.template.prepared?.count === 2);
-  assert.deepEqual(second.template.prepared.bytes, first.ok ? first.template.prepared?.bytes : null);
+  assert.ok(second.ok);
+  assert.deepEqual(second.template.prepared?.bytes, bytes);
   assert.deepEqual(thread.stats, { threaded: 1, fallback: 1 });
 
-  // A new thread is started for the next read; this one never answers.
+  // A new thread is started for the next read; this one takes the reply and never answers.
   const third = await thread.read(200, chunks, size);
   assert.ok(third.ok);
   assert.deepEqual(thread.stats, { threaded: 2, fallback: 1 });
-  const hanging = worker();
-  hanging.postMessage = () => undefined;
+  worker().postMessage = () => undefined;
   const started = Date.now();
   const fourth = await thread.read(200, chunks, size);
-  assert.ok(fourth.ok && fourth.template.prepared?.count === 2);
-  assert.ok(Date.now() - started >= 1990, 'waited for the deadline');
+  assert.ok(fourth.ok);
+  assert.deepEqual(fourth.template.prepared?.bytes, bytes);
+  assert.ok(Date.now() - started >= 490, 'waited for the deadline');
   assert.deepEqual(thread.stats, { threaded: 2, fallback: 2 });
   assert.equal(lines.filter((l) => l.msg.startsWith('template thread failed')).length, 2);
 });
 
+test('threads stopped in the middle of reading: every template still comes, each with its own bytes', async (t) => {
+  // A 1 ms deadline once a thread is up: it is stopped while it reads a 3,000-transaction template (~20 ms of work),
+  // and the next read goes to a new thread (which has its start allowance, so it answers) with a new shared buffer.
+  const thread = new TemplateThread(undefined, { deadlineMs: 1 });
+  t.after(() => thread.close());
+  for (let seed = 0; seed < 6; seed++) {
+    const { chunks, size, bytes } = reply(3000, seed);
+    const r = await thread.read(200, chunks, size);
+    assert.ok(r.ok, `template ${seed}`);
+    assert.equal(r.template.prepared?.count, 3000);
+    assert.ok(Buffer.isBuffer(r.template.prepared.bytes));
+    assert.ok(r.template.prepared.bytes.equals(bytes), `template ${seed}: its own bytes`);
+  }
+  assert.ok(thread.stats.threaded >= 1 && thread.stats.fallback >= 1, JSON.stringify(thread.stats));
+});
+
+test('closing the thread during a read: the read is done on the event loop, without a warning', async (t) => {
+  const { logger, lines } = captureLogger();
+  const thread = new TemplateThread(logger);
+  const { chunks, size, bytes } = reply(3000, 9);
+  await thread.read(200, chunks, size); // started
+  (thread as unknown as Inner).worker!.postMessage = () => undefined; // holds the next read
+  const reading = thread.read(200, chunks, size);
+  await new Promise((r) => setTimeout(r, 20));
+  await thread.close();
+  const r = await reading;
+  assert.ok(r.ok && r.template.prepared?.bytes.equals(bytes));
+  assert.deepEqual(thread.stats, { threaded: 1, fallback: 1 });
+  assert.deepEqual(lines.filter((l) => l.level >= 40), []);
+  const later = await thread.read(200, chunks, size);
+  assert.ok(later.ok);
+  assert.deepEqual(thread.stats, { threaded: 1, fallback: 2 });
+  t.after(() => thread.close());
+});
+
 test('after repeated failures the thread is given up with one warning, and reads go on on the event loop', async (t) => {
   const { logger, lines } = captureLogger();
-  const thread = new TemplateThread(logger, { deadlineMs: 100 });
+  const thread = new TemplateThread(logger, { deadlineMs: 100, startAllowanceMs: 0 });
   t.after(() => thread.close());
   const { chunks, size } = reply();
   // Every thread started from now on takes the reply and never answers.

@@ -7,6 +7,9 @@ interface Request { id: number; status: number; shared: SharedArrayBuffer; size:
 
 parentPort!.on('message', (m: Request) => {
   const reading = readTemplateReply(m.status, new Uint8Array(m.shared, 0, m.size), true);
-  const bytes = reading.ok ? reading.template.prepared?.bytes : undefined;
+  const prepared = reading.ok ? reading.template.prepared : undefined;
+  // Each branch hash is a view into this thread's 8 KB Buffer pool, which cloning would copy whole: 32 bytes each.
+  if (prepared) prepared.branch = prepared.branch.map((h) => Buffer.from(new Uint8Array(h).buffer));
+  const bytes = prepared?.bytes;
   parentPort!.postMessage({ id: m.id, reading }, bytes && bytes.byteLength > 0 ? [bytes.buffer as ArrayBuffer] : []);
 });

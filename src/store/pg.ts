@@ -139,7 +139,9 @@ function wrapClient(client: PgClient): Queryable {
           // A COPY the server has not started yet (its CopyInResponse still on the way) is failed by a CopyFail that
           // pg-copy-streams sends when that CopyInResponse comes: on a connection it has let go of by then if the
           // error was pg's (a query_timeout: handleError sets it to null), so the send threw a TypeError from the
-          // socket's data handler, ending the process. The connection is discarded anyway (its ROLLBACK fails).
+          // socket's data handler, ending the process. The connection is discarded anyway: its ROLLBACK times out
+          // too, as the query_timeout that can reach a COPY here comes with the connection (a per-COPY one would
+          // leave that ROLLBACK queued). pg-copy-streams 7's own fields: test/pg-copy.test.ts fails if they change.
           const s = stream as unknown as { cb_CopyInResponse: (() => void) | null; connection: unknown };
           const failCopy = s.cb_CopyInResponse;
           if (failCopy) s.cb_CopyInResponse = () => { if (s.connection) failCopy(); };
