@@ -65,7 +65,9 @@ interface LoadResult {
   cpu_us_override?: number;
   /** The pool's own event-loop delay over the window, ms (bench/loop-delay.cjs; a single hashhub process). */
   pool_loop?: { samples: number; p50: number; p99: number; p999: number; max: number; memory?: unknown };
-  server?: { rss_bytes_per_conn: number; rss_peak_bytes: number; cpu_s_window: number; cpu_pct_window: number; rss_window_end_bytes: number };
+  server?: { rss_bytes_per_conn: number; rss_peak_bytes: number; cpu_s_window: number; cpu_pct_window: number; rss_window_end_bytes: number; rss_kb_before_ramp: number };
+  /** The pool's RSS (KB) `rssEarlyS` seconds into the window, read here from /proc. */
+  rss_kb_early?: number;
 }
 
 interface Scenario {
@@ -81,6 +83,8 @@ interface Scenario {
   refreshMs?: number;
   /** Stratum processes sharing the port (stratum.processes), on both cores (beside the generator on core 1). */
   processes?: number;
+  /** Also read the pool's RSS this many seconds into the window (idle memory before V8 settles). */
+  rssEarlyS?: number;
   /** The miners' account mines SOLO: every share hashes the account's own coinbase. */
   solo?: boolean;
 }
@@ -91,7 +95,10 @@ const SCENARIOS: Scenario[] = quick
       { name: 'grind-1k', what: 'accepted path', conns: 200, mode: 'grind', rate: 2000, duration: 5, difficulty: 2 ** -30 },
     ]
   : [
-      { name: 'idle-10k', what: 'idle, 10k connections', conns: 10_000, mode: 'none', rate: 0, duration: 10 },
+      // 60 s: RSS is read at the window's end (the column) and 10 s into it (the notes). V8 keeps the young
+      // generation it grew to during the connection storm, and the old generation's garbage from it, until its
+      // memory reducer runs tens of seconds after allocation falls (~30 s and ~60 s after the storm here).
+      { name: 'idle-10k', what: 'idle, 10k connections, 60 s', conns: 10_000, mode: 'none', rate: 0, duration: 60, rssEarlyS: 10 },
       { name: 'sat-1k', what: 'saturation (200k/s offered), 1k connections', conns: 1000, mode: 'random', rate: 200_000, duration: 20 },
       { name: '5k-1k', what: '5k/s, 1k connections', conns: 1000, mode: 'random', rate: 5000, duration: 20 },
       { name: '5k-10k', what: '5k/s, 10k connections', conns: 10_000, mode: 'random', rate: 5000, duration: 20 },
@@ -262,6 +269,14 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
     const signal = (sig: NodeJS.Signals) => { try { process.kill(server.pid, sig); } catch { /* gone */ } };
     timers.push(setTimeout(() => signal('SIGUSR2'), windowStartMs), setTimeout(() => signal('SIGWINCH'), windowStartMs + s.duration * 1000));
   }
+  let rssEarly: number | undefined;
+  if (s.rssEarlyS !== undefined && !quiet) {
+    timers.push(setTimeout(() => {
+      try {
+        rssEarly = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1]);
+      } catch { /* gone */ }
+    }, windowStartMs + s.rssEarlyS * 1000));
+  }
   // 4 s of the wire from 5 s into the window (see wire-latency.ts), for both pools alike.
   const wire = !quiet && s.rate > 0 && wireCaptureUnavailable() === null
     ? sampleWireLatency(server.port, windowStartMs + 5000, 4, path.join(tmpdir(), `hashhub-bench-wire-${process.pid}-${server.port}.pcap`))
@@ -278,6 +293,7 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
   if (process.env.BENCH_DEBUG) log(line);
   const r = JSON.parse(line) as LoadResult;
   r.wire = await wire;
+  r.rss_kb_early = rssEarly;
   if (server.loopDelayFile && !quiet) {
     try {
       r.pool_loop = JSON.parse(readFileSync(server.loopDelayFile, 'utf8')) as LoadResult['pool_loop'];
@@ -428,9 +444,15 @@ async function main() {
       'As the section above (fakenode, 3,000-transaction template, the Go generator pinned to core 1, every share through the spool into Postgres), for the other shapes of the share path. SOLO: the generator\'s account mines SOLO, so every share hashes that account\'s own coinbase (per-account coinb2) — compare with the pool rows above. 2 processes: `stratum.processes = 2` on both cores, one of which the generator also uses, so its throughput says little (the performance issue: report, do not chase); pool CPU is the processes\' together over the whole run (ramp included) per answered submit, and the generator\'s RSS figure (the primary\'s) is left out.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'] : ['## Stratum share path (vs ckpool)', '', ...provenance(`npm run bench:stratum${quick ? ' -- --quick' : ''}${ckpoolBin ? ' -- --ckpool <bin>' : ''}`), '',
-      'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0 and started with `node --single-threaded-gc` as README Deploy says for a pool process with one core (two processes on cores 0-1 get it from the cluster), the Go load generator and the local Postgres to core 1 (the pool\'s core is only the pool\'s, as when the database has its own machine); pool CPU from /proc over the measured window; the pool\'s own event-loop delay over the window (bench/loop-delay.cjs, sampled every 2 ms) in the notes, beside the generator\'s view; with tcpdump (root), latency on the wire too: 4 s of loopback traffic from 5 s into the window, each submit matched with its answer by id (bench/wire-latency.ts), for both pools, since the generator\'s p50/p99 columns also hold its own scheduling on the core it shares with Postgres. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
+      'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0 and started with `node --single-threaded-gc` as README Deploy says for a pool process with one core (two processes on cores 0-1 get it from the cluster), the Go load generator and the local Postgres to core 1 (the pool\'s core is only the pool\'s, as when the database has its own machine); pool CPU from /proc over the measured window; idle memory is RSS growth per connection at the end of a 60 s window, and 10 s into it in the notes (V8 shrinks the young generation it grew during the connection storm, and compacts the garbage the storm left, only tens of seconds after it); the pool\'s own event-loop delay over the window (bench/loop-delay.cjs, sampled every 2 ms) in the notes, beside the generator\'s view; with tcpdump (root), latency on the wire too: 4 s of loopback traffic from 5 s into the window, each submit matched with its answer by id (bench/wire-latency.ts), for both pools, since the generator\'s p50/p99 columns also hold its own scheduling on the core it shares with Postgres. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'];
+    // Idle: RSS early in the window too, and the V8 heap at its end (the live part: sessions and sockets).
+    const earlyRss = (s: Scenario, r: LoadResult) => {
+      if (r.rss_kb_early === undefined || !r.server || s.conns === 0) return '';
+      const heap = (r.pool_loop?.memory as { heapUsed?: number } | undefined)?.heapUsed;
+      return `RSS ${f(((r.rss_kb_early - r.server.rss_kb_before_ramp) * 1024) / s.conns)} B/conn ${s.rssEarlyS} s into the window${heap !== undefined ? `; V8 heap used at the window's end ${f(heap, 1)} MB` : ''}`;
+    };
     const wireNote = (r: LoadResult) => (r.wire ? `**on the wire** (4 s tcpdump sample, ${f(r.wire.answers)} answers) p50 ${f(r.wire.p50, 2)} / p99 ${f(r.wire.p99, 2)} / p99.9 ${f(r.wire.p999, 2)} / max ${f(r.wire.max, 1)} ms` : '');
     const row = (s: Scenario, who: string, r: LoadResult, note = '') => lines.push(
       `| ${s.what} | ${who} | ${f(r.responses_per_s)} | ${f(cpuUs(r), 1)} | ${f(r.latency_ms.p50, 2)} | ${f(r.latency_ms.p99, 2)} | ${f(r.latency_ms.p999, 2)} | ${f(r.latency_ms.max, 1)} | ${(s.processes ?? 1) > 1 ? '—' : f(r.server?.rss_bytes_per_conn)} | ${f(r.closed_by_server)} | ${note} |`);
@@ -441,11 +463,12 @@ async function main() {
         stored !== undefined ? `${f(stored)} stored of ${f(hashhub.accepted)} accepted 3 s after the window` : '',
         catchUp ? `${f(catchUp.stored)} stored ${f(catchUp.seconds, 0)} s after it (${catchUp.stored >= hashhub.accepted ? 'none lost' : 'NOT ALL: the rest still in the spool'})` : '',
         `generator CPU ${f(hashhub.self_cpu_s_window, 1)} s of ${f(hashhub.window_s, 0)} s`,
+        earlyRss(s, hashhub),
         hashhub.pool_loop ? `pool's own loop delay p99 ${f(hashhub.pool_loop.p99, 1)} / p99.9 ${f(hashhub.pool_loop.p999, 1)} / max ${f(hashhub.pool_loop.max, 1)} ms` : '',
         wireNote(hashhub),
       ].filter(Boolean).join('; ');
       row(s, 'hashhub', hashhub, notes);
-      if (ckpool) row(s, 'ckpool (same run)', ckpool, [ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '', wireNote(ckpool)].filter(Boolean).join('; '));
+      if (ckpool) row(s, 'ckpool (same run)', ckpool, [ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '', earlyRss(s, ckpool), wireNote(ckpool)].filter(Boolean).join('; '));
     }
     writeSection(variants ? 'stratum-variants' : 'stratum', lines);
     log(`written to BENCHMARKS.md (section ${variants ? 'stratum-variants' : 'stratum'})`);
