@@ -71,7 +71,7 @@ export function readReply(status: number, body: string): ReplyReading {
   return { ok: true, result: parsed.result };
 }
 
-/** Where a result does not have the shape we read ("transactions.3.txid: expected …"), or null when it does. */
+/** The result, checked; or where it does not have the shape we read ("transactions.3.txid: expected …"). */
 export function shapeProblem(schema: z.ZodType, raw: unknown): { ok: true; data: unknown } | { ok: false; where: string } {
   const r = schema.safeParse(raw);
   if (r.success) return { ok: true, data: r.data };
