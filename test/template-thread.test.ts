@@ -5,6 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -12,7 +13,7 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { hashFromDisplay, merkleRoot, merkleRootFromBranch, sha256d, toHex } from '../src/chain/index.ts';
 import { BitcoinRpc, RpcError } from '../src/node/rpc.ts';
-import { TemplateThread } from '../src/node/template-thread.ts';
+import { TEMPLATE_THREAD_NICE, TemplateThread } from '../src/node/template-thread.ts';
 import type { BlockTemplate, TemplateTransaction } from '../src/node/types.ts';
 import { buildJob } from '../src/shares/job.ts';
 
@@ -95,6 +96,13 @@ test('a template read on the thread gives the job the transactions make: bytes, 
   await check(Array.from({ length: 3000 }, (_, i) => tx(Buffer.from(`transaction ${i} `.repeat(1 + (i % 20))))));
   assert.equal(threaded.templateThread?.stats.fallback, 0);
   assert.ok((threaded.templateThread?.stats.threaded ?? 0) >= 41, 'read on the thread, not on the event loop');
+  // …at a lower priority than the event loop (Linux: each thread's nice is field 19 of its stat line).
+  if (existsSync('/proc/self/task')) {
+    const nice = (tid: string) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')[16]);
+    const mine = nice(String(process.pid));
+    const niced = readdirSync('/proc/self/task').filter((tid) => nice(tid) === Math.min(19, mine + TEMPLATE_THREAD_NICE));
+    assert.equal(niced.length, 1, 'one thread (the template thread) runs below the event loop');
+  }
 });
 
 test('errors read on the thread are the errors read on the event loop', async (t) => {

@@ -17,6 +17,8 @@ import type { BlockTemplate } from './types.ts';
 export const READ_DEADLINE_MS = 3_000;
 /** …and a thread gets this much more for its first read, to start (load and compile its modules). */
 export const START_ALLOWANCE_MS = 10_000;
+/** How much lower the thread's priority is than the event loop's (template-worker.ts sets it). */
+export const TEMPLATE_THREAD_NICE = 10;
 /** Consecutive failures after which the thread is not started again (one warning, then the event loop reads). */
 const MAX_FAILURES = 3;
 /** A shared buffer grown past this for one large reply is not kept for the next. */
