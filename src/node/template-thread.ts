@@ -4,6 +4,11 @@
 // template refresh. On the thread the loop only copies the reply into a buffer both threads share and takes back
 // the template with its transactions already prepared (their bytes handed over, not copied).
 //
+// The thread runs at the process's priority. At nice +10 it gave the share path a little more of a shared core
+// (task wait p99 4.7-6.6 against 7.5-8.2 ms with a busy loop), but under a saturated loop it got a tenth of the core
+// and a new tip's template came 300-400 ms later (a 12.7 MB reply missed its deadline): miners would hash on the
+// old tip meanwhile. A template on a new tip is worth more than a few milliseconds of answers.
+//
 // Nothing depends on the thread: if it cannot start, dies, or does not answer within READ_DEADLINE_MS, the
 // reply is read on the event loop with the same code (template-reply.ts), so a template is never lost to it.
 
@@ -17,8 +22,6 @@ import type { BlockTemplate } from './types.ts';
 export const READ_DEADLINE_MS = 3_000;
 /** …and a thread gets this much more for its first read, to start (load and compile its modules). */
 export const START_ALLOWANCE_MS = 10_000;
-/** How much lower the thread's priority is than the event loop's (template-worker.ts sets it). */
-export const TEMPLATE_THREAD_NICE = 10;
 /** Consecutive failures after which the thread is not started again (one warning, then the event loop reads). */
 const MAX_FAILURES = 3;
 /** A shared buffer grown past this for one large reply is not kept for the next. */
@@ -118,6 +121,8 @@ export class TemplateThread {
       p.resolve(fromWorker(m.reading));
     });
     w.on('error', (err) => this.settle(w, new Error(`template thread error: ${err.message}`)));
+    // An answer this thread cannot take (it failed to deserialize) fails the read at once, not at its deadline.
+    w.on('messageerror', (err) => this.settle(w, new Error(`template thread answer unreadable: ${err.message}`)));
     w.on('exit', (code) => this.settle(w, new Error(`template thread exited (code ${code})`)));
     w.once('online', () => {
       if (this.worker === w) this.online = true;
@@ -168,6 +173,7 @@ export class TemplateThread {
     const already = this.stopping.get(w);
     if (already) return already; // (removing listeners again would drop the first terminate()'s 'exit' listener)
     w.removeAllListeners('message');
+    w.removeAllListeners('messageerror');
     w.removeAllListeners('exit');
     w.removeAllListeners('error');
     w.on('error', () => undefined); // an 'error' with no listener would be thrown on this thread
