@@ -9,11 +9,11 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import type { pino } from 'pino';
 import { BitcoinRpc, RpcError } from '../src/node/rpc.ts';
 import { TemplateSource, type TemplateMeta, type TemplateStatus } from '../src/node/template-source.ts';
 import type { BlockTemplate, NodeClient } from '../src/node/types.ts';
+import { captureLogger } from './helpers/capture-logger.ts';
 import { until } from './helpers/until.ts';
 import { freePort } from './helpers/free-port.ts';
 
@@ -494,18 +494,6 @@ test('a 200 answer that is not JSON-RPC, or a template missing fields, is a pars
 });
 
 // ---------- TemplateSource ----------
-
-/** A pino logger whose lines land in `lines` (parsed). */
-function captureLogger(): { logger: pino.Logger; lines: Array<{ level: number; msg: string }> } {
-  const lines: Array<{ level: number; msg: string }> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      lines.push(JSON.parse(chunk.toString('utf8')) as { level: number; msg: string });
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, sink), lines };
-}
 
 function setup(
   t: { after: (fn: () => Promise<void> | void) => void },

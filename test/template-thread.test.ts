@@ -7,9 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import fc from 'fast-check';
-import { pino } from 'pino';
+import { captureLogger } from './helpers/capture-logger.ts';
 import { hashFromDisplay, merkleRoot, merkleRootFromBranch, sha256d, toHex } from '../src/chain/index.ts';
 import { BitcoinRpc, RpcError } from '../src/node/rpc.ts';
 import { TemplateThread } from '../src/node/template-thread.ts';
@@ -134,12 +133,6 @@ test('errors read on the thread are the errors read on the event loop', async (t
   }
   assert.equal(threaded.templateThread?.stats.fallback, 0);
 });
-
-function captureLogger() {
-  const lines: Array<{ level: number; msg: string }> = [];
-  const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(JSON.parse(chunk.toString('utf8'))); cb(); } });
-  return { logger: pino({ level: 'debug' }, sink), lines };
-}
 
 /** The reply of a template of `n` transactions (distinct per `seed`), as the HTTP layer hands it over, and its block bytes. */
 function reply(n = 2, seed = 0) {
