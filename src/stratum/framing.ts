@@ -6,12 +6,14 @@ export class LineTooLongError extends Error {
 }
 
 export class LineFramer<T = unknown> {
-  private pending: Buffer[] = [];
+  // Both lists are made when first needed (null until then): a connection's lines almost always arrive whole, and
+  // two empty arrays were 64 bytes of every idle connection's heap.
+  private pending: Buffer[] | null = null;
   private pendingBytes = 0;
   private failed = false;
   /** Set by hold(): the rest of the current chunk, and chunks pushed meanwhile, wait in `held` until release(). */
   private holding = false;
-  private held: Buffer[] = [];
+  private held: Buffer[] | null = null;
   private heldLength = 0;
 
   constructor(
@@ -39,9 +41,10 @@ export class LineFramer<T = unknown> {
       if (this.pendingBytes === 0) {
         line = chunk.toString('utf8', start, nl);
       } else {
-        this.pending.push(chunk.subarray(start, nl));
-        line = Buffer.concat(this.pending, lineBytes).toString('utf8');
-        this.pending = [];
+        const parts = this.pending!;
+        parts.push(chunk.subarray(start, nl));
+        line = Buffer.concat(parts, lineBytes).toString('utf8');
+        this.pending = null;
         this.pendingBytes = 0;
       }
       start = nl + 1;
@@ -57,7 +60,7 @@ export class LineFramer<T = unknown> {
       this.pendingBytes += chunk.length - start;
       if (this.pendingBytes > this.maxLineBytes) return this.fail();
       // Copy: the socket may reuse its buffer.
-      this.pending.push(Buffer.from(chunk.subarray(start)));
+      (this.pending ??= []).push(Buffer.from(chunk.subarray(start)));
     }
   }
 
@@ -77,29 +80,30 @@ export class LineFramer<T = unknown> {
     if (!this.holding) return;
     this.holding = false;
     const chunks = this.held;
-    this.held = [];
+    this.held = null;
     this.heldLength = 0;
+    if (chunks === null) return;
     for (let i = 0; i < chunks.length; i++) {
       this.releasing = true;
       try { this.push(chunks[i]); } finally { this.releasing = false; }
       if (this.failed) return;
       if (this.holding) {
         // Held again partway: the rest of this chunk (kept by push) is followed by the chunks not reached yet.
-        for (let j = i + 1; j < chunks.length; j++) { this.held.push(chunks[j]); this.heldLength += chunks[j].length; }
+        for (let j = i + 1; j < chunks.length; j++) { (this.held ??= []).push(chunks[j]); this.heldLength += chunks[j].length; }
         return;
       }
     }
   }
 
   /** Stop delivering lines (e.g. after the session decided to close). */
-  stop(): void { this.failed = true; this.pending = []; this.pendingBytes = 0; this.held = []; this.heldLength = 0; }
+  stop(): void { this.failed = true; this.pending = null; this.pendingBytes = 0; this.held = null; this.heldLength = 0; }
 
   /** True while release() pushes held chunks: they are copies already, so what is left of one is kept as a view. */
   private releasing = false;
 
   private keep(chunk: Buffer, from: number): void {
     const copy = this.releasing ? chunk.subarray(from) : Buffer.from(from === 0 ? chunk : chunk.subarray(from));
-    this.held.push(copy);
+    (this.held ??= []).push(copy);
     this.heldLength += copy.length;
   }
 

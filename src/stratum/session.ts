@@ -137,6 +137,8 @@ function targetFor(difficulty: number): Buffer {
 const SESSION = Symbol('hashhub.stratumSession');
 type SessionSocket = Socket & { [SESSION]?: StratumSession };
 
+const NO_OUTCOMES: Readonly<Partial<Record<ShareOutcome, number>>> = Object.freeze({});
+
 /** What owns the session (StratumServer): told once the socket has closed, after the session's own handling. */
 export interface SessionOwner {
   sessionClosed(session: StratumSession): void;
@@ -179,7 +181,9 @@ export class StratumSession {
   authorizedAt = 0;
   lastActivityAt: number;
   closed = false;
-  readonly counts: Partial<Record<ShareOutcome, number>> = {};
+  /** Shares handled on this connection, by outcome; made at the first share (an idle connection needs none). */
+  private outcomes: Partial<Record<ShareOutcome, number>> | null = null;
+  get counts(): Readonly<Partial<Record<ShareOutcome, number>>> { return this.outcomes ?? NO_OUTCOMES; }
   /** Times this connection's reads were held: the read throttle, a batch of LINES_PER_TURN, or a spent turn budget. */
   readPauses = 0;
   private readonly framer: LineFramer<StratumSession>;
@@ -506,7 +510,8 @@ export class StratumSession {
       }, p);
     }
     const poolDifficulty = sent?.difficulty ?? this.difficulty;
-    this.counts[result.outcome] = (this.counts[result.outcome] ?? 0) + 1;
+    const outcomes = (this.outcomes ??= {});
+    outcomes[result.outcome] = (outcomes[result.outcome] ?? 0) + 1;
     let refusal: ShareRefusal | void = undefined;
     // Routed work is metered and forwarded by its route, never credited by the pool nor submitted to our node.
     if (route) route.onShare(this, worker, sent ?? null, result, p);
