@@ -526,6 +526,24 @@ describe('GET /metrics', () => {
     assert.ok(Number.isNaN(m.get('hashhub_template_age_seconds')));
   });
 
+  it('counts block templates by where they were read, both labels from the first scrape', async () => {
+    const reads = { thread: 0, eventLoop: 0 };
+    const metrics = createMetrics({ pool: () => snapshot(), templateReads: () => reads }, { defaultMetrics: false });
+    const app = buildApi({ stats: new FakeStats(), pool: () => snapshot(), health: harness().health, metrics });
+    const scrape = async () => samples((await get(app, '/metrics')).body);
+    let m = await scrape();
+    assert.equal(m.get('hashhub_template_reads_total{where="thread"}'), 0);
+    assert.equal(m.get('hashhub_template_reads_total{where="event_loop"}'), 0);
+    reads.thread = 12;
+    reads.eventLoop = 1; // the thread failed once
+    m = await scrape();
+    assert.equal(m.get('hashhub_template_reads_total{where="thread"}'), 12);
+    assert.equal(m.get('hashhub_template_reads_total{where="event_loop"}'), 1);
+    // Without the source (an API over a pool with no RPC of its own) the counter is not exported at all.
+    const none = samples((await get(harness().app, '/metrics')).body);
+    assert.ok(![...none.keys()].some((k) => k.startsWith('hashhub_template_reads_total')));
+  });
+
   it('includes the default Node process metrics under the hashhub_ prefix, and no ingest gauges without ingest', async () => {
     const metrics = createMetrics({ pool: () => snapshot() });
     const app = buildApi({ stats: new FakeStats(), pool: () => snapshot(), health: harness().health, metrics });

@@ -94,6 +94,15 @@ test('a template read on the thread gives the job the transactions make: bytes, 
   await check(Array.from({ length: 3000 }, (_, i) => tx(Buffer.from(`transaction ${i} `.repeat(1 + (i % 20))))));
   assert.equal(threaded.templateThread?.stats.fallback, 0);
   assert.ok((threaded.templateThread?.stats.threaded ?? 0) >= 41, 'read on the thread, not on the event loop');
+  // What /metrics exports (hashhub_template_reads_total): every read, on the thread or on the event loop.
+  assert.deepEqual(threaded.templateReads, { thread: threaded.templateThread?.stats.threaded, eventLoop: 0 });
+  assert.deepEqual(onLoop.templateReads, { thread: 0, eventLoop: threaded.templateThread?.stats.threaded });
+  // A thread that is gone: its reads are counted where they happen, on the event loop.
+  const before = threaded.templateReads;
+  await threaded.templateThread!.close();
+  node.answer(template([]));
+  await threaded.getBlockTemplate();
+  assert.deepEqual(threaded.templateReads, { thread: before.thread, eventLoop: 1 });
 });
 
 test('errors read on the thread are the errors read on the event loop', async (t) => {

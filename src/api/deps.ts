@@ -68,6 +68,8 @@ export interface MetricsSources {
   pool: () => PoolSnapshot;
   /** Absent until ingest is wired: its gauges are then not exported at all (rather than a misleading 0). */
   ingest?: () => IngestSnapshot;
+  /** getblocktemplate replies read on the template thread and on the event loop (BitcoinRpc.templateReads). */
+  templateReads?: () => { thread: number; eventLoop: number };
 }
 
 export interface IngestSnapshot {

@@ -110,6 +110,12 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
   });
   deltaCounter(registry, `${p}stratum_slow_readers_closed_total`, 'Connections closed because the pool-wide write buffer cap was reached (slowest readers first).', null,
     () => ({ '': sources.pool().writeBuffers?.slowReadersClosed ?? 0 }));
+  const templateReads = sources.templateReads;
+  if (templateReads) {
+    deltaCounter(registry, `${p}template_reads_total`,
+      "Block templates read, by where: on the template thread, or on the event loop (the thread failed or was given up: each such read is a pause in miners' answers).",
+      'where', () => { const r = templateReads(); return { thread: r.thread, event_loop: r.eventLoop }; });
+  }
   new Gauge({
     name: `${p}pool_draining`, help: '1 while the pool shuts down gracefully.', registers: [registry],
     collect() { this.set(sources.pool().draining ? 1 : 0); },

@@ -42,7 +42,7 @@ function shown(host: string): string {
 export function poolApiWiring(cfg: Config, running: Omit<PreparedPool, 'listen'>, auth: Auth): ApiWiring {
   return {
     pool: running.pool, node: running.rpc, stats: running.stats, dbPing: () => running.dbReady(),
-    ingest: () => running.ingest(), shareLog: running.shareLog,
+    ingest: () => running.ingest(), shareLog: running.shareLog, templateReads: () => running.rpc.templateReads,
     accounting: running.accounting ? (registry) => accountingApi(cfg, running.accounting!, auth, registry) : undefined,
     routing: running.routing ? { service: running.routing, auth } : undefined,
     market: running.market ? marketApiDeps(running.market, running.store.db, auth, cfg.market.rateLimitPerMinute) : undefined,

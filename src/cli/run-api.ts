@@ -26,6 +26,8 @@ export interface ApiWiring {
   shareLog?: LiveSource;
   /** Accounting's routes (balances, earnings, settings, tokens, payouts), given the API's metrics registry. */
   accounting?: (registry: Registry) => AccountingApiDeps;
+  /** getblocktemplate replies read on the template thread and on the event loop (metrics). */
+  templateReads?: () => { thread: number; eventLoop: number };
   /** Hashrate routing (issue 12): /api/v1/routes. */
   routing?: RoutingApiDeps;
   /** The hashrate market (issue 13): /api/v1/market. */
@@ -44,7 +46,7 @@ export interface ApiConfig {
 export async function startApi(w: ApiWiring, cfg: ApiConfig, log: Logger): Promise<{ app: FastifyInstance; port: number }> {
   const snapshot = () => poolSnapshot(w.pool);
   const closers: (() => void)[] = [];
-  const metrics = createMetrics({ pool: snapshot, ingest: w.ingest });
+  const metrics = createMetrics({ pool: snapshot, ingest: w.ingest, templateReads: w.templateReads });
   w.pool.submitObserver = (s) => metrics.observeSubmit(s);
   w.onDbWrite?.((s) => metrics.observeDbWrite(s));
   let live: LiveStats | undefined;

@@ -223,13 +223,26 @@ export class BitcoinRpc implements NodeClient {
 
   /** A getblocktemplate reply read (on the template thread when there is one): RPC errors thrown as RpcError. */
   private async readTemplate(ep: EndpointState, reply: HttpReply): Promise<{ template: BlockTemplate } | { shape: string }> {
-    const r: TemplateReading = this.templateThread
-      ? await this.templateThread.read(reply.status, reply.chunks, reply.size)
-      : readTemplateReply(reply.status, Buffer.concat(reply.chunks, reply.size), false);
+    let r: TemplateReading;
+    if (this.templateThread) r = await this.templateThread.read(reply.status, reply.chunks, reply.size);
+    else {
+      this.loopTemplateReads++;
+      r = readTemplateReply(reply.status, Buffer.concat(reply.chunks, reply.size), false);
+    }
     if (r.ok) return { template: r.template };
     if ('failure' in r) throw this.failure(ep, 'getblocktemplate', r.failure);
     return { shape: r.shape };
   }
+
+  /**
+   * getblocktemplate replies read so far: on the template thread, and on the event loop (no thread, or the thread
+   * failed: each such read is a turn that miners' answers wait behind).
+   */
+  get templateReads(): TemplateReadCounts {
+    const t = this.templateThread?.stats;
+    return { thread: t?.threaded ?? 0, eventLoop: (t?.fallback ?? 0) + this.loopTemplateReads };
+  }
+  private loopTemplateReads = 0;
 
   /** Long polls sent and not answered yet (at most one per TemplateSource). */
   get longpollsOutstanding(): number {
@@ -588,6 +601,8 @@ function combineFailures(failures: RpcError[]): RpcError {
  * A publisher address as the node reports it, made reachable from here: a wildcard bind (0.0.0.0, *, ::)
  * means "the node's own address", i.e. the host of the RPC URL that answered.
  */
+export interface TemplateReadCounts { thread: number; eventLoop: number }
+
 export function reachableZmqAddress(address: string, rpcHost: string): string {
   const m = /^tcp:\/\/(\*|0\.0\.0\.0|\[::\]|::):(\d+)$/.exec(address);
   if (!m) return address;
