@@ -115,6 +115,11 @@ test('node unreachable at start: API and probes at once (ready 503 naming the no
   assert.equal(sub.error, null);
   miner.close();
   await until(async () => (await fetch(`${api}/health/ready`)).status === 200, 30_000, 'ready once the node answers');
+  // The template it mines on is counted where it was read (the thread, or the event loop if the thread was slow to
+  // start on a loaded machine): the pool process's RPC client is wired to /metrics.
+  const metrics = await (await fetch(`${api}/metrics`)).text();
+  const reads = (where: string) => Number(new RegExp(`^hashhub_template_reads_total\\{where="${where}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+  assert.ok(reads('thread') + reads('event_loop') >= 1, metrics.split('\n').filter((l) => l.includes('template_reads')).join('\n'));
 
   // The books run in the pool process and their routes are served: the operator token is made once, in the
   // data directory, and the banner says where; an account made through the API gets its owner token.

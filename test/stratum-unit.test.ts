@@ -106,6 +106,42 @@ describe('line framing', () => {
     ), { numRuns: 500 });
   }
 
+  test('stop() or an oversized line while held lines are being released: nothing more is delivered, later pushes are ignored', () => {
+    // stop() from a line's handler, partway through a release of held chunks.
+    const lines: string[] = [];
+    const f: LineFramer = new LineFramer(16, (l) => { lines.push(l); if (l === 'a') f.hold(); if (l === 'c') f.stop(); }, () => assert.fail('no error'));
+    f.push(Buffer.from('a\nb\n'));
+    f.push(Buffer.from('c\nd\n'));
+    f.push(Buffer.from('e\n'));
+    assert.deepEqual(lines, ['a']);
+    assert.equal(f.heldBytes, 8);
+    f.release();
+    assert.deepEqual(lines, ['a', 'b', 'c'], 'stopped at c: d and the chunk after it are dropped');
+    assert.equal(f.heldBytes, 0);
+    f.push(Buffer.from('f\n'));
+    f.release();
+    assert.deepEqual(lines, ['a', 'b', 'c']);
+
+    // A line over the cap inside a held chunk: the error when it is reached, in order, and nothing after it.
+    const got: string[] = [];
+    const errors: Error[] = [];
+    const g: LineFramer = new LineFramer(8, (l) => { got.push(l); if (l === 'a') g.hold(); }, (e) => errors.push(e));
+    g.push(Buffer.from('a\nb\n'));
+    g.push(Buffer.from('x'.repeat(9) + '\nc\n'));
+    assert.deepEqual(errors, []);
+    g.release();
+    assert.deepEqual(got, ['a', 'b']);
+    assert.equal(errors.length, 1);
+    g.push(Buffer.from('d\n'));
+    assert.deepEqual(got, ['a', 'b']);
+    // A partial line kept across chunks, then stop(): its bytes are gone, and the framer stays stopped.
+    const h = collect();
+    h.f.push(Buffer.from('{"par'));
+    h.f.stop();
+    h.f.push(Buffer.from('tial":1}\n'));
+    assert.deepEqual(h.lines, []);
+  });
+
   test('property: any chunking, held and released any number of times (chunks arriving while held), gives every line once, in order', () => {
     framingProperty(false);
   });

@@ -238,7 +238,7 @@ export class BitcoinRpc implements NodeClient {
    * getblocktemplate replies read so far: on the template thread, and on the event loop (no thread, or the thread
    * failed: each such read is a turn that miners' answers wait behind).
    */
-  get templateReads(): TemplateReadCounts {
+  get templateReads(): { thread: number; eventLoop: number } {
     const t = this.templateThread?.stats;
     return { thread: t?.threaded ?? 0, eventLoop: (t?.fallback ?? 0) + this.loopTemplateReads };
   }
@@ -601,8 +601,6 @@ function combineFailures(failures: RpcError[]): RpcError {
  * A publisher address as the node reports it, made reachable from here: a wildcard bind (0.0.0.0, *, ::)
  * means "the node's own address", i.e. the host of the RPC URL that answered.
  */
-export interface TemplateReadCounts { thread: number; eventLoop: number }
-
 export function reachableZmqAddress(address: string, rpcHost: string): string {
   const m = /^tcp:\/\/(\*|0\.0\.0\.0|\[::\]|::):(\d+)$/.exec(address);
   if (!m) return address;
