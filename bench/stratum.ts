@@ -68,6 +68,8 @@ interface LoadResult {
   server?: { rss_bytes_per_conn: number; rss_peak_bytes: number; cpu_s_window: number; cpu_pct_window: number; rss_window_end_bytes: number; rss_kb_before_ramp: number };
   /** The pool's RSS (KB) `rssEarlyS` seconds into the window, read here from /proc. */
   rss_kb_early?: number;
+  /** What else happened on the pool's core over the window (see noiseSample): this machine's noise, beside the figures. */
+  noise?: Noise;
 }
 
 interface Scenario {
@@ -269,6 +271,14 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
     const signal = (sig: NodeJS.Signals) => { try { process.kill(server.pid, sig); } catch { /* gone */ } };
     timers.push(setTimeout(() => signal('SIGUSR2'), windowStartMs), setTimeout(() => signal('SIGWINCH'), windowStartMs + s.duration * 1000));
   }
+  // The pool's core's steal time and the pool's page faults over the window: a run that reads far from its
+  // neighbours can be told from one the pool caused (a VM's host taking the core, evicted pages read back).
+  let noiseAt: NoiseSample | null = null;
+  let noise: Noise | undefined;
+  if (!quiet) {
+    timers.push(setTimeout(() => { noiseAt = noiseSample(server.pid); }, windowStartMs));
+    timers.push(setTimeout(() => { noise = noiseSince(noiseAt, noiseSample(server.pid)); }, windowStartMs + s.duration * 1000));
+  }
   let rssEarly: number | undefined;
   if (s.rssEarlyS !== undefined && !quiet) {
     timers.push(setTimeout(() => {
@@ -283,6 +293,8 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
     : Promise.resolve(null);
   const code = await new Promise<number | null>((resolve) => gen.once('exit', resolve));
   for (const t of timers) clearTimeout(t);
+  // The generator can end before the window's estimated end (it stops draining once every answer is in).
+  noise ??= noiseSince(noiseAt, noiseSample(server.pid));
   if (server.loopDelayFile && !quiet && !existsSync(server.loopDelayFile)) {
     // The generator stops draining once every answer is in, which can be before the window's end as estimated.
     try { process.kill(server.pid, 'SIGWINCH'); } catch { /* gone */ }
@@ -294,6 +306,7 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
   const r = JSON.parse(line) as LoadResult;
   r.wire = await wire;
   r.rss_kb_early = rssEarly;
+  r.noise = noise;
   if (server.loopDelayFile && !quiet) {
     try {
       r.pool_loop = JSON.parse(readFileSync(server.loopDelayFile, 'utf8')) as LoadResult['pool_loop'];
@@ -307,6 +320,40 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
 
 const f = (n: number | undefined, d = 0) => (n !== undefined && Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '—');
 const cpuUs = (r: LoadResult) => (r.cpu_us_override ?? (r.server && r.responses_in_window > 0 ? (r.server.cpu_s_window * 1e6) / r.responses_in_window : NaN));
+
+interface NoiseSample { at: number; steal: number; coreTotal: number; minflt: number; majflt: number }
+interface Noise { stealPct: number; minflt: number; majflt: number }
+
+/** Core 0's steal and total ticks (/proc/stat) and the page faults of the pool and its children (/proc/<pid>/stat). */
+function noiseSample(pid: number): NoiseSample | null {
+  try {
+    const cpu0 = /^cpu0 (.*)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1].trim().split(/\s+/).map(Number);
+    if (!cpu0) return null;
+    let minflt = 0;
+    let majflt = 0;
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+        const fields = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        if (Number(d) !== pid && Number(fields[1]) !== pid) continue;
+        minflt += Number(fields[7]);
+        majflt += Number(fields[9]);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already)
+    return { at: Date.now(), steal: cpu0[7] ?? 0, coreTotal: cpu0.slice(0, 8).reduce((a, b) => a + b, 0), minflt, majflt };
+  } catch {
+    return null;
+  }
+}
+
+function noiseSince(a: NoiseSample | null, b: NoiseSample | null): Noise | undefined {
+  if (!a || !b || b.coreTotal <= a.coreTotal) return undefined;
+  return { stealPct: (100 * (b.steal - a.steal)) / (b.coreTotal - a.coreTotal), minflt: b.minflt - a.minflt, majflt: b.majflt - a.majflt };
+}
 
 /** CPU seconds of a process and its children (a cluster's primary and its Stratum processes), from /proc. */
 function treeCpuSeconds(pid: number): number {
@@ -425,7 +472,7 @@ async function main() {
         await pool.stop();
         await db.drop();
       }
-      log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}`);
+      log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}${r.noise ? `; core 0 steal ${f(r.noise.stealPct, 1)} %, pool faults ${f(r.noise.minflt)}/${f(r.noise.majflt)} major` : ''}`);
       let ck: LoadResult | undefined;
       if (ckpoolBin && s.mode !== 'grind') {
         const c = await startCkpool(ckpoolBin, work, nodePort, s);
@@ -453,6 +500,7 @@ async function main() {
       const heap = (r.pool_loop?.memory as { heapUsed?: number } | undefined)?.heapUsed;
       return `RSS ${f(((r.rss_kb_early - r.server.rss_kb_before_ramp) * 1024) / s.conns)} B/conn ${s.rssEarlyS} s into the window${heap !== undefined ? `; V8 heap used at the window's end ${f(heap, 1)} MB` : ''}`;
     };
+    const noiseNote = (r: LoadResult) => (r.noise ? `core 0 steal ${f(r.noise.stealPct, 1)} % of the window, pool page faults ${f(r.noise.minflt)} minor / ${f(r.noise.majflt)} major` : '');
     const wireNote = (r: LoadResult) => (r.wire ? `**on the wire** (4 s tcpdump sample, ${f(r.wire.answers)} answers) p50 ${f(r.wire.p50, 2)} / p99 ${f(r.wire.p99, 2)} / p99.9 ${f(r.wire.p999, 2)} / max ${f(r.wire.max, 1)} ms` : '');
     const row = (s: Scenario, who: string, r: LoadResult, note = '') => lines.push(
       `| ${s.what} | ${who} | ${f(r.responses_per_s)} | ${f(cpuUs(r), 1)} | ${f(r.latency_ms.p50, 2)} | ${f(r.latency_ms.p99, 2)} | ${f(r.latency_ms.p999, 2)} | ${f(r.latency_ms.max, 1)} | ${(s.processes ?? 1) > 1 ? '—' : f(r.server?.rss_bytes_per_conn)} | ${f(r.closed_by_server)} | ${note} |`);
@@ -466,9 +514,10 @@ async function main() {
         earlyRss(s, hashhub),
         hashhub.pool_loop ? `pool's own loop delay p99 ${f(hashhub.pool_loop.p99, 1)} / p99.9 ${f(hashhub.pool_loop.p999, 1)} / max ${f(hashhub.pool_loop.max, 1)} ms` : '',
         wireNote(hashhub),
+        noiseNote(hashhub),
       ].filter(Boolean).join('; ');
       row(s, 'hashhub', hashhub, notes);
-      if (ckpool) row(s, 'ckpool (same run)', ckpool, [ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '', earlyRss(s, ckpool), wireNote(ckpool)].filter(Boolean).join('; '));
+      if (ckpool) row(s, 'ckpool (same run)', ckpool, [ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '', earlyRss(s, ckpool), wireNote(ckpool), noiseNote(ckpool)].filter(Boolean).join('; '));
     }
     writeSection(variants ? 'stratum-variants' : 'stratum', lines);
     log(`written to BENCHMARKS.md (section ${variants ? 'stratum-variants' : 'stratum'})`);
