@@ -53,7 +53,12 @@ export const DEFAULT_INDEX_PARAMS: IndexParams = { minVolumeHashes: HASHES_PER_P
 export type IndexMethod = 'vwap' | 'rolling' | 'time-weighted-mid' | 'scaled-previous' | 'none';
 
 export interface VwapResult {
-  value: Rational;
+  /**
+   * Σ(P·V) / Σ V over the trades kept; null when none was kept. That happens when the median is the midpoint of two
+   * prices more than 25 % away from it on both sides (equal volume at 30,000 and 50,001, say): every trade is
+   * then an outlier by the pinned rule, and the window has no volume to publish.
+   */
+  value: Rational | null;
   median: Rational;
   volumeHashes: bigint;
   used: number;
@@ -131,7 +136,7 @@ export function vwap(trades: readonly IndexTrade[], outlierBps: number): VwapRes
     v += t.hashes;
     used++;
   }
-  return { value: reduce({ num: pv, den: v }), median: m, volumeHashes: v, used, outliers, outlierHashes };
+  return { value: v > 0n ? reduce({ num: pv, den: v }) : null, median: m, volumeHashes: v, used, outliers, outlierHashes };
 }
 
 export function computeDailyIndex(inputs: IndexInputs, params: IndexParams = DEFAULT_INDEX_PARAMS): IndexResult {
@@ -152,11 +157,13 @@ export function computeDailyIndex(inputs: IndexInputs, params: IndexParams = DEF
   const publish = (method: IndexMethod, exact: Rational, note: string | null): IndexResult =>
     ({ ...base, method, value: Number(roundHalfEven(exact)), exact, note });
 
-  if (day && day.volumeHashes >= params.minVolumeHashes) return publish('vwap', day.value, null);
+  // A window whose every trade was an outlier has no value, whatever the minimum (a configured minimum that rounds to
+  // 0 hashes included): it is thin, and the fallbacks decide.
+  if (day?.value && day.volumeHashes >= params.minVolumeHashes) return publish('vwap', day.value, null);
   const thin = `day volume ${fmtPhDay(day?.volumeHashes ?? 0n)} PH·day < minimum ${fmtPhDay(params.minVolumeHashes)}`;
 
   const rolling = vwap(inputs.trades.filter((t) => t.time >= start - 86_400_000 && t.time < end && eligible(t)), params.outlierBps);
-  if (rolling && rolling.volumeHashes >= params.minVolumeHashes) {
+  if (rolling?.value && rolling.volumeHashes >= params.minVolumeHashes) {
     return publish('rolling', rolling.value, `${thin}; rolling 48 h volume ${fmtPhDay(rolling.volumeHashes)} PH·day`);
   }
 
