@@ -110,10 +110,12 @@ describe('daily index: the rules one by one', () => {
       const m = Number(r.median.num) / Number(r.median.den);
       const kept = trades.filter((t) => Math.abs(t.price - m) <= m * 0.25);
       assert.equal(r.used, kept.length);
-      if (r.median.den === 1n) assert.ok(r.used >= 1, 'a median that is a trade\'s price keeps that trade');
+      // (A midpoint can be a whole number too: 30,000 and 60,000 give 45,000/1, which is no trade's price.)
+      const atTradePrice = r.median.den === 1n && trades.some((t) => BigInt(t.price) === r.median.num);
+      if (atTradePrice) assert.ok(r.used >= 1, 'a median that is a trade\'s price keeps that trade');
       if (kept.length === 0) {
         // Only when the median is the midpoint of two prices both more than 25 % from it.
-        assert.equal(r.median.den, 2n);
+        assert.ok(!atTradePrice);
         assert.equal(r.value, null);
         assert.equal(r.volumeHashes, 0n);
         return;
@@ -139,7 +141,13 @@ describe('daily index: the rules one by one', () => {
       assert.equal(day.method, 'none', String(minVolumeHashes));
       assert.equal(day.value, null);
       assert.equal(day.excluded.outliers, 2);
+      assert.match(day.note!, minVolumeHashes > 0n ? /^day volume 0 PH·day < minimum 1;/ : /^day volume 0 PH·day: every trade is an outlier;/);
     }
+    // A whole-number midpoint that is no trade's price: 30,000 and 60,000 at equal volume, median 45,000.
+    const even = vwap([trade(30_000, 4996, 1), trade(60_000, 4996, 2)], 2500)!;
+    assert.deepEqual(even.median, { num: 45_000n, den: 1n });
+    assert.equal(even.value, null);
+    assert.equal(even.used, 0);
   });
 });
 

@@ -5,10 +5,11 @@
 //   (PH·day), P = the price it was billed at (sat/PH/day). Self-trades and credited (undelivered) work are
 //   excluded.
 // - Outliers: a trade priced more than 25 % away from the day's volume-weighted median price is excluded
-//   (|P − m| × 4 > m). The weighted median m is the lowest price at which the cumulative volume reaches half of
-//   the total; when it reaches exactly half, m is the midpoint of that price and the next one.
+//   (|P − m| × 4 > m). The weighted median m is the lowest price at which the cumulative volume exceeds half of
+//   the total; when it reaches exactly half, m is the midpoint of that price and the next one. When both of those
+//   are more than 25 % from m, every trade is an outlier and the window has no value (thin, below).
 // - The result is the exact rational VWAP, rounded once to an integer sat/PH/day, half to even.
-// - Thin volume (less than the minimum volume after exclusions) falls back, in order, to:
+// - Thin volume (less than the minimum volume after exclusions, or none at all) falls back, in order, to:
 //   1. rolling: the same rule over day d and the 24 hours before it (48 h ending at the day's end);
 //   2. time-weighted mid: the mean of (best bid + best ask) / 2 over the day's ticks that had both (every tick
 //      lasts the same time), if at least minMidTicks ticks had them;
@@ -160,7 +161,10 @@ export function computeDailyIndex(inputs: IndexInputs, params: IndexParams = DEF
   // A window whose every trade was an outlier has no value, whatever the minimum (a configured minimum that rounds to
   // 0 hashes included): it is thin, and the fallbacks decide.
   if (day?.value && day.volumeHashes >= params.minVolumeHashes) return publish('vwap', day.value, null);
-  const thin = `day volume ${fmtPhDay(day?.volumeHashes ?? 0n)} PH·day < minimum ${fmtPhDay(params.minVolumeHashes)}`;
+  const dayVolume = day?.volumeHashes ?? 0n;
+  const thin = dayVolume < params.minVolumeHashes
+    ? `day volume ${fmtPhDay(dayVolume)} PH·day < minimum ${fmtPhDay(params.minVolumeHashes)}`
+    : `day volume 0 PH·day: every trade is an outlier`;
 
   const rolling = vwap(inputs.trades.filter((t) => t.time >= start - 86_400_000 && t.time < end && eligible(t)), params.outlierBps);
   if (rolling?.value && rolling.volumeHashes >= params.minVolumeHashes) {
