@@ -113,7 +113,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
   const templateReads = sources.templateReads;
   if (templateReads) {
     deltaCounter(registry, `${p}template_reads_total`,
-"getblocktemplate replies read, by where: on the template thread, or on the event loop (the thread failed, could not start or was given up: each such read is a pause in miners' answers).",
+      "getblocktemplate replies read, by where: on the template thread, or on the event loop (the thread failed, could not start or was given up: each such read is a pause in miners' answers).",
       'where', () => { const r = templateReads(); return { thread: r.thread, event_loop: r.eventLoop }; });
   }
   new Gauge({
