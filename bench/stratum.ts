@@ -325,30 +325,17 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
 const f = (n: number | undefined, d = 0) => (n !== undefined && Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '—');
 const cpuUs = (r: LoadResult) => (r.cpu_us_override ?? (r.server && r.responses_in_window > 0 ? (r.server.cpu_s_window * 1e6) / r.responses_in_window : NaN));
 
-interface NoiseSample { at: number; steal: number; coreTotal: number; minflt: number; majflt: number }
+interface NoiseSample { steal: number; coreTotal: number; minflt: number; majflt: number }
 interface Noise { stealPct: number; minflt: number; majflt: number }
 
-/** Core 0's steal and total ticks (/proc/stat) and the page faults of the pool and its children (/proc/<pid>/stat). */
+/** Core 0's steal and total ticks (/proc/stat) and the page faults of the pool and its children (treeStat). */
 function noiseSample(pid: number): NoiseSample | null {
   try {
     const cpu0 = /^cpu0 (.*)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1].trim().split(/\s+/).map(Number);
     if (!cpu0) return null;
-    let minflt = 0;
-    let majflt = 0;
-    for (const d of readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const st = readFileSync(`/proc/${d}/stat`, 'utf8');
-        const fields = st.slice(st.lastIndexOf(')') + 2).split(' ');
-        if (Number(d) !== pid && Number(fields[1]) !== pid) continue;
-        minflt += Number(fields[7]);
-        majflt += Number(fields[9]);
-      } catch {
-        // gone meanwhile
-      }
-    }
+    const { minflt, majflt } = treeStat(pid);
     // user nice system idle iowait irq softirq steal (guest time is counted in user already)
-    return { at: Date.now(), steal: cpu0[7] ?? 0, coreTotal: cpu0.slice(0, 8).reduce((a, b) => a + b, 0), minflt, majflt };
+    return { steal: cpu0[7] ?? 0, coreTotal: cpu0.slice(0, 8).reduce((a, b) => a + b, 0), minflt, majflt };
   } catch {
     return null;
   }
@@ -359,24 +346,32 @@ function noiseSince(a: NoiseSample | null, b: NoiseSample | null): Noise | undef
   return { stealPct: (100 * (b.steal - a.steal)) / (b.coreTotal - a.coreTotal), minflt: b.minflt - a.minflt, majflt: b.majflt - a.majflt };
 }
 
-/** CPU seconds of a process and its children (a cluster's primary and its Stratum processes), from /proc. */
-function treeCpuSeconds(pid: number): number {
-  const ticks = (p: string) => {
-    const st = readFileSync(`/proc/${p}/stat`, 'utf8');
-    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), cpu: Number(f[11]) + Number(f[12]) };
-  };
-  let total = 0;
+/**
+ * A process and its children (a cluster's primary and its Stratum processes), summed from /proc/<pid>/stat: CPU
+ * ticks (utime + stime) and page faults.
+ */
+function treeStat(pid: number): { cpuTicks: number; minflt: number; majflt: number } {
+  const sum = { cpuTicks: 0, minflt: 0, majflt: 0 };
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      const t = ticks(d);
-      if (Number(d) === pid || t.ppid === pid) total += t.cpu;
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      // The fields after the command: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime …
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      if (Number(d) !== pid && Number(f[1]) !== pid) continue;
+      sum.cpuTicks += Number(f[11]) + Number(f[12]);
+      sum.minflt += Number(f[7]);
+      sum.majflt += Number(f[9]);
     } catch {
       // gone meanwhile
     }
   }
-  return total / 100; // USER_HZ
+  return sum;
+}
+
+/** CPU seconds of a process and its children, from /proc. */
+function treeCpuSeconds(pid: number): number {
+  return treeStat(pid).cpuTicks / 100; // USER_HZ
 }
 
 /** The miners' account (the generator's user) mines SOLO: its scheme row before the pool starts. */

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApi, listenApi } from '../api/app.ts';
-import type { ApiDeps, IngestSnapshot } from '../api/deps.ts';
+import type { ApiDeps, IngestSnapshot, MetricsSources } from '../api/deps.ts';
 import { LiveStats, type LiveSource, SERIES } from '../api/live.ts';
 import { createMetrics } from '../api/metrics.ts';
 import { poolSnapshot } from '../api/pool-snapshot.ts';
@@ -27,7 +27,7 @@ export interface ApiWiring {
   /** Accounting's routes (balances, earnings, settings, tokens, payouts), given the API's metrics registry. */
   accounting?: (registry: Registry) => AccountingApiDeps;
   /** getblocktemplate replies read on the template thread and on the event loop (metrics). */
-  templateReads?: () => { thread: number; eventLoop: number };
+  templateReads?: MetricsSources['templateReads'];
   /** Hashrate routing (issue 12): /api/v1/routes. */
   routing?: RoutingApiDeps;
   /** The hashrate market (issue 13): /api/v1/market. */
