@@ -162,8 +162,8 @@ export class StratumSession {
    * counts), oldest first. An array, not a Map: a Map that keeps 64 entries by adding the 65th and deleting the
    * oldest grows a 128-entry table full of deleted slots, about 4 KB per connection once a miner has been sent 64
    * jobs. Replaced, not pushed to, on each send (remember): a push gives an array room for 17 entries at its first
-   * element and 1.5 times plus 16 whenever it grows, where a session mostly holds a few (at 10k idle connections, 152 bytes
-   * of slots for two jobs each); a copy has exactly its entries.
+   * element and 1.5 times plus 16 whenever it grows, where a session mostly holds a few (at 10k idle connections,
+   * 152 bytes of slots for two jobs each); a copy has exactly its entries.
    */
   private sentJobs: SentJob[] = [];
   private reissue = 0;
