@@ -143,6 +143,12 @@ describe('daily index: the rules one by one', () => {
       assert.equal(day.excluded.outliers, 2);
       assert.match(day.note!, minVolumeHashes > 0n ? /^day volume 0 PH·day < minimum 1;/ : /^day volume 0 PH·day: every trade is an outlier;/);
     }
+    // With a minimum of 0, a day with no eligible trade at all is thin for that reason, not for outliers.
+    const empty = computeDailyIndex({ day: DAY, trades: [{ ...trades[0], selfTrade: true }], mids: [], previous: null, hashprice: null },
+      { minVolumeHashes: 0n, outlierBps: 2500, minMidTicks: 60 });
+    assert.equal(empty.method, 'none');
+    assert.equal(empty.excluded.outliers, 0);
+    assert.match(empty.note!, /^day volume 0 PH·day: no eligible trade;/);
     // A whole-number midpoint that is no trade's price: 30,000 and 60,000 at equal volume, median 45,000.
     const even = vwap([trade(30_000, 4996, 1), trade(60_000, 4996, 2)], 2500)!;
     assert.deepEqual(even.median, { num: 45_000n, den: 1n });

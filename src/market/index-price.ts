@@ -162,9 +162,10 @@ export function computeDailyIndex(inputs: IndexInputs, params: IndexParams = DEF
   // 0 hashes included): it is thin, and the fallbacks decide.
   if (day?.value && day.volumeHashes >= params.minVolumeHashes) return publish('vwap', day.value, null);
   const dayVolume = day?.volumeHashes ?? 0n;
+  // Below the minimum says so; with a minimum of 0 the reason is either no eligible trade at all or all outliers.
   const thin = dayVolume < params.minVolumeHashes
     ? `day volume ${fmtPhDay(dayVolume)} PH·day < minimum ${fmtPhDay(params.minVolumeHashes)}`
-    : `day volume 0 PH·day: every trade is an outlier`;
+    : `day volume 0 PH·day: ${day === null ? 'no eligible trade' : 'every trade is an outlier'}`;
 
   const rolling = vwap(inputs.trades.filter((t) => t.time >= start - 86_400_000 && t.time < end && eligible(t)), params.outlierBps);
   if (rolling?.value && rolling.volumeHashes >= params.minVolumeHashes) {
