@@ -341,3 +341,42 @@ test('copyBody: rows as text and as places in spool writes give the same COPY te
     if (rows.every((r) => typeof r === 'string')) assert.equal(typeof body, 'string');
   }), { numRuns: 300 });
 });
+
+test('read back from the spool (a full queue): the rows handed to COPY are the bytes read, exactly and in order, across a read chunk', async (t) => {
+  const dir = tmp(t);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  class GatedRowWriter extends RowWriter {
+    readonly bodyBytes: number[] = [];
+    override async writeShareRows(metas: readonly ShareRowMeta[], rows: string | Uint8Array): Promise<WriteResult> {
+      await gate;
+      this.bodyBytes.push(typeof rows === 'string' ? Buffer.byteLength(rows) : rows.length);
+      return super.writeShareRows(metas, rows);
+    }
+  }
+  const w = new GatedRowWriter();
+  const writes: string[] = [];
+  // A queue of 50: the rest is read back from the spool, up to 8,000 lines at once (more than the spool's 1 MB read).
+  const log = open(dir, w, writes, { queueCapacity: 50, batchMax: 8000 });
+  const sent: ShareEvent[] = [];
+  const long = 'x'.repeat(60);
+  for (let turn = 0; turn < 80; turn++) {
+    if (turn === 70) log.appendBlock(block(1));
+    for (let i = 0; i < 100; i++) {
+      // Names long enough to be slices of the line when decoded, within the row's caps (NAME_CAPS).
+      const s = share({ account: `acct-${long}`, worker: i % 3 === 1 ? `wörker-✓-${long.slice(20)}` : i % 3 === 2 ? 'rig😀' : `w${i}`, sessionId: `session-${turn % 4}-${long}` });
+      sent.push(s);
+      log.appendShare(s);
+    }
+    await spooled(log);
+  }
+  release();
+  assert.ok(await log.waitIdle(20_000));
+  assert.equal(w.rowTexts.join(''), sent.map((s) => encodeShare(s)).join(''), 'every row once, exactly as spooled, in order');
+  assert.deepEqual(w.metaIds.flat(), sent.map((s) => `${s.sessionId}/${s.worker}/${s.time}`));
+  assert.deepEqual(w.blocks, [block(1).hash]);
+  assert.ok(w.rowTexts.length >= 3, `the queue's batch, then the read-back ones either side of the block (${w.rowTexts.length})`);
+  assert.equal(w.bodiesAsBytes, w.rowTexts.length, 'rows read back are handed over as the bytes read, not as text');
+  assert.ok(Math.max(...w.bodyBytes) > 1 << 20, `one read-back batch spans two of the spool's reads (${w.bodyBytes.join(', ')} bytes)`);
+  await log.close();
+});

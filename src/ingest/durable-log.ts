@@ -105,17 +105,46 @@ type Entry = (
 type QueuedShare = Extract<Entry, { kind: 'share' }>;
 type RowShare = QueuedShare & { row: string | RowBytes };
 
-/** What the queue keeps of an event, given its spool line without the newline (as text, or where it was written). */
-function entryOf(ev: LogEvent, text: string | RowBytes, end: Position | null, at: number): Entry {
+/**
+ * What the queue keeps of an event, given its spool line without the newline (as text, or where it lies in bytes
+ * written or read back). `own` gives the strings the entry keeps (see SharedStrings).
+ */
+function entryOf(ev: LogEvent, text: string | RowBytes, end: Position | null, at: number, own: (s: string) => string = same): Entry {
   if (ev.kind === 'block') return { kind: 'block', event: ev.event, row: null, end, at };
   const e = ev.event;
   if (!(typeof text === 'string' ? text.startsWith(SHARE_ROW_PREFIX) : isRowLine(text))) return { kind: 'share', event: e, row: null, end, at };
   // An unauthorized share's worker is the name the miner sent, a slice of its submit line, and nothing but its row
   // reads it (user agents are recorded for accounts only): the row holds it.
-  const worker = e.account === '' ? '' : e.worker;
+  const worker = e.account === '' ? '' : own(e.worker);
   return {
     kind: 'share', row: text, end, at,
-    event: { time: e.time, account: e.account, worker, sessionId: e.sessionId, outcome: e.outcome, blockHash: e.blockHash },
+    event: { time: e.time, account: own(e.account), worker, sessionId: own(e.sessionId), outcome: e.outcome, blockHash: e.blockHash },
+  };
+}
+
+function same(s: string): string {
+  return s;
+}
+
+/** Distinct strings SharedStrings keeps before it starts over (a few MB at most). */
+const SHARED_STRINGS_MAX = 50_000;
+
+/**
+ * One copy of each account, worker and session name of the shares read back from the spool. The decoder's fields
+ * are slices of the line's text, and V8 keeps a slice's whole parent alive: kept in a queued share, each held its
+ * line's text through the batch's COPY. The same few names come back thousands of times, so a lookup finds most.
+ */
+class SharedStrings {
+  private readonly strings = new Map<string, string>();
+
+  readonly own = (s: string): string => {
+    const known = this.strings.get(s);
+    if (known !== undefined) return known;
+    if (this.strings.size >= SHARED_STRINGS_MAX) this.strings.clear();
+    // A copy of its own (not a slice of the line): through bytes, since JavaScript has no other way to flatten one.
+    const copy = s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8');
+    this.strings.set(copy, copy);
+    return copy;
   };
 }
 
@@ -207,10 +236,10 @@ export const DECODE_SLICE = 500;
  * Decode lines read back from the spool, in order, DECODE_SLICE per turn (yieldTurn between slices). A line that
  * does not decode goes to onCorrupt; any other error propagates.
  */
-export async function decodeSpoolLines(
-  lines: readonly SpoolLine[],
-  onEvent: (line: SpoolLine, ev: LogEvent) => void,
-  onCorrupt: (line: SpoolLine, err: SpoolFormatError) => void,
+export async function decodeSpoolLines<L extends SpoolLine>(
+  lines: readonly L[],
+  onEvent: (line: L, ev: LogEvent) => void,
+  onCorrupt: (line: L, err: SpoolFormatError) => void,
   yieldTurn: () => Promise<unknown> = nextTurn,
 ): Promise<void> {
   for (let i = 0; i < lines.length; i++) {
@@ -259,6 +288,7 @@ export class DurableShareLog extends InProcessShareLog {
   private readonly budget: DiskBudget;
   private readonly log: Logger;
   private queue: Entry[] = [];
+  private readonly readBackStrings = new SharedStrings();
   /** Non-null while events from this position on are only in the spool (replay at start, or queue overflow). */
   private tailFrom: Position | null;
   private closing = false;
@@ -631,7 +661,8 @@ export class DurableShareLog extends InProcessShareLog {
         if (!r) continue;
         const entries: Entry[] = [];
         const corrupt: { line: SpoolLine; err: SpoolFormatError }[] = [];
-        await decodeSpoolLines(r.lines, (l, ev) => entries.push(entryOf(ev, l.text, l.end, 0)), (line, err) => corrupt.push({ line, err }));
+        // Each entry keeps its line where the read put it (ReadLine is a RowBytes), not its text.
+        await decodeSpoolLines(r.lines, (l, ev) => entries.push(entryOf(ev, l, l.end, 0, this.readBackStrings.own)), (line, err) => corrupt.push({ line, err }));
         for (const c of corrupt) await this.setAsideUnreadable(c.line, c.err);
         this.tailFrom = r.next;
         if (entries.length > 0) this.tailOldest = entries[entries.length - 1].event.time;

@@ -19,11 +19,31 @@ export function cmpPos(a: Position, b: Position): number {
 }
 
 export interface SpoolLine {
-  text: string;
+  readonly text: string;
   /** Offset of the line's first byte, in the segment of `end` (a line never spans two). */
   start: number;
   /** Position just after this line's newline. */
   end: Position;
+}
+
+/**
+ * A line as read() returns it: where it lies in the bytes read (`off`, `len`, without the newline), its text made
+ * only when asked. The ingest writer reads the spool back 5,000 lines at a time and copies share rows to the
+ * database as these bytes: made at the read, 5,000 strings lived through the batch's decode and its COPY, long
+ * enough to be promoted out of V8's young generation, and were most of what a full queue cost the heap per share.
+ */
+export class ReadLine implements SpoolLine {
+  constructor(
+    readonly bytes: Buffer,
+    readonly off: number,
+    readonly len: number,
+    readonly start: number,
+    readonly end: Position,
+  ) {}
+
+  get text(): string {
+    return this.bytes.toString('utf8', this.off, this.off + this.len);
+  }
 }
 
 /** The file operations the spool does where a fault can hit; tests inject failures (EIO, ENOSPC, EMFILE). */
@@ -236,6 +256,7 @@ export class Spool {
     }
   }
 
+
   private syncSoon(): void {
     if (!this.dirty || this.syncing || this.closed) return;
     this.dirty = false;
@@ -254,8 +275,8 @@ export class Spool {
    * last line of a closed segment (a crash mid-write; that event was never acknowledged). `next` is where the
    * following read continues.
    */
-  async read(from: Position, maxLines: number, limit: Position = { ...this.head }): Promise<{ lines: SpoolLine[]; next: Position; torn: number }> {
-    const lines: SpoolLine[] = [];
+  async read(from: Position, maxLines: number, limit: Position = { ...this.head }): Promise<{ lines: ReadLine[]; next: Position; torn: number }> {
+    const lines: ReadLine[] = [];
     let pos = this.normalize(from);
     let torn = 0;
     while (lines.length < maxLines && cmpPos(pos, limit) < 0) {
@@ -296,7 +317,9 @@ export class Spool {
           let at = 0;
           while (at <= nl && lines.length < maxLines) {
             const e = buf.indexOf(10, at);
-            lines.push({ text: buf.toString('utf8', at, e), start: pos.off + at, end: { seg: pos.seg, off: pos.off + e + 1 } });
+            // buf is this read's own (allocUnsafe of 4 KB or more is never pooled; below that, a pool slice no later
+            // allocation reuses), so the lines may keep pointing into it.
+            lines.push(new ReadLine(buf, at, e - at, pos.off + at, { seg: pos.seg, off: pos.off + e + 1 }));
             at = e + 1;
           }
           pos = { seg: pos.seg, off: pos.off + at };
