@@ -180,6 +180,32 @@ test('oldest unsent share age counts a share still waiting for its turn\'s spool
 
 // ---- item 15: a full disk, a spent budget ----------------------------------------------------------------------
 
+test('the spool: a finished segment is synced and closed off the event loop; close waits for it; every line reads back', async (t) => {
+  const dir = tmp(t);
+  const fds = () => fs.readdirSync('/proc/self/fd').length;
+  const before = fds();
+  const spool = new Spool(dir, { segmentBytes: 64, fsyncMs: 60_000 });
+  // fdatasyncSync blocks the thread that calls it for as long as the filesystem's journal takes; a rotation must
+  // not call it on the event loop (counted here; the interval sync and the sync at close are not rotations).
+  const realSync = fs.fdatasyncSync;
+  let syncsOnLoop = 0;
+  fs.fdatasyncSync = (fd: number) => { syncsOnLoop++; realSync(fd); };
+  t.after(() => { fs.fdatasyncSync = realSync; });
+  const lines: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    const line = `{"n":${i},"pad":"${'x'.repeat(30)}"}`;
+    lines.push(line);
+    spool.append(line + '\n');
+  }
+  assert.ok(spool.usage().segments >= 10, `rotations happened (${spool.usage().segments} segments)`);
+  assert.equal(syncsOnLoop, 0, 'no rotation synced on the event loop');
+  const r = await spool.read(spool.replayFrom(), 1000);
+  assert.deepEqual(r.lines.map((l) => l.text), lines);
+  await spool.close();
+  fs.fdatasyncSync = realSync;
+  assert.equal(fds(), before, 'every finished segment\'s descriptor is closed once close returns');
+});
+
 test('the spool: 1,000 failed appends leave one segment file (no rotation per failure) and no partial line', async (t) => {
   const dir = tmp(t);
   let fail = false;
