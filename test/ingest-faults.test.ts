@@ -182,28 +182,54 @@ test('oldest unsent share age counts a share still waiting for its turn\'s spool
 
 test('the spool: a finished segment is synced and closed off the event loop; close waits for it; every line reads back', async (t) => {
   const dir = tmp(t);
-  const fds = () => fs.readdirSync('/proc/self/fd').length;
-  const before = fds();
+  const openInDir = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try { return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir); } catch { return false; }
+  });
   const spool = new Spool(dir, { segmentBytes: 64, fsyncMs: 60_000 });
   // fdatasyncSync blocks the thread that calls it for as long as the filesystem's journal takes; a rotation must
-  // not call it on the event loop (counted here; the interval sync and the sync at close are not rotations).
+  // not call it on the event loop. The thread pool's fdatasync is slowed down, so that close has to wait for it.
   const realSync = fs.fdatasyncSync;
+  const realAsync = fs.fdatasync;
   let syncsOnLoop = 0;
+  let asyncDone = 0;
   fs.fdatasyncSync = (fd: number) => { syncsOnLoop++; realSync(fd); };
-  t.after(() => { fs.fdatasyncSync = realSync; });
+  (fs as { fdatasync: unknown }).fdatasync = (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    setTimeout(() => realAsync(fd, (err) => { asyncDone++; cb(err); }), 30);
+  };
+  t.after(() => { fs.fdatasyncSync = realSync; fs.fdatasync = realAsync; });
   const lines: string[] = [];
   for (let i = 0; i < 40; i++) {
     const line = `{"n":${i},"pad":"${'x'.repeat(30)}"}`;
     lines.push(line);
     spool.append(line + '\n');
   }
-  assert.ok(spool.usage().segments >= 10, `rotations happened (${spool.usage().segments} segments)`);
+  const rotations = spool.usage().segments - 1;
+  assert.ok(rotations >= 10, `rotations happened (${rotations})`);
   assert.equal(syncsOnLoop, 0, 'no rotation synced on the event loop');
+  assert.equal(asyncDone, 0, 'the syncs of the finished segments are still running');
   const r = await spool.read(spool.replayFrom(), 1000);
   assert.deepEqual(r.lines.map((l) => l.text), lines);
   await spool.close();
+  assert.equal(asyncDone, rotations, 'close returned after every finished segment was synced');
+  assert.deepEqual(openInDir(), [], 'and closed');
+});
+
+test('the spool: an append that asks for a sync and starts a new segment syncs the finished one first (what it vouches for)', async (t) => {
+  const dir = tmp(t);
+  const spool = new Spool(dir, { segmentBytes: 64, fsyncMs: 60_000 });
+  const realSync = fs.fdatasyncSync;
+  const synced: string[] = [];
+  fs.fdatasyncSync = (fd: number) => { synced.push(path.basename(fs.readlinkSync(`/proc/self/fd/${fd}`))); realSync(fd); };
+  t.after(() => { fs.fdatasyncSync = realSync; });
+  spool.append(`{"count":1,"pad":"${'x'.repeat(40)}"}\n`);
+  spool.append(`{"count":2,"pad":"${'x'.repeat(40)}"}\n`);
+  assert.deepEqual(synced, []);
+  // The route meter's flush marker: synced, it vouches that the counts before it are on disk.
+  const marker = spool.append('{"flush":1}\n', { sync: true });
+  assert.equal(marker.start.seg, 2, 'the marker went to a new segment');
+  assert.deepEqual(synced, ['000000000001.spool', '000000000002.spool'], 'the counts\' segment, then the marker\'s');
   fs.fdatasyncSync = realSync;
-  assert.equal(fds(), before, 'every finished segment\'s descriptor is closed once close returns');
+  await spool.close();
 });
 
 test('the spool: 1,000 failed appends leave one segment file (no rotation per failure) and no partial line', async (t) => {

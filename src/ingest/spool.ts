@@ -206,7 +206,7 @@ export class Spool {
       // A rotation that fails wrote none of this line (a segment cannot be opened: too many files, a full
       // directory); the next append tries again.
       this.lastFailureLeftBytes = false;
-      this.rotate();
+      this.rotate(opts.sync === true || this.fsyncMs === 0);
       this.needsRotate = false;
     }
     const buf = Buffer.from(line, 'utf8');
@@ -232,16 +232,33 @@ export class Spool {
   }
 
   /**
-   * Start a new segment; the old one is synced and closed in the thread pool (retiring). Throws only when the new
-   * segment cannot be opened (then nothing changed). A failed sync of the old one is logged, as a failed interval
-   * sync is: its lines were written, and the markers a caller needed durable were synced when they were written.
+   * Start a new segment; the old one is synced and closed in the thread pool (retiring), or here when the append
+   * that rotates asks for a sync (`syncNow`). Throws only when the new segment cannot be opened (then nothing
+   * changed). A failed sync of the old one is logged, as a failed interval sync is: its lines were written, and the
+   * markers a caller needed durable were synced when they were written.
    */
-  private rotate(): void {
+  private rotate(syncNow: boolean): void {
     const old = this.fd;
     const next = this.head.seg + 1;
     this.fd = this.io.openAppend(path.join(this.dir, segName(next)));
     this.head = { seg: next, off: 0 };
     this.setSize(next, 0);
+    if (syncNow) {
+      // A synced line makes every line before it durable (the route meter's flush marker vouches for the counts
+      // before it): those in the old segment too, before this append returns.
+      try {
+        fs.fdatasyncSync(old);
+      } catch (e) {
+        this.log?.error({ err: (e as Error).message, seg: next - 1 }, 'spool fdatasync of a finished segment failed');
+      } finally {
+        try {
+          fs.closeSync(old);
+        } catch (e) {
+          this.log?.error({ err: (e as Error).message, seg: next - 1 }, 'spool close of a finished segment failed');
+        }
+      }
+      return;
+    }
     // Not fdatasyncSync here: a sync waits for the filesystem's journal, tens of milliseconds and more while the
     // database writes to the same disk, and on this thread it stalled every miner's answer once per segment (a
     // 50-100 ms gap at 20k shares/s). The old segment's lines are as durable meanwhile as the interval sync makes
@@ -260,7 +277,6 @@ export class Spool {
     });
     this.retiring.add(retired);
   }
-
 
   private syncSoon(): void {
     if (!this.dirty || this.syncing || this.closed) return;
