@@ -232,6 +232,27 @@ test('the spool: an append that asks for a sync and starts a new segment syncs t
   await spool.close();
 });
 
+test('the spool: a segment cut short on disk (by hand) reads its whole lines, then the rest as torn: no endless read, no bytes from nowhere', async (t) => {
+  const dir = tmp(t);
+  const spool = new Spool(dir, { fsyncMs: 60_000 });
+  const lines = ['{"a":1}', '{"b":2}', `{"c":"${'3'.repeat(100)}"}`];
+  for (const l of lines) spool.append(l + '\n');
+  const seg = path.join(dir, '000000000001.spool');
+  const within = (p: Promise<Awaited<ReturnType<Spool['read']>>>) => Promise.race([p,
+    new Promise<never>((_r, reject) => { setTimeout(() => reject(new Error('the read does not end')), 5000).unref(); })]);
+  // Cut inside the third line: the first two read back, the rest is a torn line.
+  fs.truncateSync(seg, lines[0].length + lines[1].length + 2 + 5);
+  const r = await within(spool.read(spool.replayFrom(), 100));
+  assert.deepEqual(r.lines.map((l) => l.text), lines.slice(0, 2));
+  assert.equal(r.torn, 1);
+  // Cut to nothing: nothing reads back (the read buffer's unwritten bytes are not searched for lines).
+  fs.truncateSync(seg, 0);
+  const r2 = await within(spool.read(spool.replayFrom(), 100));
+  assert.deepEqual(r2.lines.map((l) => l.text), []);
+  assert.equal(r2.torn, 1);
+  await spool.close();
+});
+
 test('the spool: 1,000 failed appends leave one segment file (no rotation per failure) and no partial line', async (t) => {
   const dir = tmp(t);
   let fail = false;

@@ -320,13 +320,16 @@ export class Spool {
           let size = Math.min(CHUNK, end - pos.off);
           let buf = Buffer.allocUnsafe(size);
           let got = (await fh.read(buf, 0, size, pos.off)).bytesRead;
-          let nl = buf.lastIndexOf(10, got - 1);
-          // A line longer than the chunk (a block's hex): read more until it ends.
-          while (nl === -1 && pos.off + got < end) {
+          // (lastIndexOf with -1 would search the whole unfilled buffer from its end.)
+          let nl = got > 0 ? buf.lastIndexOf(10, got - 1) : -1;
+          // A line longer than the chunk (a block's hex): read more until it ends. A read that brings nothing new is
+          // the file's end, short of the size the spool recorded (cut by hand): the rest reads as a torn line below.
+          for (let before = -1; nl === -1 && got > before && pos.off + got < end;) {
+            before = got;
             size = Math.min(size * 2, end - pos.off);
             buf = Buffer.allocUnsafe(size);
             got = (await fh.read(buf, 0, size, pos.off)).bytesRead;
-            nl = buf.lastIndexOf(10, got - 1);
+            nl = got > 0 ? buf.lastIndexOf(10, got - 1) : -1;
           }
           if (nl === -1) {
             // Bytes up to the segment's end with no newline: a torn write. Skip them.
