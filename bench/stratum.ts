@@ -216,7 +216,9 @@ async function startHashhub(work: string, nodePort: number, s: Scenario, dbUrl: 
   let err = '';
   child.stderr!.on('data', (d) => { err += d; });
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`hashhub did not start:\n${err}`)), 120_000);
+    // Not started in time: stopped here, or it stays on the pool's core through every later run (a wrapper that
+    // takes its stderr hides the line this waits for).
+    const t = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`hashhub did not start:\n${err}`)); }, 120_000);
     const ready = (s.processes ?? 1) > 1 ? 'Stratum processes share port' : 'hashhub pool is running';
     child.stderr!.on('data', () => { if (err.includes(ready)) { clearTimeout(t); resolve(); } });
     child.once('exit', (c) => { clearTimeout(t); reject(new Error(`hashhub exited ${c}:\n${err}`)); });
@@ -442,7 +444,10 @@ async function main() {
       const db = await benchDatabase();
       if (!db) throw new Error('no Postgres at 127.0.0.1:5432 (HASHHUB_BENCH_PG_URL): hashhub writes every share to it');
       if (s.solo) await makeSolo(db.url);
-      const pool = await startHashhub(work, nodePort, s, db.url);
+      const pool = await startHashhub(work, nodePort, s, db.url).catch(async (e: unknown) => {
+        await db.drop().catch((d: unknown) => console.error(`bench database not dropped: ${(d as Error).message}`));
+        throw e;
+      });
       let r: LoadResult;
       let stored: number | undefined;
       let catchUp: { stored: number; seconds: number } | undefined;
