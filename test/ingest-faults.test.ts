@@ -238,8 +238,14 @@ test('the spool: a segment cut short on disk (by hand) reads its whole lines, th
   const lines = ['{"a":1}', '{"b":2}', `{"c":"${'3'.repeat(100)}"}`];
   for (const l of lines) spool.append(l + '\n');
   const seg = path.join(dir, '000000000001.spool');
-  const within = (p: Promise<Awaited<ReturnType<Spool['read']>>>) => Promise.race([p,
-    new Promise<never>((_r, reject) => { setTimeout(() => reject(new Error('the read does not end')), 5000).unref(); })]);
+  const within = async (p: Promise<Awaited<ReturnType<Spool['read']>>>) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([p, new Promise<never>((_r, reject) => { timer = setTimeout(() => reject(new Error('the read does not end')), 5000); })]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   // Cut inside the third line: the first two read back, the rest is a torn line.
   fs.truncateSync(seg, lines[0].length + lines[1].length + 2 + 5);
   const r = await within(spool.read(spool.replayFrom(), 100));
