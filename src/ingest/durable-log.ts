@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { type BlockEvent, InProcessShareLog, type ShareEvent, type StorageState } from '../shares/events.ts';
+import { InternedStrings } from '../shares/interned.ts';
 import { isConnectionError } from '../store/db.ts';
 import type { IngestStats, ShareRowMeta, ShareWriter } from '../store/types.ts';
 import { type LogEvent, SHARE_ROW_PREFIX, SpoolFormatError, decodeLine, encodeBlock, encodeShare } from './codec.ts';
@@ -107,7 +108,7 @@ type RowShare = QueuedShare & { row: string | RowBytes };
 
 /**
  * What the queue keeps of an event, given its spool line without the newline (as text, or where it lies in bytes
- * written or read back). `own` gives the strings the entry keeps (see SharedStrings).
+ * written or read back). `own` gives the strings the entry keeps (see readBackStrings).
  */
 function entryOf(ev: LogEvent, text: string | RowBytes, end: Position | null, at: number, own: (s: string) => string = same): Entry {
   if (ev.kind === 'block') return { kind: 'block', event: ev.event, row: null, end, at };
@@ -124,28 +125,6 @@ function entryOf(ev: LogEvent, text: string | RowBytes, end: Position | null, at
 
 function same(s: string): string {
   return s;
-}
-
-/** Distinct strings SharedStrings keeps before it starts over (a few MB at most). */
-const SHARED_STRINGS_MAX = 50_000;
-
-/**
- * One copy of each account, worker and session name of the shares read back from the spool. The decoder's fields
- * are slices of the line's text, and V8 keeps a slice's whole parent alive: kept in a queued share, each held its
- * line's text through the batch's COPY. The same few names come back thousands of times, so a lookup finds most.
- */
-class SharedStrings {
-  private readonly strings = new Map<string, string>();
-
-  readonly own = (s: string): string => {
-    const known = this.strings.get(s);
-    if (known !== undefined) return known;
-    if (this.strings.size >= SHARED_STRINGS_MAX) this.strings.clear();
-    // A copy of its own (not a slice of the line): through bytes, since JavaScript has no other way to flatten one.
-    const copy = s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8');
-    this.strings.set(copy, copy);
-    return copy;
-  };
 }
 
 /**
@@ -288,7 +267,12 @@ export class DurableShareLog extends InProcessShareLog {
   private readonly budget: DiskBudget;
   private readonly log: Logger;
   private queue: Entry[] = [];
-  private readonly readBackStrings = new SharedStrings();
+  /**
+   * The account, worker and session names of the shares read back from the spool: the decoder's fields are slices
+   * of the line's text, and kept in a queued share each held that text through the batch's COPY. Room for a pool's
+   * sessions and workers (10k connections at the bench's scale).
+   */
+  private readonly readBackStrings = new InternedStrings(50_000);
   /** Non-null while events from this position on are only in the spool (replay at start, or queue overflow). */
   private tailFrom: Position | null;
   private closing = false;
@@ -662,7 +646,7 @@ export class DurableShareLog extends InProcessShareLog {
         const entries: Entry[] = [];
         const corrupt: { line: SpoolLine; err: SpoolFormatError }[] = [];
         // Each entry keeps its line where the read put it (ReadLine is a RowBytes), not its text.
-        await decodeSpoolLines(r.lines, (l, ev) => entries.push(entryOf(ev, l, l.end, 0, this.readBackStrings.own)), (line, err) => corrupt.push({ line, err }));
+        await decodeSpoolLines(r.lines, (l, ev) => entries.push(entryOf(ev, l, l.end, 0, this.readBackStrings.get)), (line, err) => corrupt.push({ line, err }));
         for (const c of corrupt) await this.setAsideUnreadable(c.line, c.err);
         this.tailFrom = r.next;
         if (entries.length > 0) this.tailOldest = entries[entries.length - 1].event.time;

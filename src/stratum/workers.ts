@@ -1,3 +1,4 @@
+import { InternedStrings } from '../shares/interned.ts';
 import type { AuthorizedWorker } from './session.ts';
 
 /**
@@ -41,20 +42,6 @@ export class AuthorizedWorkers {
 
 /**
  * One copy of a string many connections share (an account's name, a firmware's user agent) instead of one per
- * connection: each parse makes a new string, and a farm's thousands of machines all send the same two. The copy
- * kept is a flat one: the parsed value is often a slice of the whole line it came from (up to maxLineBytes), and
- * keeping the slice would keep the line. Only short values, and at most SHARED_MAX of them (cleared when full),
- * so a peer sending a new value per connection costs nothing lasting.
+ * connection: a farm's thousands of machines all send the same two (see InternedStrings).
  */
-const shared = new Map<string, string>();
-const SHARED_MAX = 4096;
-const SHARED_LENGTH_MAX = 128;
-export function interned(s: string): string {
-  if (s.length > SHARED_LENGTH_MAX) return s;
-  const hit = shared.get(s);
-  if (hit !== undefined) return hit;
-  if (shared.size >= SHARED_MAX) shared.clear();
-  const flat = JSON.parse(JSON.stringify(s)) as string; // a new string of its own: no slice of the line
-  shared.set(flat, flat);
-  return flat;
-}
+export const interned = new InternedStrings(4096).get;
