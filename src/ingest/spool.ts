@@ -244,32 +244,36 @@ export class Spool {
     this.fd = this.io.openAppend(path.join(this.dir, segName(next)));
     this.head = { seg: next, off: 0 };
     this.setSize(next, 0);
+    // Logged, not thrown: the old segment's lines were written; a deferred write error is worth knowing of.
+    const failed = (step: 'fdatasync' | 'close', err: Error | null) => {
+      if (err) this.log?.error({ err: err.message, seg: next - 1 }, `spool ${step} of a finished segment failed`);
+    };
     if (syncNow) {
       // A synced line makes every line before it durable (the route meter's flush marker vouches for the counts
       // before it): those in the old segment too, before this append returns.
       try {
         fs.fdatasyncSync(old);
       } catch (e) {
-        this.log?.error({ err: (e as Error).message, seg: next - 1 }, 'spool fdatasync of a finished segment failed');
+        failed('fdatasync', e as Error);
       } finally {
         try {
           fs.closeSync(old);
         } catch (e) {
-          this.log?.error({ err: (e as Error).message, seg: next - 1 }, 'spool close of a finished segment failed');
+          failed('close', e as Error);
         }
       }
       return;
     }
     // Not fdatasyncSync here: a sync waits for the filesystem's journal, which can take tens of milliseconds or more
     // while the database writes to the same disk, and on this thread every miner's answer would wait behind it once
-    // per segment. The old segment's lines are as durable meanwhile as the interval sync makes any line. An interval fdatasync may still be running on the old fd too; it finishes before this close can
-    // release the descriptor (the kernel holds the file for the call), or fails with EBADF, which it ignores.
+    // per segment. The old segment's lines are as durable meanwhile as the interval sync makes any line. An
+    // interval fdatasync may still be running on the old fd too; it finishes before this close can release the
+    // descriptor (the kernel holds the file for the call), or fails with EBADF, which it ignores.
     const retired = new Promise<void>((resolve) => {
       fs.fdatasync(old, (err) => {
-        if (err) this.log?.error({ err: err.message, seg: next - 1 }, 'spool fdatasync of a finished segment failed');
+        failed('fdatasync', err);
         fs.close(old, (e) => {
-          // The descriptor is released either way; a deferred write error it reports is worth knowing of.
-          if (e) this.log?.error({ err: e.message, seg: next - 1 }, 'spool close of a finished segment failed');
+          failed('close', e);
           this.retiring.delete(retired);
           resolve();
         });
