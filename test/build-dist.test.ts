@@ -18,11 +18,16 @@ test('npm run build makes a complete build, and bin/hashhub.js runs it (not the 
   assert.ok(existsSync(path.join(ROOT, 'dist', 'store', 'pglite-worker.mjs')), 'PGlite worker copied');
   const data = mkdtempSync(path.join(tmpdir(), 'hashhub-dist-'));
   try {
-    // NODE_DEBUG=esm: Node names every ES module it loads, so the test sees which main ran.
+    // NODE_DEBUG=esm: Node names every ES module it loads, so the test sees which main ran. That is about 1 MB of
+    // stderr, more the longer the checkout's path: past spawnSync's default maxBuffer (1 MiB) the child is killed
+    // (ENOBUFS), which failed CI in a clone at /check/work/main. Hence the large buffer, and the error and signal
+    // in the message.
     const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'hashhub.js'), 'migrate'], {
-      cwd: data, encoding: 'utf8', timeout: 60_000, env: { ...process.env, NODE_DEBUG: 'esm', HASHHUB_DATA_DIR: data, DATABASE_URL: '', HASHHUB_CONFIG: '' },
+      cwd: data, encoding: 'utf8', timeout: 60_000, maxBuffer: 256 * 1024 * 1024,
+      env: { ...process.env, NODE_DEBUG: 'esm', HASHHUB_DATA_DIR: data, DATABASE_URL: '', HASHHUB_CONFIG: '' },
     });
-    assert.equal(r.status, 0, r.stderr.slice(-2000));
+    const said = r.stderr.split('\n').filter((l) => l.startsWith('hashhub')).join('\n');
+    assert.equal(r.status, 0, `status ${r.status}, signal ${r.signal}, error ${r.error?.message}, stderr ${r.stderr.length} chars: ${said}`);
     assert.match(r.stderr, /dist\/cli\/main\.js/);
     assert.doesNotMatch(r.stderr, /src\/cli\/main\.ts|running the sources/);
     assert.match(r.stderr, /applied 001_schema, .*\(schema version \d+\)/);
