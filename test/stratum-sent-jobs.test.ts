@@ -6,7 +6,8 @@ import { JobManager } from '../src/shares/jobs.ts';
 import type { Job } from '../src/shares/job.ts';
 import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
 import { RouteJobs } from '../src/routing/route-jobs.ts';
-import { StratumSession, type RoutedWork, type StratumHost } from '../src/stratum/session.ts';
+import { SentJobs } from '../src/stratum/sent-jobs.ts';
+import { StratumSession, type RoutedWork, type StratumHost, type WorkAssignment } from '../src/stratum/session.ts';
 import { FakeSocket } from './helpers/fake-socket.ts';
 import { solveShare } from './helpers/pool.ts';
 import { fakeTemplate } from './helpers/template.ts';
@@ -103,4 +104,88 @@ test('a session whose oldest entries are another source\'s, still known, also fo
   // Before: the route's entry at the head kept the list from being trimmed, so all 60 jobs stayed alive.
   assert.ok(alive.length >= 21 && alive.length <= 31, `alive: ${alive.length} jobs`);
   s.close('test');
+});
+
+test('heap per idle connection in a long-running pool: 21 jobs sent and kept cost each session about 1 KB, not 1.7', async () => {
+  // A job per template refresh every 30 s and 10 minutes kept: every miner holds 21 sends. As an object per send
+  // (its difficulty boxed) that was 1,696-1,817 B per session here (3 runs); as SentJobs' columns, 846-1,017, the
+  // 21 jobs themselves included.
+  let now = 1_700_000_000_000;
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.alloc(0), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 10 * MINUTE });
+  const host = { jobs, now: () => now, authorize: () => ({ ok: false, reason: '' }), onShare() {}, onAbuse() {}, onClose() {} } as unknown as StratumHost;
+  const prevHash = '33'.repeat(32);
+  const template = fakeTemplate({ prevHash, curtime: Math.floor(now / 1000), txs: 5 });
+  let job = jobs.addTemplate(template, now).job;
+  // Notify lines written are dropped (the test helper's socket keeps them all).
+  class QuietSocket extends FakeSocket { override write(_s: string | Buffer, cb?: () => void): boolean { cb?.(); return true; } }
+  const sessions: StratumSession[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const e = Buffer.alloc(4);
+    e.writeUInt32BE(i);
+    const s = new StratumSession(String(i), new QuietSocket() as never, e, host, { ...DEFAULT_STRATUM_OPTIONS, initialDifficulty: 1e-6 });
+    s.subscribed = true;
+    s.workers.set({ name: 'acct.w1', account: 'acct', worker: 'w1' });
+    s.sendJob(job, true);
+    sessions.push(s);
+  }
+  await collectGarbage();
+  const before = process.memoryUsage().heapUsed;
+  for (let r = 1; r <= 25; r++) {
+    now += 30_000;
+    job = jobs.addTemplate({ ...template, curtime: template.curtime + r, coinbasevalue: template.coinbasevalue + r }, now).job;
+    for (const s of sessions) s.sendJob(job, false);
+  }
+  assert.equal(jobs.size, 21);
+  await collectGarbage();
+  const perSession = (process.memoryUsage().heapUsed - before) / sessions.length;
+  assert.ok(perSession > 0, `heap grew: ${perSession.toFixed(0)} B per session`);
+  assert.ok(perSession < 1300, `${perSession.toFixed(0)} B per session for 21 jobs sent (an object per send: ~1,700)`);
+  for (const s of sessions) s.close('test');
+});
+
+test('SentJobs: ids and works kept only while one differs from the default, then dropped; newest first; what each entry was sent with', () => {
+  const known = new Map<string, Job>();
+  const pool = { get: (id: string) => known.get(id), isStale: () => false, markSeen: () => true };
+  const job = (id: string): Job => { const j = { id } as Job; known.set(id, j); return j; };
+  const e1 = Buffer.from('aabbccdd', 'hex');
+  const poolWork: WorkAssignment = { route: null, extranonce1: e1, extranonce1Hex: 'aabbccdd', extranonce2Size: 8 };
+  const routeJobs = new Map<string, Job>();
+  const route = { routeId: 'r', jobs: { get: (id: string) => routeJobs.get(id), isStale: () => false, markSeen: () => true }, versionMask: 0, current: () => null, onShare() {} } as RoutedWork;
+  const e2 = Buffer.from('1122334455', 'hex');
+  const routed: WorkAssignment = { route, extranonce1: e2, extranonce1Hex: '1122334455', extranonce2Size: 7 };
+  const t1 = Buffer.alloc(32, 1);
+  const t2 = Buffer.alloc(32, 2);
+  const s = new SentJobs(poolWork, 8);
+  const cols = () => s as unknown as { ids: unknown[] | null; works: unknown[] | null };
+  const a = job('a');
+  s.add('a', a, 0.5, t1, poolWork, pool);
+  assert.deepEqual([cols().ids, cols().works], [null, null], 'one plain send: no id or work column');
+  s.add('a-2', a, 0.25, t2, poolWork, pool); // a re-issue of a at a new difficulty, under its own id
+  assert.deepEqual(cols().ids, ['a', 'a-2']);
+  const u = { id: 'u1' } as Job;
+  routeJobs.set('u1', u);
+  s.add('u1', u, 4096, t1, routed, pool);
+  assert.equal(cols().works?.length, 3);
+  assert.deepEqual(s.entry(s.find('a')), { id: 'a', job: a, difficulty: 0.5, target: t1, work: poolWork });
+  assert.deepEqual(s.entry(s.find('a-2')), { id: 'a-2', job: a, difficulty: 0.25, target: t2, work: poolWork });
+  assert.deepEqual(s.entry(s.find('u1')), { id: 'u1', job: u, difficulty: 4096, target: t1, work: routed });
+  assert.equal(s.find('zz'), -1);
+  // The same id sent twice: the newer send counts.
+  s.add('a', a, 2, t2, poolWork, pool);
+  assert.equal(s.difficultyAt(s.find('a')), 2);
+  // Once the re-issue and the routed job are gone from their sources, the next send drops them and both columns.
+  known.delete('a');
+  routeJobs.delete('u1');
+  const b = job('b');
+  s.add('b', b, 1, t1, poolWork, pool);
+  assert.equal(s.length, 1);
+  assert.deepEqual([cols().ids, cols().works], [null, null], 'back to the compact form');
+  assert.deepEqual(s.entry(0), { id: 'b', job: b, difficulty: 1, target: t1, work: poolWork });
+  // The cap: 8 sends kept, the oldest leaves first.
+  for (let i = 0; i < 9; i++) s.add(`c${i}`, job(`c${i}`), 1, t1, poolWork, pool);
+  assert.equal(s.length, 8);
+  assert.equal(s.find('b'), -1);
+  assert.equal(s.find('c0'), -1);
+  assert.equal(s.idAt(0), 'c1');
+  assert.equal(s.idAt(7), 'c8');
 });

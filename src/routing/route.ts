@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { toHex } from '../chain/index.ts';
 import type { ShareResult, SubmitParams } from '../shares/validator.ts';
-import type { AuthorizedWorker, RoutedWork, SentJob, StratumSession, WorkAssignment } from '../stratum/session.ts';
+import type { SentJob } from '../stratum/sent-jobs.ts';
+import type { AuthorizedWorker, RoutedWork, StratumSession, WorkAssignment } from '../stratum/session.ts';
 import { RouteError } from './errors.ts';
 import type { RouteMeter } from './meter.ts';
 import { PrefixAllocator } from './prefixes.ts';

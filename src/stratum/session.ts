@@ -9,6 +9,7 @@ import { readIntoShared } from './read-into.ts';
 import type { StratumOptions } from './options.ts';
 import type { ReadTurns } from './read-turns.ts';
 import { ProtocolError, type RequestId, type StratumRequest, parseMessage } from './protocol.ts';
+import { type SentJob, SentJobs } from './sent-jobs.ts';
 import { Vardiff, clampDifficulty } from './vardiff.ts';
 import type { WriteBudget } from './write-budget.ts';
 import { AuthorizedWorkers, interned } from './workers.ts';
@@ -84,17 +85,6 @@ export interface RoutedWork {
 }
 
 /** A job as sent to this miner: its own source, extranonce and target, which its shares are validated against. */
-export interface SentJob {
-  /** The id the miner was sent (a re-issue's differs from job.id). */
-  id: string;
-  job: Job;
-  difficulty: number;
-  /** 32 little-endian bytes (shared between sessions: read only). */
-  target: Buffer;
-  /** The work it was sent under: its source (route null: a pool job) and extranonce. */
-  work: WorkAssignment;
-}
-
 const MAX_SENT_JOBS = 64;
 /** Lines one connection may have handled in one event-loop turn before it yields (fairness, timers, I/O). */
 const LINES_PER_TURN = 64;
@@ -158,14 +148,11 @@ export class StratumSession {
   private suggested: number | null = null;
   private vardiff: Vardiff;
   /**
-   * The last MAX_SENT_JOBS jobs sent (sends, not distinct ids: an id sent twice takes two slots and the newer
-   * counts), oldest first. An array, not a Map: a Map that keeps 64 entries by adding the 65th and deleting the
-   * oldest grows a 128-entry table full of deleted slots, about 4 KB per connection once a miner has been sent 64
-   * jobs. Replaced, not pushed to, on each send (remember): a push gives an array room for 17 entries at its first
-   * element and 1.5 times plus 16 whenever it grows, where a session mostly holds a few (at 10k idle connections,
-   * 152 bytes of slots for two jobs each); a copy has exactly its entries.
+   * The last MAX_SENT_JOBS jobs sent, less those their source dropped (see SentJobs). Arrays, not a Map: a Map that
+   * keeps 64 entries by adding the 65th and deleting the oldest grows a 128-entry table full of deleted slots,
+   * about 4 KB per connection once a miner has been sent 64 jobs.
    */
-  private sentJobs: SentJob[] = [];
+  private readonly sent: SentJobs;
   private reissue = 0;
   /** The last pool job sent (vardiff re-issues it). */
   private lastJob: Job | null = null;
@@ -228,6 +215,7 @@ export class StratumSession {
     this.tokensAt = now;
     this.extranonce1Hex = toHex(extranonce1);
     this.poolWork = { route: null, extranonce1, extranonce1Hex: this.extranonce1Hex, extranonce2Size: opts.extranonce2Size };
+    this.sent = new SentJobs(this.poolWork, MAX_SENT_JOBS);
     this.work = this.poolWork;
     this.framer = new LineFramer<StratumSession>(opts.maxLineBytes, StratumSession.framedLine, StratumSession.lineTooLong, this);
     this.readWindowStart = now;
@@ -490,33 +478,34 @@ export class StratumSession {
   private handleSubmit(id: RequestId, p: SubmitParams, now: number): void {
     if (!this.subscribed) return this.sendError(id, 25, 'Not subscribed');
     const worker = this.workers.get(p.worker) ?? null;
-    const sent = this.findSent(p.jobId);
+    const sent = this.sent.find(p.jobId);
+    const job = sent >= 0 ? this.sent.jobAt(sent) : undefined;
     // Validated against the job it names, with that job's own source, extranonce and target: a share for a job of
     // the previous source after a move (a late share) is still checked, and routed, where its job came from.
-    const work = sent ? sent.work : this.work;
+    const work = sent >= 0 ? this.sent.workAt(sent) : this.work;
     const route = work.route;
     let result: ShareResult;
     if (!worker) {
-      result = { outcome: 'unauthorized', job: sent?.job };
+      result = { outcome: 'unauthorized', job };
     } else {
       result = validateShare(route ? route.jobs : this.host.jobs, {
         extranonce1: work.extranonce1,
         extranonce1Hex: work.extranonce1Hex,
         extranonce2Size: work.extranonce2Size,
         versionMask: route ? (this.versionMask & route.versionMask) >>> 0 : this.versionMask,
-        job: sent?.job,
-        target: sent?.target ?? ZERO_TARGET,
+        job,
+        target: sent >= 0 ? this.sent.targetAt(sent) : ZERO_TARGET,
         rootCache: (this.rootCache ??= newRootCache()),
         nowSec: Math.floor(now / 1000),
         maxNtimeAheadSec: this.opts.maxNtimeAheadSec,
       }, p);
     }
-    const poolDifficulty = sent?.difficulty ?? this.difficulty;
+    const poolDifficulty = sent >= 0 ? this.sent.difficultyAt(sent) : this.difficulty;
     const outcomes = (this.outcomes ??= {});
     outcomes[result.outcome] = (outcomes[result.outcome] ?? 0) + 1;
     let refusal: ShareRefusal | void = undefined;
     // Routed work is metered and forwarded by its route, never credited by the pool nor submitted to our node.
-    if (route) route.onShare(this, worker, sent ?? null, result, p);
+    if (route) route.onShare(this, worker, sent >= 0 ? this.sent.entry(sent) : null, result, p);
     // The host submits a block candidate to the node before anything else happens to the share.
     else refusal = this.host.onShare(this, worker, poolDifficulty, result, p);
     this.windowShares++;
@@ -646,7 +635,7 @@ export class StratumSession {
     let out = '';
     if (this.sentDifficulty !== difficulty) out += `{"id":null,"method":"mining.set_difficulty","params":[${difficulty}]}\n`;
     out += notifyLine(job, job.id, clean, job.ntime);
-    this.remember({ id: job.id, job, difficulty, target: targetFor(difficulty), work: w });
+    this.sent.add(job.id, job, difficulty, targetFor(difficulty), w, this.host.jobs);
     this.lastSentId = job.id;
     this.sentDifficulty = difficulty;
     this.write(out);
@@ -672,40 +661,11 @@ export class StratumSession {
     // The job as broadcast (its own id and ntime, no difficulty change): the bytes every miner gets.
     const shared = out === '' && id === job.id && ntime === job.ntime ? notifyBytes(job, clean) : null;
     if (!shared) out += notifyLine(job, id, clean, ntime);
-    this.remember({ id, job, difficulty: this.difficulty, target: targetFor(this.difficulty), work: this.poolWork });
+    this.sent.add(id, job, this.difficulty, targetFor(this.difficulty), this.poolWork, this.host.jobs);
     this.lastJob = job;
     this.lastSentId = id;
     this.sentDifficulty = this.difficulty;
     this.write(shared ?? out);
-  }
-
-  private remember(sent: SentJob): void {
-    const list = this.sentJobs;
-    // Jobs their source has dropped (JobManager's retention, a route's cap) can only be answered "unknown job",
-    // found here or not: forget them, oldest first. Kept, they held every connection at MAX_SENT_JOBS entries
-    // (about 4.4 KB of heap per connection, measured at 10k connections) and kept whole pruned jobs, templates and
-    // all, alive long after the manager let them go (64 jobs at one per 30 s is 32 minutes, against 10 of retention).
-    while (list.length > 0 && !this.stillKnown(list[0])) list.shift();
-    // The head can stay known while entries behind it are not (a route the session left, whose jobs nobody prunes
-    // any more): past half the list (a job every 30 s makes about 21 known ones), one pass drops them all.
-    if (list.length >= MAX_SENT_JOBS / 2) {
-      let kept = 0;
-      for (const e of list) if (this.stillKnown(e)) list[kept++] = e;
-      list.length = kept;
-    }
-    this.sentJobs = list.length < MAX_SENT_JOBS ? list.concat([sent]) : list.slice(1).concat([sent]);
-  }
-
-  /** The job is still its source's (validateShare's own test): a share for it can be credited or called stale. */
-  private stillKnown(sent: SentJob): boolean {
-    return (sent.work.route ? sent.work.route.jobs : this.host.jobs).get(sent.job.id) === sent.job;
-  }
-
-  /** The job sent under this id, newest first (miners mostly answer the latest job). */
-  private findSent(id: string): SentJob | undefined {
-    const sent = this.sentJobs;
-    for (let i = sent.length - 1; i >= 0; i--) if (sent[i].id === id) return sent[i];
-    return undefined;
   }
 
   /** BIP310 server-side mask change (only to sessions that negotiated version rolling). */
