@@ -189,3 +189,68 @@ test('SentJobs: ids and works kept only while one differs from the default, then
   assert.equal(s.idAt(0), 'c1');
   assert.equal(s.idAt(7), 'c8');
 });
+
+test('SentJobs: a compaction that keeps entries from the middle, the cap with the id column, an id sent for two jobs, a routed entry kept behind pool sends', () => {
+  const known = new Map<string, Job>();
+  const pool = { get: (id: string) => known.get(id), isStale: () => false, markSeen: () => true };
+  const job = (id: string): Job => { const j = { id } as Job; known.set(id, j); return j; };
+  const poolWork: WorkAssignment = { route: null, extranonce1: Buffer.from('aabbccdd', 'hex'), extranonce1Hex: 'aabbccdd', extranonce2Size: 8 };
+  const routeJobs = new Map<string, Job>();
+  const route = { routeId: 'r', jobs: { get: (id: string) => routeJobs.get(id), isStale: () => false, markSeen: () => true }, versionMask: 0, current: () => null, onShare() {} } as RoutedWork;
+  const routed: WorkAssignment = { route, extranonce1: Buffer.from('1122334455', 'hex'), extranonce2Size: 7, extranonce1Hex: '1122334455' };
+  const t = (n: number) => Buffer.alloc(32, n);
+  const cols = (s: SentJobs) => s as unknown as { ids: unknown[] | null; works: unknown[] | null };
+
+  // 40 sends (max 64): odd ones re-issued under their own ids, every fifth routed; then every third job dropped.
+  const s = new SentJobs(poolWork, 64);
+  const sent: { id: string; job: Job; difficulty: number; work: WorkAssignment }[] = [];
+  for (let i = 0; i < 40; i++) {
+    const r = i % 5 === 0;
+    const j = r ? ({ id: `u${i}` } as Job) : job(`j${i}`);
+    if (r) routeJobs.set(j.id, j);
+    const id = !r && i % 2 === 1 ? `${j.id}-x` : j.id;
+    const e = { id, job: j, difficulty: i + 0.5, work: r ? routed : poolWork };
+    s.add(e.id, e.job, e.difficulty, t(i), e.work, pool);
+    sent.push(e);
+  }
+  for (let i = 1; i < 40; i += 3) { known.delete(`j${i}`); routeJobs.delete(`u${i}`); }
+  const last = { id: 'n', job: job('n'), difficulty: 7, work: poolWork };
+  s.add(last.id, last.job, last.difficulty, t(99), last.work, pool); // 40 entries >= 32: one pass keeps the known ones
+  const expect = [...sent.filter((_, i) => i % 3 !== 1), last];
+  assert.equal(s.length, expect.length);
+  expect.forEach((e, k) => {
+    const { target, ...rest } = s.entry(k);
+    assert.deepEqual(rest, e, `entry ${k}`);
+    assert.ok(target.equals(t(e === last ? 99 : sent.indexOf(e))), `target of entry ${k}`);
+  });
+
+  // The cap reached with the id column present: the re-issue leaves first, and the column with it.
+  const c = new SentJobs(poolWork, 4);
+  c.add('p-re', job('p'), 1, t(1), poolWork, pool);
+  for (let i = 0; i < 3; i++) c.add(`q${i}`, job(`q${i}`), 1, t(1), poolWork, pool);
+  assert.deepEqual(cols(c).ids, ['p-re', 'q0', 'q1', 'q2']);
+  c.add('q3', job('q3'), 1, t(1), poolWork, pool);
+  assert.equal(c.find('p-re'), -1);
+  assert.equal(cols(c).ids, null);
+
+  // A re-issue sent under another live job's id: the newest send under that id is the one a share names.
+  const d = new SentJobs(poolWork, 8);
+  const a = job('a'); const b = job('b');
+  d.add('a', a, 1, t(1), poolWork, pool);
+  d.add('a', b, 2, t(2), poolWork, pool);
+  assert.equal(d.jobAt(d.find('a')), b);
+  assert.equal(d.difficultyAt(d.find('a')), 2);
+
+  // A routed entry its route still knows, behind later pool sends: it keeps its route and extranonce.
+  const e = new SentJobs(poolWork, 8);
+  const u = { id: 'u' } as Job; routeJobs.set('u', u);
+  e.add('u', u, 3, t(3), routed, pool);
+  e.add('p1', job('p1'), 1, t(1), poolWork, pool);
+  e.add('p2', job('p2'), 1, t(1), poolWork, pool);
+  assert.equal(e.workAt(e.find('u')), routed);
+  assert.equal(e.workAt(e.find('p2')), poolWork);
+  routeJobs.delete('u');
+  e.add('p3', job('p3'), 1, t(1), poolWork, pool);
+  assert.equal(e.find('u'), -1);
+  assert.equal(cols(e).works, null, 'the works column goes with the last routed entry');
+});

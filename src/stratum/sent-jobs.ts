@@ -71,50 +71,69 @@ export class SentJobs {
    */
   add(id: string, job: Job, difficulty: number, target: Buffer, work: WorkAssignment, poolJobs: JobSource): void {
     const n = this.jobs.length;
-    const known = (i: number): boolean => {
-      const w = this.workAt(i);
-      return (w.route ? w.route.jobs : poolJobs).get(this.jobs[i].id) === this.jobs[i];
-    };
     let from = 0;
-    while (from < n && !known(from)) from++;
-    let kept: number[];
-    if (n - from >= this.max / 2) {
+    while (from < n && !this.known(from, poolJobs)) from++;
+    // The old entries that stay, oldest first: [from, n), or the known ones of it (kept) past half the list.
+    let kept: number[] | null = null;
+    let count = n - from;
+    if (count >= this.max / 2) {
       kept = [];
-      for (let i = from; i < n; i++) if (known(i)) kept.push(i);
-    } else {
-      kept = new Array<number>(n - from);
-      for (let i = from; i < n; i++) kept[i - from] = i;
+      for (let i = from; i < n; i++) if (this.known(i, poolJobs)) kept.push(i);
+      count = kept.length;
     }
-    // At the cap, the oldest kept entry makes room for the new one.
-    if (kept.length >= this.max) kept = kept.slice(kept.length - this.max + 1);
-    const ownId = id === job.id;
-    const poolWork = work === this.poolWork;
-    this.ids = this.ids === null && ownId ? null : defaultOrCopy(kept, this.ids, id, (i) => this.jobs[i].id, (i, v) => v === this.jobs[i].id, ownId);
-    this.works = this.works === null && poolWork ? null : defaultOrCopy(kept, this.works, work, () => this.poolWork, (_, v) => v === this.poolWork, poolWork);
-    this.jobs = copy(kept, this.jobs, job);
-    this.difficulties = copy(kept, this.difficulties, difficulty);
-    this.targets = copy(kept, this.targets, target);
+    // At the cap, the oldest make room for the new one.
+    const skip = count >= this.max ? count - this.max + 1 : 0;
+    const size = count - skip + 1;
+    const last = size - 1;
+    const base = kept === null ? from + skip : skip;
+    const oldIds = this.ids;
+    let ids: string[] | null = null;
+    let needIds = id !== job.id;
+    for (let k = 0; k < last && !needIds && oldIds !== null; k++) { const i = oldIndex(kept, base, k); needIds = oldIds[i] !== this.jobs[i].id; }
+    if (needIds) {
+      ids = new Array<string>(size);
+      for (let k = 0; k < last; k++) { const i = oldIndex(kept, base, k); ids[k] = oldIds === null ? this.jobs[i].id : oldIds[i]; }
+      ids[last] = id;
+    }
+    const oldWorks = this.works;
+    let works: WorkAssignment[] | null = null;
+    let needWorks = work !== this.poolWork;
+    for (let k = 0; k < last && !needWorks && oldWorks !== null; k++) needWorks = oldWorks[oldIndex(kept, base, k)] !== this.poolWork;
+    if (needWorks) {
+      works = new Array<WorkAssignment>(size);
+      for (let k = 0; k < last; k++) works[k] = oldWorks === null ? this.poolWork : oldWorks[oldIndex(kept, base, k)];
+      works[last] = work;
+    }
+    const jobs = new Array<Job>(size);
+    const difficulties = new Array<number>(size);
+    const targets = new Array<Buffer>(size);
+    for (let k = 0; k < last; k++) {
+      const i = oldIndex(kept, base, k);
+      jobs[k] = this.jobs[i];
+      difficulties[k] = this.difficulties[i];
+      targets[k] = this.targets[i];
+    }
+    jobs[last] = job;
+    difficulties[last] = difficulty;
+    targets[last] = target;
+    this.jobs = jobs;
+    this.difficulties = difficulties;
+    this.targets = targets;
+    this.ids = ids;
+    this.works = works;
+  }
+
+  /** Entry i's job is still its source's (validateShare's own test): a share for it can be credited or called stale. */
+  private known(i: number, poolJobs: JobSource): boolean {
+    const w = this.works === null ? this.poolWork : this.works[i];
+    return (w.route ? w.route.jobs : poolJobs).get(this.jobs[i].id) === this.jobs[i];
   }
 }
 
-/** The entries at `kept`, then `last`, in a new array of exactly that length. */
-function copy<T>(kept: readonly number[], from: readonly T[], last: T): T[] {
-  const out = new Array<T>(kept.length + 1);
-  for (let k = 0; k < kept.length; k++) out[k] = from[kept[k]];
-  out[kept.length] = last;
-  return out;
-}
-
 /**
- * As copy, for a column kept only while some entry differs from its default: null when every entry kept and the
- * new one are the default. `from` null means every old entry was (`fallback` gives it, by old index).
+ * The old index of the k-th entry of the new arrays: base + k in a run of old entries (kept null, base = the first
+ * kept), else kept[base + k] (base = how many kept ones the cap drops). A function, not a closure made per send.
  */
-function defaultOrCopy<T>(kept: readonly number[], from: readonly T[] | null, last: T, fallback: (i: number) => T, isDefault: (i: number, v: T) => boolean, lastIsDefault: boolean): T[] | null {
-  let allDefault = lastIsDefault;
-  if (from !== null) for (let k = 0; k < kept.length && allDefault; k++) allDefault = isDefault(kept[k], from[kept[k]]);
-  if (allDefault) return null;
-  const out = new Array<T>(kept.length + 1);
-  for (let k = 0; k < kept.length; k++) out[k] = from === null ? fallback(kept[k]) : from[kept[k]];
-  out[kept.length] = last;
-  return out;
+function oldIndex(kept: readonly number[] | null, base: number, k: number): number {
+  return kept === null ? base + k : kept[base + k];
 }

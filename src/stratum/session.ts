@@ -84,7 +84,6 @@ export interface RoutedWork {
   onShare(session: StratumSession, worker: AuthorizedWorker | null, sent: SentJob | null, result: ShareResult, p: SubmitParams): void;
 }
 
-/** A job as sent to this miner: its own source, extranonce and target, which its shares are validated against. */
 const MAX_SENT_JOBS = 64;
 /** Lines one connection may have handled in one event-loop turn before it yields (fairness, timers, I/O). */
 const LINES_PER_TURN = 64;
