@@ -15,8 +15,23 @@ import { StopSignals } from './stop-signals.ts';
 // (however long the node takes: ready says 503 and names the node meanwhile). SIGINT/SIGTERM stop it cleanly in
 // every phase, including while it waits for the node.
 
-/** Print this if the node has not given a template after so long (the embedded chain answers in ms). */
-const WAITING_NOTICE_MS = 2000;
+/**
+ * What to print while the first block template has not come, and after how long: an external node may be down,
+ * starting or misconfigured (2 s, with what to check); the embedded chain runs in this process and answers in ms,
+ * but on a loaded machine it took more than 2 s (the suite's four concurrent start-ups), and the advice about
+ * bitcoind and HASHHUB_NODE_URLS was wrong for it: 10 s, saying what it waits for.
+ */
+export function nodeWaitNotice(o: { embedded: boolean; where: string; why: string; apiUrl: string | null }): { afterMs: number; text: string } {
+  const ready = o.apiUrl ? `; meanwhile ${o.apiUrl}/health/ready answers 503 naming the node` : '';
+  if (o.embedded) {
+    return { afterMs: 10_000, text: `hashhub: waiting for the embedded regtest chain at ${o.where} to give its first block template (${o.why}): Stratum opens then${ready}. Ctrl-C stops.\n` };
+  }
+  return {
+    afterMs: 2000,
+    text: `hashhub: waiting for the node at ${o.where} (${o.why}): is bitcoind running with server=1, and are HASHHUB_NODE_URLS and the credentials right? ` +
+      `Stratum opens when it gives the first block template${ready}. Ctrl-C stops.\n`,
+  };
+}
 
 export interface PoolCommandIo {
   /** One line for humans (stderr). */
@@ -143,11 +158,10 @@ export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo
 
   // The node may be down or still starting: say so once, with what to check, and keep trying.
   const nodeWhere = running.embedded ? running.embedded.url : cfg.node.urls.map(redactSecretsInUrl).join(', ');
+  const waitNotice = (why: string) => nodeWaitNotice({ embedded: running.embedded !== null, where: nodeWhere, why, apiUrl });
   const notice = setTimeout(() => {
-    const why = running.pool.templates.status.error ?? 'no answer yet';
-    io.say(`hashhub: waiting for the node at ${nodeWhere} (${why}): is bitcoind running with server=1, and are HASHHUB_NODE_URLS and the credentials right? ` +
-      `Stratum opens when it gives the first block template${apiUrl ? `; meanwhile ${apiUrl}/health/ready answers 503 naming the node` : ''}. Ctrl-C stops.\n`);
-  }, WAITING_NOTICE_MS);
+    io.say(waitNotice(running.pool.templates.status.error ?? 'no answer yet').text);
+  }, waitNotice('').afterMs);
   notice.unref();
 
   let ports: { port: number; tlsPort?: number };
