@@ -18,27 +18,33 @@ export interface SentJob {
  * The jobs one session has sent, oldest first: the last `max` sends (sends, not distinct ids: an id sent twice
  * takes two slots and the newer counts), less those their source has dropped.
  *
- * Kept as parallel arrays, a slot per send in each, not an object per send. A long-running pool sends every miner
- * a job per template refresh and its JobManager keeps 10 minutes of them (21 at one per 30 s): an object per send,
- * its difficulty boxed, was about 84 bytes of heap each, 1.76 KB per idle connection after 25 refreshes (measured,
- * 2,000 sessions). Here a send is a job, a target and an unboxed double (24 bytes); the id and the work are kept
- * only by a session that needs them (a job re-issued under a new id, routed work), and dropped again once every
- * entry left is the default (its job's id, the pool's work).
+ * A slot per send in an array of jobs, not an object per send. A long-running pool sends every miner a job per
+ * template refresh and its JobManager keeps 10 minutes of them (21 at one per 30 s): an object per send, its
+ * difficulty boxed, was about 84 bytes of heap each, 1.7 KB per idle connection (measured, 2,000 sessions). What
+ * else a send was made with (its id, difficulty and target, its work) is one value for the whole list while every
+ * entry has the same, as a miner at a steady difficulty on one source has: a column of its own exists only while
+ * the entries differ (a difficulty change, a job re-issued under a new id, a move to or from a route), and is
+ * dropped once they no longer do. So a send mostly costs one slot, 8 bytes.
  *
- * The arrays are replaced, never pushed to, on each send: a push gives an array room for 17 entries at its first
+ * The jobs array is replaced, never pushed to, on each send: a push gives an array room for 17 entries at its first
  * element and 1.5 times plus 16 whenever it grows, where a session mostly holds a few; a copy has exactly its
- * entries.
+ * entries. (Columns for every value were measured too: a third of the heap, but three arrays replaced per send,
+ * whose garbage, promoted before the next send, left the pool's RSS higher at a refresh every 3 s.)
  */
 export class SentJobs {
   private jobs: Job[] = [];
-  private difficulties: number[] = [];
-  private targets: Buffer[] = [];
-  /** null while every entry's id is its job's. */
+  /** Each entry's id; null while every entry's id is its job's. */
   private ids: string[] | null = null;
-  /** null while every entry is the pool's work. */
+  /** Each entry's difficulty and target; null while every entry's are `difficulty` and `target`. */
+  private difficulties: number[] | null = null;
+  private targets: Buffer[] | null = null;
+  private difficulty = 0;
+  private target: Buffer | null = null;
+  /** Each entry's work; null while every entry's is `work`. */
   private works: WorkAssignment[] | null = null;
+  private work: WorkAssignment | null = null;
 
-  constructor(private readonly poolWork: WorkAssignment, private readonly max: number) {}
+  constructor(private readonly max: number) {}
 
   get length(): number { return this.jobs.length; }
 
@@ -51,14 +57,14 @@ export class SentJobs {
   }
 
   jobAt(i: number): Job { return this.jobs[i]; }
-  difficultyAt(i: number): number { return this.difficulties[i]; }
-  targetAt(i: number): Buffer { return this.targets[i]; }
-  workAt(i: number): WorkAssignment { return this.works === null ? this.poolWork : this.works[i]; }
+  difficultyAt(i: number): number { return this.difficulties === null ? this.difficulty : this.difficulties[i]; }
+  targetAt(i: number): Buffer { return this.targets === null ? this.target! : this.targets[i]; }
+  workAt(i: number): WorkAssignment { return this.works === null ? this.work! : this.works[i]; }
   idAt(i: number): string { return this.ids === null ? this.jobs[i].id : this.ids[i]; }
 
   /** Entry i as one object (made on demand: a routed share's route takes it). */
   entry(i: number): SentJob {
-    return { id: this.idAt(i), job: this.jobs[i], difficulty: this.difficulties[i], target: this.targets[i], work: this.workAt(i) };
+    return { id: this.idAt(i), job: this.jobs[i], difficulty: this.difficultyAt(i), target: this.targetAt(i), work: this.workAt(i) };
   }
 
   /**
@@ -83,49 +89,38 @@ export class SentJobs {
     }
     // At the cap, the oldest make room for the new one.
     const skip = count >= this.max ? count - this.max + 1 : 0;
-    const size = count - skip + 1;
-    const last = size - 1;
+    const last = count - skip;
     const base = kept === null ? from + skip : skip;
+    // Ids: the default differs per entry (its job's own id).
     const oldIds = this.ids;
-    let ids: string[] | null = null;
     let needIds = id !== job.id;
     for (let k = 0; k < last && !needIds && oldIds !== null; k++) { const i = oldIndex(kept, base, k); needIds = oldIds[i] !== this.jobs[i].id; }
+    let ids: string[] | null = null;
     if (needIds) {
-      ids = new Array<string>(size);
+      ids = new Array<string>(last + 1);
       for (let k = 0; k < last; k++) { const i = oldIndex(kept, base, k); ids[k] = oldIds === null ? this.jobs[i].id : oldIds[i]; }
       ids[last] = id;
     }
-    const oldWorks = this.works;
-    let works: WorkAssignment[] | null = null;
-    let needWorks = work !== this.poolWork;
-    for (let k = 0; k < last && !needWorks && oldWorks !== null; k++) needWorks = oldWorks[oldIndex(kept, base, k)] !== this.poolWork;
-    if (needWorks) {
-      works = new Array<WorkAssignment>(size);
-      for (let k = 0; k < last; k++) works[k] = oldWorks === null ? this.poolWork : oldWorks[oldIndex(kept, base, k)];
-      works[last] = work;
-    }
-    const jobs = new Array<Job>(size);
-    const difficulties = new Array<number>(size);
-    const targets = new Array<Buffer>(size);
-    for (let k = 0; k < last; k++) {
-      const i = oldIndex(kept, base, k);
-      jobs[k] = this.jobs[i];
-      difficulties[k] = this.difficulties[i];
-      targets[k] = this.targets[i];
-    }
+    const difficulties = column(this.difficulties, this.difficulty, kept, base, last, difficulty);
+    const targets = difficulties === null ? null : column(this.targets, this.target!, kept, base, last, target, true);
+    const works = column(this.works, this.work!, kept, base, last, work);
+    const jobs = new Array<Job>(last + 1);
+    for (let k = 0; k < last; k++) jobs[k] = this.jobs[oldIndex(kept, base, k)];
     jobs[last] = job;
-    difficulties[last] = difficulty;
-    targets[last] = target;
     this.jobs = jobs;
+    this.ids = ids;
     this.difficulties = difficulties;
     this.targets = targets;
-    this.ids = ids;
     this.works = works;
+    // While a column is null every entry's value is the newest one's.
+    this.difficulty = difficulty;
+    this.target = target;
+    this.work = work;
   }
 
   /** Entry i's job is still its source's (validateShare's own test): a share for it can be credited or called stale. */
   private known(i: number, poolJobs: JobSource): boolean {
-    const w = this.works === null ? this.poolWork : this.works[i];
+    const w = this.workAt(i);
     return (w.route ? w.route.jobs : poolJobs).get(this.jobs[i].id) === this.jobs[i];
   }
 }
@@ -136,4 +131,20 @@ export class SentJobs {
  */
 function oldIndex(kept: readonly number[] | null, base: number, k: number): number {
   return kept === null ? base + k : kept[base + k];
+}
+
+/**
+ * A column of the `last` old entries that stay and the new `value`: null when they all have that value (`col` null:
+ * every old entry's is `uniform`), else an array of exactly their values. `always` makes the array whatever the
+ * values (the targets, kept beside a difficulty column).
+ */
+function column<T>(col: readonly T[] | null, uniform: T, kept: readonly number[] | null, base: number, last: number, value: T, always = false): T[] | null {
+  let same = !always;
+  if (same && col === null) same = last === 0 || uniform === value;
+  else for (let k = 0; k < last && same; k++) same = col![oldIndex(kept, base, k)] === value;
+  if (same) return null;
+  const out = new Array<T>(last + 1);
+  for (let k = 0; k < last; k++) out[k] = col === null ? uniform : col[oldIndex(kept, base, k)];
+  out[last] = value;
+  return out;
 }

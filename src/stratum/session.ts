@@ -214,7 +214,7 @@ export class StratumSession {
     this.tokensAt = now;
     this.extranonce1Hex = toHex(extranonce1);
     this.poolWork = { route: null, extranonce1, extranonce1Hex: this.extranonce1Hex, extranonce2Size: opts.extranonce2Size };
-    this.sent = new SentJobs(this.poolWork, MAX_SENT_JOBS);
+    this.sent = new SentJobs(MAX_SENT_JOBS);
     this.work = this.poolWork;
     this.framer = new LineFramer<StratumSession>(opts.maxLineBytes, StratumSession.framedLine, StratumSession.lineTooLong, this);
     this.readWindowStart = now;
