@@ -101,10 +101,6 @@ const SCENARIOS: Scenario[] = quick
       // generation it grew to during the connection storm, and the old generation's garbage from it, until its
       // memory reducer runs tens of seconds after allocation falls (~30 s and ~60 s after the storm here).
       { name: 'idle-10k', what: 'idle, 10k connections, 60 s', conns: 10_000, mode: 'none', rate: 0, duration: 60, rssEarlyS: 10 },
-      // A long-running pool's miners each hold the jobs sent them over the JobManager's 10 minutes (21 at a template
-      // every 30 s), where the run above sends two or three: a refresh every 3 s sends about 25 within the ramp and
-      // the window.
-      { name: 'idle-10k-jobs', what: 'idle, 10k connections, 60 s, a template refresh every 3 s (~25 jobs sent to each miner, as a long-running pool holds)', conns: 10_000, mode: 'none', rate: 0, duration: 60, rssEarlyS: 10, refreshMs: 3000 },
       { name: 'sat-1k', what: 'saturation (200k/s offered), 1k connections', conns: 1000, mode: 'random', rate: 200_000, duration: 20 },
       { name: '5k-1k', what: '5k/s, 1k connections', conns: 1000, mode: 'random', rate: 5000, duration: 20 },
       { name: '5k-10k', what: '5k/s, 10k connections', conns: 10_000, mode: 'random', rate: 5000, duration: 20 },
