@@ -73,7 +73,8 @@ export class SentJobs {
    * entries and kept whole pruned jobs, templates and all, alive long after the manager let them go (64 jobs at
    * one per 30 s is 32 minutes, against 10 of retention). The head can stay known while entries behind it are not
    * (a route the session left, whose jobs nobody prunes any more): past half the list (a job every 30 s makes
-   * about 21 known ones), one pass drops them all.
+   * about 21 known ones), one pass drops them all. `target` must be the difficulty's (targetFor): entries of one
+   * difficulty share one target value.
    */
   add(id: string, job: Job, difficulty: number, target: Buffer, work: WorkAssignment, poolJobs: JobSource): void {
     const n = this.jobs.length;
