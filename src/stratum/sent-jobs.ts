@@ -28,8 +28,8 @@ export interface SentJob {
  *
  * The jobs array is replaced, never pushed to, on each send: a push gives an array room for 17 entries at its first
  * element and 1.5 times plus 16 whenever it grows, where a session mostly holds a few; a copy has exactly its
- * entries. (Columns for every value were measured too: a third of the heap, but three arrays replaced per send,
- * whose garbage, promoted before the next send, left the pool's RSS higher at a refresh every 3 s.)
+ * entries. (An array for every value was tried first: less heap still, but three arrays replaced per send, whose
+ * garbage, promoted before the next send, left the pool's RSS higher than before with a template every 3 s.)
  */
 export class SentJobs {
   private jobs: Job[] = [];

@@ -477,11 +477,11 @@ export class StratumSession {
   private handleSubmit(id: RequestId, p: SubmitParams, now: number): void {
     if (!this.subscribed) return this.sendError(id, 25, 'Not subscribed');
     const worker = this.workers.get(p.worker) ?? null;
-    const sent = this.sent.find(p.jobId);
-    const job = sent >= 0 ? this.sent.jobAt(sent) : undefined;
+    const at = this.sent.find(p.jobId); // the entry of the job named, or -1
+    const job = at >= 0 ? this.sent.jobAt(at) : undefined;
     // Validated against the job it names, with that job's own source, extranonce and target: a share for a job of
     // the previous source after a move (a late share) is still checked, and routed, where its job came from.
-    const work = sent >= 0 ? this.sent.workAt(sent) : this.work;
+    const work = at >= 0 ? this.sent.workAt(at) : this.work;
     const route = work.route;
     let result: ShareResult;
     if (!worker) {
@@ -493,18 +493,18 @@ export class StratumSession {
         extranonce2Size: work.extranonce2Size,
         versionMask: route ? (this.versionMask & route.versionMask) >>> 0 : this.versionMask,
         job,
-        target: sent >= 0 ? this.sent.targetAt(sent) : ZERO_TARGET,
+        target: at >= 0 ? this.sent.targetAt(at) : ZERO_TARGET,
         rootCache: (this.rootCache ??= newRootCache()),
         nowSec: Math.floor(now / 1000),
         maxNtimeAheadSec: this.opts.maxNtimeAheadSec,
       }, p);
     }
-    const poolDifficulty = sent >= 0 ? this.sent.difficultyAt(sent) : this.difficulty;
+    const poolDifficulty = at >= 0 ? this.sent.difficultyAt(at) : this.difficulty;
     const outcomes = (this.outcomes ??= {});
     outcomes[result.outcome] = (outcomes[result.outcome] ?? 0) + 1;
     let refusal: ShareRefusal | void = undefined;
     // Routed work is metered and forwarded by its route, never credited by the pool nor submitted to our node.
-    if (route) route.onShare(this, worker, sent >= 0 ? this.sent.entry(sent) : null, result, p);
+    if (route) route.onShare(this, worker, at >= 0 ? this.sent.entry(at) : null, result, p);
     // The host submits a block candidate to the node before anything else happens to the share.
     else refusal = this.host.onShare(this, worker, poolDifficulty, result, p);
     this.windowShares++;
