@@ -203,13 +203,15 @@ test('expected start-up failures: one line naming the problem and the fix, exit 
 });
 
 test('the notice while the first template has not come: an external node after 2 s with what to check; the embedded chain after 10 s, without advice about bitcoind', () => {
-  const external = nodeWaitNotice({ embedded: false, where: 'http://u:***@127.0.0.1:8332', why: 'ECONNREFUSED', apiUrl: 'http://127.0.0.1:8080' });
+  const externalNotice = nodeWaitNotice({ embedded: false, where: 'http://u:***@127.0.0.1:8332', apiUrl: 'http://127.0.0.1:8080' });
+  const external = { afterMs: externalNotice.afterMs, text: externalNotice.text('ECONNREFUSED') };
   assert.equal(external.afterMs, 2000);
   assert.match(external.text, /^hashhub: waiting for the node at http:\/\/u:\*\*\*@127\.0\.0\.1:8332 \(ECONNREFUSED\): is bitcoind running with server=1, and are HASHHUB_NODE_URLS/);
   assert.match(external.text, /http:\/\/127\.0\.0\.1:8080\/health\/ready answers 503/);
   // The embedded chain is this process: on a loaded machine its first template took more than 2 s (the start-up
   // failures test saw the notice before its one error line), and checking bitcoind or HASHHUB_NODE_URLS is no help.
-  const embedded = nodeWaitNotice({ embedded: true, where: 'http://127.0.0.1:18443', why: 'no answer yet', apiUrl: null });
+  const embeddedNotice = nodeWaitNotice({ embedded: true, where: 'http://127.0.0.1:18443', apiUrl: null });
+  const embedded = { afterMs: embeddedNotice.afterMs, text: embeddedNotice.text('no answer yet') };
   assert.equal(embedded.afterMs, 10_000);
   assert.match(embedded.text, /^hashhub: waiting for the embedded regtest chain at http:\/\/127\.0\.0\.1:18443 to give its first block template \(no answer yet\): Stratum opens then\. Ctrl-C stops\.\n$/);
   assert.doesNotMatch(embedded.text, /bitcoind|HASHHUB_NODE_URLS/);

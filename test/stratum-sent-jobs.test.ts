@@ -145,20 +145,28 @@ test('heap per idle connection in a long-running pool: 21 jobs sent and kept cos
   for (const s of sessions) s.close('test');
 });
 
-test('SentJobs: ids and works kept only while one differs from the default, then dropped; newest first; what each entry was sent with', () => {
+/**
+ * SentJobs' surroundings: the pool's jobs (`known`; `job` adds one) and a route's (`routeJobs`), their works, and
+ * a view of the optional columns.
+ */
+function sentJobsFixture() {
   const known = new Map<string, Job>();
   const pool = { get: (id: string) => known.get(id), isStale: () => false, markSeen: () => true };
   const job = (id: string): Job => { const j = { id } as Job; known.set(id, j); return j; };
-  const e1 = Buffer.from('aabbccdd', 'hex');
-  const poolWork: WorkAssignment = { route: null, extranonce1: e1, extranonce1Hex: 'aabbccdd', extranonce2Size: 8 };
+  const poolWork: WorkAssignment = { route: null, extranonce1: Buffer.from('aabbccdd', 'hex'), extranonce1Hex: 'aabbccdd', extranonce2Size: 8 };
   const routeJobs = new Map<string, Job>();
   const route = { routeId: 'r', jobs: { get: (id: string) => routeJobs.get(id), isStale: () => false, markSeen: () => true }, versionMask: 0, current: () => null, onShare() {} } as RoutedWork;
-  const e2 = Buffer.from('1122334455', 'hex');
-  const routed: WorkAssignment = { route, extranonce1: e2, extranonce1Hex: '1122334455', extranonce2Size: 7 };
+  const routed: WorkAssignment = { route, extranonce1: Buffer.from('1122334455', 'hex'), extranonce1Hex: '1122334455', extranonce2Size: 7 };
+  const cols = (s: SentJobs) => s as unknown as { ids: unknown[] | null; works: unknown[] | null; difficulties: unknown[] | null; targets: unknown[] | null };
+  return { known, pool, job, poolWork, routeJobs, routed, cols };
+}
+
+test('SentJobs: ids and works kept only while one differs from the default, then dropped; newest first; what each entry was sent with', () => {
+  const { known, pool, job, poolWork, routeJobs, routed, cols: columns } = sentJobsFixture();
   const t1 = Buffer.alloc(32, 1);
   const t2 = Buffer.alloc(32, 2);
   const s = new SentJobs(8);
-  const cols = () => s as unknown as { ids: unknown[] | null; works: unknown[] | null; difficulties: unknown[] | null; targets: unknown[] | null };
+  const cols = () => columns(s);
   const a = job('a');
   s.add('a', a, 0.5, t1, poolWork, pool);
   assert.deepEqual([cols().ids, cols().works, cols().difficulties, cols().targets], [null, null, null, null], 'one plain send: only the job');
@@ -196,15 +204,8 @@ test('SentJobs: ids and works kept only while one differs from the default, then
 });
 
 test('SentJobs: a compaction that keeps entries from the middle, the cap with the id column, an id sent for two jobs, a routed entry kept behind pool sends', () => {
-  const known = new Map<string, Job>();
-  const pool = { get: (id: string) => known.get(id), isStale: () => false, markSeen: () => true };
-  const job = (id: string): Job => { const j = { id } as Job; known.set(id, j); return j; };
-  const poolWork: WorkAssignment = { route: null, extranonce1: Buffer.from('aabbccdd', 'hex'), extranonce1Hex: 'aabbccdd', extranonce2Size: 8 };
-  const routeJobs = new Map<string, Job>();
-  const route = { routeId: 'r', jobs: { get: (id: string) => routeJobs.get(id), isStale: () => false, markSeen: () => true }, versionMask: 0, current: () => null, onShare() {} } as RoutedWork;
-  const routed: WorkAssignment = { route, extranonce1: Buffer.from('1122334455', 'hex'), extranonce2Size: 7, extranonce1Hex: '1122334455' };
+  const { known, pool, job, poolWork, routeJobs, routed, cols } = sentJobsFixture();
   const t = (n: number) => Buffer.alloc(32, n);
-  const cols = (s: SentJobs) => s as unknown as { ids: unknown[] | null; works: unknown[] | null };
 
   // 40 sends (max 64): odd ones re-issued under their own ids, every fifth routed; then every third job dropped.
   const s = new SentJobs(64);

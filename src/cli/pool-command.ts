@@ -21,14 +21,14 @@ import { StopSignals } from './stop-signals.ts';
  * but on a loaded machine it took more than 2 s (the suite's four concurrent start-ups), and the advice about
  * bitcoind and HASHHUB_NODE_URLS was wrong for it: 10 s, saying what it waits for.
  */
-export function nodeWaitNotice(o: { embedded: boolean; where: string; why: string; apiUrl: string | null }): { afterMs: number; text: string } {
+export function nodeWaitNotice(o: { embedded: boolean; where: string; apiUrl: string | null }): { afterMs: number; text(why: string): string } {
   const ready = o.apiUrl ? `; meanwhile ${o.apiUrl}/health/ready answers 503 naming the node` : '';
   if (o.embedded) {
-    return { afterMs: 10_000, text: `hashhub: waiting for the embedded regtest chain at ${o.where} to give its first block template (${o.why}): Stratum opens then${ready}. Ctrl-C stops.\n` };
+    return { afterMs: 10_000, text: (why) => `hashhub: waiting for the embedded regtest chain at ${o.where} to give its first block template (${why}): Stratum opens then${ready}. Ctrl-C stops.\n` };
   }
   return {
     afterMs: 2000,
-    text: `hashhub: waiting for the node at ${o.where} (${o.why}): is bitcoind running with server=1, and are HASHHUB_NODE_URLS and the credentials right? ` +
+    text: (why) => `hashhub: waiting for the node at ${o.where} (${why}): is bitcoind running with server=1, and are HASHHUB_NODE_URLS and the credentials right? ` +
       `Stratum opens when it gives the first block template${ready}. Ctrl-C stops.\n`,
   };
 }
@@ -158,10 +158,8 @@ export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo
 
   // The node may be down or still starting: say so once, with what to check, and keep trying.
   const nodeWhere = running.embedded ? running.embedded.url : cfg.node.urls.map(redactSecretsInUrl).join(', ');
-  const waitNotice = (why: string) => nodeWaitNotice({ embedded: running.embedded !== null, where: nodeWhere, why, apiUrl });
-  const notice = setTimeout(() => {
-    io.say(waitNotice(running.pool.templates.status.error ?? 'no answer yet').text);
-  }, waitNotice('').afterMs);
+  const waiting = nodeWaitNotice({ embedded: running.embedded !== null, where: nodeWhere, apiUrl });
+  const notice = setTimeout(() => io.say(waiting.text(running.pool.templates.status.error ?? 'no answer yet')), waiting.afterMs);
   notice.unref();
 
   let ports: { port: number; tlsPort?: number };
