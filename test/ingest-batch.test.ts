@@ -380,3 +380,25 @@ test('read back from the spool (a full queue): the rows handed to COPY are the b
   assert.ok(Math.max(...w.bodyBytes) > 1 << 20, `one read-back batch spans two of the spool's reads (${w.bodyBytes.join(', ')} bytes)`);
   await log.close();
 });
+
+test('batched: a queued share whose row does not read back goes to the dead-letter file with its row and meta, not its turn\'s bytes', async (t) => {
+  const dir = tmp(t);
+  const w = new FakeWriter(); // no writeShareRows: the writer needs the whole events back from the rows
+  const writes: string[] = [];
+  const log = open(dir, w, writes, { retryMinMs: 5, retryMaxMs: 10 });
+  t.after(() => log.close());
+  // The encoder writes any outcome; the decoder takes known ones only (a bug elsewhere could make such a share).
+  const bad = share({ outcome: 'bogus' as ShareEvent['outcome'] });
+  const good = [share(), share(), share()];
+  for (const s of [good[0], bad, good[1], good[2]]) log.appendShare(s);
+  await spooled(log);
+  assert.equal(writes.length, 1, 'the four shares were one turn\'s write, queued where it lies');
+  assert.ok(await log.waitIdle(5000), 'the writer is not stuck on the share it cannot read back');
+  assert.deepEqual([...w.shares.keys()].sort(), good.map((e) => e.id).sort());
+  const dead = fs.readFileSync(`${dir}/dead-letter.jsonl`, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(dead.length, 1);
+  assert.match(dead[0].event.row, new RegExp(`^s3\\t${bad.id}\\t`), 'the row itself is kept');
+  assert.deepEqual(Object.keys(dead[0].event).sort(), ['account', 'outcome', 'row', 'sessionId', 'time', 'worker'],
+    'what the queue kept of the share, and nothing of the write its row lies in');
+  assert.deepEqual({ ...dead[0].event, row: undefined }, { time: bad.time, account: bad.account, worker: bad.worker, sessionId: bad.sessionId, outcome: 'bogus', row: undefined });
+});

@@ -94,7 +94,7 @@ interface RowBytes {
  * bytes promoted per share at 20k shares/s. Promoted bytes are what young-generation GCs copy, and each GC is a
  * pause for every miner.
  */
-type Entry = (
+type Entry = ((
   | { kind: 'share'; event: ShareRowMeta; row: string | RowBytes }
   | { kind: 'share'; event: ShareEvent; row: null }
   | { kind: 'block'; event: BlockEvent; row: null }
@@ -102,7 +102,7 @@ type Entry = (
   /** Spool position after this event's line; null if the spool write failed (memory only). */
   end: Position | null;
   at: number;
-};
+}) | QueuedRow;
 type QueuedShare = Extract<Entry, { kind: 'share' }>;
 type RowShare = QueuedShare & { row: string | RowBytes };
 
@@ -123,8 +123,44 @@ function entryOf(ev: LogEvent, text: string | RowBytes, end: Position | null, at
   };
 }
 
+/** The fields of ShareRowMeta alone (a QueuedRow is its own meta, and also holds its turn's bytes). */
+function metaOf(m: ShareRowMeta): ShareRowMeta {
+  return { time: m.time, account: m.account, worker: m.worker, sessionId: m.sessionId, outcome: m.outcome, blockHash: m.blockHash };
+}
+
 function same(s: string): string {
   return s;
+}
+
+/**
+ * A share of a turn's spool write as it waits in the queue: one object that is its row where the write put it
+ * (RowBytes), what the batch's other statements read of it (ShareRowMeta) and the spool position after its line.
+ * entryOf's form is four objects (the entry, its row, its position, its meta) and spoolLines made two more per
+ * share (the line's start and a pair of positions): about 240 bytes per share that live through the 100 ms or more
+ * a share waits for its batch, long enough to be promoted, and then are garbage of V8's old generation, which the
+ * mark-compact collector pays for and, past saturation, what the pool's memory grows by. This is about 90.
+ */
+class QueuedRow implements RowBytes, ShareRowMeta {
+  readonly kind = 'share';
+
+  constructor(
+    readonly bytes: Buffer,
+    readonly off: number,
+    readonly len: number,
+    private readonly endSeg: number,
+    private readonly endOff: number,
+    readonly at: number,
+    readonly time: number,
+    readonly account: string,
+    readonly worker: string,
+    readonly sessionId: string,
+    readonly outcome: ShareEvent['outcome'],
+    readonly blockHash: string | undefined,
+  ) {}
+
+  get row(): RowBytes { return this; }
+  get event(): ShareRowMeta { return this; }
+  get end(): Position { return { seg: this.endSeg, off: this.endOff }; }
 }
 
 /**
@@ -435,17 +471,34 @@ export class DurableShareLog extends InProcessShareLog {
       for (const b of batch) this.enqueue(b.ev, b.line, false);
       return;
     }
+    this.noteWritten(pos.end);
     // Each line's end: byte lengths are character lengths unless the text had multi-byte characters.
     const ascii = pos.end.off - pos.start.off === text.length;
+    const seg = pos.start.seg;
+    const at = Date.now();
+    const queuedBefore = this.queue.length;
     let off = pos.start.off;
     for (const b of batch) {
-      const start = { seg: pos.start.seg, off };
+      const start = off;
       off += ascii ? b.line.length : Buffer.byteLength(b.line, 'utf8');
-      // The line the writer keeps (without its newline) is where it was just written, in pos.bytes (RowBytes). While
-      // the writer reads the spool back, the queue keeps nothing written.
-      const line = this.tailFrom === null ? { bytes: pos.bytes, off: start.off - pos.start.off, len: off - start.off - 1 } : '';
-      this.record(b.ev, line, { start, end: { seg: pos.start.seg, off } });
+      // While the writer reads the spool back, the queue keeps nothing written.
+      if (this.tailFrom !== null) continue;
+      if (this.queue.length >= this.o.queueCapacity) {
+        this.readBackFrom({ seg, off: start }, b.ev.event.time);
+        continue;
+      }
+      // The line the writer keeps (without its newline) is where it was just written, in pos.bytes.
+      const rowOff = start - pos.start.off;
+      const len = off - start - 1;
+      const e = b.ev.kind === 'share' ? b.ev.event : null;
+      if (e && b.line.startsWith(SHARE_ROW_PREFIX)) {
+        // An unauthorized share's worker is the name the miner sent, a slice of its submit line: see entryOf.
+        this.push(new QueuedRow(pos.bytes, rowOff, len, seg, off, at, e.time, e.account, e.account === '' ? '' : e.worker, e.sessionId, e.outcome, e.blockHash));
+      } else {
+        this.push(entryOf(b.ev, { bytes: pos.bytes, off: rowOff, len }, { seg, off }, at));
+      }
     }
+    this.wakeWriter(false, queuedBefore);
   }
 
   override appendBlock(e: BlockEvent): void {
@@ -501,14 +554,8 @@ export class DurableShareLog extends InProcessShareLog {
 
   /** After the spool write of an event (its line, without the newline; pos null: it failed): queue it. */
   private record(ev: LogEvent, text: string | RowBytes, pos: { start: Position; end: Position } | null): void {
-    if (pos) {
-      this.budget.onWriteOk();
-      if (this.spoolFailing) {
-        this.spoolFailing = false;
-        this.log.info({ dir: this.spool.dir }, 'spool writes work again');
-      }
-    }
-    if (pos) this.lastAppended = pos.end;
+    const queuedBefore = this.queue.length;
+    if (pos) this.noteWritten(pos.end);
     if (!pos) {
       // Not on disk: memory is all there is. Blocks are always kept; shares are refused after the first failed
       // write (admitShare), so only a caller that ignores that can reach the bound.
@@ -524,13 +571,36 @@ export class DurableShareLog extends InProcessShareLog {
       if (this.queue.length < this.o.queueCapacity) {
         this.push(entryOf(ev, text, pos.end, Date.now()));
       } else {
-        // The queue is full (the database is slow or down): from this event on, the writer reads the spool.
-        this.tailFrom = pos.start;
-        this.tailOldest = ev.event.time;
-        this.log.warn({ queued: this.queue.length }, 'ingest queue full: further events are read back from the spool');
+        this.readBackFrom(pos.start, ev.event.time);
       }
     }
-    if (this.wakeIdle && (ev.kind === 'block' || this.queue.length >= this.o.batchMax || this.tailFrom !== null || this.queue.length === 1)) {
+    this.wakeWriter(ev.kind === 'block', queuedBefore);
+  }
+
+  /** A spool write worked (up to end). */
+  private noteWritten(end: Position): void {
+    this.budget.onWriteOk();
+    if (this.spoolFailing) {
+      this.spoolFailing = false;
+      this.log.info({ dir: this.spool.dir }, 'spool writes work again');
+    }
+    this.lastAppended = end;
+  }
+
+  /** The queue is full (the database is slow or down): from this event on (its line's start), the writer reads the spool. */
+  private readBackFrom(start: Position, time: number): void {
+    this.tailFrom = start;
+    this.tailOldest = time;
+    this.log.warn({ queued: this.queue.length }, 'ingest queue full: further events are read back from the spool');
+  }
+
+  /**
+   * After events were queued (the queue held queuedBefore before them): an idle writer starts on a block at once, on
+   * a full batch, on the spool once it must read it back, and on the first event of an empty queue (it then waits
+   * out flushMs itself).
+   */
+  private wakeWriter(block: boolean, queuedBefore: number): void {
+    if (this.wakeIdle && (block || this.queue.length >= this.o.batchMax || this.tailFrom !== null || (queuedBefore === 0 && this.queue.length > 0))) {
       this.wakeIdle();
     }
   }
@@ -850,7 +920,7 @@ export class DurableShareLog extends InProcessShareLog {
         out.push(shareEventOf(s));
       } catch (err) {
         if (!(err instanceof SpoolFormatError)) throw err;
-        await this.deadLetter(err.message, { ...s.event, row: s.row === null ? null : rowText(s.row) }, 'a queued share row does not read back: set aside in the dead-letter file');
+        await this.deadLetter(err.message, { ...metaOf(s.event), row: s.row === null ? null : rowText(s.row) }, 'a queued share row does not read back: set aside in the dead-letter file');
       }
     }
     return out;
