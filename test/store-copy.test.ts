@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import pg from 'pg';
+import { PG_ADMIN_URL, SKIP_PG } from './helpers/pg.ts';
 import { SHARE_OUTCOMES } from '../src/shares/outcome.ts';
 import { type StagedShare, copyFloat, copyText, sharesToCopy } from '../src/store/copy.ts';
 
@@ -48,4 +50,39 @@ test('sharesToCopy: consecutive shares in and across seconds carry their own mil
   const times = [NOW + 999, NOW + 1000, NOW + 1001, NOW + 1010, NOW + 1100, NOW + 5];
   const rows = sharesToCopy(times.map((time) => ({ ...base, time }))).trimEnd().split('\n');
   assert.deepEqual(rows.map((r) => r.split('\t')[1]), times.map((t) => new Date(t).toISOString()));
+});
+
+// copyFloat writes a non-integer in exponent form (toExponential: no number-to-string cache); Postgres and the spool's
+// decoder must read back the very same double, whatever it is.
+const FLOAT_EDGES = [0, -0, 1, -1, 0.1, 1234.5, 2 ** 53, 2 ** 53 + 2, 1e21, 1.7976931348623157e308, 5e-324, 2.2250738585072014e-308,
+  2 ** -30, 65536.00000000001, 4294967295.5, -123.456e-7];
+
+test('copyFloat: every double reads back as itself (Number, as the spool decoder reads it)', () => {
+  // -0 is written as 0, as String wrote it (a share difficulty is never negative).
+  for (const v of FLOAT_EDGES) assert.equal(Number(copyFloat(v)), v === 0 ? 0 : v, `${v} as ${copyFloat(v)}`);
+  fc.assert(fc.property(fc.double({ noNaN: true, noDefaultInfinity: true }), (v) => {
+    assert.equal(Number(copyFloat(v)), v === 0 ? 0 : v);
+  }), { numRuns: 20_000 });
+  assert.equal(copyFloat(1234.5), '1.2345e+3', 'non-integers in exponent form');
+  assert.equal(copyFloat(65536), '65536', 'integers as they are');
+});
+
+test('copyFloat: Postgres float8 reads every form back as the same double', { skip: SKIP_PG }, async () => {
+  const values = [...FLOAT_EDGES, ...fc.sample(fc.double({ noNaN: true, noDefaultInfinity: true }), { numRuns: 3000, seed: 7 }),
+    ...fc.sample(fc.double({ min: 1e-12, max: 1e15, noNaN: true }), { numRuns: 2000, seed: 8 })];
+  const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await c.connect();
+  try {
+    // float8send: the double's own bits, so nothing is lost on the way back to JavaScript.
+    const r = await c.query<{ i: string; b: Buffer }>('SELECT i, float8send(x::float8) AS b FROM unnest($1::text[]) WITH ORDINALITY AS t(x, i)', [values.map(copyFloat)]);
+    assert.equal(r.rows.length, values.length);
+    for (const row of r.rows) {
+      const v = values[Number(row.i) - 1];
+      assert.equal(row.b.readDoubleBE(0), v === 0 ? 0 : v, `${v} written as ${copyFloat(v)}`);
+    }
+    const special = await c.query<{ x: number }>('SELECT x::float8 AS x FROM unnest($1::text[]) AS t(x)', [[copyFloat(NaN), copyFloat(Infinity), copyFloat(-Infinity)]]);
+    assert.deepEqual(special.rows.map((x) => Number(x.x)), [NaN, Infinity, -Infinity]);
+  } finally {
+    await c.end();
+  }
 });
