@@ -113,7 +113,7 @@ type RowShare = QueuedShare & { row: string | RowBytes };
 function entryOf(ev: LogEvent, text: string | RowBytes, end: Position | null, at: number, own: (s: string) => string = same): Entry {
   if (ev.kind === 'block') return { kind: 'block', event: ev.event, row: null, end, at };
   const e = ev.event;
-  if (!(typeof text === 'string' ? text.startsWith(SHARE_ROW_PREFIX) : isRowLine(text))) return { kind: 'share', event: e, row: null, end, at };
+  if (!(typeof text === 'string' ? text.startsWith(SHARE_ROW_PREFIX) : isRowLine(text.bytes, text.off, text.len))) return { kind: 'share', event: e, row: null, end, at };
   // An unauthorized share's worker is the name the miner sent, a slice of its submit line, and nothing but its row
   // reads it (user agents are recorded for accounts only): the row holds it.
   const worker = e.account === '' ? '' : own(e.worker);
@@ -164,6 +164,19 @@ class QueuedRow implements RowBytes, ShareRowMeta {
 }
 
 /**
+ * What the queue keeps of an event whose line is in the spool: its line at bytes[off, off + len) (without the
+ * newline), the spool position after it (endSeg, endOff). A share in the COPY-row form is a QueuedRow; anything
+ * else as entryOf keeps it.
+ */
+function spooledEntryOf(ev: LogEvent, bytes: Buffer, off: number, len: number, endSeg: number, endOff: number, at: number,
+  own: (s: string) => string = same): Entry {
+  if (ev.kind !== 'share' || !isRowLine(bytes, off, len)) return entryOf(ev, { bytes, off, len }, { seg: endSeg, off: endOff }, at, own);
+  const e = ev.event;
+  // An unauthorized share's worker is the name the miner sent, a slice of its submit line: see entryOf.
+  return new QueuedRow(bytes, off, len, endSeg, endOff, at, e.time, own(e.account), e.account === '' ? '' : own(e.worker), own(e.sessionId), e.outcome, e.blockHash);
+}
+
+/**
  * The whole share again (from its row when that is all the queue kept): for writers without writeShareRows and
  * for a share written alone after its batch failed. Throws SpoolFormatError for a row that does not decode: the
  * encoder writes what the decoder refuses (a height that is not an integer), which the caller sets aside.
@@ -182,9 +195,9 @@ function hasRow(s: QueuedShare): s is RowShare {
 const ROW_PREFIX_BYTES = Buffer.from(SHARE_ROW_PREFIX, 'latin1');
 
 /** The line starts with the share-row tag (SHARE_ROW_PREFIX), read in the bytes. */
-function isRowLine(r: RowBytes): boolean {
-  if (r.len < ROW_PREFIX_BYTES.length) return false;
-  for (let i = 0; i < ROW_PREFIX_BYTES.length; i++) if (r.bytes[r.off + i] !== ROW_PREFIX_BYTES[i]) return false;
+function isRowLine(bytes: Buffer, off: number, len: number): boolean {
+  if (len < ROW_PREFIX_BYTES.length) return false;
+  for (let i = 0; i < ROW_PREFIX_BYTES.length; i++) if (bytes[off + i] !== ROW_PREFIX_BYTES[i]) return false;
   return true;
 }
 
@@ -488,15 +501,7 @@ export class DurableShareLog extends InProcessShareLog {
         continue;
       }
       // The line the writer keeps (without its newline) is where it was just written, in pos.bytes.
-      const rowOff = start - pos.start.off;
-      const len = off - start - 1;
-      const e = b.ev.kind === 'share' ? b.ev.event : null;
-      if (e && b.line.startsWith(SHARE_ROW_PREFIX)) {
-        // An unauthorized share's worker is the name the miner sent, a slice of its submit line: see entryOf.
-        this.push(new QueuedRow(pos.bytes, rowOff, len, seg, off, at, e.time, e.account, e.account === '' ? '' : e.worker, e.sessionId, e.outcome, e.blockHash));
-      } else {
-        this.push(entryOf(b.ev, { bytes: pos.bytes, off: rowOff, len }, { seg, off }, at));
-      }
+      this.push(spooledEntryOf(b.ev, pos.bytes, start - pos.start.off, off - start - 1, seg, off, at));
     }
     this.wakeWriter(false, queuedBefore);
   }
@@ -569,7 +574,7 @@ export class DurableShareLog extends InProcessShareLog {
       else this.push(entry);
     } else if (this.tailFrom === null) {
       if (this.queue.length < this.o.queueCapacity) {
-        this.push(entryOf(ev, text, pos.end, Date.now()));
+        this.push(typeof text === 'string' ? entryOf(ev, text, pos.end, Date.now()) : spooledEntryOf(ev, text.bytes, text.off, text.len, pos.end.seg, pos.end.off, Date.now()));
       } else {
         this.readBackFrom(pos.start, ev.event.time);
       }
@@ -716,7 +721,7 @@ export class DurableShareLog extends InProcessShareLog {
         const entries: Entry[] = [];
         const corrupt: { line: SpoolLine; err: SpoolFormatError }[] = [];
         // Each entry keeps its line where the read put it (ReadLine is a RowBytes), not its text.
-        await decodeSpoolLines(r.lines, (l, ev) => entries.push(entryOf(ev, l, l.end, 0, this.readBackStrings.get)), (line, err) => corrupt.push({ line, err }));
+        await decodeSpoolLines(r.lines, (l, ev) => entries.push(spooledEntryOf(ev, l.bytes, l.off, l.len, l.end.seg, l.end.off, 0, this.readBackStrings.get)), (line, err) => corrupt.push({ line, err }));
         for (const c of corrupt) await this.setAsideUnreadable(c.line, c.err);
         this.tailFrom = r.next;
         if (entries.length > 0) this.tailOldest = entries[entries.length - 1].event.time;
