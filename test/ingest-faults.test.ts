@@ -600,3 +600,28 @@ test('close() reports a block held only in memory that the writer gave up on at 
   await log.close();
   assert.equal(cap.count(/held only in memory.*lost/), 1);
 });
+
+test('the spool: a checkpoint at the head\'s end does not delete that segment once it fills and rotates while an older segment is being removed', async (t) => {
+  const dir = tmpDir(t, 'hashhub-spool-cp-');
+  const line = (i: number) => `{"n":${i},"pad":"${'x'.repeat(40)}"}\n`;
+  let appendDuringRemove: (() => void) | null = null;
+  const spool = new Spool(dir, {
+    segmentBytes: 100, fsyncMs: 60_000,
+    io: { remove: async (file) => { appendDuringRemove?.(); appendDuringRemove = null; await fs.promises.rm(file, { force: true }); } },
+  });
+  t.after(() => spool.close());
+  spool.append(line(1));
+  spool.append(line(2)); // segment 1 is full
+  spool.append(line(3)); // segment 2, the head
+  assert.equal(spool.head.seg, 2);
+  const cp = { ...spool.head };
+  // While segment 1's file is removed, line 4 goes into segment 2 and line 5 rotates to segment 3.
+  appendDuringRemove = () => { spool.append(line(4)); spool.append(line(5)); };
+  await spool.setCheckpoint(cp);
+  assert.equal(appendDuringRemove, null, 'the appends ran during a removal');
+  assert.equal(spool.head.seg, 3);
+  const r = await spool.read(cp, 100);
+  assert.deepEqual(r.lines.map((l) => JSON.parse(l.text).n), [4, 5], 'the lines after the checkpoint read back');
+  assert.ok(fs.existsSync(path.join(dir, '000000000002.spool')), 'segment 2 holds line 4: not deleted');
+  assert.ok(!fs.existsSync(path.join(dir, '000000000001.spool')), 'segment 1 is wholly before the checkpoint: deleted');
+});

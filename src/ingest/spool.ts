@@ -53,12 +53,15 @@ export interface SpoolIo {
   openRead(file: string): Promise<fs.promises.FileHandle>;
   /** Open a segment for appending (a new one at start and at each rotation). */
   openAppend(file: string): number;
+  /** Delete a committed segment (setCheckpoint). */
+  remove(file: string): Promise<void>;
 }
 
 const REAL_IO: SpoolIo = {
   write: (fd, buf, offset, length) => fs.writeSync(fd, buf, offset, length),
   openRead: (file) => fs.promises.open(file, 'r'),
   openAppend: (file) => fs.openSync(file, 'a'),
+  remove: (file) => fs.promises.rm(file, { force: true }),
 };
 
 /** A segment the spool knew of is gone from the disk (deleted by hand, a bad fsck): its events cannot be read. */
@@ -391,12 +394,16 @@ export class Spool {
       await fs.promises.writeFile(`${file}.tmp`, JSON.stringify({ seg: pos.seg, off: pos.off, at: new Date().toISOString() }));
       await fs.promises.rename(`${file}.tmp`, file);
       this.checkpoint = { ...pos };
-      for (const [seg, size] of [...this.sizes]) {
-        const done = seg < pos.seg || (seg === pos.seg && pos.off >= size);
-        if (done && seg !== this.head.seg) {
-          this.deleteSize(seg);
-          await fs.promises.rm(path.join(this.dir, segName(seg)), { force: true });
-        }
+      // Which segments are done is decided at one moment, from their sizes and the head as they are then: the head
+      // may fill and rotate while a file is being removed, and a segment judged by the size it had before (the head
+      // then) would be deleted with the lines appended to it since. Only the head grows, so a segment done now stays done.
+      const done: number[] = [];
+      for (const [seg, size] of this.sizes) {
+        if ((seg < pos.seg || (seg === pos.seg && pos.off >= size)) && seg !== this.head.seg) done.push(seg);
+      }
+      for (const seg of done) {
+        this.deleteSize(seg);
+        await this.io.remove(path.join(this.dir, segName(seg)));
       }
     };
     // Serialized: two overlapping writes of the same tmp file could rename a stale one last.

@@ -23,7 +23,8 @@ export interface ShareWriter {
    * writeShares for shares whose spool lines are COPY rows already (ingest/codec.ts 's3' lines, each ending in a
    * newline, in the order of `shares`): the SQL store copies them as they are. `shares` holds only what the
    * batch's other statements read of each share (the rows hold the rest). userAgentOf: the user agent of a
-   * share's session, when known.
+   * share's session, when known. A meta may be the ingest queue's own entry, which also holds the bytes of the spool
+   * write its row lies in: read its fields, do not keep, clone or serialize the object itself.
    */
   writeShareRows?(shares: readonly ShareRowMeta[], rows: string | Uint8Array, userAgentOf: (sessionId: string) => string | undefined): Promise<WriteResult>;
   /** Record a block event (candidate, node answer, status). Idempotent (replays change nothing). */
