@@ -133,12 +133,14 @@ function same(s: string): string {
 }
 
 /**
- * A share of a turn's spool write as it waits in the queue: one object that is its row where the write put it
- * (RowBytes), what the batch's other statements read of it (ShareRowMeta) and the spool position after its line.
- * entryOf's form is four objects (the entry, its row, its position, its meta) and spoolLines made two more per
- * share (the line's start and a pair of positions): about 240 bytes per share that live through the 100 ms or more
- * a share waits for its batch, long enough to be promoted, and then are garbage of V8's old generation, which the
- * mark-compact collector pays for and, past saturation, what the pool's memory grows by. This is about 90.
+ * A share whose line is in the spool, as it waits in the queue: one object that is its row where the write (or the
+ * read back) put it (RowBytes), what the batch's other statements read of it (ShareRowMeta) and the spool position
+ * after its line. entryOf's form is four objects (the entry, its row, its position, its meta), and spoolLines made
+ * two more per share (the line's start and a pair of positions): objects that live through the 100 ms or more a
+ * share waits for its batch, long enough to be promoted, and then are garbage of V8's old generation, which the
+ * mark-compact collector pays for and, past saturation, what the pool's memory grows by. Measured with a heap sample
+ * of what outlived a scavenge, 5k shares/s from 10k connections: 469 bytes per share before, 330 after (the queue's
+ * part from about 240 to about 100); mark-compacts in 20 s fell from 4-8 to 0-3.
  */
 class QueuedRow implements RowBytes, ShareRowMeta {
   readonly kind = 'share';
