@@ -107,20 +107,24 @@ type QueuedShare = Extract<Entry, { kind: 'share' }>;
 type RowShare = QueuedShare & { row: string | RowBytes };
 
 /**
- * What the queue keeps of an event, given its spool line without the newline (as text, or where it lies in bytes
- * written or read back). `own` gives the strings the entry keeps (see readBackStrings).
+ * What the queue keeps of an event given its spool line as text, without the newline (a line kept in memory after
+ * its spool write failed; a line in the spool is kept where it lies: spooledEntryOf).
  */
-function entryOf(ev: LogEvent, text: string | RowBytes, end: Position | null, at: number, own: (s: string) => string = same): Entry {
-  if (ev.kind === 'block') return { kind: 'block', event: ev.event, row: null, end, at };
+function entryOf(ev: LogEvent, text: string, end: Position | null, at: number): Entry {
+  if (ev.kind === 'block' || !text.startsWith(SHARE_ROW_PREFIX)) return wholeEntryOf(ev, end, at);
   const e = ev.event;
-  if (!(typeof text === 'string' ? text.startsWith(SHARE_ROW_PREFIX) : isRowLine(text.bytes, text.off, text.len))) return { kind: 'share', event: e, row: null, end, at };
   // An unauthorized share's worker is the name the miner sent, a slice of its submit line, and nothing but its row
   // reads it (user agents are recorded for accounts only): the row holds it.
-  const worker = e.account === '' ? '' : own(e.worker);
+  const worker = e.account === '' ? '' : e.worker;
   return {
     kind: 'share', row: text, end, at,
-    event: { time: e.time, account: own(e.account), worker, sessionId: own(e.sessionId), outcome: e.outcome, blockHash: e.blockHash },
+    event: { time: e.time, account: e.account, worker, sessionId: e.sessionId, outcome: e.outcome, blockHash: e.blockHash },
   };
+}
+
+/** An event that waits whole: a block event, or a share whose line is not a COPY row (the JSON form). */
+function wholeEntryOf(ev: LogEvent, end: Position | null, at: number): Entry {
+  return ev.kind === 'block' ? { kind: 'block', event: ev.event, row: null, end, at } : { kind: 'share', event: ev.event, row: null, end, at };
 }
 
 /** The fields of ShareRowMeta alone (a QueuedRow is its own meta, and also holds its turn's bytes). */
@@ -172,7 +176,7 @@ class QueuedRow implements RowBytes, ShareRowMeta {
  */
 function spooledEntryOf(ev: LogEvent, bytes: Buffer, off: number, len: number, endSeg: number, endOff: number, at: number,
   own: (s: string) => string = same): Entry {
-  if (ev.kind !== 'share' || !isRowLine(bytes, off, len)) return entryOf(ev, { bytes, off, len }, { seg: endSeg, off: endOff }, at, own);
+  if (ev.kind !== 'share' || !isRowLine(bytes, off, len)) return wholeEntryOf(ev, { seg: endSeg, off: endOff }, at);
   const e = ev.event;
   // An unauthorized share's worker is the name the miner sent, a slice of its submit line: see entryOf.
   return new QueuedRow(bytes, off, len, endSeg, endOff, at, e.time, own(e.account), e.account === '' ? '' : own(e.worker), own(e.sessionId), e.outcome, e.blockHash);
@@ -554,13 +558,11 @@ export class DurableShareLog extends InProcessShareLog {
       this.log.error({ kind: ev.kind }, 'event appended after the share log was closed: not recorded');
       return;
     }
-    const pos = this.write(ev, line, sync);
-    // Written: the row is where the write put it, as for a turn's lines (spoolLines); not written: the text.
-    this.record(ev, pos ? { bytes: pos.bytes, off: 0, len: pos.bytes.length - 1 } : line.slice(0, -1), pos);
+    this.record(ev, line, this.write(ev, line, sync));
   }
 
-  /** After the spool write of an event (its line, without the newline; pos null: it failed): queue it. */
-  private record(ev: LogEvent, text: string | RowBytes, pos: { start: Position; end: Position } | null): void {
+  /** After the spool write of an event's line (pos: where it went, null: it failed): queue it. */
+  private record(ev: LogEvent, line: string, pos: ReturnType<Spool['append']> | null): void {
     const queuedBefore = this.queue.length;
     if (pos) this.noteWritten(pos.end);
     if (!pos) {
@@ -571,12 +573,13 @@ export class DurableShareLog extends InProcessShareLog {
         return;
       }
       this.memoryOnly++;
-      const entry = entryOf(ev, text, null, Date.now());
+      const entry = entryOf(ev, line.slice(0, -1), null, Date.now());
       if (this.tailFrom !== null && ev.kind === 'block' && ev.event.kind === 'status') this.afterTail.push({ entry, heldAt: { ...this.spool.head } });
       else this.push(entry);
     } else if (this.tailFrom === null) {
       if (this.queue.length < this.o.queueCapacity) {
-        this.push(typeof text === 'string' ? entryOf(ev, text, pos.end, Date.now()) : spooledEntryOf(ev, text.bytes, text.off, text.len, pos.end.seg, pos.end.off, Date.now()));
+        // The row is where the write put it (its bytes, without the newline), as for a turn's lines (spoolLines).
+        this.push(spooledEntryOf(ev, pos.bytes, 0, pos.bytes.length - 1, pos.end.seg, pos.end.off, Date.now()));
       } else {
         this.readBackFrom(pos.start, ev.event.time);
       }
