@@ -64,6 +64,11 @@ const REAL_IO: SpoolIo = {
   remove: (file) => fs.promises.rm(file, { force: true }),
 };
 
+/** A segment of `size` bytes lies wholly before position `p` (all its lines are committed once `p` is). */
+function whollyBefore(seg: number, size: number, p: Position): boolean {
+  return seg < p.seg || (seg === p.seg && p.off >= size);
+}
+
 /** A segment the spool knew of is gone from the disk (deleted by hand, a bad fsck): its events cannot be read. */
 export class MissingSegmentError extends Error {
   constructor(readonly seg: number, readonly file: string) {
@@ -175,7 +180,7 @@ export class Spool {
     const cp = this.checkpoint;
     if (!cp) return;
     for (const [seg, size] of [...this.sizes]) {
-      if (seg < cp.seg || (seg === cp.seg && cp.off >= size)) {
+      if (whollyBefore(seg, size, cp)) {
         fs.rmSync(path.join(this.dir, segName(seg)), { force: true });
         this.deleteSize(seg);
       }
@@ -399,7 +404,7 @@ export class Spool {
       // then) would be deleted with the lines appended to it since. Only the head grows, so a segment done now stays done.
       const done: number[] = [];
       for (const [seg, size] of this.sizes) {
-        if ((seg < pos.seg || (seg === pos.seg && pos.off >= size)) && seg !== this.head.seg) done.push(seg);
+        if (whollyBefore(seg, size, pos) && seg !== this.head.seg) done.push(seg);
       }
       for (const seg of done) {
         this.deleteSize(seg);
