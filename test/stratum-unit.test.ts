@@ -351,3 +351,39 @@ test('broadcast in chunks: a newer job supersedes one under way; sessions on an 
   assert.equal(got[n - 1].at(-1)!.job, 'refresh2');
   assert.equal(got[n - 1].filter((x) => x.job === 'refresh2' && x.clean).length, 0, 'a refresh on the same tip never asks to drop work');
 });
+
+test('a refresh broadcast spends at most REFRESH_STEP_MS a turn, whatever a notify costs; a new tip goes out at full pace', async () => {
+  const { StratumServer, REFRESH_CHUNK, REFRESH_STEP_MS } = await import('../src/stratum/server.ts');
+  const { DEFAULT_STRATUM_OPTIONS } = await import('../src/stratum/options.ts');
+  const server = new StratumServer({ now: Date.now } as never, DEFAULT_STRATUM_OPTIONS);
+  // Each notify costs a quarter of the step's budget (a slow write: TLS, a busy kernel).
+  const costMs = REFRESH_STEP_MS / 4;
+  const n = REFRESH_CHUNK * 2;
+  const sent: string[][] = [];
+  for (let k = 0; k < n; k++) {
+    const log: string[] = [];
+    sent.push(log);
+    server.sessions.add({
+      sendJob(job: { id: string }) {
+        const until = performance.now() + costMs;
+        while (performance.now() < until) { /* the write's cost */ }
+        log.push(job.id);
+      },
+    } as never);
+  }
+  const tip = Buffer.alloc(32, 7);
+  const reached = (id: string) => sent.filter((l) => l.includes(id)).length;
+  server.broadcast({ id: 'refresh', prevHash: tip } as never, false);
+  await new Promise((r) => setImmediate(r));
+  const first = reached('refresh');
+  assert.ok(first >= 1, 'at least one session a turn');
+  // 4 fit in the budget; a slow machine may fit fewer, never a chunk's worth.
+  assert.ok(first <= 6, `the first refresh turn reached ${first} sessions (REFRESH_CHUNK is ${REFRESH_CHUNK})`);
+  for (let turn = 0; turn < n && reached('refresh') < n; turn++) await new Promise((r) => setImmediate(r));
+  assert.equal(reached('refresh'), n, 'every session gets the refresh, over later turns');
+  assert.ok(sent.every((l) => l.length === 1), 'once each');
+
+  // A new tip is not held to the refresh's budget: its first chunk goes out in the turn that built it.
+  server.broadcast({ id: 'tip', prevHash: Buffer.alloc(32, 8) } as never, true);
+  assert.equal(reached('tip'), n);
+});

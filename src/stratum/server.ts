@@ -13,6 +13,12 @@ import { WriteBudget } from './write-budget.ts';
 export const BROADCAST_CHUNK = 500;
 /** …and for a refresh on the same tip (old work stays valid), started in the next turn: no latency spike. */
 export const REFRESH_CHUNK = 100;
+/**
+ * …and at most this long a turn, ms: what a notify's write costs varies with the machine and the connection (13-20
+ * µs on plain TCP on the bench machine, where 100 made a 1.3-2 ms turn; more under TLS, a busy kernel or a
+ * profiler, where 100 made turns of up to 14 ms), and every submit answer waits behind the turn.
+ */
+export const REFRESH_STEP_MS = 1;
 
 export interface StratumServerStats {
   connections: number;
@@ -150,9 +156,10 @@ export class StratumServer implements SessionOwner {
    * socket is a write syscall each, and 10k of them in one turn would stall every submit behind them. A newer
    * job supersedes a broadcast still under way: the sessions not yet reached get the newer job instead (and
    * clean_jobs if it is on another tip than their last job: see StratumSession.sendJob). A refresh on the same
-   * tip is not urgent (work on the previous job stays valid): it goes out REFRESH_CHUNK sessions a turn from the
-   * next turn, so the template's processing and its fan-out never make one long turn — unless it supersedes a
-   * new-tip broadcast still under way, whose sessions must still switch at full pace.
+   * tip is not urgent (work on the previous job stays valid): it goes out REFRESH_CHUNK sessions a turn, and no
+   * more than REFRESH_STEP_MS of them, from the next turn, so the template's processing and its fan-out never make
+   * one long turn — unless it supersedes a new-tip broadcast still under way, whose sessions must still switch at
+   * full pace (at least one session a turn either way).
    */
   broadcast(job: Job, clean: boolean): void {
     const gen = ++this.broadcastGen;
@@ -164,7 +171,11 @@ export class StratumServer implements SessionOwner {
     const step = () => {
       if (gen !== this.broadcastGen) return; // superseded by a newer job
       const end = Math.min(i + chunk, sessions.length);
-      for (; i < end; i++) sessions[i].sendJob(job, clean);
+      const until = urgent ? Infinity : performance.now() + REFRESH_STEP_MS;
+      while (i < end) {
+        sessions[i++].sendJob(job, clean);
+        if (performance.now() >= until) break;
+      }
       if (i < sessions.length) setImmediate(step);
       else this.urgentUnderWay = false;
     };
