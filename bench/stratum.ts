@@ -157,8 +157,12 @@ function buildLoadGenerator(dir: string): string {
   return out;
 }
 
+/**
+ * The node, like the generator and Postgres, on core 1: it builds a 1.6 MB template at every refresh (10-17 ms of
+ * Python), which on the pool's core was the pool's latency (the node has its own machine in production).
+ */
 function startFakenode(port: number): ChildProcess {
-  return spawn('python3', [path.join(TOOLS, 'fakenode.py'), '--port', String(port), '--rpcuser', 'user', '--rpcpassword', 'pass',
+  return spawn('taskset', ['-c', '1', 'python3', path.join(TOOLS, 'fakenode.py'), '--port', String(port), '--rpcuser', 'user', '--rpcpassword', 'pass',
     '--difficulty', '1e12', '--txs', '3000', '--tip-interval', '0', '--max-runtime', '3600'], { stdio: 'ignore' });
 }
 
@@ -396,6 +400,19 @@ async function makeSolo(url: string): Promise<void> {
  * 5k/s 1k p99 8.6 ms pinned, 14-48 ms not). Best effort (it needs the right to change another process's
  * affinity); returns how to put it back.
  */
+/**
+ * This harness (all its threads) on core 1 once the build is done: it reads /proc, samples and parses the wire
+ * capture (tens of ms for 20 MB) during the window, which is not the pool's work. Processes it starts from here on
+ * inherit core 1 unless started with a core of their own (the pools are).
+ */
+function pinSelfToCore1(): void {
+  try {
+    execFileSync('taskset', ['-apc', '1', String(process.pid)], { stdio: 'ignore' });
+  } catch (err) {
+    log(`could not pin this harness to core 1 (${(err as Error).message}): it may run on the pool's core`);
+  }
+}
+
 async function pinPostgresToCore1(): Promise<() => void> {
   try {
     const c = new pg.Client({ connectionString: PG_ADMIN_URL });
@@ -434,6 +451,7 @@ async function main() {
     const gen = buildLoadGenerator(work);
     log('building hashhub (npm run build)…');
     buildHashhub();
+    pinSelfToCore1();
     const nodePort = await freePort();
     const node = startFakenode(nodePort);
     procs.push(node);
@@ -495,7 +513,7 @@ async function main() {
       'As the section above (fakenode, 3,000-transaction template, the Go generator pinned to core 1, every share through the spool into Postgres), for the other shapes of the share path. SOLO: the generator\'s account mines SOLO, so every share hashes that account\'s own coinbase (per-account coinb2) — compare with the pool rows above. 2 processes: `stratum.processes = 2` on both cores, one of which the generator also uses, so its throughput says little (the performance issue: report, do not chase); pool CPU is the processes\' together over the whole run (ramp included) per answered submit, and the generator\'s RSS figure (the primary\'s) is left out.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'] : ['## Stratum share path (vs ckpool)', '', ...provenance(`npm run bench:stratum${quick ? ' -- --quick' : ''}${ckpoolBin ? ' -- --ckpool <bin>' : ''}`), '',
-      'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0 and started with `node --single-threaded-gc` as README Deploy says for a pool process with one core (two processes on cores 0-1 get it from the cluster), the Go load generator and the local Postgres to core 1 (the pool\'s core is only the pool\'s, as when the database has its own machine); pool CPU from /proc over the measured window; idle memory is RSS growth per connection at the end of a 60 s window, and 10 s into it in the notes (V8 shrinks the young generation it grew during the connection storm, and compacts the garbage the storm left, only tens of seconds after it); the pool\'s own event-loop delay over the window but its last second (bench/loop-delay.cjs, sampled every 2 ms; the generator\'s exit closes every connection at once, a stall of about 30 µs per connection in any Node server) in the notes, beside the generator\'s view, with the pool\'s core\'s steal time and the pool\'s page faults; with tcpdump (root), latency on the wire too: 4 s of loopback traffic from 5 s into the window, each submit matched with its answer by id (bench/wire-latency.ts), for both pools, since the generator\'s p50/p99 columns also hold its own scheduling on the core it shares with Postgres. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
+      'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0 and started with `node --single-threaded-gc` as README Deploy says for a pool process with one core (two processes on cores 0-1 get it from the cluster), the Go load generator, fakenode, this harness and the local Postgres to core 1 (the pool\'s core is only the pool\'s, as when the database and the node have their own machines); pool CPU from /proc over the measured window; idle memory is RSS growth per connection at the end of a 60 s window, and 10 s into it in the notes (V8 shrinks the young generation it grew during the connection storm, and compacts the garbage the storm left, only tens of seconds after it); the pool\'s own event-loop delay over the window but its last second (bench/loop-delay.cjs, sampled every 2 ms; the generator\'s exit closes every connection at once, a stall of about 30 µs per connection in any Node server) in the notes, beside the generator\'s view, with the pool\'s core\'s steal time and the pool\'s page faults; with tcpdump (root), latency on the wire too: 4 s of loopback traffic from 5 s into the window, each submit matched with its answer by id (bench/wire-latency.ts), for both pools, since the generator\'s p50/p99 columns also hold its own scheduling on the core it shares with Postgres. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'];
     // Idle: RSS early in the window too, and the V8 heap at its end (the live part: sessions and sockets).
