@@ -331,17 +331,32 @@ async function runLoad(bin: string, server: Server, s: Scenario, label: string, 
 const f = (n: number | undefined, d = 0) => (n !== undefined && Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '—');
 const cpuUs = (r: LoadResult) => (r.cpu_us_override ?? (r.server && r.responses_in_window > 0 ? (r.server.cpu_s_window * 1e6) / r.responses_in_window : NaN));
 
-interface NoiseSample { steal: number; coreTotal: number; minflt: number; majflt: number }
-interface Noise { stealPct: number; minflt: number; majflt: number }
+interface NoiseSample { steal: number; coreTotal: number; minflt: number; majflt: number; mainWaitNs: number; helperTicks: number }
+interface Noise { stealPct: number; minflt: number; majflt: number; mainWaitMs: number; mainWaitPct: number; helperCpuMs: number }
 
-/** Core 0's steal and total ticks (/proc/stat) and the page faults of the pool and its children (treeStat). */
+/**
+ * Core 0's steal and total ticks (/proc/stat), the page faults of the pool and its children (treeStat), and the
+ * pool's own threads: how long its main thread (the event loop) was ready to run but waited for its core
+ * (schedstat's run delay: the core ran something else, the kernel's threads or the pool's other threads), and the
+ * CPU of those other threads (V8's compiler threads, the template thread, libuv's), which share its core.
+ */
 function noiseSample(pid: number): NoiseSample | null {
   try {
     const cpu0 = /^cpu0 (.*)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1].trim().split(/\s+/).map(Number);
     if (!cpu0) return null;
     const { minflt, majflt } = treeStat(pid);
+    const mainWaitNs = Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[1]);
+    let helperTicks = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      if (Number(tid) === pid) continue;
+      try {
+        const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+        helperTicks += Number(rest[11]) + Number(rest[12]);
+      } catch { /* gone meanwhile */ }
+    }
     // user nice system idle iowait irq softirq steal (guest time is counted in user already)
-    return { steal: cpu0[7] ?? 0, coreTotal: cpu0.slice(0, 8).reduce((a, b) => a + b, 0), minflt, majflt };
+    return { steal: cpu0[7] ?? 0, coreTotal: cpu0.slice(0, 8).reduce((a, b) => a + b, 0), minflt, majflt, mainWaitNs, helperTicks };
   } catch {
     return null;
   }
@@ -349,7 +364,12 @@ function noiseSample(pid: number): NoiseSample | null {
 
 function noiseSince(a: NoiseSample | null, b: NoiseSample | null): Noise | undefined {
   if (!a || !b || b.coreTotal <= a.coreTotal) return undefined;
-  return { stealPct: (100 * (b.steal - a.steal)) / (b.coreTotal - a.coreTotal), minflt: b.minflt - a.minflt, majflt: b.majflt - a.majflt };
+  const windowMs = (b.coreTotal - a.coreTotal) * 10; // USER_HZ ticks of one core
+  const mainWaitMs = (b.mainWaitNs - a.mainWaitNs) / 1e6;
+  return {
+    stealPct: (100 * (b.steal - a.steal)) / (b.coreTotal - a.coreTotal), minflt: b.minflt - a.minflt, majflt: b.majflt - a.majflt,
+    mainWaitMs, mainWaitPct: (100 * mainWaitMs) / windowMs, helperCpuMs: (b.helperTicks - a.helperTicks) * 10,
+  };
 }
 
 /**
@@ -494,7 +514,7 @@ async function main() {
         await pool.stop();
         await db.drop();
       }
-      log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}${r.noise ? `; core 0 steal ${f(r.noise.stealPct, 1)} %, pool faults ${f(r.noise.minflt)}/${f(r.noise.majflt)} major` : ''}`);
+      log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}${r.noise ? `; core 0 steal ${f(r.noise.stealPct, 1)} %, pool faults ${f(r.noise.minflt)}/${f(r.noise.majflt)} major, loop waited for its core ${f(r.noise.mainWaitMs)} ms, other threads ${f(r.noise.helperCpuMs)} ms CPU` : ''}`);
       let ck: LoadResult | undefined;
       if (ckpoolBin && s.mode !== 'grind') {
         const c = await startCkpool(ckpoolBin, work, nodePort, s);
@@ -513,7 +533,7 @@ async function main() {
       'As the section above (fakenode, 3,000-transaction template, the Go generator pinned to core 1, every share through the spool into Postgres), for the other shapes of the share path. SOLO: the generator\'s account mines SOLO, so every share hashes that account\'s own coinbase (per-account coinb2) — compare with the pool rows above. 2 processes: `stratum.processes = 2` on both cores, one of which the generator also uses, so its throughput says little (the performance issue: report, do not chase); pool CPU is the processes\' together over the whole run (ramp included) per answered submit, and the generator\'s RSS figure (the primary\'s) is left out.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'] : ['## Stratum share path (vs ckpool)', '', ...provenance(`npm run bench:stratum${quick ? ' -- --quick' : ''}${ckpoolBin ? ' -- --ckpool <bin>' : ''}`), '',
-      'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0 and started with `node --single-threaded-gc` as README Deploy says for a pool process with one core (two processes on cores 0-1 get it from the cluster), the Go load generator, fakenode, this harness and the local Postgres to core 1 (the pool\'s core is only the pool\'s, as when the database and the node have their own machines); pool CPU from /proc over the measured window; idle memory is RSS growth per connection at the end of a 60 s window, and 10 s into it in the notes (V8 shrinks the young generation it grew during the connection storm, and compacts the garbage the storm left, only tens of seconds after it); the pool\'s own event-loop delay over the window but its last second (bench/loop-delay.cjs, sampled every 2 ms; the generator\'s exit closes every connection at once, a stall of about 30 µs per connection in any Node server) in the notes, beside the generator\'s view, with the pool\'s core\'s steal time and the pool\'s page faults; with tcpdump (root), latency on the wire too: 4 s of loopback traffic from 5 s into the window, each submit matched with its answer by id (bench/wire-latency.ts), for both pools, since the generator\'s p50/p99 columns also hold its own scheduling on the core it shares with Postgres. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
+      'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0 and started with `node --single-threaded-gc` as README Deploy says for a pool process with one core (two processes on cores 0-1 get it from the cluster), the Go load generator, fakenode, this harness and the local Postgres to core 1 (the pool\'s core is only the pool\'s, as when the database and the node have their own machines); pool CPU from /proc over the measured window; idle memory is RSS growth per connection at the end of a 60 s window, and 10 s into it in the notes (V8 shrinks the young generation it grew during the connection storm, and compacts the garbage the storm left, only tens of seconds after it); the pool\'s own event-loop delay over the window but its last second (bench/loop-delay.cjs, sampled every 2 ms; the generator\'s exit closes every connection at once, a stall of about 30 µs per connection in any Node server) in the notes, beside the generator\'s view, with the pool\'s core\'s steal time, the pool\'s page faults, how long its event loop was ready to run but waited for its core (schedstat\'s run delay: kernel threads, the pool\'s own other threads) and those other threads\' CPU (V8\'s compiler, the template thread); with tcpdump (root), latency on the wire too: 4 s of loopback traffic from 5 s into the window, each submit matched with its answer by id (bench/wire-latency.ts), for both pools, since the generator\'s p50/p99 columns also hold its own scheduling on the core it shares with Postgres. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'];
     // Idle: RSS early in the window too, and the V8 heap at its end (the live part: sessions and sockets).
@@ -522,7 +542,7 @@ async function main() {
       const heap = (r.pool_loop?.memory as { heapUsed?: number } | undefined)?.heapUsed;
       return `RSS ${f(((r.rss_kb_early - r.server.rss_kb_before_ramp) * 1024) / s.conns)} B/conn ${s.rssEarlyS} s into the window${heap !== undefined ? `; V8 heap used at the window's end ${f(heap, 1)} MB` : ''}`;
     };
-    const noiseNote = (r: LoadResult) => (r.noise ? `core 0 steal ${f(r.noise.stealPct, 1)} % of the window, pool page faults ${f(r.noise.minflt)} minor / ${f(r.noise.majflt)} major` : '');
+    const noiseNote = (r: LoadResult, threads = true) => (r.noise ? `core 0 steal ${f(r.noise.stealPct, 1)} % of the window, pool page faults ${f(r.noise.minflt)} minor / ${f(r.noise.majflt)} major${threads ? `; the pool's event loop waited ${f(r.noise.mainWaitMs)} ms (${f(r.noise.mainWaitPct, 1)} % of the window) for its core, its other threads used ${f(r.noise.helperCpuMs)} ms of CPU` : ''}` : '');
     const wireNote = (r: LoadResult) => (r.wire ? `**on the wire** (4 s tcpdump sample, ${f(r.wire.answers)} answers) p50 ${f(r.wire.p50, 2)} / p99 ${f(r.wire.p99, 2)} / p99.9 ${f(r.wire.p999, 2)} / max ${f(r.wire.max, 1)} ms` : '');
     const row = (s: Scenario, who: string, r: LoadResult, note = '') => lines.push(
       `| ${s.what} | ${who} | ${f(r.responses_per_s)} | ${f(cpuUs(r), 1)} | ${f(r.latency_ms.p50, 2)} | ${f(r.latency_ms.p99, 2)} | ${f(r.latency_ms.p999, 2)} | ${f(r.latency_ms.max, 1)} | ${(s.processes ?? 1) > 1 ? '—' : f(r.server?.rss_bytes_per_conn)} | ${f(r.closed_by_server)} | ${note} |`);
@@ -536,10 +556,10 @@ async function main() {
         earlyRss(s, hashhub),
         hashhub.pool_loop ? `pool's own loop delay p99 ${f(hashhub.pool_loop.p99, 1)} / p99.9 ${f(hashhub.pool_loop.p999, 1)} / max ${f(hashhub.pool_loop.max, 1)} ms` : '',
         wireNote(hashhub),
-        noiseNote(hashhub),
+        noiseNote(hashhub, (s.processes ?? 1) === 1), // a cluster's pid is its primary, not a Stratum process
       ].filter(Boolean).join('; ');
       row(s, 'hashhub', hashhub, notes);
-      if (ckpool) row(s, 'ckpool (same run)', ckpool, [ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '', earlyRss(s, ckpool), wireNote(ckpool), noiseNote(ckpool)].filter(Boolean).join('; '));
+      if (ckpool) row(s, 'ckpool (same run)', ckpool, [ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '', earlyRss(s, ckpool), wireNote(ckpool), noiseNote(ckpool, false)].filter(Boolean).join('; '));
     }
     writeSection(variants ? 'stratum-variants' : 'stratum', lines);
     log(`written to BENCHMARKS.md (section ${variants ? 'stratum-variants' : 'stratum'})`);
