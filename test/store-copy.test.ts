@@ -4,7 +4,8 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { PG_ADMIN_URL, SKIP_PG } from './helpers/pg.ts';
 import { SHARE_OUTCOMES } from '../src/shares/outcome.ts';
-import { type StagedShare, copyFloat, copyText, sharesToCopy } from '../src/store/copy.ts';
+import { type StagedShare, copyFloat, copyText, isPlainTime, shareRow, shareRowLine, sharesToCopy } from '../src/store/copy.ts';
+import { encodeShare } from '../src/ingest/codec.ts';
 
 // sharesToCopy is written for speed (one concatenation per row, the time formatted once per second). This is
 // the plain form it replaced (columns in queries.COPY_STAGING's order), one array and one Date per row: the fast
@@ -43,6 +44,35 @@ test('sharesToCopy writes the same COPY text as the plain per-row form, for any 
   fc.assert(fc.property(fc.array(share, { minLength: 1, maxLength: 40 }), (shares) => {
     assert.equal(sharesToCopy(shares), referenceCopy(shares));
   }), { numRuns: 2000 });
+});
+
+// The spool's share line in the plain form: the tag, the 14 row columns (queries.COPY_STAGING_ROWS), one array and
+// one Date per share. shareRowLine fills one array for every share: no field may carry over from the share before.
+function referenceLine(tag: string, s: StagedShare): string {
+  return [tag, copyText(s.id), new Date(s.time).toISOString(), copyText(s.account.slice(0, 100)), copyText(s.worker.slice(0, 64)),
+    copyText(s.outcome), copyFloat(s.poolDifficulty), copyFloat(s.shareDifficulty), copyText(s.jobId.slice(0, 64)),
+    String(Math.trunc(s.height)), copyText(s.blockHash ?? null), s.nbits === undefined ? '\\N' : String(s.nbits | 0),
+    copyText(s.sessionId), copyText(s.remoteAddress), s.block ? '1' : '0'].join('\t') + '\n';
+}
+
+test('shareRowLine and encodeShare write the plain form\'s line for any run of shares (the JSON form where a row cannot hold one)', () => {
+  let rows = 0;
+  fc.assert(fc.property(fc.array(share, { minLength: 1, maxLength: 40 }), (shares) => {
+    for (const s of shares) {
+      const line = encodeShare(s);
+      if (isPlainTime(s.time) && Number.isSafeInteger(Math.trunc(s.height))) {
+        rows++;
+        assert.equal(line, referenceLine('s3', s));
+        assert.equal(shareRowLine('s3', s), line);
+        assert.equal(shareRow(s), line.slice('s3\t'.length, -1));
+      } else {
+        assert.equal(shareRowLine('s3', s), null);
+        assert.equal(shareRow(s), null);
+        assert.ok(line.startsWith('["s2",') && line.endsWith(']\n'), line);
+      }
+    }
+  }), { numRuns: 2000 });
+  assert.ok(rows > 1_000, `only ${rows} shares took the row form`);
 });
 
 test('sharesToCopy: consecutive shares in and across seconds carry their own milliseconds', () => {

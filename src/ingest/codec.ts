@@ -1,7 +1,7 @@
 import type { BlockEvent, ShareEvent } from '../shares/events.ts';
 import { BLOCK_STATUSES, type BlockStatus } from '../shares/block-state.ts';
 import { SHARE_OUTCOMES, type ShareOutcome } from '../shares/outcome.ts';
-import { SHARE_ROW_COLUMNS, fromCopyText, shareRow } from '../store/copy.ts';
+import { SHARE_ROW_COLUMNS, fromCopyText, shareRowLine } from '../store/copy.ts';
 
 // One spool line per event. A share is 's3' and a tab, then the share as a COPY text row of the database's
 // staging table (store/copy.ts shareRow): the writer hands these lines to COPY as they are, so a share is encoded
@@ -20,12 +20,13 @@ function num(v: number): number | string {
   return Number.isFinite(v) ? v : String(v);
 }
 
-/** The tag and separator that start a share line in the COPY-row form. */
-export const SHARE_ROW_PREFIX = 's3\t';
+/** The tag of a share line in the COPY-row form, and the tag with its separator, which start such a line. */
+const SHARE_ROW_TAG = 's3';
+export const SHARE_ROW_PREFIX = `${SHARE_ROW_TAG}\t`;
 
 export function encodeShare(e: ShareEvent): string {
-  const row = shareRow(e);
-  if (row !== null) return SHARE_ROW_PREFIX + row + '\n';
+  const line = shareRowLine(SHARE_ROW_TAG, e);
+  if (line !== null) return line;
   // Not a row (a time or height a row cannot hold): JSON, with non-finite numbers as strings so the line reads
   // back (JSON would write NaN as null, and the share would be refused as unreadable on its way back).
   return JSON.stringify([
