@@ -387,3 +387,21 @@ test('a refresh broadcast spends at most REFRESH_STEP_MS a turn, whatever a noti
   server.broadcast({ id: 'tip', prevHash: Buffer.alloc(32, 8) } as never, true);
   assert.equal(reached('tip'), n);
 });
+
+test('answer lines: the text JSON.stringify gives for any id, result, error and rejected outcome', async () => {
+  const { errorLine, rejectLine, resultLine } = await import('../src/stratum/protocol.ts');
+  const { REJECT_ERRORS } = await import('../src/shares/outcome.ts');
+  const outcomes = Object.keys(REJECT_ERRORS) as (keyof typeof REJECT_ERRORS)[];
+  assert.ok(outcomes.length >= 9);
+  const ids = [0, 1, 1234, 2 ** 31, 2 ** 53, -7, 1.5, 1e21, 'abc', 'a"b\\c\n\u2028', '', null];
+  for (const id of ids) {
+    for (const o of outcomes) {
+      const [code, message] = REJECT_ERRORS[o];
+      assert.equal(rejectLine(id, o), JSON.stringify({ id, result: null, error: [code, message, null] }) + '\n', `${o} ${String(id)}`);
+    }
+    for (const result of [true, false, 'pong', null, [['mining.notify', 'x']], { 'version-rolling': true }]) {
+      assert.equal(resultLine(id, result), JSON.stringify({ id, result, error: null }) + '\n');
+    }
+    assert.equal(errorLine(id, 24, 'bad "worker"\n'), JSON.stringify({ id, result: null, error: [24, 'bad "worker"\n', null] }) + '\n');
+  }
+});

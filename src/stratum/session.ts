@@ -2,13 +2,13 @@ import type { Socket } from 'node:net';
 import { difficultyToTarget, targetBytes, targetToDifficulty, toHex, u32Hex } from '../chain/index.ts';
 import { type Job, notifyBytes, notifyLine } from '../shares/job.ts';
 import type { JobManager, JobSource } from '../shares/jobs.ts';
-import { REJECT_ERRORS, type ShareOutcome } from '../shares/outcome.ts';
+import type { ShareOutcome } from '../shares/outcome.ts';
 import { type MerkleRootCache, type ShareResult, type SubmitParams, newRootCache, validateShare } from '../shares/validator.ts';
 import { LineFramer, type LineTooLongError } from './framing.ts';
 import { readIntoShared } from './read-into.ts';
 import type { StratumOptions } from './options.ts';
 import type { ReadTurns } from './read-turns.ts';
-import { ProtocolError, type RequestId, type StratumRequest, parseMessage } from './protocol.ts';
+import { ProtocolError, type RequestId, type StratumRequest, errorLine, parseMessage, rejectLine, resultLine } from './protocol.ts';
 import { type SentJob, SentJobs } from './sent-jobs.ts';
 import { Vardiff, clampDifficulty } from './vardiff.ts';
 import type { WriteBudget } from './write-budget.ts';
@@ -524,8 +524,7 @@ export class StratumSession {
       this.windowRejects++;
       if (!this.takeToken(now)) this.garbage('message rate limit exceeded (invalid shares)');
     }
-    const [code, message] = REJECT_ERRORS[result.outcome];
-    this.sendError(id, code, message);
+    this.write(rejectLine(id, result.outcome));
     this.checkRejects();
   }
 
@@ -680,11 +679,11 @@ export class StratumSession {
   }
 
   sendResult(id: RequestId, result: unknown): void {
-    this.write(`{"id":${JSON.stringify(id)},"result":${JSON.stringify(result)},"error":null}\n`);
+    this.write(resultLine(id, result));
   }
 
   sendError(id: RequestId, code: number, message: string): void {
-    this.write(`{"id":${JSON.stringify(id)},"result":null,"error":[${code},${JSON.stringify(message)},null]}\n`);
+    this.write(errorLine(id, code, message));
   }
 
   private write(s: string | Buffer): void {
