@@ -297,3 +297,34 @@ test('a line split across reads, with other connections read into the shared buf
     await pool.stop(100);
   }
 });
+
+test('the answers to a chunk of several lines leave together (the socket corked while they are handled); a chunk of one line is not corked', () => {
+  class CorkSocket extends FakeSocket {
+    depth = 0;
+    corks = 0;
+    corkedWrites: boolean[] = [];
+    override cork() { this.depth++; this.corks++; }
+    override uncork() { this.depth--; }
+    override write(s: string | Buffer, cb?: () => void) { this.corkedWrites.push(this.depth > 0); return super.write(s, cb); }
+  }
+  const sock = new CorkSocket();
+  const s = new StratumSession('1', sock as never, Buffer.from('aabbccdd', 'hex'), stubHost(), { ...DEFAULT_STRATUM_OPTIONS });
+  const ping = (id: number) => `{"id":${id},"method":"mining.ping","params":[]}\n`;
+  const answered = () => sock.out.join('').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as Msg).id);
+
+  sock.emit('data', Buffer.from(ping(1)));
+  assert.deepEqual(answered(), [1]);
+  assert.equal(sock.corks, 0, 'one line: no cork (an answer written corked is buffered and written in a second pass)');
+
+  const two = ping(2) + ping(3);
+  sock.emit('data', Buffer.from(two + ping(4).slice(0, 10))); // two lines and the start of a third
+  assert.deepEqual(answered(), [1, 2, 3]);
+  assert.equal(sock.corks, 1, 'several lines: corked once');
+  assert.deepEqual(sock.corkedWrites.slice(1), [true, true], 'both answers written while corked (one writev)');
+  assert.equal(sock.depth, 0, 'and uncorked after');
+
+  sock.emit('data', Buffer.from(ping(4).slice(10))); // the rest of the third: one line
+  assert.deepEqual(answered(), [1, 2, 3, 4]);
+  assert.equal(sock.corks, 1, 'the line completed by this chunk alone: no cork');
+  s.close('test');
+});

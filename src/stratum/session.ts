@@ -243,9 +243,15 @@ export class StratumSession {
     } else {
       this.linesThisTurn = 0;
       this.turnStartedAt = performance.now();
-      // The answers to one chunk's lines leave together (one writev), not one write(2) per line.
-      this.socket.cork();
-      try { this.framer.push(chunk); } finally { this.socket.uncork(); }
+      // The answers to one chunk's lines leave together (one writev), not one write(2) per line. Only for a chunk
+      // of several lines: a cork makes each answer a buffered entry and a second pass, and most reads carry one share.
+      const nl = chunk.indexOf(10);
+      if (nl === -1 || chunk.indexOf(10, nl + 1) === -1) {
+        this.framer.push(chunk);
+      } else {
+        this.socket.cork();
+        try { this.framer.push(chunk); } finally { this.socket.uncork(); }
+      }
     }
     // Waiting with more than a few lines held (this chunk's rest, or chunks since): the socket stops being read
     // until the connection's turn, so TCP pushes back on the miner instead of the pool reading what it cannot
