@@ -350,9 +350,8 @@ function noiseSample(pid: number): NoiseSample | null {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       if (Number(tid) === pid) continue;
       try {
-        const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-        helperTicks += Number(rest[11]) + Number(rest[12]);
+        const f = statFields(`/proc/${pid}/task/${tid}/stat`);
+        helperTicks += Number(f[11]) + Number(f[12]);
       } catch { /* gone meanwhile */ }
     }
     // user nice system idle iowait irq softirq steal (guest time is counted in user already)
@@ -373,6 +372,15 @@ function noiseSince(a: NoiseSample | null, b: NoiseSample | null): Noise | undef
 }
 
 /**
+ * The fields of a /proc/<pid>/stat (or task stat) after the command (which may hold spaces and parentheses): state
+ * ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime …
+ */
+function statFields(file: string): string[] {
+  const st = readFileSync(file, 'utf8');
+  return st.slice(st.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
  * A process and its children (a cluster's primary and its Stratum processes), summed from /proc/<pid>/stat: CPU
  * ticks (utime + stime) and page faults.
  */
@@ -381,9 +389,7 @@ function treeStat(pid: number): { cpuTicks: number; minflt: number; majflt: numb
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
-      // The fields after the command: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime …
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      const f = statFields(`/proc/${d}/stat`);
       if (Number(d) !== pid && Number(f[1]) !== pid) continue;
       sum.cpuTicks += Number(f[11]) + Number(f[12]);
       sum.minflt += Number(f[7]);
@@ -414,13 +420,6 @@ async function makeSolo(url: string): Promise<void> {
 }
 
 /**
- * Keep the local Postgres off the pool's core: its server process and backends (forked from it, so later ones
- * too) go to core 1 with the generator. In production the database has a machine of its own; on this 2-core box,
- * left to the scheduler, it runs the pool's COPY batches on core 0 and the pool's loop waits behind it (measured:
- * 5k/s 1k p99 8.6 ms pinned, 14-48 ms not). Best effort (it needs the right to change another process's
- * affinity); returns how to put it back.
- */
-/**
  * This harness (all its threads) on core 1 once the build is done: it reads /proc, samples and parses the wire
  * capture (tens of ms for 20 MB) during the window, which is not the pool's work. Processes it starts from here on
  * inherit core 1 unless started with a core of their own (the pools are).
@@ -433,17 +432,24 @@ function pinSelfToCore1(): void {
   }
 }
 
+/**
+ * Keep the local Postgres off the pool's core: its server process and backends (forked from it, so later ones
+ * too) go to core 1 with the generator. In production the database has a machine of its own; on this 2-core box,
+ * left to the scheduler, it runs the pool's COPY batches on core 0 and the pool's loop waits behind it (measured:
+ * 5k/s 1k p99 8.6 ms pinned, 14-48 ms not). Best effort (it needs the right to change another process's
+ * affinity); returns how to put it back.
+ */
 async function pinPostgresToCore1(): Promise<() => void> {
   try {
     const c = new pg.Client({ connectionString: PG_ADMIN_URL });
     await c.connect();
     const backend = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-    const stat = readFileSync(`/proc/${backend}/stat`, 'utf8');
+    const parent = statFields(`/proc/${backend}/stat`)[1];
     await c.end();
-    const postmaster = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const postmaster = Number(parent);
     const before = execFileSync('taskset', ['-pc', String(postmaster)], { encoding: 'utf8' }).trim().split(' ').pop()!;
     const family = () => [postmaster, ...readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-      try { const st = readFileSync(`/proc/${pid}/stat`, 'utf8'); return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === postmaster; } catch { return false; }
+      try { return Number(statFields(`/proc/${pid}/stat`)[1]) === postmaster; } catch { return false; }
     })];
     const set = (mask: string) => { for (const pid of family()) { try { execFileSync('taskset', ['-apc', mask, String(pid)], { stdio: 'ignore' }); } catch { /* gone */ } } };
     set('1');
