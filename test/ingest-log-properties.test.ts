@@ -36,7 +36,7 @@ function share(kind: ShareKind): ShareEvent {
     case 'emoji': return { ...s, worker: 'rig😀', sessionId: `sess-😀-${n % 5}` };
     // The name the miner sent: its row holds it, its meta says '' (see entryOf).
     case 'unauthorized': return { ...s, account: '', worker: `stranger-${n}-ü`, outcome: 'unauthorized' };
-    // shareRow cannot hold these: the line is the JSON form ('s2'), and even a rows writer gets the whole event.
+    // A row cannot hold these: the line is the JSON form ('s2'), and even a rows writer gets the whole event.
     case 'jsonTime': return { ...s, time: s.time + 0.5 };
     case 'jsonHeight': return { ...s, height: 2 ** 60 };
     case 'found': return { ...s, block: true, blockHash: n.toString(16).padStart(64, '0'), nbits: 0x1703a30c };

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { PG_ADMIN_URL, SKIP_PG } from './helpers/pg.ts';
 import { SHARE_OUTCOMES } from '../src/shares/outcome.ts';
-import { type StagedShare, copyFloat, copyText, isPlainTime, shareRow, shareRowLine, sharesToCopy } from '../src/store/copy.ts';
+import { type StagedShare, copyFloat, copyText, isPlainTime, shareRowLine, sharesToCopy } from '../src/store/copy.ts';
 import { encodeShare } from '../src/ingest/codec.ts';
 
 // sharesToCopy is written for speed (one concatenation per row, the time formatted once per second). This is
@@ -64,10 +64,8 @@ test('shareRowLine and encodeShare write the plain form\'s line for any run of s
         rows++;
         assert.equal(line, referenceLine('s3', s));
         assert.equal(shareRowLine('s3', s), line);
-        assert.equal(shareRow(s), line.slice('s3\t'.length, -1));
       } else {
         assert.equal(shareRowLine('s3', s), null);
-        assert.equal(shareRow(s), null);
         assert.ok(line.startsWith('["s2",') && line.endsWith(']\n'), line);
       }
     }

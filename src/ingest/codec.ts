@@ -4,7 +4,7 @@ import { SHARE_OUTCOMES, type ShareOutcome } from '../shares/outcome.ts';
 import { SHARE_ROW_COLUMNS, fromCopyText, shareRowLine } from '../store/copy.ts';
 
 // One spool line per event. A share is 's3' and a tab, then the share as a COPY text row of the database's
-// staging table (store/copy.ts shareRow): the writer hands these lines to COPY as they are, so a share is encoded
+// staging table (store/copy.ts shareRowLine): the writer hands these lines to COPY as they are, so a share is encoded
 // once, on its way into the spool, not a second time for the database. Block events are JSON arrays tagged 'bc' /
 // 'ba' / 'bs' (a block candidate, a node's answer, a block status change). The tags are the format version: a
 // changed layout gets a new tag, and old spools still replay ('s2' = a share as a JSON array, written before
@@ -67,7 +67,7 @@ function outcomeOf(v: unknown): ShareOutcome {
   return outcome as ShareOutcome;
 }
 
-// What shareRow writes, checked strictly on the way back: a line damaged on disk must be refused (set aside as
+// What shareRowLine writes, checked strictly on the way back: a line damaged on disk must be refused (set aside as
 // unreadable), never read as a different share.
 const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const INTEGER = /^-?\d+$/;
@@ -78,7 +78,7 @@ function rowNumber(v: string, re: RegExp, what: string): number {
   return Number(v);
 }
 
-/** A share line in the COPY-row form (see shareRow for the columns). */
+/** A share line in the COPY-row form (see shareRowLine for the columns). */
 function decodeShareRow(line: string): LogEvent {
   const f = line.split('\t');
   if (f.length !== SHARE_ROW_COLUMNS + 1) throw new SpoolFormatError(`share row has ${f.length - 1} columns, expected ${SHARE_ROW_COLUMNS}`);

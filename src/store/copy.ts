@@ -74,7 +74,7 @@ class IsoTimes {
   }
 }
 
-/** Milliseconds since 1970 that IsoTimes formats itself and shareRow can write (from 1970 to 9999). */
+/** Milliseconds since 1970 that IsoTimes formats itself and shareRowLine can write (from 1970 to 9999). */
 export function isPlainTime(ms: number): boolean {
   return Number.isSafeInteger(ms) && ms >= 0 && ms < 253402300800000;
 }
@@ -101,7 +101,7 @@ function fillShareColumns(row: string[], at: number, s: ShareEvent, times: IsoTi
 }
 
 /**
- * One spool line's fields: a tag, shareRow's 14 columns, and the newline with the last column. Filled and joined
+ * One spool line's fields: a tag, the row's 14 columns, and the newline with the last column. Filled and joined
  * for every share, one array for all: join writes one flat string, where `+` made a cons string per field (about
  * 1 KB of them per share at 5k shares/s, the largest allocation of the share path, then flattened again when the
  * turn's lines were written).
@@ -109,9 +109,14 @@ function fillShareColumns(row: string[], at: number, s: ShareEvent, times: IsoTi
 const LINE_FIELDS: string[] = Array.from({ length: 15 }, () => '');
 
 /**
- * A share as one spool line, `tag` + tab + shareRow's row + newline (ingest/codec.ts); null when shareRow would be.
+ * A share as one spool line: `tag`, a tab, the share as one COPY text row of share_staging's row columns
+ * (queries.COPY_STAGING_ROWS, after its leading tag), and a newline; null when its time or height cannot be written
+ * this way (never for a pool clock's time and a template's height). The ingest spool stores shares in this form, so
+ * the writer hands spool lines to COPY without re-encoding them.
  */
 export function shareRowLine(tag: string, s: ShareEvent): string | null {
+  // Only what reads back as written (ingest/codec.ts decodes integers for the height): anything else is spooled as
+  // JSON, which holds it, and the database refuses it there, where it is set aside whole.
   if (!isPlainTime(s.time) || !Number.isSafeInteger(Math.trunc(s.height))) return null;
   const f = LINE_FIELDS;
   f[0] = tag;
@@ -122,21 +127,7 @@ export function shareRowLine(tag: string, s: ShareEvent): string | null {
   return f.join('\t');
 }
 
-/**
- * A share as one COPY text row of share_staging's row columns (queries.COPY_STAGING_ROWS, after its leading
- * tag), without the newline; null when its time or height cannot be written this way (never for a pool clock's time
- * and a template's height).
- * The ingest spool stores shares in this form (shareRowLine), so the writer hands spool lines to COPY without
- * re-encoding them.
- */
-export function shareRow(s: ShareEvent): string | null {
-  // Only what reads back as written (ingest/codec.ts decodes integers for the height): anything else is spooled as
-  // JSON, which holds it, and the database refuses it there, where it is set aside whole.
-  const line = shareRowLine('', s);
-  return line === null ? null : line.slice(1, -1);
-}
-
-/** Columns of shareRow, in order. */
+/** Columns of a share row (shareRowLine's, after its tag), in order. */
 export const SHARE_ROW_COLUMNS = 14;
 
 const UNESCAPE = /\\(.)/g;

@@ -18,7 +18,7 @@ CREATE TEMP TABLE IF NOT EXISTS share_inserted (
 export const COPY_STAGING = `COPY share_staging (id, time, account, worker, outcome, pool_difficulty, share_difficulty,
   job_id, height, block_hash, nbits, user_agent) FROM STDIN`;
 
-/** The same table from spool lines as they are (ingest/codec.ts 's3' lines: the tag, then store/copy.ts shareRow). */
+/** The same table from spool lines as they are (ingest/codec.ts 's3' lines: the tag, then store/copy.ts shareRowLine's row). */
 export const COPY_STAGING_ROWS = `COPY share_staging (tag, id, time, account, worker, outcome, pool_difficulty,
   share_difficulty, job_id, height, block_hash, nbits, session_id, remote_address, block) FROM STDIN`;
 
