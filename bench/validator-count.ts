@@ -3,7 +3,7 @@
 // Run with two counts and subtract: the difference is the per-share cost, free of startup and of machine load.
 // Args: <shares> [same] [solo] (same: 1,000 shares per extranonce2, the session's root cache on; solo: the shares
 // are on a SOLO miner's coinbase variant of the job, as a SOLO session's are).
-import { difficultyToTarget, targetBytes, toHex } from '../src/chain/index.ts';
+import { difficultyToTarget, targetBytes } from '../src/chain/index.ts';
 import { JobManager } from '../src/shares/jobs.ts';
 import { type ShareContext, newRootCache, validateShare } from '../src/shares/validator.ts';
 import { u32Hex } from '../src/shares/work.ts';
@@ -18,7 +18,7 @@ const job = process.argv.includes('solo')
   : pooled;
 const en1 = Buffer.from('00abcdef', 'hex');
 const ctx: ShareContext = {
-  extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0x1fffe000, job,
+  extranonce1: en1, extranonce2Size: 8, versionMask: 0x1fffe000, job,
   target: targetBytes(difficultyToTarget(1e6)), rootCache: same ? newRootCache() : undefined,
   nowSec: Math.floor(Date.now() / 1000), maxNtimeAheadSec: 600,
 };

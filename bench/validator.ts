@@ -37,7 +37,7 @@ export function benchValidator(opts: { txs: number; seconds: number; accepted: b
     : pooled;
   const en1 = Buffer.from('00abcdef', 'hex');
   const ctx: ShareContext = {
-    extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0x1fffe000, job,
+    extranonce1: en1, extranonce2Size: 8, versionMask: 0x1fffe000, job,
     // accepted: every hash passes (so the accepted path, with its header copy, is what is measured)
     target: targetBytes(opts.accepted ? difficultyToTarget(1e-30) : difficultyToTarget(1e6)),
     rootCache: opts.sameExtranonce2 ? newRootCache() : undefined, nowSec: Math.floor(Date.now() / 1000), maxNtimeAheadSec: 600,

@@ -73,7 +73,7 @@ test('coinbase variants (SOLO): one per key and job, the same work but their own
 
   // A share on the variant is validated like any other and its block's coinbase pays the SOLO script first.
   const en1 = Buffer.from('00000001', 'hex');
-  const ctx = { extranonce1: en1, extranonce1Hex: '00000001', extranonce2Size: 8, versionMask: 0, job: v, target: targetBytes(difficultyToTarget(1e-12)), nowSec: v.ntime, maxNtimeAheadSec: 600 };
+  const ctx = { extranonce1: en1, extranonce2Size: 8, versionMask: 0, job: v, target: targetBytes(difficultyToTarget(1e-12)), nowSec: v.ntime, maxNtimeAheadSec: 600 };
   const share = { worker: 'sol.w', jobId: v.id, extranonce2: '0000000000000001', ntime: v.ntime.toString(16).padStart(8, '0'), nonce: '00000000' };
   const r = validateShare(jobs, ctx, share);
   assert.equal(r.outcome, 'accepted');

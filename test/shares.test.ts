@@ -47,7 +47,7 @@ describe('share path on real blocks', () => {
         const jobs = new JobManager({ extranonceSize: 4 + en2Size, tag: Buffer.alloc(0), outputs: () => [] });
         jobs.addJob(job, 0);
         const ctx: ShareContext = {
-          extranonce1: Buffer.from(en1), extranonce1Hex: toHex(en1), extranonce2Size: en2Size, versionMask: 0, job,
+          extranonce1: Buffer.from(en1), extranonce2Size: en2Size, versionMask: 0, job,
           target: targetBytes(difficultyToTarget(1)), nowSec: h.time, maxNtimeAheadSec: 600,
         };
         const r = validateShare(jobs, ctx, { worker: 'a.b', jobId: '1', extranonce2: toHex(en2), ntime: u32Hex(h.time), nonce: u32Hex(h.nonce) });
@@ -76,7 +76,7 @@ describe('share classification', () => {
     const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
     const { job } = jobs.addTemplate(fakeTemplate({ bits }), Date.now());
     const ctx = (over: Partial<ShareContext> = {}): ShareContext => ({
-      extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0x1fffe000, job,
+      extranonce1: en1, extranonce2Size: 8, versionMask: 0x1fffe000, job,
       target: targetBytes(difficultyToTarget(difficulty)), nowSec: Math.floor(Date.now() / 1000), maxNtimeAheadSec: 600, ...over,
     });
     const submit = (nonce: string, over: Partial<SubmitParams> = {}): SubmitParams => ({
@@ -96,6 +96,32 @@ describe('share classification', () => {
     assert.equal(validateShare(jobs, ctx(), submit(nonce)).outcome, 'duplicate');
     // Same nonce with upper-case hex is the same share.
     assert.equal(validateShare(jobs, ctx(), submit(nonce.toUpperCase())).outcome, 'duplicate');
+  });
+
+  test('a share resubmitted in any hex case is a duplicate; one differing in any field from an accepted one is not', () => {
+    // At difficulty 1e-9 about one hash in four passes: the same nonce is accepted under several variants.
+    const { jobs, job, ctx, submit } = setup(0x1d00ffff, 1e-9);
+    const other = Buffer.from('00000002', 'hex');
+    const variants: { name: string; ctx: ShareContext; p: (nonce: string) => SubmitParams }[] = [
+      { name: 'base', ctx: ctx(), p: (n) => submit(n, { extranonce2: '00aabbccddeeff01' }) },
+      { name: 'another extranonce1', ctx: ctx({ extranonce1: other }), p: (n) => submit(n, { extranonce2: '00aabbccddeeff01' }) },
+      { name: 'another extranonce2', ctx: ctx(), p: (n) => submit(n, { extranonce2: '00aabbccddeeff02' }) },
+      { name: 'another ntime', ctx: ctx(), p: (n) => submit(n, { extranonce2: '00aabbccddeeff01', ntime: u32Hex(job.ntime + 1) }) },
+      { name: 'rolled version', ctx: ctx(), p: (n) => submit(n, { extranonce2: '00aabbccddeeff01', versionBits: '00002000' }) },
+    ];
+    const accepted = new Map<string, number>();
+    for (let i = 0; i < 64; i++) {
+      const nonce = u32Hex(i * 0x01010101 + 0xa0);
+      for (const v of variants) {
+        const first = validateShare(jobs, v.ctx, v.p(nonce)).outcome;
+        assert.ok(first === 'accepted' || first === 'low-difficulty', `${v.name}, nonce ${nonce}: ${first}`);
+        if (first !== 'accepted') continue;
+        accepted.set(v.name, (accepted.get(v.name) ?? 0) + 1);
+        const p = v.p(nonce.toUpperCase());
+        assert.equal(validateShare(jobs, v.ctx, { ...p, extranonce2: p.extranonce2.toUpperCase(), versionBits: p.versionBits?.toUpperCase() }).outcome, 'duplicate', v.name);
+      }
+    }
+    for (const v of variants) assert.ok((accepted.get(v.name) ?? 0) >= 3, `${v.name} accepted ${accepted.get(v.name) ?? 0} times`);
   });
 
   test('a share meeting the network target is a block candidate whose block the independent library validates', () => {
@@ -202,7 +228,7 @@ test('merkle root cache: same job and extranonce2 reuse the root; another job or
   const a = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff }), Date.now()).job;
   const target = difficultyToTarget(1e-6);
   const cache = newRootCache();
-  const ctx = (job: Job): ShareContext => ({ extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0, job, target: targetBytes(target), nowSec: Math.floor(Date.now() / 1000), maxNtimeAheadSec: 600, rootCache: cache });
+  const ctx = (job: Job): ShareContext => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0, job, target: targetBytes(target), nowSec: Math.floor(Date.now() / 1000), maxNtimeAheadSec: 600, rootCache: cache });
   const en2 = Buffer.from('00000000000000aa', 'hex');
   // Two different valid shares on the same extranonce2: both accepted through the cache.
   // Roots the cache computed, per job (it writes into its own buffer, so the root's identity says nothing).
@@ -245,7 +271,7 @@ test('the merkle root cache holds copies: not the submit line, not a slice of a 
   const before = cache.bytes;
   const line = `{"id":1,"method":"mining.submit","params":["w","${a.id}","00000000000000aa","${u32Hex(a.ntime)}","00000000"]}` + ' '.repeat(4096);
   const extranonce2 = line.slice(line.indexOf('00000000000000aa'), line.indexOf('00000000000000aa') + 16);
-  const ctx: ShareContext = { extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0, job: a, target: targetBytes(difficultyToTarget(1e-6)), nowSec: a.ntime, maxNtimeAheadSec: 600, rootCache: cache };
+  const ctx: ShareContext = { extranonce1: en1, extranonce2Size: 8, versionMask: 0, job: a, target: targetBytes(difficultyToTarget(1e-6)), nowSec: a.ntime, maxNtimeAheadSec: 600, rootCache: cache };
   validateShare(jobs, ctx, { worker: 'w', jobId: a.id, extranonce2, ntime: u32Hex(a.ntime), nonce: '00000000' });
   assert.equal(cache.job, a);
   // Nothing but the job, the session's extranonce1 and the cache's own bytes (a 64-byte buffer of its own, not a
@@ -263,7 +289,7 @@ test('a share for a job the manager has pruned is unknown, never credited again 
   const a = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff }), 0).job;
   const target = difficultyToTarget(1e-6);
   const en2 = Buffer.from('0000000000000001', 'hex');
-  const ctx: ShareContext = { extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0, job: a, target: targetBytes(target), nowSec: a.ntime, maxNtimeAheadSec: 600 };
+  const ctx: ShareContext = { extranonce1: en1, extranonce2Size: 8, versionMask: 0, job: a, target: targetBytes(target), nowSec: a.ntime, maxNtimeAheadSec: 600 };
   const p: SubmitParams = { worker: 'w', jobId: a.id, extranonce2: toHex(en2), ntime: u32Hex(a.ntime), nonce: grind(a, en1, en2, target) };
   assert.equal(validateShare(jobs, ctx, p).outcome, 'accepted');
   assert.equal(validateShare(jobs, ctx, p).outcome, 'duplicate');
@@ -277,12 +303,14 @@ test('low-difficulty shares are not remembered (no duplicate-set growth from jun
   const a = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff }), Date.now()).job;
   const target = difficultyToTarget(1e-6);
   const en2 = Buffer.from('0000000000000001', 'hex');
-  const ctx: ShareContext = { extranonce1: en1, extranonce1Hex: toHex(en1), extranonce2Size: 8, versionMask: 0, job: a, target: targetBytes(target), nowSec: a.ntime, maxNtimeAheadSec: 600 };
+  const ctx: ShareContext = { extranonce1: en1, extranonce2Size: 8, versionMask: 0, job: a, target: targetBytes(target), nowSec: a.ntime, maxNtimeAheadSec: 600 };
   const low = grind(a, en1, en2, target, { above: true });
   const p: SubmitParams = { worker: 'w', jobId: a.id, extranonce2: toHex(en2), ntime: u32Hex(a.ntime), nonce: low };
   assert.equal(validateShare(jobs, ctx, p).outcome, 'low-difficulty');
   assert.equal(validateShare(jobs, ctx, p).outcome, 'low-difficulty', 'still low, not duplicate: it was never recorded');
-  assert.equal(jobs.markSeen(a.id, 'probe'), true, 'the set only holds what was accepted');
+  const lowHash = sha256d(a.hasher.header80(a.hasher.merkleRootFor(en1, en2), a.version, a.ntime, parseInt(low, 16)));
+  assert.equal(jobs.markSeen(a.id, lowHash), true, 'the set only holds what was accepted');
+  assert.equal(jobs.markSeen(a.id, lowHash), false, 'and now holds it');
 });
 
 test('a template whose transaction data is not hex is refused with a clear error; the current job stays', () => {

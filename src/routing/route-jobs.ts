@@ -1,6 +1,7 @@
 import { bitsToTarget, targetBytes, targetToDifficulty } from '../chain/index.ts';
 import type { Job } from '../shares/job.ts';
 import type { JobSource } from '../shares/jobs.ts';
+import { ShareKeySet } from '../shares/share-keys.ts';
 import { WorkHasher, prevHashFromStratum } from '../shares/work.ts';
 import type { UpstreamNotify } from './upstream.ts';
 
@@ -20,7 +21,7 @@ export interface RouteJobMeta {
 export class RouteJobs implements JobSource {
   private readonly jobs = new Map<string, Job>();
   private readonly meta = new WeakMap<Job, RouteJobMeta>();
-  private readonly seen = new Map<string, Set<string>>();
+  private readonly seen = new Map<string, ShareKeySet>();
   private counter = 0;
   private generation = 0;
   private latest: Job | null = null;
@@ -62,7 +63,7 @@ export class RouteJobs implements JobSource {
     };
     this.jobs.set(id, job);
     this.meta.set(job, { upstreamJobId: n.jobId, upstreamDifficulty, generation: this.generation });
-    this.seen.set(id, new Set());
+    this.seen.set(id, new ShareKeySet());
     this.latest = job;
     while (this.jobs.size > this.maxJobs) {
       const oldest = this.jobs.keys().next().value as string;
@@ -82,11 +83,9 @@ export class RouteJobs implements JobSource {
     return !m || m.generation !== this.generation;
   }
 
-  markSeen(jobId: string, key: string): boolean {
+  markSeen(jobId: string, hash: Uint8Array): boolean {
     const set = this.seen.get(jobId);
-    if (!set || set.has(key)) return false;
-    set.add(key);
-    return true;
+    return set !== undefined && set.add(hash);
   }
 
   /** Every job becomes stale (new upstream connection or extranonce: its old jobs are worthless upstream). */

@@ -2,6 +2,7 @@ import { hashFromDisplay } from '../chain/index.ts';
 import type { BlockTemplate } from '../node/types.ts';
 import type { CoinbaseOutput } from '../chain/index.ts';
 import { type Job, type JobSpec, buildJob, jobVariant } from './job.ts';
+import { ShareKeySet } from './share-keys.ts';
 
 export interface JobManagerOptions {
   extranonceSize: number;
@@ -21,8 +22,11 @@ export interface JobManagerOptions {
 export interface JobSource {
   get(id: string): Job | undefined;
   isStale(job: Job): boolean;
-  /** Record a share key for its job; false if it was seen before (a duplicate) or the job is gone. */
-  markSeen(jobId: string, key: string): boolean;
+  /**
+   * Record an accepted share of a job by its header hash (32 bytes, internal order: the same share always has the
+   * same one); false if it was seen before (a duplicate) or the job is gone.
+   */
+  markSeen(jobId: string, hash: Uint8Array): boolean;
 }
 
 /**
@@ -31,7 +35,7 @@ export interface JobSource {
  */
 export class JobManager implements JobSource {
   private readonly jobs = new Map<string, Job>();
-  private readonly duplicates = new Map<string, Set<string>>();
+  private readonly duplicates = new Map<string, ShareKeySet>();
   /** Coinbase variants (SOLO miners' coinbases) per pool job id, by variant key; dropped with their pool job. */
   private readonly variants = new Map<string, Map<string, Job>>();
   /** Every variant by its own id (the id miners were sent). */
@@ -80,7 +84,7 @@ export class JobManager implements JobSource {
   addJob(job: Job, now: number): void {
     if (this.jobs.has(job.id)) throw new Error(`job id ${job.id} already exists`);
     this.jobs.set(job.id, job);
-    this.duplicates.set(job.id, new Set());
+    this.duplicates.set(job.id, new ShareKeySet());
     this.currentJob = job;
     // A template is the node's latest word on its tip (a reorg back is announced again by markTip).
     this.nodeTip = null;
@@ -107,7 +111,7 @@ export class JobManager implements JobSource {
       v = jobVariant(base, `${base.id}s${(byKey.size + 1).toString(16)}`, outputs(base.coinbaseValue));
       byKey.set(key, v);
       this.variantsById.set(v.id, v);
-      this.duplicates.set(v.id, new Set());
+      this.duplicates.set(v.id, new ShareKeySet());
     }
     return v;
   }
@@ -117,13 +121,10 @@ export class JobManager implements JobSource {
     return tip !== null && !tip.equals(job.prevHash);
   }
 
-  /** Record a share key for its job; false if it was seen before (a duplicate). */
-  markSeen(jobId: string, key: string): boolean {
+  markSeen(jobId: string, hash: Uint8Array): boolean {
     const set = this.duplicates.get(jobId);
     if (!set) return false; // a pruned job: nothing can be credited on it any more
-    if (set.has(key)) return false;
-    set.add(key);
-    return true;
+    return set.add(hash);
   }
 
   get size(): number { return this.jobs.size; }

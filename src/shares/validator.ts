@@ -17,7 +17,6 @@ export interface SubmitParams {
 /** What the session knows when the share arrives. */
 export interface ShareContext {
   extranonce1: Buffer;
-  extranonce1Hex: string;
   extranonce2Size: number;
   /** Negotiated BIP310 mask (0 when version rolling was not negotiated). */
   versionMask: number;
@@ -147,8 +146,8 @@ export function validateShare(jobs: JobSource, ctx: ShareContext, p: SubmitParam
     return { outcome: 'stale', job, shareDifficulty, block };
   }
   if (!meetsTarget(hash, ctx.target)) return { outcome: 'low-difficulty', job, shareDifficulty };
-  // Only shares that pass are remembered: low-difficulty junk must not grow the duplicate set (memory).
-  const key = `${ctx.extranonce1Hex}:${p.extranonce2}:${p.ntime}:${p.nonce}:${version}`.toLowerCase();
-  if (!jobs.markSeen(job.id, key)) return { outcome: 'duplicate', job };
+  // Only shares that pass are remembered: low-difficulty junk must not grow the duplicate set (memory). The
+  // header hash stands for the share: its extranonces, ntime, nonce and version are all in the header.
+  if (!jobs.markSeen(job.id, hash)) return { outcome: 'duplicate', job };
   return { outcome: 'accepted', job, shareDifficulty, hash, header: Buffer.from(header), extranonce2, block: meetsTarget(hash, job.networkTargetBytes) };
 }

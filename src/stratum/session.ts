@@ -495,7 +495,6 @@ export class StratumSession {
     } else {
       result = validateShare(route ? route.jobs : this.host.jobs, {
         extranonce1: work.extranonce1,
-        extranonce1Hex: work.extranonce1Hex,
         extranonce2Size: work.extranonce2Size,
         versionMask: route ? (this.versionMask & route.versionMask) >>> 0 : this.versionMask,
         job,

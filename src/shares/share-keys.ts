@@ -1,0 +1,70 @@
+/**
+ * The accepted shares of one job, for duplicate detection: a set of share header hashes, each kept as 95 of its
+ * bits in an open-addressing table of 32-bit words (three per slot), outside the JavaScript heap.
+ *
+ * Why the header hash identifies a share: the 80-byte header is built from the job and the share's extranonce1,
+ * extranonce2, ntime, nonce and version (the extranonces through the coinbase and the merkle root), so the same
+ * share resubmitted (in any hex case) has the same header and the same hash, and is always found. Two different
+ * shares of one job would have to agree on 95 bits of their SHA-256d for the second to be refused as a duplicate
+ * (the miner's loss of one share, never a share credited twice): with a million shares in a job, about one chance
+ * in 10^16. The bits are the hash's first twelve bytes in internal order, the least significant ones: the other
+ * end of an accepted share's hash is the zeros its difficulty asks for.
+ *
+ * Why not a Set of strings (the text of the submit's fields, as before): a job keeps its accepted shares until it
+ * is pruned (ten minutes by default), hundreds of thousands of them at a large pool, and each string plus its
+ * entry was about 90 bytes that the garbage collector traced at every full collection. Here a share costs 12 to
+ * 24 bytes in an ArrayBuffer, which the collector does not look into.
+ */
+export class ShareKeySet {
+  /** Slots of three words: the hash's bytes 0-3, 4-7, and 8-11 with the low bit set (0 marks an empty slot). */
+  private slots: Uint32Array;
+  private mask: number;
+  private count = 0;
+
+  constructor(initialSlots = 256) {
+    let cap = 16;
+    while (cap < initialSlots) cap *= 2;
+    this.slots = new Uint32Array(cap * 3);
+    this.mask = cap - 1;
+  }
+
+  get size(): number { return this.count; }
+
+  /** Record a share by its header hash (32 bytes, internal order); false if it was recorded before. */
+  add(hash: Uint8Array): boolean {
+    const a = (hash[0] | (hash[1] << 8) | (hash[2] << 16) | (hash[3] << 24)) >>> 0;
+    const b = (hash[4] | (hash[5] << 8) | (hash[6] << 16) | (hash[7] << 24)) >>> 0;
+    const c = (hash[8] | (hash[9] << 8) | (hash[10] << 16) | (hash[11] << 24) | 1) >>> 0;
+    const s = this.slots;
+    // The hash's bits are uniform: its low word is the slot index as it is.
+    let i = a & this.mask;
+    for (;;) {
+      const at = i * 3;
+      const w = s[at + 2];
+      if (w === 0) break;
+      if (w === c && s[at] === a && s[at + 1] === b) return false;
+      i = (i + 1) & this.mask;
+    }
+    const at = i * 3;
+    s[at] = a; s[at + 1] = b; s[at + 2] = c;
+    // At most half full: probes stay short.
+    if (++this.count * 2 > this.mask + 1) this.grow();
+    return true;
+  }
+
+  private grow(): void {
+    const old = this.slots;
+    const cap = (this.mask + 1) * 2;
+    const s = new Uint32Array(cap * 3);
+    const mask = cap - 1;
+    for (let at = 0; at < old.length; at += 3) {
+      const c = old[at + 2];
+      if (c === 0) continue;
+      let i = old[at] & mask;
+      while (s[i * 3 + 2] !== 0) i = (i + 1) & mask;
+      s[i * 3] = old[at]; s[i * 3 + 1] = old[at + 1]; s[i * 3 + 2] = c;
+    }
+    this.slots = s;
+    this.mask = mask;
+  }
+}

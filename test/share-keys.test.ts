@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { ShareKeySet } from '../src/shares/share-keys.ts';
+
+/** What ShareKeySet keeps of a hash: bytes 0-11, the low bit of byte 8 set. */
+const keptBits = (h: Uint8Array): string => {
+  const k = Buffer.from(h.subarray(0, 12));
+  k[8] |= 1;
+  return k.toString('hex');
+};
+
+test('ShareKeySet answers as a set of the bits it keeps, through collisions on the slot and growth', () => {
+  // Hashes from a small pool (repeats are common), some sharing their first word (the same slot: probing), some
+  // differing only in the bit the empty-slot marker takes, and zeros.
+  const base = Array.from({ length: 40 }, () => randomBytes(32));
+  const variant = (i: number, how: number): Uint8Array => {
+    const h = Buffer.from(base[i % base.length]);
+    if (how === 1) h.writeUInt32LE(i, 4); // same first word as base[i], another second word
+    if (how === 2) h[8] ^= 1; // differs only in the marker's bit: the same kept key
+    if (how === 3) h.fill(0, 0, 12);
+    if (how === 4) h.writeUInt32LE(i * 977, 8);
+    return h;
+  };
+  fc.assert(fc.property(fc.array(fc.tuple(fc.nat(400), fc.nat(4)), { minLength: 1, maxLength: 3000 }), fc.nat(64), (picks, initial) => {
+    const set = new ShareKeySet(initial);
+    const model = new Set<string>();
+    let added = 0;
+    for (const [i, how] of picks) {
+      const h = variant(i, how);
+      const k = keptBits(h);
+      assert.equal(set.add(h), !model.has(k));
+      if (!model.has(k)) added++;
+      model.add(k);
+      assert.equal(set.add(h), false, 'just added');
+    }
+    assert.equal(set.size, model.size);
+    assert.ok(added > 0);
+  }), { numRuns: 60 });
+});
+
+test('ShareKeySet: 200,000 random hashes are all new, then all found again', () => {
+  const set = new ShareKeySet();
+  const hashes = Array.from({ length: 200_000 }, () => randomBytes(32));
+  for (const h of hashes) assert.equal(set.add(h), true);
+  assert.equal(set.size, 200_000);
+  for (const h of hashes) assert.equal(set.add(h), false);
+  assert.equal(set.size, 200_000);
+});
