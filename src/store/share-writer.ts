@@ -1,8 +1,9 @@
 import type { BlockEvent, ShareEvent } from '../shares/events.ts';
-import { NAME_CAPS, type StagedShare, invalidTimeError, sharesToCopy, storableText } from './copy.ts';
+import { type StagedShare, invalidTimeError, sharesToCopy } from './copy.ts';
 import type { Database, Queryable } from './db.ts';
 import * as Q from './queries.ts';
 import type { ShareRowMeta, ShareWriter, WriteResult } from './types.ts';
+import { UserAgentSteps } from './user-agents.ts';
 
 const DAY_MS = 86_400_000;
 /** Rows encoded per event-loop turn (see encodeInSlices). */
@@ -23,55 +24,6 @@ async function encodeInSlices(shares: readonly StagedShare[]): Promise<string> {
   return parts.join('');
 }
 
-/**
- * UPDATE_USER_AGENTS_OF's arrays for a batch: each account and worker (as the staging table keeps the names) with
- * its sessions' user agents, once each. Most shares repeat their session's last account and worker: those are
- * skipped without building a key. A worker whose one agent in the batch is the one this writer stored for it (in
- * `written`, within AGENT_RECHECK_MS) is left out: the update would change nothing. `remember`: the workers with one
- * agent in the batch, to note in `written` once the batch commits (a worker with several gets the greatest, as
- * UPDATE_USER_AGENTS_OF picks it, and is not noted).
- */
-function userAgentUpdates(shares: readonly ShareRowMeta[], userAgentOf: (sessionId: string) => string | undefined,
-  written: ReadonlyMap<string, { userAgent: string; at: number }>, now: number) {
-  const agents = new Map<string, { account: string; worker: string; userAgents: string[] }>();
-  const lastOfSession = new Map<string, ShareRowMeta>();
-  for (const s of shares) {
-    const last = lastOfSession.get(s.sessionId);
-    if (last && s.account === last.account && s.worker === last.worker) continue;
-    lastOfSession.set(s.sessionId, s);
-    const ua = userAgentOf(s.sessionId);
-    if (!ua || s.account === '') continue;
-    const account = storableText(s.account.slice(0, NAME_CAPS.account));
-    const worker = storableText(s.worker.slice(0, NAME_CAPS.worker));
-    const userAgent = storableText(ua.slice(0, NAME_CAPS.userAgent));
-    const key = account + '\0' + worker;
-    const a = agents.get(key);
-    if (!a) agents.set(key, { account, worker, userAgents: [userAgent] });
-    else if (!a.userAgents.includes(userAgent)) a.userAgents.push(userAgent);
-  }
-  const out = { accounts: [] as string[], workers: [] as string[], userAgents: [] as string[], remember: [] as [string, string][], forget: [] as string[] };
-  for (const [key, a] of agents) {
-    if (a.userAgents.length === 1) {
-      const w = written.get(key);
-      if (w && w.userAgent === a.userAgents[0] && now - w.at < AGENT_RECHECK_MS) continue;
-      out.remember.push([key, a.userAgents[0]]);
-    } else {
-      out.forget.push(key);
-    }
-    for (const ua of a.userAgents) {
-      out.accounts.push(a.account);
-      out.workers.push(a.worker);
-      out.userAgents.push(ua);
-    }
-  }
-  return out;
-}
-
-/**
- * How long a user agent this writer stored for a worker is trusted to be still there (another process, or an
- * operator, may have written another since): after that it is sent again with the worker's next batch.
- */
-const AGENT_RECHECK_MS = 10 * 60_000;
 /** Workers whose stored user agent the writer remembers; the map is emptied when full (one update each again). */
 const AGENTS_WRITTEN_MAX = 50_000;
 
@@ -92,8 +44,9 @@ const MOVE_STAGED = [Q.UPSERT_ACCOUNTS, Q.UPSERT_WORKERS, Q.INSERT_SHARES, Q.UPS
 export class SqlShareWriter implements ShareWriter {
   /** UTC days (epoch day numbers) whose partitions this process has created or seen. */
   private readonly knownDays = new Set<number>();
-  /** "account\0worker" (as staged) → the user agent this writer stored for it, and when (userAgentUpdates). */
+  /** "account\0worker" (as staged) → the user agent this writer stored for it, and when (UserAgentSteps). */
   private readonly agentsWritten = new Map<string, { userAgent: string; at: number }>();
+  private readonly agentSteps = new UserAgentSteps();
 
   constructor(
     private readonly db: Database,
@@ -122,7 +75,7 @@ export class SqlShareWriter implements ShareWriter {
     await this.opts.prepare?.();
     await this.ensureDays(shares);
     const now = Date.now();
-    const ua = userAgentUpdates(shares, userAgentOf, this.agentsWritten, now);
+    const ua = this.agentSteps.forBatch(shares, userAgentOf, this.agentsWritten, now);
     const update = ua.accounts.length > 0
       ? (tx: Queryable) => tx.query(Q.UPDATE_USER_AGENTS_OF, [ua.accounts, ua.workers, ua.userAgents])
       : null;
