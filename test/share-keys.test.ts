@@ -48,3 +48,10 @@ test('ShareKeySet: 200,000 random hashes are all new, then all found again', () 
   for (const h of hashes) assert.equal(set.add(h), false);
   assert.equal(set.size, 200_000);
 });
+
+test('ShareKeySet refuses a key shorter than the 12 bytes it keeps (a header hash is 32)', () => {
+  const set = new ShareKeySet();
+  assert.throws(() => set.add(new Uint8Array(11)), /a share key is a header hash, got 11 bytes/);
+  assert.equal(set.add(new Uint8Array(12)), true);
+  assert.equal(set.size, 1);
+});

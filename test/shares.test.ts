@@ -118,7 +118,7 @@ describe('share classification', () => {
         if (first !== 'accepted') continue;
         accepted.set(v.name, (accepted.get(v.name) ?? 0) + 1);
         const p = v.p(nonce.toUpperCase());
-        assert.equal(validateShare(jobs, v.ctx, { ...p, extranonce2: p.extranonce2.toUpperCase(), versionBits: p.versionBits?.toUpperCase() }).outcome, 'duplicate', v.name);
+        assert.equal(validateShare(jobs, v.ctx, { ...p, extranonce2: p.extranonce2.toUpperCase(), ntime: p.ntime.toUpperCase(), versionBits: p.versionBits?.toUpperCase() }).outcome, 'duplicate', v.name);
       }
     }
     for (const v of variants) assert.ok((accepted.get(v.name) ?? 0) >= 3, `${v.name} accepted ${accepted.get(v.name) ?? 0} times`);
@@ -295,6 +295,46 @@ test('a share for a job the manager has pruned is unknown, never credited again 
   assert.equal(validateShare(jobs, ctx, p).outcome, 'duplicate');
   jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), 5000); // same tip, a is pruned
   for (let i = 0; i < 3; i++) assert.equal(validateShare(jobs, ctx, p).outcome, 'unknown-job');
+});
+
+test('a template refreshed unchanged is the same work: a share accepted under one job id is a duplicate under the other, and under either SOLO variant', async () => {
+  const { soloOutputs } = await import('../src/pool/solo.ts');
+  const en1 = Buffer.from('0000000d', 'hex');
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 60_000 });
+  const t = fakeTemplate({ bits: 0x1d00ffff });
+  const a = jobs.addTemplate(t, 0).job;
+  // The refresh timer's next read: same transactions and fees, a later curtime.
+  const b = jobs.addTemplate({ ...t, curtime: t.curtime + 30 }, 30_000).job;
+  assert.notEqual(a.id, b.id);
+  assert.equal(jobs.isStale(a), false, 'same tip');
+  assert.equal(jobs.keySetCount, 1, 'one key set for the two');
+  const target = difficultyToTarget(1e-6);
+  const ctx = (job: Job): ShareContext => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0, job, target: targetBytes(target), nowSec: b.ntime, maxNtimeAheadSec: 600 });
+  const en2 = Buffer.from('0000000000000001', 'hex');
+  const nonce = grind(b, en1, en2, target, { ntime: b.ntime });
+  const share = (job: Job): SubmitParams => ({ worker: 'w', jobId: job.id, extranonce2: toHex(en2), ntime: u32Hex(b.ntime), nonce });
+  assert.equal(validateShare(jobs, ctx(a), share(a)).outcome, 'accepted');
+  // Before: accepted again (one duplicate set per job id).
+  assert.equal(validateShare(jobs, ctx(b), share(b)).outcome, 'duplicate');
+
+  // A SOLO miner's variants of the two jobs are the same work too (its own coinbase, the same under both).
+  const payout = { key: 'k1', script: Buffer.concat([Buffer.from([0x00, 0x14]), Buffer.alloc(20, 9)]), feeBps: 100 };
+  const va = jobs.variant(a, 'k1', (v) => soloOutputs(v, payout, P2WPKH));
+  const vb = jobs.variant(b, 'k1', (v) => soloOutputs(v, payout, P2WPKH));
+  assert.equal(jobs.keySetCount, 2);
+  const vNonce = grind(vb, en1, en2, target, { ntime: b.ntime });
+  const vShare = (job: Job): SubmitParams => ({ worker: 'w', jobId: job.id, extranonce2: toHex(en2), ntime: u32Hex(b.ntime), nonce: vNonce });
+  assert.equal(validateShare(jobs, ctx(vb), vShare(vb)).outcome, 'accepted');
+  assert.equal(validateShare(jobs, ctx(va), vShare(va)).outcome, 'duplicate');
+
+  // Another template on the tip is other work: its own key set. The set lives while a job of that work does.
+  const c = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), 61_000).job; // a is pruned
+  assert.equal(jobs.get(a.id), undefined);
+  assert.equal(jobs.keySetCount, 3, "b's set (and its variant's) kept for b");
+  assert.equal(validateShare(jobs, ctx(b), share(b)).outcome, 'duplicate', 'still a duplicate under b');
+  assert.equal(validateShare(jobs, ctx(c), { ...share(c), nonce: grind(c, en1, en2, target, { ntime: b.ntime }) }).outcome, 'accepted');
+  jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), 122_000); // b (with its variant) and c pruned
+  assert.equal(jobs.keySetCount, 1, 'only the current job\'s');
 });
 
 test('low-difficulty shares are not remembered (no duplicate-set growth from junk)', () => {

@@ -1,7 +1,7 @@
 import { bitsToTarget, targetBytes, targetToDifficulty } from '../chain/index.ts';
 import type { Job } from '../shares/job.ts';
 import type { JobSource } from '../shares/jobs.ts';
-import { ShareKeySet } from '../shares/share-keys.ts';
+import { type ShareKeySet, WorkKeySets } from '../shares/share-keys.ts';
 import { WorkHasher, prevHashFromStratum } from '../shares/work.ts';
 import type { UpstreamNotify } from './upstream.ts';
 
@@ -21,7 +21,9 @@ export interface RouteJobMeta {
 export class RouteJobs implements JobSource {
   private readonly jobs = new Map<string, Job>();
   private readonly meta = new WeakMap<Job, RouteJobMeta>();
+  /** Each live job's accepted shares; jobs the upstream sent again with the same work share one (WorkKeySets). */
   private readonly seen = new Map<string, ShareKeySet>();
+  private readonly keySets = new WorkKeySets();
   private counter = 0;
   private generation = 0;
   private latest: Job | null = null;
@@ -63,10 +65,11 @@ export class RouteJobs implements JobSource {
     };
     this.jobs.set(id, job);
     this.meta.set(job, { upstreamJobId: n.jobId, upstreamDifficulty, generation: this.generation });
-    this.seen.set(id, new ShareKeySet());
+    this.seen.set(id, this.keySets.acquire(job.notifyBody));
     this.latest = job;
     while (this.jobs.size > this.maxJobs) {
       const oldest = this.jobs.keys().next().value as string;
+      this.keySets.release(this.jobs.get(oldest)!.notifyBody);
       this.jobs.delete(oldest);
       this.seen.delete(oldest);
     }

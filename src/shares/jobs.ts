@@ -2,7 +2,7 @@ import { hashFromDisplay } from '../chain/index.ts';
 import type { BlockTemplate } from '../node/types.ts';
 import type { CoinbaseOutput } from '../chain/index.ts';
 import { type Job, type JobSpec, buildJob, jobVariant } from './job.ts';
-import { ShareKeySet } from './share-keys.ts';
+import { type ShareKeySet, WorkKeySets } from './share-keys.ts';
 
 export interface JobManagerOptions {
   extranonceSize: number;
@@ -35,7 +35,9 @@ export interface JobSource {
  */
 export class JobManager implements JobSource {
   private readonly jobs = new Map<string, Job>();
+  /** Each live job's (and variant's) accepted shares; jobs with the same work share one (WorkKeySets). */
   private readonly duplicates = new Map<string, ShareKeySet>();
+  private readonly keySets = new WorkKeySets();
   /** Coinbase variants (SOLO miners' coinbases) per pool job id, by variant key; dropped with their pool job. */
   private readonly variants = new Map<string, Map<string, Job>>();
   /** Every variant by its own id (the id miners were sent). */
@@ -84,7 +86,7 @@ export class JobManager implements JobSource {
   addJob(job: Job, now: number): void {
     if (this.jobs.has(job.id)) throw new Error(`job id ${job.id} already exists`);
     this.jobs.set(job.id, job);
-    this.duplicates.set(job.id, new ShareKeySet());
+    this.duplicates.set(job.id, this.keySets.acquire(job.notifyBody));
     this.currentJob = job;
     // A template is the node's latest word on its tip (a reorg back is announced again by markTip).
     this.nodeTip = null;
@@ -111,7 +113,7 @@ export class JobManager implements JobSource {
       v = jobVariant(base, `${base.id}s${(byKey.size + 1).toString(16)}`, outputs(base.coinbaseValue));
       byKey.set(key, v);
       this.variantsById.set(v.id, v);
-      this.duplicates.set(v.id, new ShareKeySet());
+      this.duplicates.set(v.id, this.keySets.acquire(v.notifyBody));
     }
     return v;
   }
@@ -129,15 +131,20 @@ export class JobManager implements JobSource {
 
   get size(): number { return this.jobs.size; }
 
+  /** Distinct works among the live jobs and variants, each with its key set (for tests). */
+  get keySetCount(): number { return this.keySets.size; }
+
   private prune(now: number): void {
     for (const [id, job] of this.jobs) {
       if (job === this.currentJob) continue;
       if (this.jobs.size > this.maxJobs || now - job.createdAt > this.retentionMs) {
         this.jobs.delete(id);
         this.duplicates.delete(id);
+        this.keySets.release(job.notifyBody);
         for (const v of this.variants.get(id)?.values() ?? []) {
           this.variantsById.delete(v.id);
           this.duplicates.delete(v.id);
+          this.keySets.release(v.notifyBody);
         }
         this.variants.delete(id);
       }

@@ -12,8 +12,9 @@
  *
  * Why not a Set of strings (the text of the submit's fields, as before): a job keeps its accepted shares until it
  * is pruned (ten minutes by default), hundreds of thousands of them at a large pool, and each string plus its
- * entry was about 90 bytes that the garbage collector traced at every full collection. Here a share costs 12 to
- * 24 bytes in an ArrayBuffer, which the collector does not look into.
+ * entry was about 90 bytes that the garbage collector traced at every full collection. Here a share costs 24 to
+ * 48 bytes (two to four slots: the table is at most half full) in an ArrayBuffer, which the collector does not look
+ * into. A new table is small (16 slots, 192 bytes): a SOLO miner's coinbase makes a job of its own per pool job.
  */
 export class ShareKeySet {
   /** Slots of three words: the hash's bytes 0-3, 4-7, and 8-11 with the low bit set (0 marks an empty slot). */
@@ -21,7 +22,7 @@ export class ShareKeySet {
   private mask: number;
   private count = 0;
 
-  constructor(initialSlots = 256) {
+  constructor(initialSlots = 16) {
     let cap = 16;
     while (cap < initialSlots) cap *= 2;
     this.slots = new Uint32Array(cap * 3);
@@ -32,6 +33,7 @@ export class ShareKeySet {
 
   /** Record a share by its header hash (32 bytes, internal order); false if it was recorded before. */
   add(hash: Uint8Array): boolean {
+    if (hash.length < 12) throw new RangeError(`a share key is a header hash, got ${hash.length} bytes`);
     const a = (hash[0] | (hash[1] << 8) | (hash[2] << 16) | (hash[3] << 24)) >>> 0;
     const b = (hash[4] | (hash[5] << 8) | (hash[6] << 16) | (hash[7] << 24)) >>> 0;
     const c = (hash[8] | (hash[9] << 8) | (hash[10] << 16) | (hash[11] << 24) | 1) >>> 0;
@@ -67,4 +69,38 @@ export class ShareKeySet {
     this.slots = s;
     this.mask = mask;
   }
+}
+
+/**
+ * The key sets of a source's live jobs, one per distinct work: jobs whose notify fields other than the id and ntime
+ * are the same (tip, coinbase parts, merkle branch, version, bits) share one. Two such jobs give the same header,
+ * and so the same hash, to the same share under either id: the template refresh makes one when the node's
+ * template has not changed (same transactions, same fees), and a share keyed per job would be accepted, and
+ * credited, once under each.
+ */
+export class WorkKeySets {
+  private readonly byWork = new Map<string, { keys: ShareKeySet; jobs: number }>();
+
+  /** The key set for a job's work (`notifyBody`: the notify's fields between the job id and ntime). */
+  acquire(notifyBody: string): ShareKeySet {
+    const work = notifyBody.toLowerCase();
+    const held = this.byWork.get(work);
+    if (held) {
+      held.jobs++;
+      return held.keys;
+    }
+    const keys = new ShareKeySet();
+    this.byWork.set(work, { keys, jobs: 1 });
+    return keys;
+  }
+
+  /** A job with this work is forgotten: its key set goes with the last of them. */
+  release(notifyBody: string): void {
+    const work = notifyBody.toLowerCase();
+    const held = this.byWork.get(work);
+    if (held && --held.jobs === 0) this.byWork.delete(work);
+  }
+
+  /** Distinct works held (for tests). */
+  get size(): number { return this.byWork.size; }
 }
