@@ -38,7 +38,18 @@ test('routed shares: a duplicate on one upstream job, and on the same work the u
   assert.equal(validateShare(jobs, ctx(c), share(c, m)).outcome, 'duplicate');
 
   // a is dropped (3 jobs kept): b still holds their shares.
-  jobs.add(notify('u4', { coinb2: 'ffffffff0100f2052a01000000016a00000002' }), 1e-9, 12, 3);
+  assert.equal(jobs.keySetCount, 2);
+  const d = jobs.add(notify('u4', { coinb2: 'ffffffff0100f2052a01000000016a00000002' }), 1e-9, 12, 3);
   assert.equal(jobs.get(a.id), undefined);
   assert.equal(validateShare(jobs, ctx(b), share(b, n)).outcome, 'duplicate', 'still, after a is dropped');
+  assert.equal(jobs.keySetCount, 3, "a's went with b's use of it, c's and d's kept");
+  // b dropped: their set goes; d's work sent again shares d's.
+  jobs.add(notify('u5', { coinb2: 'ffffffff0100f2052a01000000016a00000002' }), 1e-9, 12, 4);
+  assert.equal(jobs.get(b.id), undefined);
+  assert.equal(jobs.keySetCount, 2);
+  const k = accepted(d);
+  const e = jobs.add(notify('u6', { coinb2: 'ffffffff0100f2052a01000000016a00000002', version: '20004000' }), 1e-9, 12, 5);
+  assert.equal(jobs.get(c.id), undefined);
+  assert.equal(validateShare(jobs, { ...ctx(e), versionMask: 0x1fffe000 }, { ...share(e, k), versionBits: '00000000' }).outcome, 'duplicate', 'the same work under another version: d\'s share');
+  assert.equal(jobs.keySetCount, 1);
 });

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { ShareKeySet } from '../src/shares/share-keys.ts';
+import { ShareKeySet, WorkKeySets, workKeyOf } from '../src/shares/share-keys.ts';
 
 /** What ShareKeySet keeps of a hash: bytes 0-11, the low bit of byte 8 set. */
 const keptBits = (h: Uint8Array): string => {
@@ -54,4 +54,31 @@ test('ShareKeySet refuses a key shorter than the 12 bytes it keeps (a header has
   assert.throws(() => set.add(new Uint8Array(11)), /a share key is a header hash, got 11 bytes/);
   assert.equal(set.add(new Uint8Array(12)), true);
   assert.equal(set.size, 1);
+});
+
+test('workKeyOf: a job\'s notify fields between the id and ntime, lowercased, without the version', () => {
+  const body = (version: string, coinb1 = 'AB01') => `","00ff","${coinb1}","cd02",["aa","bb"],"${version}","1d00ffff","`;
+  assert.equal(workKeyOf(body('20000000')), '","00ff","ab01","cd02",["aa","bb"]"1d00ffff","');
+  assert.equal(workKeyOf(body('20002000')), workKeyOf(body('20000000')));
+  assert.notEqual(workKeyOf(body('20000000', 'ab02')), workKeyOf(body('20000000')));
+  assert.equal(workKeyOf(`","00ff","ab","cd",[],"20000000","1d00ffff","`), '","00ff","ab","cd",[]"1d00ffff","', 'an empty branch');
+  assert.notEqual(workKeyOf(`","00ff","ab","cd",[],"20000000","1d00fffe","`), workKeyOf(`","00ff","ab","cd",[],"20000000","1d00ffff","`), 'bits kept');
+});
+
+test('WorkKeySets: one key set per work, kept while a job holds it', () => {
+  const sets = new WorkKeySets();
+  const w = `","00","ab","cd",[],"20000000","1d00ffff","`;
+  const k1 = sets.acquire(w);
+  const k2 = sets.acquire(w.toUpperCase());
+  assert.equal(k1, k2);
+  const other = sets.acquire(w.replace('ab', 'ac'));
+  assert.notEqual(other, k1);
+  assert.equal(sets.size, 2);
+  sets.release(w);
+  assert.equal(sets.size, 2, 'one job still holds it');
+  assert.equal(sets.acquire(w), k1);
+  sets.release(w);
+  sets.release(w);
+  assert.equal(sets.size, 1);
+  assert.notEqual(sets.acquire(w), k1, 'a fresh set once the last job let it go');
 });

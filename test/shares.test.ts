@@ -333,8 +333,30 @@ test('a template refreshed unchanged is the same work: a share accepted under on
   assert.equal(jobs.keySetCount, 3, "b's set (and its variant's) kept for b");
   assert.equal(validateShare(jobs, ctx(b), share(b)).outcome, 'duplicate', 'still a duplicate under b');
   assert.equal(validateShare(jobs, ctx(c), { ...share(c), nonce: grind(c, en1, en2, target, { ntime: b.ntime }) }).outcome, 'accepted');
-  jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), 122_000); // b (with its variant) and c pruned
+  const d = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), 122_000).job; // b (with its variant) and c pruned
   assert.equal(jobs.keySetCount, 1, 'only the current job\'s');
+  assert.throws(() => jobs.addJob(d, 122_000), /already exists/);
+  assert.equal(jobs.keySetCount, 1, 'a job refused takes no key set');
+});
+
+test('two templates that differ only in their version: a share rolling the version bits is the same header under both, credited once', () => {
+  const en1 = Buffer.from('0000000e', 'hex');
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
+  const t = fakeTemplate({ bits: 0x1d00ffff });
+  const a = jobs.addTemplate({ ...t, version: 0x20000000 }, 0).job;
+  // Another node, or another signal, on the same tip with the same transactions.
+  const b = jobs.addTemplate({ ...t, version: 0x20002000, curtime: t.curtime + 30 }, 30_000).job;
+  assert.equal(jobs.isStale(a), false);
+  const target = difficultyToTarget(1e-6);
+  const ctx = (job: Job): ShareContext => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0x1fffe000, job, target: targetBytes(target), nowSec: b.ntime, maxNtimeAheadSec: 600 });
+  const en2 = Buffer.from('0000000000000001', 'hex');
+  const nonce = grind(b, en1, en2, target, { ntime: b.ntime, version: 0x20002000 });
+  const share = (job: Job, versionBits?: string): SubmitParams => ({ worker: 'w', jobId: job.id, extranonce2: toHex(en2), ntime: u32Hex(b.ntime), nonce, versionBits });
+  assert.equal(validateShare(jobs, ctx(a), share(a, '00002000')).outcome, 'accepted', 'a with the bit rolled');
+  // Before: accepted again (the key kept the version the miners roll).
+  assert.equal(validateShare(jobs, ctx(b), share(b)).outcome, 'duplicate', 'b as it came: the same header');
+  assert.equal(validateShare(jobs, ctx(b), share(b, '00002000')).outcome, 'duplicate');
+  assert.equal(jobs.keySetCount, 1);
 });
 
 test('low-difficulty shares are not remembered (no duplicate-set growth from junk)', () => {

@@ -80,6 +80,9 @@ export class RouteJobs implements JobSource {
 
   get(id: string): Job | undefined { return this.jobs.get(id); }
 
+  /** Distinct works among the kept jobs, each with its key set (for tests). */
+  get keySetCount(): number { return this.keySets.size; }
+
   /** Superseded by a clean_jobs notify or a new prev hash: the upstream would answer stale. */
   isStale(job: Job): boolean {
     const m = this.meta.get(job);

@@ -72,18 +72,31 @@ export class ShareKeySet {
 }
 
 /**
- * The key sets of a source's live jobs, one per distinct work: jobs whose notify fields other than the id and ntime
- * are the same (tip, coinbase parts, merkle branch, version, bits) share one. Two such jobs give the same header,
- * and so the same hash, to the same share under either id: the template refresh makes one when the node's
- * template has not changed (same transactions, same fees), and a share keyed per job would be accepted, and
- * credited, once under each.
+ * The work of a job as far as a share's header goes: its notify fields between the id and ntime (tip, coinbase
+ * parts, merkle branch, version, bits), lowercased, without the version. A miner rolls version bits (BIP310, as
+ * many as the mask the pool grants), so two jobs that differ only in their version still give a share that rolls
+ * them the same header. Keying more jobs together never makes a fresh share a duplicate: only the same header
+ * has the same hash.
+ */
+export function workKeyOf(notifyBody: string): string {
+  // `…,"<version>","<bits>","`
+  const bitsAt = notifyBody.lastIndexOf('","', notifyBody.length - 4);
+  const versionAt = bitsAt > 0 ? notifyBody.lastIndexOf(',"', bitsAt - 1) : -1;
+  return (versionAt < 0 ? notifyBody : notifyBody.slice(0, versionAt) + notifyBody.slice(bitsAt + 2)).toLowerCase();
+}
+
+/**
+ * The key sets of a source's live jobs, one per distinct work (workKeyOf): two such jobs give the same header, and
+ * so the same hash, to the same share under either id. The template refresh makes them when the node's template
+ * has not changed (same transactions, same fees), and a share keyed per job would be accepted, and credited, once
+ * under each.
  */
 export class WorkKeySets {
   private readonly byWork = new Map<string, { keys: ShareKeySet; jobs: number }>();
 
   /** The key set for a job's work (`notifyBody`: the notify's fields between the job id and ntime). */
   acquire(notifyBody: string): ShareKeySet {
-    const work = notifyBody.toLowerCase();
+    const work = workKeyOf(notifyBody);
     const held = this.byWork.get(work);
     if (held) {
       held.jobs++;
@@ -96,7 +109,7 @@ export class WorkKeySets {
 
   /** A job with this work is forgotten: its key set goes with the last of them. */
   release(notifyBody: string): void {
-    const work = notifyBody.toLowerCase();
+    const work = workKeyOf(notifyBody);
     const held = this.byWork.get(work);
     if (held && --held.jobs === 0) this.byWork.delete(work);
   }
