@@ -93,3 +93,55 @@ test('coinbase variants (SOLO): one per key and job, the same work but their own
   assert.equal(jobs.get(v.id), undefined, 'forgotten with its pool job');
   assert.equal(validateShare(jobs, ctx, { ...share, nonce: '00000001' }).outcome, 'unknown-job');
 });
+
+test('a template on a new tip retires the other tips\' jobs: stale even if the node goes back, key sets freed at once, blocks still found', async () => {
+  const { validateShare } = await import('../src/shares/validator.ts');
+  const { soloOutputs } = await import('../src/pool/solo.ts');
+  const { targetBytes, difficultyToTarget } = await import('../src/chain/index.ts');
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.alloc(0), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 60_000 });
+  const tipA = randomBytes(32).toString('hex');
+  const t = fakeTemplate({ prevHash: tipA, height: 10 });
+  const a1 = jobs.addTemplate(t, 0).job;
+  const a2 = jobs.addTemplate({ ...t, curtime: t.curtime + 30 }, 1000).job; // same work as a1: one key set
+  const payout = { key: 'k1', script: Buffer.concat([Buffer.from([0x00, 0x14]), Buffer.alloc(20, 9)]), feeBps: 100 };
+  const va = jobs.variant(a2, 'k1', (v) => soloOutputs(v, payout, P2WPKH));
+  assert.equal(jobs.keySetCount, 2);
+  const en1 = Buffer.from('00000001', 'hex');
+  // At regtest bits every share is a block.
+  // One ntime for every share, at or after every job's: the same nonce is the same header on jobs of one work.
+  const NT = t.curtime + 200;
+  const ctx = (job: typeof a1) => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0, job, target: targetBytes(difficultyToTarget(1e-12)), nowSec: NT, maxNtimeAheadSec: 600 });
+  const share = (job: typeof a1, nonce: string) => ({ worker: 'w', jobId: job.id, extranonce2: '0000000000000001', ntime: NT.toString(16).padStart(8, '0'), nonce });
+  assert.equal(validateShare(jobs, ctx(a1), share(a1, '00000000')).outcome, 'accepted');
+
+  const b = jobs.addTemplate(fakeTemplate({ prevHash: randomBytes(32).toString('hex'), height: 11 }), 2000).job;
+  assert.equal(jobs.keySetCount, 1, "only b's: a1, a2 and the variant let theirs go");
+  assert.equal(jobs.get(a1.id), a1, 'still known, for stale answers');
+  // About one hash in two meets regtest's target.
+  const stales = ['00000011', '00000012', '00000013', '00000014', '00000015', '00000016'].map((n) => validateShare(jobs, ctx(a2), share(a2, n)));
+  assert.ok(stales.every((r) => r.outcome === 'stale'));
+  assert.ok(stales.some((r) => r.outcome === 'stale' && r.block), 'a stale share that is a block is still found');
+  // The node goes back to A (its new best block is A's tip again): A's jobs stay stale. Before: a fresh share on
+  // a2 was accepted, and a1's share, credited before, was found again only by a key set that is now gone.
+  jobs.markTip(tipA);
+  assert.equal(jobs.isStale(b), true);
+  assert.equal(validateShare(jobs, ctx(a1), share(a1, '00000000')).outcome, 'stale');
+  assert.equal(validateShare(jobs, ctx(a2), share(a2, '00000002')).outcome, 'stale');
+  assert.equal(validateShare(jobs, ctx(va), share(va, '00000003')).outcome, 'stale');
+  // A variant made now of a retired job is retired with it.
+  const vb = jobs.variant(a1, 'k2', (v) => soloOutputs(v, { ...payout, key: 'k2' }, P2WPKH));
+  assert.equal(validateShare(jobs, ctx(vb), share(vb, '00000004')).outcome, 'stale');
+  assert.equal(jobs.keySetCount, 1);
+  // A template on A again: new jobs, their own key set; the old ones are still stale, then pruned (no key set
+  // released twice: b's, then the new job's, are the ones counted).
+  const a3 = jobs.addTemplate({ ...t, curtime: t.curtime + 90 }, 30_000).job;
+  assert.equal(jobs.isStale(a3), false);
+  assert.equal(jobs.keySetCount, 1, "a3's (b's let go)");
+  assert.equal(validateShare(jobs, ctx(a2), share(a2, '00000005')).outcome, 'stale');
+  assert.equal(validateShare(jobs, ctx(a3), share(a3, '00000000')).outcome, 'accepted', 'a1\'s share under a new job: its set went with the tip');
+  jobs.addTemplate({ ...t, curtime: t.curtime + 120 }, 62_500); // a1, a2, b (and the variants) pruned
+  assert.equal(jobs.get(a1.id), undefined);
+  assert.equal(jobs.get(va.id), undefined);
+  assert.equal(jobs.keySetCount, 1, 'the same work as a3: one set');
+  assert.equal(validateShare(jobs, ctx(a3), share(a3, '00000000')).outcome, 'duplicate', 'a3\'s set lives on in its successor');
+});
