@@ -38,8 +38,6 @@ export class JobManager implements JobSource {
   /** Each live job's (and variant's) accepted shares; jobs with the same work share one (WorkKeySets). */
   private readonly duplicates = new Map<string, ShareKeySet>();
   private readonly keySets = new WorkKeySets();
-  /** Jobs and variants on a tip left behind (retireOtherTips), until pruned: stale whatever the tip. */
-  private readonly retired = new Set<Job>();
   /** Coinbase variants (SOLO miners' coinbases) per pool job id, by variant key; dropped with their pool job. */
   private readonly variants = new Map<string, Map<string, Job>>();
   /** Every variant by its own id (the id miners were sent). */
@@ -87,7 +85,6 @@ export class JobManager implements JobSource {
   /** Register a job built elsewhere (e.g. from a real block in tests, or an upstream source later) as current. */
   addJob(job: Job, now: number): void {
     if (this.jobs.has(job.id)) throw new Error(`job id ${job.id} already exists`);
-    if (this.currentJob && !this.currentJob.prevHash.equals(job.prevHash)) this.retireOtherTips(job.prevHash);
     this.jobs.set(job.id, job);
     this.duplicates.set(job.id, this.keySets.acquire(job.notifyBody));
     this.currentJob = job;
@@ -116,18 +113,14 @@ export class JobManager implements JobSource {
       v = jobVariant(base, `${base.id}s${(byKey.size + 1).toString(16)}`, outputs(base.coinbaseValue));
       byKey.set(key, v);
       this.variantsById.set(v.id, v);
-      // Stale exactly when its pool job is, retired (retireOtherTips) included.
-      if (this.retired.has(base)) this.retired.add(v);
-      else this.duplicates.set(v.id, this.keySets.acquire(v.notifyBody));
+      this.duplicates.set(v.id, this.keySets.acquire(v.notifyBody));
     }
     return v;
   }
 
   isStale(job: Job): boolean {
     const tip = this.tip;
-    if (tip !== null && !tip.equals(job.prevHash)) return true;
-    // On the tip again (the node went back to it): still stale, its key set is gone (retireOtherTips).
-    return this.retired.size !== 0 && this.retired.has(job);
+    return tip !== null && !tip.equals(job.prevHash);
   }
 
   markSeen(jobId: string, hash: Uint8Array): boolean {
@@ -141,38 +134,17 @@ export class JobManager implements JobSource {
   /** Distinct works among the live jobs and variants, each with its key set (for tests). */
   get keySetCount(): number { return this.keySets.size; }
 
-  /**
-   * A template on a new tip: the jobs on any other tip are stale from now on, and stay so even if the node goes
-   * back to their tip (miners were told to drop that work with clean_jobs), so their shares are never checked for
-   * duplicates again: their key sets go now, not when the jobs are pruned (which keeps them for late shares' stale
-   * answers and for a stale share that is a block). At a large pool that is minutes of accepted shares.
-   */
-  private retireOtherTips(tip: Buffer): void {
-    for (const [id, job] of this.jobs) {
-      if (job.prevHash.equals(tip)) continue;
-      this.forgetKeys(job);
-      for (const v of this.variants.get(id)?.values() ?? []) this.forgetKeys(v);
-    }
-  }
-
-  /** A job (or variant) stops taking shares: its key set is released, once. */
-  private forgetKeys(job: Job): void {
-    if (!this.duplicates.delete(job.id)) return;
-    this.keySets.release(job.notifyBody);
-    this.retired.add(job);
-  }
-
   private prune(now: number): void {
     for (const [id, job] of this.jobs) {
       if (job === this.currentJob) continue;
       if (this.jobs.size > this.maxJobs || now - job.createdAt > this.retentionMs) {
         this.jobs.delete(id);
-        this.forgetKeys(job);
-        this.retired.delete(job);
+        this.duplicates.delete(id);
+        this.keySets.release(job.notifyBody);
         for (const v of this.variants.get(id)?.values() ?? []) {
           this.variantsById.delete(v.id);
-          this.forgetKeys(v);
-          this.retired.delete(v);
+          this.duplicates.delete(v.id);
+          this.keySets.release(v.notifyBody);
         }
         this.variants.delete(id);
       }
