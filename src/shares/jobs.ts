@@ -31,7 +31,7 @@ export interface JobSource {
 
 /**
  * Jobs from templates. A new tip makes every older job stale; jobs stay known for `retentionMs` so shares for
- * them are classified stale rather than unknown, then are dropped with their duplicate sets.
+ * them are classified stale rather than unknown, then are dropped (a key set goes with the last job of its work).
  */
 export class JobManager implements JobSource {
   private readonly jobs = new Map<string, Job>();
@@ -97,7 +97,7 @@ export class JobManager implements JobSource {
 
   /**
    * The variant of a pool job whose coinbase has these outputs (made once per key and job: e.g. one per SOLO
-   * payout script). Its id is the pool job's id with a suffix; it has its own duplicate set, is stale exactly
+   * payout script). Its id is the pool job's id with a suffix; it has its coinbase's key set, is stale exactly
    * when its pool job is, and is forgotten with it. A variant of a variant is the variant of its pool job.
    */
   variant(job: Job, key: string, outputs: (coinbaseValue: bigint) => CoinbaseOutput[]): Job {

@@ -90,6 +90,13 @@ export function workKeyOf(notifyBody: string): string {
  * so the same hash, to the same share under either id. The template refresh makes them when the node's template
  * has not changed (same transactions, same fees), and a share keyed per job would be accepted, and credited, once
  * under each.
+ *
+ * A work's set goes with its last job (pruned retentionMs after it was made); a job of that work made later takes a
+ * fresh one. A share recorded in the old set has an ntime at most maxNtimeAheadSec past when it was submitted, and
+ * the new job's ntime is its template's time, so such a share sent again is refused as bad-ntime, unless the node
+ * gives exactly the same transactions on the same tip again within maxNtimeAheadSec of the old set's end (after at
+ * least retentionMs of other templates) and the share's ntime was rolled that far ahead. Keeping each set that much
+ * longer would close that too, at the cost of as much memory again.
  */
 export class WorkKeySets {
   private readonly byWork = new Map<string, { keys: ShareKeySet; jobs: number }>();
