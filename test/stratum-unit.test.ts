@@ -388,6 +388,42 @@ test('a refresh broadcast spends at most REFRESH_STEP_MS a turn, whatever a noti
   assert.equal(reached('tip'), n);
 });
 
+test('the sessions\' periodic checks spend about TICK_STEP_MS a turn, every session once a pass; authorized counted over the pass', async () => {
+  const { StratumServer, TICK_STEP_MS } = await import('../src/stratum/server.ts');
+  const { DEFAULT_STRATUM_OPTIONS } = await import('../src/stratum/options.ts');
+  const server = new StratumServer({ now: Date.now } as never, DEFAULT_STRATUM_OPTIONS);
+  // Each check costs a twentieth of the budget (a retarget: set_difficulty and a notify written).
+  const costMs = TICK_STEP_MS / 20;
+  const n = 400;
+  let turn = 0;
+  const ticks: number[][] = [];
+  for (let k = 0; k < n; k++) {
+    const at: number[] = [];
+    ticks.push(at);
+    server.sessions.add({
+      authorized: k % 2 === 0,
+      tick() {
+        const until = performance.now() + costMs;
+        while (performance.now() < until) { /* the check's cost */ }
+        at.push(turn);
+      },
+    } as never);
+  }
+  (server as unknown as { tick(): void }).tick();
+  const firstTurn = ticks.filter((t) => t.length > 0).length;
+  assert.ok(firstTurn >= 16 && firstTurn <= 60, `the first turn checked ${firstTurn} sessions (about 20 fit, at least 16)`);
+  assert.equal(server.stats.authorized, 0, 'not counted before the pass ends');
+  (server as unknown as { tick(): void }).tick(); // the interval again while the pass goes on: no second pass
+  for (; turn < n && ticks.some((t) => t.length === 0); ) { turn++; await new Promise((r) => setImmediate(r)); }
+  assert.ok(ticks.every((t) => t.length === 1), 'every session checked, once');
+  assert.ok(new Set(ticks.map((t) => t[0])).size >= 5, 'over several turns');
+  assert.equal(server.stats.authorized, n / 2);
+  // The next pass checks them all again.
+  (server as unknown as { tick(): void }).tick();
+  for (let i = 0; i < n && ticks.some((t) => t.length < 2); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(ticks.every((t) => t.length === 2));
+});
+
 test('answer lines: the text JSON.stringify gives for any id, result, error and rejected outcome', async () => {
   const { errorLine, rejectLine, resultLine } = await import('../src/stratum/protocol.ts');
   const { REJECT_ERRORS } = await import('../src/shares/outcome.ts');

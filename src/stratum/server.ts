@@ -19,6 +19,13 @@ export const REFRESH_CHUNK = 100;
  * profiler, where 100 made turns of up to 14 ms), and every submit answer waits behind the turn.
  */
 export const REFRESH_STEP_MS = 1;
+/**
+ * The sessions' periodic checks (timeouts, idle vardiff) spend at most this long a turn, ms, going on in the next
+ * turns: 10k sessions' checks are most of a millisecond, and sessions that connected together (a restart's reconnect
+ * storm) go idle together, so one tick could retarget thousands of them, a set_difficulty and a notify written each.
+ */
+export const TICK_STEP_MS = 1;
+const TICK_CLOCK_EVERY = 16;
 
 export interface StratumServerStats {
   connections: number;
@@ -187,16 +194,36 @@ export class StratumServer implements SessionOwner {
   private urgentUnderWay = false;
   private broadcastGen = 0;
 
+  /** The sessions' checks under way (tick), TICK_STEP_MS a turn; null between passes. */
+  private tickPass: { sessions: IterableIterator<StratumSession>; now: number; authorized: number } | null = null;
+
   private tick(): void {
-    const now = this.host.now();
-    let authorized = 0;
-    for (const s of this.sessions) {
-      s.tick(now);
-      if (s.authorized) authorized++;
-    }
-    this.stats.authorized = authorized;
-    this.bans.sweep(now);
+    if (this.tickPass) return; // the last pass is still going (a loop this busy): it finishes first
+    this.tickPass = { sessions: this.sessions.values(), now: this.host.now(), authorized: 0 };
+    this.tickStep();
   }
+
+  private readonly tickStep = (): void => {
+    const pass = this.tickPass;
+    if (!pass) return;
+    const until = performance.now() + TICK_STEP_MS;
+    // TICK_CLOCK_EVERY sessions between looks at the clock (a session's check is ~70 ns, a look ~40), so at least
+    // that many a turn. A session closed meanwhile is not visited (a Set's iterator skips it).
+    do {
+      for (let k = 0; k < TICK_CLOCK_EVERY; k++) {
+        const next = pass.sessions.next();
+        if (next.done) {
+          this.stats.authorized = pass.authorized;
+          this.bans.sweep(pass.now);
+          this.tickPass = null;
+          return;
+        }
+        next.value.tick(pass.now);
+        if (next.value.authorized) pass.authorized++;
+      }
+    } while (performance.now() < until);
+    setImmediate(this.tickStep);
+  };
 
   /**
    * Graceful shutdown: stop accepting, ask miners to reconnect (to us after restart, or elsewhere), give them
@@ -205,6 +232,7 @@ export class StratumServer implements SessionOwner {
   async close(graceMs = 2000): Promise<void> {
     this.draining = true;
     if (this.timer) clearInterval(this.timer);
+    this.tickPass = null;
     const closing = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.sessions) s.sendReconnect(this.opts.reconnectHost, this.opts.reconnectPort);
     const deadline = Date.now() + graceMs;
