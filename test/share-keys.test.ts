@@ -74,11 +74,35 @@ test('WorkKeySets: one key set per work, kept while a job holds it', () => {
   const other = sets.acquire(w.replace('ab', 'ac'));
   assert.notEqual(other, k1);
   assert.equal(sets.size, 2);
-  sets.release(w);
+  sets.release(w, 1000);
   assert.equal(sets.size, 2, 'one job still holds it');
   assert.equal(sets.acquire(w), k1);
-  sets.release(w);
-  sets.release(w);
+  sets.release(w, 1000);
+  sets.release(w, 1000);
   assert.equal(sets.size, 1);
+  assert.equal(sets.asideCount, 0, 'no share in it: nothing to keep');
   assert.notEqual(sets.acquire(w), k1, 'a fresh set once the last job let it go');
+});
+
+test('WorkKeySets keeps a set whose shares\' ntimes a later job could take, until the current job\'s time passes them', () => {
+  const sets = new WorkKeySets();
+  const w = `","00","ab","cd",[],"20000000","1d00ffff","`;
+  const keys = sets.acquire(w);
+  const h = randomBytes(32);
+  assert.equal(keys.add(h, 1500), true); // rolled ahead of the job's time
+  assert.equal(keys.add(randomBytes(32), 990), true);
+  assert.equal(keys.maxNtime, 1500);
+  sets.release(w, 1000);
+  assert.equal(sets.size, 0);
+  assert.equal(sets.asideCount, 1);
+  sets.sweep(1499);
+  assert.equal(sets.asideCount, 1, 'a job at 1499 could still take the share at 1500');
+  const back = sets.acquire(w.toUpperCase());
+  assert.equal(back, keys, 'the same work again: the same set');
+  assert.equal(back.add(h, 1500), false, 'so the share is a duplicate');
+  sets.release(w, 1500);
+  assert.equal(sets.asideCount, 1, 'at the share\'s own ntime, still');
+  sets.sweep(1501);
+  assert.equal(sets.asideCount, 0);
+  assert.notEqual(sets.acquire(w), keys);
 });

@@ -339,6 +339,38 @@ test('a template refreshed unchanged is the same work: a share accepted under on
   assert.equal(jobs.keySetCount, 1, 'a job refused takes no key set');
 });
 
+test('the same work back after its last job was pruned: a share whose ntime was rolled up to the new job\'s is still a duplicate', () => {
+  const en1 = Buffer.from('0000000f', 'hex');
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 60_000 });
+  const T = Math.floor(Date.now() / 1000);
+  const t = fakeTemplate({ bits: 0x1d00ffff, curtime: T });
+  const w1 = jobs.addTemplate(t, 0).job;
+  const target = difficultyToTarget(1e-6);
+  const en2 = Buffer.from('0000000000000001', 'hex');
+  const ctx = (job: Job, nowSec: number): ShareContext => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0, job, target: targetBytes(target), nowSec, maxNtimeAheadSec: 600 });
+  // ntime rolled 500 s ahead of the job's (up to 600 past now is allowed).
+  const N = T + 500;
+  const nonce = grind(w1, en1, en2, target, { ntime: N });
+  const share = (job: Job): SubmitParams => ({ worker: 'w', jobId: job.id, extranonce2: toHex(en2), ntime: u32Hex(N), nonce });
+  assert.equal(validateShare(jobs, ctx(w1, T), share(w1)).outcome, 'accepted');
+  // Other transactions on the tip for a minute: w1 is pruned; its work's set is kept aside (a share at T+500 is at or
+  // past the current job's time, T+61).
+  const x = fakeTemplate({ bits: 0x1d00ffff, prevHash: w1.prevHashHex, curtime: T + 30 });
+  jobs.addTemplate(x, 30_000);
+  jobs.addTemplate({ ...x, curtime: T + 61 }, 61_000);
+  assert.equal(jobs.get(w1.id), undefined);
+  assert.equal(jobs.keySetsAside, 1);
+  // The node back on exactly w1's transactions: the same header under the new job. Before: accepted again.
+  const w2 = jobs.addTemplate({ ...t, curtime: T + 70 }, 70_000).job;
+  assert.equal(jobs.keySetsAside, 0, 'taken back');
+  assert.equal(validateShare(jobs, ctx(w2, T + 70), share(w2)).outcome, 'duplicate');
+  // Once the current job's time is past every share's ntime, a work's set goes with its last job.
+  jobs.addTemplate({ ...x, curtime: T + 501 }, 140_000); // w2 and x's older jobs pruned
+  assert.equal(jobs.get(w2.id), undefined);
+  assert.equal(jobs.keySetsAside, 0);
+  assert.equal(jobs.keySetCount, 1);
+});
+
 test('two templates that differ only in their version: a share rolling the version bits is the same header under both, credited once', () => {
   const en1 = Buffer.from('0000000e', 'hex');
   const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
@@ -371,8 +403,8 @@ test('low-difficulty shares are not remembered (no duplicate-set growth from jun
   assert.equal(validateShare(jobs, ctx, p).outcome, 'low-difficulty');
   assert.equal(validateShare(jobs, ctx, p).outcome, 'low-difficulty', 'still low, not duplicate: it was never recorded');
   const lowHash = sha256d(a.hasher.header80(a.hasher.merkleRootFor(en1, en2), a.version, a.ntime, parseInt(low, 16)));
-  assert.equal(jobs.markSeen(a.id, lowHash), true, 'the set only holds what was accepted');
-  assert.equal(jobs.markSeen(a.id, lowHash), false, 'and now holds it');
+  assert.equal(jobs.markSeen(a.id, lowHash, a.ntime), true, 'the set only holds what was accepted');
+  assert.equal(jobs.markSeen(a.id, lowHash, a.ntime), false, 'and now holds it');
 });
 
 test('a template whose transaction data is not hex is refused with a clear error; the current job stays', () => {

@@ -67,9 +67,11 @@ export class RouteJobs implements JobSource {
     this.meta.set(job, { upstreamJobId: n.jobId, upstreamDifficulty, generation: this.generation });
     this.seen.set(id, this.keySets.acquire(job.notifyBody));
     this.latest = job;
+    // Key sets: against the newest job's time (WorkKeySets: how long a share recorded in one could be replayed).
+    this.keySets.sweep(job.ntime);
     while (this.jobs.size > this.maxJobs) {
       const oldest = this.jobs.keys().next().value as string;
-      this.keySets.release(this.jobs.get(oldest)!.notifyBody);
+      this.keySets.release(this.jobs.get(oldest)!.notifyBody, job.ntime);
       this.jobs.delete(oldest);
       this.seen.delete(oldest);
     }
@@ -89,9 +91,9 @@ export class RouteJobs implements JobSource {
     return !m || m.generation !== this.generation;
   }
 
-  markSeen(jobId: string, hash: Uint8Array): boolean {
+  markSeen(jobId: string, hash: Uint8Array, ntime: number): boolean {
     const set = this.seen.get(jobId);
-    return set !== undefined && set.add(hash);
+    return set !== undefined && set.add(hash, ntime);
   }
 
   /** Every job becomes stale (new upstream connection or extranonce: its old jobs are worthless upstream). */

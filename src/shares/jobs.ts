@@ -24,9 +24,9 @@ export interface JobSource {
   isStale(job: Job): boolean;
   /**
    * Record an accepted share of a job by its header hash (32 bytes, internal order: the same share always has the
-   * same one); false if it was seen before (a duplicate) or the job is gone.
+   * same one) and its ntime; false if it was seen before (a duplicate) or the job is gone.
    */
-  markSeen(jobId: string, hash: Uint8Array): boolean;
+  markSeen(jobId: string, hash: Uint8Array, ntime: number): boolean;
 }
 
 /**
@@ -123,10 +123,10 @@ export class JobManager implements JobSource {
     return tip !== null && !tip.equals(job.prevHash);
   }
 
-  markSeen(jobId: string, hash: Uint8Array): boolean {
+  markSeen(jobId: string, hash: Uint8Array, ntime: number): boolean {
     const set = this.duplicates.get(jobId);
     if (!set) return false; // a pruned job: nothing can be credited on it any more
-    return set.add(hash);
+    return set.add(hash, ntime);
   }
 
   get size(): number { return this.jobs.size; }
@@ -134,17 +134,23 @@ export class JobManager implements JobSource {
   /** Distinct works among the live jobs and variants, each with its key set (for tests). */
   get keySetCount(): number { return this.keySets.size; }
 
+  /** Key sets kept after their works' last job (WorkKeySets; for tests). */
+  get keySetsAside(): number { return this.keySets.asideCount; }
+
   private prune(now: number): void {
+    // Key sets: against the current job's time (WorkKeySets: how long a share recorded in one could be replayed).
+    const ntimeNow = this.currentJob?.ntime ?? 0;
+    this.keySets.sweep(ntimeNow);
     for (const [id, job] of this.jobs) {
       if (job === this.currentJob) continue;
       if (this.jobs.size > this.maxJobs || now - job.createdAt > this.retentionMs) {
         this.jobs.delete(id);
         this.duplicates.delete(id);
-        this.keySets.release(job.notifyBody);
+        this.keySets.release(job.notifyBody, ntimeNow);
         for (const v of this.variants.get(id)?.values() ?? []) {
           this.variantsById.delete(v.id);
           this.duplicates.delete(v.id);
-          this.keySets.release(v.notifyBody);
+          this.keySets.release(v.notifyBody, ntimeNow);
         }
         this.variants.delete(id);
       }

@@ -21,6 +21,8 @@ export class ShareKeySet {
   private slots: Uint32Array;
   private mask: number;
   private count = 0;
+  /** The latest ntime among the shares recorded (Unix seconds): how long a replay of one could pass (WorkKeySets). */
+  maxNtime = 0;
 
   constructor(initialSlots = 16) {
     let cap = 16;
@@ -31,8 +33,8 @@ export class ShareKeySet {
 
   get size(): number { return this.count; }
 
-  /** Record a share by its header hash (32 bytes, internal order); false if it was recorded before. */
-  add(hash: Uint8Array): boolean {
+  /** Record a share by its header hash (32 bytes, internal order) and ntime; false if it was recorded before. */
+  add(hash: Uint8Array, ntime = 0): boolean {
     if (hash.length < 12) throw new RangeError(`a share key is a header hash, got ${hash.length} bytes`);
     const a = (hash[0] | (hash[1] << 8) | (hash[2] << 16) | (hash[3] << 24)) >>> 0;
     const b = (hash[4] | (hash[5] << 8) | (hash[6] << 16) | (hash[7] << 24)) >>> 0;
@@ -49,6 +51,7 @@ export class ShareKeySet {
     }
     const at = i * 3;
     s[at] = a; s[at + 1] = b; s[at + 2] = c;
+    if (ntime > this.maxNtime) this.maxNtime = ntime;
     // At most half full: probes stay short.
     if (++this.count * 2 > this.mask + 1) this.grow();
     return true;
@@ -91,15 +94,18 @@ export function workKeyOf(notifyBody: string): string {
  * has not changed (same transactions, same fees), and a share keyed per job would be accepted, and credited, once
  * under each.
  *
- * A work's set goes with its last job (pruned retentionMs after it was made); a job of that work made later takes a
- * fresh one. A share recorded in the old set has an ntime at most maxNtimeAheadSec past when it was submitted, and
- * the new job's ntime is its template's time, so such a share sent again is refused as bad-ntime, unless the node
- * gives exactly the same transactions on the same tip again within maxNtimeAheadSec of the old set's end (after at
- * least retentionMs of other templates) and the share's ntime was rolled that far ahead. Keeping each set that much
- * longer would close that too, at the cost of as much memory again.
+ * When the last job of a work is forgotten, a job of that work made later (the node back on exactly the same
+ * transactions, on the same tip) could take a share recorded before, if that share's ntime is at or past the new
+ * job's (a miner may roll ntime up to maxNtimeAheadSec ahead). So the set is kept aside while its latest ntime is
+ * at or past the current job's, `now` below (a template's time is the node's clock, which goes forward: a later
+ * job's ntime is at least that; a node clock stepped back reopens the window by the step), and a job of the same
+ * work takes it back; it goes once the current job's ntime has passed it. Shares with the usual ntime (about when
+ * they were sent) keep it at most until the next template, a refresh interval.
  */
 export class WorkKeySets {
   private readonly byWork = new Map<string, { keys: ShareKeySet; jobs: number }>();
+  /** Sets whose last job is gone but whose shares' ntimes a later job could still take (see above). */
+  private readonly aside = new Map<string, ShareKeySet>();
 
   /** The key set for a job's work (`notifyBody`: the notify's fields between the job id and ntime). */
   acquire(notifyBody: string): ShareKeySet {
@@ -109,18 +115,32 @@ export class WorkKeySets {
       held.jobs++;
       return held.keys;
     }
-    const keys = new ShareKeySet();
+    const keys = this.aside.get(work) ?? new ShareKeySet();
+    this.aside.delete(work);
     this.byWork.set(work, { keys, jobs: 1 });
     return keys;
   }
 
-  /** A job with this work is forgotten: its key set goes with the last of them. */
-  release(notifyBody: string): void {
+  /**
+   * A job with this work is forgotten; `now` is the current job's ntime (Unix seconds). With the last of them the
+   * set goes, or is kept aside while a share in it has an ntime at or past `now`.
+   */
+  release(notifyBody: string, now: number): void {
     const work = workKeyOf(notifyBody);
     const held = this.byWork.get(work);
-    if (held && --held.jobs === 0) this.byWork.delete(work);
+    if (!held || --held.jobs > 0) return;
+    this.byWork.delete(work);
+    if (held.keys.maxNtime >= now) this.aside.set(work, held.keys);
+  }
+
+  /** The current job's ntime moved on to `now`: sets kept aside whose shares' ntimes are all before it go. */
+  sweep(now: number): void {
+    for (const [work, keys] of this.aside) if (keys.maxNtime < now) this.aside.delete(work);
   }
 
   /** Distinct works held (for tests). */
   get size(): number { return this.byWork.size; }
+
+  /** Sets kept aside (for tests). */
+  get asideCount(): number { return this.aside.size; }
 }

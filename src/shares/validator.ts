@@ -148,6 +148,6 @@ export function validateShare(jobs: JobSource, ctx: ShareContext, p: SubmitParam
   if (!meetsTarget(hash, ctx.target)) return { outcome: 'low-difficulty', job, shareDifficulty };
   // Only shares that pass are remembered: low-difficulty junk must not grow the duplicate set (memory). The
   // header hash stands for the share: its extranonces, ntime, nonce and version are all in the header.
-  if (!jobs.markSeen(job.id, hash)) return { outcome: 'duplicate', job };
+  if (!jobs.markSeen(job.id, hash, ntime)) return { outcome: 'duplicate', job };
   return { outcome: 'accepted', job, shareDifficulty, hash, header: Buffer.from(header), extranonce2, block: meetsTarget(hash, job.networkTargetBytes) };
 }
