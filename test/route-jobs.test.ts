@@ -53,3 +53,20 @@ test('routed shares: a duplicate on one upstream job, and on the same work the u
   assert.equal(validateShare(jobs, { ...ctx(e), versionMask: 0x1fffe000 }, { ...share(e, k), versionBits: '00000000' }).outcome, 'duplicate', 'the same work under another version: d\'s share');
   assert.equal(jobs.keySetCount, 1);
 });
+
+test('routed: the same work again after its last job was evicted, a share at or past the new job\'s ntime is a duplicate', () => {
+  const jobs = new RouteJobs('r2', 2);
+  const en1 = Buffer.from('112233440002', 'hex');
+  const ctx = (job: Job): ShareContext => ({ extranonce1: en1, extranonce2Size: 6, versionMask: 0, job, target: targetBytes(difficultyToTarget(1e-9)), nowSec: 0x66000000, maxNtimeAheadSec: 600 });
+  const share = (job: Job, nonce: number): SubmitParams => ({ worker: 'w', jobId: job.id, extranonce2: '00000000000b', ntime: '66000100', nonce: nonce.toString(16).padStart(8, '0') });
+  const a = jobs.add(notify('u1'), 1e-9, 12, 0);
+  let n = 0;
+  while (validateShare(jobs, ctx(a), share(a, n)).outcome !== 'accepted') n++;
+  // Two other works push a out; its set (a share at 0x66000100) is kept aside.
+  jobs.add(notify('u2', { coinb2: 'ffffffff0100f2052a01000000016a00000003', ntime: '66000010' }), 1e-9, 12, 1);
+  jobs.add(notify('u3', { coinb2: 'ffffffff0100f2052a01000000016a00000004', ntime: '66000020' }), 1e-9, 12, 2);
+  assert.equal(jobs.get(a.id), undefined);
+  // The upstream sends a's work again.
+  const again = jobs.add(notify('u4', { ntime: '66000030' }), 1e-9, 12, 3);
+  assert.equal(validateShare(jobs, ctx(again), share(again, n)).outcome, 'duplicate');
+});

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { ShareKeySet, WorkKeySets, workKeyOf } from '../src/shares/share-keys.ts';
+import { ASIDE_MAX, ShareKeySet, WorkKeySets, workKeyOf } from '../src/shares/share-keys.ts';
 
 /** What ShareKeySet keeps of a hash: bytes 0-11, the low bit of byte 8 set. */
 const keptBits = (h: Uint8Array): string => {
@@ -102,7 +102,28 @@ test('WorkKeySets keeps a set whose shares\' ntimes a later job could take, unti
   assert.equal(back.add(h, 1500), false, 'so the share is a duplicate');
   sets.release(w, 1500);
   assert.equal(sets.asideCount, 1, 'at the share\'s own ntime, still');
+  sets.sweep(1500);
+  assert.equal(sets.asideCount, 1, 'a job at 1500 could take it');
   sets.sweep(1501);
   assert.equal(sets.asideCount, 0);
   assert.notEqual(sets.acquire(w), keys);
+});
+
+test('WorkKeySets keeps at most ASIDE_MAX sets aside, the oldest going first; an empty set is never kept', () => {
+  const sets = new WorkKeySets();
+  const body = (i: number) => `","00","ab${i.toString(16).padStart(6, '0')}","cd",[],"20000000","1d00ffff","`;
+  sets.acquire(body(0xffff));
+  sets.release(body(0xffff), 0);
+  assert.equal(sets.asideCount, 0, 'no share, nothing to keep, whatever the time');
+  const first = sets.acquire(body(0));
+  first.add(randomBytes(32), 5000);
+  sets.release(body(0), 0);
+  for (let i = 1; i <= ASIDE_MAX; i++) {
+    sets.acquire(body(i)).add(randomBytes(32), 5000);
+    sets.release(body(i), 0);
+  }
+  assert.equal(sets.asideCount, ASIDE_MAX);
+  assert.notEqual(sets.acquire(body(0)), first, 'the oldest went');
+  sets.acquire(body(1));
+  assert.equal(sets.asideCount, ASIDE_MAX - 1, 'the next one was still there, taken back');
 });

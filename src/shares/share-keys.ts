@@ -97,11 +97,17 @@ export function workKeyOf(notifyBody: string): string {
  * When the last job of a work is forgotten, a job of that work made later (the node back on exactly the same
  * transactions, on the same tip) could take a share recorded before, if that share's ntime is at or past the new
  * job's (a miner may roll ntime up to maxNtimeAheadSec ahead). So the set is kept aside while its latest ntime is
- * at or past the current job's, `now` below (a template's time is the node's clock, which goes forward: a later
- * job's ntime is at least that; a node clock stepped back reopens the window by the step), and a job of the same
- * work takes it back; it goes once the current job's ntime has passed it. Shares with the usual ntime (about when
- * they were sent) keep it at most until the next template, a refresh interval.
+ * at or past the current job's, `now` below, and a job of the same work takes it back; it goes once the current
+ * job's ntime has passed it. Shares with the usual ntime (about when they were sent) keep it at most until the next
+ * template, a refresh interval. This relies on a later job's ntime being at least the current one's: a template's
+ * time is its node's clock, so a node clock stepped back, or a failover to a node whose clock is behind (and back
+ * to exactly the same transactions on the same tip after the work was gone for retentionMs), reopens the window
+ * by the difference. At most ASIDE_MAX sets are kept aside, the oldest going first: a routed upstream chooses its
+ * jobs' ntimes.
  */
+/** Key sets kept aside at most (WorkKeySets). */
+export const ASIDE_MAX = 256;
+
 export class WorkKeySets {
   private readonly byWork = new Map<string, { keys: ShareKeySet; jobs: number }>();
   /** Sets whose last job is gone but whose shares' ntimes a later job could still take (see above). */
@@ -130,7 +136,10 @@ export class WorkKeySets {
     const held = this.byWork.get(work);
     if (!held || --held.jobs > 0) return;
     this.byWork.delete(work);
-    if (held.keys.maxNtime >= now) this.aside.set(work, held.keys);
+    // An empty set has nothing a later job could take.
+    if (held.keys.size === 0 || held.keys.maxNtime < now) return;
+    this.aside.set(work, held.keys);
+    if (this.aside.size > ASIDE_MAX) this.aside.delete(this.aside.keys().next().value as string);
   }
 
   /** The current job's ntime moved on to `now`: sets kept aside whose shares' ntimes are all before it go. */
