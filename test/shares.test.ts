@@ -371,6 +371,39 @@ test('the same work back after its last job was pruned: a share whose ntime was 
   assert.equal(jobs.keySetCount, 1);
 });
 
+test('a SOLO variant\'s key set is kept aside like its pool job\'s, and swept when the current job\'s time passes its shares', async () => {
+  const { soloOutputs } = await import('../src/pool/solo.ts');
+  const en1 = Buffer.from('00000010', 'hex');
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 60_000 });
+  const T = Math.floor(Date.now() / 1000);
+  const t = fakeTemplate({ bits: 0x1d00ffff, curtime: T });
+  const payout = { key: 'k1', script: Buffer.concat([Buffer.from([0x00, 0x14]), Buffer.alloc(20, 9)]), feeBps: 100 };
+  const solo = (v: bigint) => soloOutputs(v, payout, P2WPKH);
+  const w1 = jobs.addTemplate(t, 0).job;
+  const v1 = jobs.variant(w1, 'k1', solo);
+  const target = difficultyToTarget(1e-6);
+  const en2 = Buffer.from('0000000000000002', 'hex');
+  const ctx = (job: Job, nowSec: number): ShareContext => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0, job, target: targetBytes(target), nowSec, maxNtimeAheadSec: 600 });
+  const N = T + 300;
+  const nonce = grind(v1, en1, en2, target, { ntime: N });
+  const share = (job: Job): SubmitParams => ({ worker: 'w', jobId: job.id, extranonce2: toHex(en2), ntime: u32Hex(N), nonce });
+  assert.equal(validateShare(jobs, ctx(v1, T), share(v1)).outcome, 'accepted');
+  const x = fakeTemplate({ bits: 0x1d00ffff, prevHash: w1.prevHashHex, curtime: T + 30 });
+  jobs.addTemplate(x, 30_000);
+  jobs.addTemplate({ ...x, curtime: T + 61 }, 61_000); // w1 and v1 pruned
+  assert.equal(jobs.get(v1.id), undefined);
+  assert.equal(jobs.keySetsAside, 1, "v1's (w1's holds no share)");
+  const w2 = jobs.addTemplate({ ...t, curtime: T + 70 }, 70_000).job;
+  const v2 = jobs.variant(w2, 'k1', solo);
+  assert.equal(validateShare(jobs, ctx(v2, T + 70), share(v2)).outcome, 'duplicate', 'the same coinbase and work: the same header');
+  // w2 and v2 pruned while the current job's time is before the share's: kept aside; swept once it is past.
+  jobs.addTemplate({ ...x, curtime: T + 140 }, 140_000);
+  assert.equal(jobs.get(v2.id), undefined);
+  assert.equal(jobs.keySetsAside, 1);
+  jobs.addTemplate({ ...x, curtime: T + 301 }, 150_000);
+  assert.equal(jobs.keySetsAside, 0, 'swept: no job from now on can take an ntime of T+300');
+});
+
 test('two templates that differ only in their version: a share rolling the version bits is the same header under both, credited once', () => {
   const en1 = Buffer.from('0000000e', 'hex');
   const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
