@@ -126,7 +126,7 @@ export const templateSchema = z.looseObject({
  * verdict (the pool keeps serving its last job), wherever the template was read.
  */
 export function prepareTransactions(txs: readonly TemplateTransaction[]): PreparedTransactions {
-  const branch = coinbaseMerkleBranch(txs.map((tx) => hashFromDisplay(tx.txid)));
+  const branch = coinbaseMerkleBranch(txidsInternal(txs));
   let hexLength = 0;
   for (let i = 0; i < txs.length; i++) {
     const tx = txs[i];
@@ -142,6 +142,24 @@ export function prepareTransactions(txs: readonly TemplateTransaction[]): Prepar
   const written = txs.length === 0 ? 0 : bytes.write(txs.map((tx) => tx.data).join(''), 'hex');
   if (written * 2 !== hexLength) return { count: txs.length, bytes: Buffer.alloc(0), branch, error: 'template transaction data is not hex' };
   return { count: txs.length, bytes, branch };
+}
+
+/**
+ * The transactions' txids in internal byte order, from one decode of them all: 3,000 hashFromDisplay calls (a
+ * regex, a decode and a reversed copy each) were 2.5 ms of a 17 ms template read. Anything that is not 32 bytes
+ * of hex each goes through hashFromDisplay, for its error.
+ */
+function txidsInternal(txs: readonly TemplateTransaction[]): Uint8Array[] {
+  const each64 = txs.every((tx) => typeof tx.txid === 'string' && tx.txid.length === 64);
+  // Buffer.from stops at the first pair that is not hex: a short result is what tells.
+  const bytes = each64 ? Buffer.from(txs.map((tx) => tx.txid).join(''), 'hex') : null;
+  if (bytes === null || bytes.length !== 32 * txs.length) return txs.map((tx) => hashFromDisplay(tx.txid));
+  const ids: Uint8Array[] = [];
+  for (let at = 0; at < bytes.length; at += 32) {
+    bytes.subarray(at, at + 32).reverse();
+    ids.push(bytes.subarray(at, at + 32));
+  }
+  return ids;
 }
 
 /** A getblocktemplate reply read: the checked template, why the answer is no result, or where its shape is wrong. */
