@@ -24,4 +24,8 @@ test('prepareTransactions: a txid that is not 64 hex digits fails as it did, nam
   // 62 + 66 digits: the same length joined as two good ones.
   assert.throws(() => prepareTransactions([tx(good.slice(0, 62)), tx(good + 'ab'), tx(good)]), /hash must be 32 bytes|invalid hex/);
   assert.throws(() => prepareTransactions([tx(good), tx('zz' + good.slice(2))]), /invalid hex: zz/);
+  // Buffer.from would read these as hex digits by their low byte ('İ' as '0', 'š' as 'a').
+  for (const odd of ['\u0130', '\u0161', '\u3030']) {
+    assert.throws(() => prepareTransactions([tx(good), tx(good.slice(0, 40) + odd + good.slice(41))]), /invalid hex/, `U+${odd.charCodeAt(0).toString(16)}`);
+  }
 });
