@@ -29,3 +29,14 @@ test('prepareTransactions: a txid that is not 64 hex digits fails as it did, nam
     assert.throws(() => prepareTransactions([tx(good), tx(good.slice(0, 40) + odd + good.slice(41))]), /invalid hex/, `U+${odd.charCodeAt(0).toString(16)}`);
   }
 });
+
+test('prepareTransactions: transaction data with a character above U+00FF is not hex (never bytes from its low byte)', () => {
+  const id = randomBytes(32).toString('hex');
+  const ok = prepareTransactions([{ data: '0200', txid: id, hash: id, fee: 0 } as TemplateTransaction]);
+  assert.equal(ok.error, undefined);
+  assert.equal(ok.bytes.toString('hex'), '0200');
+  for (const odd of ['\u0130', '\u0161', '\u3030']) {
+    const r = prepareTransactions([{ data: '02' + odd + '0', txid: id, hash: id, fee: 0 } as TemplateTransaction]);
+    assert.equal(r.error, 'template transaction data is not hex', `U+${odd.charCodeAt(0).toString(16)}`);
+  }
+});

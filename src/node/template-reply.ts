@@ -136,11 +136,14 @@ export function prepareTransactions(txs: readonly TemplateTransaction[]): Prepar
     }
     hexLength += tx.data.length;
   }
-  // Buffer.from stops at the first non-hex pair, so a short result is what tells bad hex (an odd-length entry
-  // would have shifted every later one: checked above). Its own ArrayBuffer, never the pool's slab: the template
-  // thread hands it over (transfers it) to the event loop.
+  // A hex decode stops at the first pair that is not hex, so a short result is what tells bad hex (an odd-length
+  // entry would have shifted every later one: checked above) — for ASCII: it reads a character above U+00FF by its
+  // low byte ('İ' as '0'), so the text is checked to be ASCII first (its UTF-8 length is its length: one native
+  // pass). Its own ArrayBuffer, never the pool's slab: the template thread hands it over (transfers it) to the
+  // event loop.
   const bytes = Buffer.from(new ArrayBuffer(hexLength / 2));
-  const written = txs.length === 0 ? 0 : bytes.write(txs.map((tx) => tx.data).join(''), 'hex');
+  const hex = txs.map((tx) => tx.data).join('');
+  const written = txs.length === 0 || Buffer.byteLength(hex, 'utf8') !== hex.length ? 0 : bytes.write(hex, 'hex');
   if (written * 2 !== hexLength) return { count: txs.length, bytes: Buffer.alloc(0), branch, error: 'template transaction data is not hex' };
   return { count: txs.length, bytes, branch };
 }
