@@ -339,19 +339,24 @@ test('a template refreshed unchanged is the same work: a share accepted under on
   assert.equal(jobs.keySetCount, 1, 'a job refused takes no key set');
 });
 
+/** A share found on `job` at difficulty 1e-6 with its ntime rolled to `ntime`, to submit under `job` or others. */
+function rolledShare(job: Job, en1: Buffer, en2: Buffer, ntime: number) {
+  const target = difficultyToTarget(1e-6);
+  const nonce = grind(job, en1, en2, target, { ntime });
+  return {
+    ctx: (j: Job, nowSec: number): ShareContext => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0, job: j, target: targetBytes(target), nowSec, maxNtimeAheadSec: 600 }),
+    share: (j: Job): SubmitParams => ({ worker: 'w', jobId: j.id, extranonce2: toHex(en2), ntime: u32Hex(ntime), nonce }),
+  };
+}
+
 test('the same work back after its last job was pruned: a share whose ntime was rolled up to the new job\'s is still a duplicate', () => {
   const en1 = Buffer.from('0000000f', 'hex');
   const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 60_000 });
   const T = Math.floor(Date.now() / 1000);
   const t = fakeTemplate({ bits: 0x1d00ffff, curtime: T });
   const w1 = jobs.addTemplate(t, 0).job;
-  const target = difficultyToTarget(1e-6);
-  const en2 = Buffer.from('0000000000000001', 'hex');
-  const ctx = (job: Job, nowSec: number): ShareContext => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0, job, target: targetBytes(target), nowSec, maxNtimeAheadSec: 600 });
   // ntime rolled 500 s ahead of the job's (up to 600 past now is allowed).
-  const N = T + 500;
-  const nonce = grind(w1, en1, en2, target, { ntime: N });
-  const share = (job: Job): SubmitParams => ({ worker: 'w', jobId: job.id, extranonce2: toHex(en2), ntime: u32Hex(N), nonce });
+  const { ctx, share } = rolledShare(w1, en1, Buffer.from('0000000000000001', 'hex'), T + 500);
   assert.equal(validateShare(jobs, ctx(w1, T), share(w1)).outcome, 'accepted');
   // Other transactions on the tip for a minute: w1 is pruned; its work's set is kept aside (a share at T+500 is at or
   // past the current job's time, T+61).
@@ -381,12 +386,7 @@ test('a SOLO variant\'s key set is kept aside like its pool job\'s, and swept wh
   const solo = (v: bigint) => soloOutputs(v, payout, P2WPKH);
   const w1 = jobs.addTemplate(t, 0).job;
   const v1 = jobs.variant(w1, 'k1', solo);
-  const target = difficultyToTarget(1e-6);
-  const en2 = Buffer.from('0000000000000002', 'hex');
-  const ctx = (job: Job, nowSec: number): ShareContext => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0, job, target: targetBytes(target), nowSec, maxNtimeAheadSec: 600 });
-  const N = T + 300;
-  const nonce = grind(v1, en1, en2, target, { ntime: N });
-  const share = (job: Job): SubmitParams => ({ worker: 'w', jobId: job.id, extranonce2: toHex(en2), ntime: u32Hex(N), nonce });
+  const { ctx, share } = rolledShare(v1, en1, Buffer.from('0000000000000002', 'hex'), T + 300);
   assert.equal(validateShare(jobs, ctx(v1, T), share(v1)).outcome, 'accepted');
   const x = fakeTemplate({ bits: 0x1d00ffff, prevHash: w1.prevHashHex, curtime: T + 30 });
   jobs.addTemplate(x, 30_000);
