@@ -520,7 +520,7 @@ async function main() {
         await pool.stop();
         await db.drop();
       }
-      log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}${r.noise ? `; core 0 steal ${f(r.noise.stealPct, 1)} %, pool faults ${f(r.noise.minflt)}/${f(r.noise.majflt)} major, loop waited for its core ${f(r.noise.mainWaitMs)} ms, other threads ${f(r.noise.helperCpuMs)} ms CPU` : ''}`);
+      log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}${r.noise ? `; core 0 steal ${f(r.noise.stealPct, 1)} %, pool faults ${f(r.noise.minflt)}/${f(r.noise.majflt)} major${(s.processes ?? 1) === 1 ? `, loop waited for its core ${f(r.noise.mainWaitMs)} ms, other threads ${f(r.noise.helperCpuMs)} ms CPU` : ''}` : ''}`);
       let ck: LoadResult | undefined;
       if (ckpoolBin && s.mode !== 'grind') {
         const c = await startCkpool(ckpoolBin, work, nodePort, s);
