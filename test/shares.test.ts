@@ -5,12 +5,13 @@ import {
   bitsToTarget, coinbaseMerkleBranch, difficultyToTarget, targetBytes, meetsTarget, fromHex, hashToBigInt, hashToDisplay, parseBlock, serializeTx,
   sha256d, toHex, txid,
 } from '../src/chain/index.ts';
-import { type Job, assembleShareBlock, notifyBytes, notifyLine } from '../src/shares/job.ts';
-import { JobManager } from '../src/shares/jobs.ts';
+import { type Job, assembleShareBlock, buildJob, notifyBytes, notifyLine } from '../src/shares/job.ts';
+import { JOB_NONCE_BYTES, JobManager } from '../src/shares/jobs.ts';
 import { type ShareContext, type SubmitParams, newRootCache, validateShare } from '../src/shares/validator.ts';
 import { WorkHasher, prevHashFromStratum, prevHashToStratum, u32Hex } from '../src/shares/work.ts';
 import { loadBlockVectors } from './helpers/vectors.ts';
 import { fakeTemplate } from './helpers/template.ts';
+import type { BlockTemplate } from '../src/node/types.ts';
 
 const P2WPKH = Buffer.from('0014751e76e8199196d454941c45d1b3a323f1433bd6', 'hex');
 
@@ -297,14 +298,80 @@ test('a share for a job the manager has pruned is unknown, never credited again 
   for (let i = 0; i < 3; i++) assert.equal(validateShare(jobs, ctx, p).outcome, 'unknown-job');
 });
 
-test('a template refreshed unchanged is the same work: a share accepted under one job id is a duplicate under the other, and under either SOLO variant', async () => {
+/**
+ * A job of `t` as JobManager.addJob takes one built elsewhere, without the coinbase nonce addTemplate gives each
+ * template's job: two jobs of the same template are then the same work (as an upstream's re-sent jobs can be), and
+ * only the key sets (WorkKeySets) keep a share from being credited under both.
+ */
+let plainJobs = 0;
+function addPlain(jobs: JobManager, t: BlockTemplate, now: number): Job {
+  const job = buildJob(t, { id: `p${++plainJobs}`, extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], now });
+  jobs.addJob(job, now);
+  return job;
+}
+
+test('each template job has a coinbase of its own: a share found on one job is another header under any other job of the same template, in this process or the next', async () => {
+  const en1 = Buffer.from('00000011', 'hex');
+  const en2 = Buffer.from('0000000000000001', 'hex');
+  const opts = { extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v: bigint) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 60_000 };
+  const jobs = new JobManager(opts);
+  const T = Math.floor(Date.now() / 1000);
+  const t = fakeTemplate({ bits: 0x1d00ffff, curtime: T });
+  const a = jobs.addTemplate(t, 0).job;
+  // Every hash is a share at this difficulty, so the outcome shows whether the header is the one credited before.
+  const ctx = (job: Job, nowSec: number): ShareContext => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0, job, target: targetBytes(difficultyToTarget(2 ** -32)), nowSec, maxNtimeAheadSec: 600 });
+  const share = (job: Job): SubmitParams => ({ worker: 'w', jobId: job.id, extranonce2: toHex(en2), ntime: u32Hex(T + 500), nonce: '00000001' });
+  const first = validateShare(jobs, ctx(a, T), share(a));
+  assert.equal(first.outcome, 'accepted');
+  const hashes = new Set([toHex((first as { hash: Buffer }).hash)]);
+  const onOther = (j: JobManager, job: Job, nowSec: number) => {
+    const r = validateShare(j, ctx(job, nowSec), share(job));
+    assert.equal(r.outcome, 'accepted', 'another header, not a duplicate of the one credited');
+    const hex = toHex((r as { hash: Buffer }).hash);
+    assert.ok(!hashes.has(hex), 'a header of its own');
+    hashes.add(hex);
+  };
+  // The template refreshed unchanged (the 30 s refresh on a quiet mempool).
+  const b = jobs.addTemplate({ ...t, curtime: T + 30 }, 30_000).job;
+  assert.notEqual(b.notifyBody, a.notifyBody);
+  assert.equal(jobs.keySetCount, 2);
+  onOther(jobs, b, T + 30);
+  // A SOLO miner's variants of the two keep their jobs' nonces: their coinbases differ too.
+  const { soloOutputs } = await import('../src/pool/solo.ts');
+  const payout = { key: 'k1', script: Buffer.concat([Buffer.from([0x00, 0x14]), Buffer.alloc(20, 9)]), feeBps: 100 };
+  const va = jobs.variant(a, 'k1', (v) => soloOutputs(v, payout, P2WPKH));
+  const vb = jobs.variant(b, 'k1', (v) => soloOutputs(v, payout, P2WPKH));
+  assert.notEqual(va.notifyBody, vb.notifyBody);
+  assert.equal(jobs.keySetCount, 4);
+  onOther(jobs, va, T + 30);
+  onOther(jobs, vb, T + 30);
+  // The node's clock stepped back (helper 58's window): other work until a and b are pruned and the current
+  // job's time has passed T+500 (their key sets swept), then exactly t again on the same tip, its time behind.
+  const x = fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex, curtime: T + 501 });
+  jobs.addTemplate(x, 100_000);
+  assert.equal(jobs.get(b.id), undefined);
+  assert.equal(jobs.keySetsAside, 0);
+  onOther(jobs, jobs.addTemplate({ ...t, curtime: T + 20 }, 110_000).job, T + 20);
+  // A restart: a new process's first job of the same template.
+  const next = new JobManager(opts);
+  onOther(next, next.addTemplate(t, 0).job, T);
+  // The nonce is one push after the tag: the coinbase stays a parseable script of at most 100 bytes.
+  const cb = bitcoin.Transaction.fromBuffer(a.hasher.coinbaseFor(en1, en2));
+  const chunks = bitcoin.script.decompile(cb.ins[0]!.script)!;
+  assert.equal(Buffer.from(chunks.at(-2) as Buffer).toString(), '/t/');
+  assert.equal((chunks.at(-1) as Buffer).length, 8, 'collisions at odds of 2^-64');
+  assert.equal(JOB_NONCE_BYTES, 8);
+  assert.equal(cb.ins[0]!.script.length, 3 + 13 + 4 + 1 + JOB_NONCE_BYTES, "height 200, the extranonce, the tag, the nonce: each a push");
+});
+
+test('jobs of the same work (no coinbase nonce: an upstream\'s, addJob\'s) share a key set: a share accepted under one job id is a duplicate under the other, and under either SOLO variant', async () => {
   const { soloOutputs } = await import('../src/pool/solo.ts');
   const en1 = Buffer.from('0000000d', 'hex');
   const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 60_000 });
   const t = fakeTemplate({ bits: 0x1d00ffff });
-  const a = jobs.addTemplate(t, 0).job;
+  const a = addPlain(jobs, t, 0);
   // The refresh timer's next read: same transactions and fees, a later curtime.
-  const b = jobs.addTemplate({ ...t, curtime: t.curtime + 30 }, 30_000).job;
+  const b = addPlain(jobs, { ...t, curtime: t.curtime + 30 }, 30_000);
   assert.notEqual(a.id, b.id);
   assert.equal(jobs.isStale(a), false, 'same tip');
   assert.equal(jobs.keySetCount, 1, 'one key set for the two');
@@ -328,12 +395,12 @@ test('a template refreshed unchanged is the same work: a share accepted under on
   assert.equal(validateShare(jobs, ctx(va), vShare(va)).outcome, 'duplicate');
 
   // Another template on the tip is other work: its own key set. The set lives while a job of that work does.
-  const c = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), 61_000).job; // a is pruned
+  const c = addPlain(jobs, fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), 61_000); // a is pruned
   assert.equal(jobs.get(a.id), undefined);
   assert.equal(jobs.keySetCount, 3, "b's set (and its variant's) kept for b");
   assert.equal(validateShare(jobs, ctx(b), share(b)).outcome, 'duplicate', 'still a duplicate under b');
   assert.equal(validateShare(jobs, ctx(c), { ...share(c), nonce: grind(c, en1, en2, target, { ntime: b.ntime }) }).outcome, 'accepted');
-  const d = jobs.addTemplate(fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), 122_000).job; // b (with its variant) and c pruned
+  const d = addPlain(jobs, fakeTemplate({ bits: 0x1d00ffff, prevHash: a.prevHashHex }), 122_000); // b (with its variant) and c pruned
   assert.equal(jobs.keySetCount, 1, 'only the current job\'s');
   assert.throws(() => jobs.addJob(d, 122_000), /already exists/);
   assert.equal(jobs.keySetCount, 1, 'a job refused takes no key set');
@@ -354,23 +421,23 @@ test('the same work back after its last job was pruned: a share whose ntime was 
   const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], retentionMs: 60_000 });
   const T = Math.floor(Date.now() / 1000);
   const t = fakeTemplate({ bits: 0x1d00ffff, curtime: T });
-  const w1 = jobs.addTemplate(t, 0).job;
+  const w1 = addPlain(jobs, t, 0);
   // ntime rolled 500 s ahead of the job's (up to 600 past now is allowed).
   const { ctx, share } = rolledShare(w1, en1, Buffer.from('0000000000000001', 'hex'), T + 500);
   assert.equal(validateShare(jobs, ctx(w1, T), share(w1)).outcome, 'accepted');
   // Other transactions on the tip for a minute: w1 is pruned; its work's set is kept aside (a share at T+500 is at or
   // past the current job's time, T+61).
   const x = fakeTemplate({ bits: 0x1d00ffff, prevHash: w1.prevHashHex, curtime: T + 30 });
-  jobs.addTemplate(x, 30_000);
-  jobs.addTemplate({ ...x, curtime: T + 61 }, 61_000);
+  addPlain(jobs, x, 30_000);
+  addPlain(jobs, { ...x, curtime: T + 61 }, 61_000);
   assert.equal(jobs.get(w1.id), undefined);
   assert.equal(jobs.keySetsAside, 1);
   // The node back on exactly w1's transactions: the same header under the new job. Before: accepted again.
-  const w2 = jobs.addTemplate({ ...t, curtime: T + 70 }, 70_000).job;
+  const w2 = addPlain(jobs, { ...t, curtime: T + 70 }, 70_000);
   assert.equal(jobs.keySetsAside, 0, 'taken back');
   assert.equal(validateShare(jobs, ctx(w2, T + 70), share(w2)).outcome, 'duplicate');
   // Once the current job's time is past every share's ntime, a work's set goes with its last job.
-  jobs.addTemplate({ ...x, curtime: T + 501 }, 140_000); // w2 and x's older jobs pruned
+  addPlain(jobs, { ...x, curtime: T + 501 }, 140_000); // w2 and x's older jobs pruned
   assert.equal(jobs.get(w2.id), undefined);
   assert.equal(jobs.keySetsAside, 0);
   assert.equal(jobs.keySetCount, 1);
@@ -384,23 +451,23 @@ test('a SOLO variant\'s key set is kept aside like its pool job\'s, and swept wh
   const t = fakeTemplate({ bits: 0x1d00ffff, curtime: T });
   const payout = { key: 'k1', script: Buffer.concat([Buffer.from([0x00, 0x14]), Buffer.alloc(20, 9)]), feeBps: 100 };
   const solo = (v: bigint) => soloOutputs(v, payout, P2WPKH);
-  const w1 = jobs.addTemplate(t, 0).job;
+  const w1 = addPlain(jobs, t, 0);
   const v1 = jobs.variant(w1, 'k1', solo);
   const { ctx, share } = rolledShare(v1, en1, Buffer.from('0000000000000002', 'hex'), T + 300);
   assert.equal(validateShare(jobs, ctx(v1, T), share(v1)).outcome, 'accepted');
   const x = fakeTemplate({ bits: 0x1d00ffff, prevHash: w1.prevHashHex, curtime: T + 30 });
-  jobs.addTemplate(x, 30_000);
-  jobs.addTemplate({ ...x, curtime: T + 61 }, 61_000); // w1 and v1 pruned
+  addPlain(jobs, x, 30_000);
+  addPlain(jobs, { ...x, curtime: T + 61 }, 61_000); // w1 and v1 pruned
   assert.equal(jobs.get(v1.id), undefined);
   assert.equal(jobs.keySetsAside, 1, "v1's (w1's holds no share)");
-  const w2 = jobs.addTemplate({ ...t, curtime: T + 70 }, 70_000).job;
+  const w2 = addPlain(jobs, { ...t, curtime: T + 70 }, 70_000);
   const v2 = jobs.variant(w2, 'k1', solo);
   assert.equal(validateShare(jobs, ctx(v2, T + 70), share(v2)).outcome, 'duplicate', 'the same coinbase and work: the same header');
   // w2 and v2 pruned while the current job's time is before the share's: kept aside; swept once it is past.
-  jobs.addTemplate({ ...x, curtime: T + 140 }, 140_000);
+  addPlain(jobs, { ...x, curtime: T + 140 }, 140_000);
   assert.equal(jobs.get(v2.id), undefined);
   assert.equal(jobs.keySetsAside, 1);
-  jobs.addTemplate({ ...x, curtime: T + 301 }, 150_000);
+  addPlain(jobs, { ...x, curtime: T + 301 }, 150_000);
   assert.equal(jobs.keySetsAside, 0, 'swept: no job from now on can take an ntime of T+300');
 });
 
@@ -408,9 +475,9 @@ test('two templates that differ only in their version: a share rolling the versi
   const en1 = Buffer.from('0000000e', 'hex');
   const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
   const t = fakeTemplate({ bits: 0x1d00ffff });
-  const a = jobs.addTemplate({ ...t, version: 0x20000000 }, 0).job;
+  const a = addPlain(jobs, { ...t, version: 0x20000000 }, 0);
   // Another node, or another signal, on the same tip with the same transactions.
-  const b = jobs.addTemplate({ ...t, version: 0x20002000, curtime: t.curtime + 30 }, 30_000).job;
+  const b = addPlain(jobs, { ...t, version: 0x20002000, curtime: t.curtime + 30 }, 30_000);
   assert.equal(jobs.isStale(a), false);
   const target = difficultyToTarget(1e-6);
   const ctx = (job: Job): ShareContext => ({ extranonce1: en1, extranonce2Size: 8, versionMask: 0x1fffe000, job, target: targetBytes(target), nowSec: b.ntime, maxNtimeAheadSec: 600 });

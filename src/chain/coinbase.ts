@@ -13,6 +13,11 @@ export interface CoinbaseSpec {
   extranonceSize: number;
   /** Pool tag, e.g. "/hashhub/". */
   tag: Uint8Array;
+  /**
+   * Bytes unique to this coinbase's job (pushed after the tag), so no two jobs share a coinbase: a header found on
+   * one job is never a header of another (see JobManager.addTemplate).
+   */
+  jobNonce?: Uint8Array;
   /** GBT coinbaseaux flags, concatenated (pushed after the height when present). */
   auxFlags?: Uint8Array;
   /** Payout outputs, in order. */
@@ -35,9 +40,10 @@ export function buildCoinbase(spec: CoinbaseSpec): CoinbaseParts {
   if (!Number.isInteger(spec.extranonceSize) || spec.extranonceSize < 1 || spec.extranonceSize > 75) {
     throw new Error(`extranonce size must be 1..75 bytes, got ${spec.extranonceSize}`);
   }
-  // scriptSig: BIP34 height ‖ aux flags ‖ push(extranonce) ‖ push(tag). Pushes keep it a parseable script.
+  // scriptSig: BIP34 height ‖ aux flags ‖ push(extranonce) ‖ push(tag) ‖ push(job nonce). Pushes keep it a
+  // parseable script.
   const head = concat([pushHeight(spec.height), spec.auxFlags?.length ? pushData(spec.auxFlags) : Buffer.alloc(0), Buffer.from([spec.extranonceSize])]);
-  const tail = spec.tag.length ? pushData(spec.tag) : Buffer.alloc(0);
+  const tail = concat([spec.tag.length ? pushData(spec.tag) : Buffer.alloc(0), spec.jobNonce?.length ? pushData(spec.jobNonce) : Buffer.alloc(0)]);
   const scriptSigLen = head.length + spec.extranonceSize + tail.length;
   if (scriptSigLen > MAX_SCRIPTSIG) {
     throw new Error(`coinbase scriptSig would be ${scriptSigLen} bytes (max ${MAX_SCRIPTSIG}): shorten the pool tag or the extranonce`);

@@ -9,8 +9,9 @@ import { AddressError, addressToScript } from '../chain/index.ts';
 export const DEFAULT_REGTEST_ADDRESS = 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080';
 
 /**
- * Longest pool tag, UTF-8 bytes. The scriptSig holds the BIP34 height (≤ 5), the extranonce (≤ 1 + 4 + 16) and
- * the tag's push (1 + tag): 40 keeps it well under 100 bytes with room for the node's coinbaseaux flags.
+ * Longest pool tag, UTF-8 bytes. The scriptSig holds the BIP34 height (≤ 5), the extranonce (≤ 1 + 4 + 16), the
+ * tag's push (1 + tag) and the job's nonce (1 + 8, JOB_NONCE_BYTES): 40 keeps it at most 76 of 100 bytes, with
+ * room for the node's coinbaseaux flags.
  */
 export const POOL_TAG_MAX_BYTES = 40;
 

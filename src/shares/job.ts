@@ -45,6 +45,8 @@ export interface CoinbaseBasis {
   height: number;
   extranonceSize: number;
   tag: Uint8Array;
+  /** The job's own coinbase bytes (JobSpec.nonce); a variant keeps its pool job's. */
+  nonce?: Uint8Array;
   witnessCommitmentScript: Buffer | undefined;
   branch: Buffer[];
   /** The notify fields after coinb2: branch JSON, version, bits (as in notifyBody). */
@@ -56,6 +58,13 @@ export interface JobSpec {
   id: string;
   extranonceSize: number;
   tag: Uint8Array;
+  /**
+   * Bytes pushed into the coinbase after the tag, unique to this job (JobManager gives each template's job fresh
+   * random ones): without them two jobs of the same template (a refresh of an unchanged one, the same
+   * transactions back on the same tip after a restart or a clock step) had the same coinbase, so a share found on
+   * one was a valid share of the other, and only the duplicate key sets stood between it and a second credit.
+   */
+  nonce?: Uint8Array;
   /** Payout outputs for a coinbase of the given value (seam for SOLO/PPLNS splits later). */
   outputs: (coinbaseValue: bigint) => CoinbaseOutput[];
   now: number;
@@ -76,6 +85,7 @@ export function buildJob(t: BlockTemplate, spec: JobSpec): Job {
     height: t.height,
     extranonceSize: spec.extranonceSize,
     tag: spec.tag,
+    nonce: spec.nonce,
     witnessCommitmentScript: segwit ? fromHex(t.default_witness_commitment!) : undefined,
     branch,
     notifyTail: `${JSON.stringify(branch.map(toHex))},"${u32Hex(t.version)}","${u32Hex(bits)}","`,
@@ -106,7 +116,7 @@ export function buildJob(t: BlockTemplate, spec: JobSpec): Job {
 }
 
 function coinbaseParts(b: CoinbaseBasis, outputs: CoinbaseOutput[]) {
-  return buildCoinbase({ height: b.height, extranonceSize: b.extranonceSize, tag: b.tag, outputs, witnessCommitmentScript: b.witnessCommitmentScript });
+  return buildCoinbase({ height: b.height, extranonceSize: b.extranonceSize, tag: b.tag, jobNonce: b.nonce, outputs, witnessCommitmentScript: b.witnessCommitmentScript });
 }
 
 function notifyBodyOf(b: CoinbaseBasis, parts: { coinb1: Buffer; coinb2: Buffer }): string {

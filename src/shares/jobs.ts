@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hashFromDisplay } from '../chain/index.ts';
 import type { BlockTemplate } from '../node/types.ts';
 import type { CoinbaseOutput } from '../chain/index.ts';
@@ -13,6 +14,9 @@ export interface JobManagerOptions {
   /** Hard cap on jobs kept. */
   maxJobs?: number;
 }
+
+/** Random bytes in each template job's coinbase (a 9-byte push): two jobs share them with odds of 2^-64. */
+export const JOB_NONCE_BYTES = 8;
 
 /**
  * What a share is validated against: the jobs of one source of work (the pool's templates, or one route's
@@ -35,7 +39,8 @@ export interface JobSource {
  */
 export class JobManager implements JobSource {
   private readonly jobs = new Map<string, Job>();
-  /** Each live job's (and variant's) accepted shares; jobs with the same work share one (WorkKeySets). */
+  /** Each live job's (and variant's) accepted shares; jobs with the same work share one (WorkKeySets: only jobs
+   *  given to addJob can be, template jobs each have a coinbase nonce). */
   private readonly duplicates = new Map<string, ShareKeySet>();
   private readonly keySets = new WorkKeySets();
   /** Coinbase variants (SOLO miners' coinbases) per pool job id, by variant key; dropped with their pool job. */
@@ -77,7 +82,10 @@ export class JobManager implements JobSource {
     const prevTip = this.currentJob?.prevHash ?? null;
     // Job ids: short hex, unique for this process lifetime (cpuminer needs string ids that change per job).
     const id = (++this.counter).toString(16);
-    const job = buildJob(t, { id, extranonceSize: this.opts.extranonceSize, tag: this.opts.tag, outputs: this.opts.outputs, now });
+    // A coinbase of its own (JOB_NONCE_BYTES random bytes): a share of this job is a share of no other job, before
+    // or after a restart, whatever the node's clock does (the key sets alone could not promise that: WorkKeySets).
+    const nonce = randomBytes(JOB_NONCE_BYTES);
+    const job = buildJob(t, { id, extranonceSize: this.opts.extranonceSize, tag: this.opts.tag, nonce, outputs: this.opts.outputs, now });
     this.addJob(job, now);
     return { job, clean: prevTip === null || !prevTip.equals(job.prevHash) };
   }

@@ -90,9 +90,11 @@ export function workKeyOf(notifyBody: string): string {
 
 /**
  * The key sets of a source's live jobs, one per distinct work (workKeyOf): two such jobs give the same header, and
- * so the same hash, to the same share under either id. The template refresh makes them when the node's template
- * has not changed (same transactions, same fees), and a share keyed per job would be accepted, and credited, once
- * under each.
+ * so the same hash, to the same share under either id, and a share keyed per job would be accepted, and credited,
+ * once under each. An upstream pool makes them (routed jobs: it re-sends the same work under a new id, or rolls only
+ * the version), and so would the template refresh when the node's template has not changed, but JobManager gives
+ * each template's job a coinbase nonce of its own (JOB_NONCE_BYTES), so its jobs, and their SOLO variants, are
+ * each a work of their own; a job registered with addJob has none.
  *
  * When the last job of a work is forgotten, a job of that work made later (the node back on exactly the same
  * transactions, on the same tip) could take a share recorded before, if that share's ntime is at or past the new
@@ -102,8 +104,8 @@ export function workKeyOf(notifyBody: string): string {
  * template, a refresh interval. This relies on a later job's ntime being at least the current one's: a template's
  * time is its node's clock, so a node clock stepped back, or a failover to a node whose clock is behind (and back
  * to exactly the same transactions on the same tip after the work was gone for retentionMs), reopens the window
- * by the difference. At most ASIDE_MAX sets are kept aside, the oldest going first: a routed upstream chooses its
- * jobs' ntimes.
+ * by the difference (for the pool's own template jobs the nonce closes it). At most ASIDE_MAX sets are kept aside,
+ * the oldest going first: a routed upstream chooses its jobs' ntimes.
  */
 /** Key sets kept aside at most (WorkKeySets). */
 export const ASIDE_MAX = 256;
