@@ -1,5 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import * as bitcoin from 'bitcoinjs-lib';
 import {
   bitsToTarget, coinbaseMerkleBranch, difficultyToTarget, targetBytes, meetsTarget, fromHex, hashToBigInt, hashToDisplay, parseBlock, serializeTx,
@@ -489,6 +490,31 @@ test('two templates that differ only in their version: a share rolling the versi
   assert.equal(validateShare(jobs, ctx(b), share(b)).outcome, 'duplicate', 'b as it came: the same header');
   assert.equal(validateShare(jobs, ctx(b), share(b, '00002000')).outcome, 'duplicate');
   assert.equal(jobs.keySetCount, 1);
+});
+
+test('a job given to addJob never shares an id with a SOLO variant, either way round (each id, its own job and key set)', async () => {
+  const { soloOutputs } = await import('../src/pool/solo.ts');
+  const jobs = new JobManager({ extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }] });
+  const t = fakeTemplate({ bits: 0x1d00ffff });
+  const a = jobs.addTemplate(t, 0).job;
+  const solo = (k: number) => (v: bigint) => soloOutputs(v, { key: `k${k}`, script: Buffer.concat([Buffer.from([0x00, 0x14]), Buffer.alloc(20, k)]), feeBps: 100 }, P2WPKH);
+  const outside = (id: string) => buildJob(t, { id, extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], now: 0 });
+  const v1 = jobs.variant(a, 'k1', solo(1));
+  assert.equal(v1.id, `${a.id}s1`);
+  // Before: the outside job took the variant's entry of the duplicate sets.
+  assert.throws(() => jobs.addJob(outside(v1.id), 0), /already exists/);
+  assert.equal(jobs.get(v1.id), v1);
+  // An outside job holding the id the next variant would take: the variants take others.
+  const o2 = outside(`${a.id}s2`);
+  jobs.addJob(o2, 0);
+  const v2 = jobs.variant(a, 'k2', solo(2));
+  const v3 = jobs.variant(a, 'k3', solo(3));
+  assert.deepEqual([v2.id, v3.id], [`${a.id}s3`, `${a.id}s4`]);
+  assert.equal(jobs.get(o2.id), o2);
+  const hash = randomBytes(32);
+  assert.equal(jobs.markSeen(v2.id, hash, 0), true);
+  assert.equal(jobs.markSeen(o2.id, hash, 0), true, "the outside job's own set");
+  assert.equal(jobs.markSeen(v2.id, hash, 0), false);
 });
 
 test('low-difficulty shares are not remembered (no duplicate-set growth from junk)', () => {

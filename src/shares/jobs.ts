@@ -92,7 +92,9 @@ export class JobManager implements JobSource {
 
   /** Register a job built elsewhere (e.g. from a real block in tests, or an upstream source later) as current. */
   addJob(job: Job, now: number): void {
-    if (this.jobs.has(job.id)) throw new Error(`job id ${job.id} already exists`);
+    // A variant's id too: the two would share one entry of `duplicates`, and a share on one would be checked
+    // against the other's key set.
+    if (this.jobs.has(job.id) || this.variantsById.has(job.id)) throw new Error(`job id ${job.id} already exists`);
     this.jobs.set(job.id, job);
     this.duplicates.set(job.id, this.keySets.acquire(job.notifyBody));
     this.currentJob = job;
@@ -118,7 +120,11 @@ export class JobManager implements JobSource {
     }
     let v = byKey.get(key);
     if (!v) {
-      v = jobVariant(base, `${base.id}s${(byKey.size + 1).toString(16)}`, outputs(base.coinbaseValue));
+      // `<pool job id>s<n>`: template job ids are plain hex, but a job given to addJob may have taken one.
+      let n = byKey.size + 1;
+      let id = `${base.id}s${n.toString(16)}`;
+      while (this.jobs.has(id) || this.variantsById.has(id)) id = `${base.id}s${(++n).toString(16)}`;
+      v = jobVariant(base, id, outputs(base.coinbaseValue));
       byKey.set(key, v);
       this.variantsById.set(v.id, v);
       this.duplicates.set(v.id, this.keySets.acquire(v.notifyBody));
