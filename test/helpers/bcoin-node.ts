@@ -9,9 +9,27 @@
 
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import type { Server } from 'node:http';
+import { type Server, request } from 'node:http';
 
 // ---- The few parts of bcoin's API used here (bcoin ships no TypeScript types) -------------------------------
+
+/**
+ * One JSON-RPC POST on a connection of its own. Not fetch: its keep-alive pool reuses a connection bcoin's HTTP
+ * server may be closing at that moment (idle for its keep-alive timeout), and the call failed with `read
+ * ECONNRESET` (once in a CI run); a POST cannot be retried blindly (generatetoaddress would mine twice).
+ */
+function post(at: string, authorization: string, body: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(at, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', authorization, 'content-length': Buffer.byteLength(body) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
 
 export interface BcoinScript { toRaw(): Buffer }
 export interface BcoinAddress { toString(network?: string): string; getHash(): Buffer }
@@ -148,12 +166,8 @@ export async function startBcoinNode(opts: StartBcoinOptions = {}): Promise<Bcoi
   let stopped: Promise<void> | undefined;
 
   async function rpc<T = unknown>(method: string, params: unknown[] = [], at = url): Promise<T> {
-    const res = await fetch(at, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: auth },
-      body: JSON.stringify({ jsonrpc: '1.0', id: nextId++, method, params }),
-    });
-    const text = await res.text();
+    const res = await post(at, auth, JSON.stringify({ jsonrpc: '1.0', id: nextId++, method, params }));
+    const text = res.text;
     let body: { result?: unknown; error?: { code?: number; message?: string } | null };
     try {
       body = JSON.parse(text) as typeof body;
