@@ -12,6 +12,8 @@
 //                                            yourself (nothing of ckpool is in this repository)
 //   npm run bench:stratum -- --only a,b      some scenarios by name
 //   npm run bench:stratum -- --variants      the SOLO and multi-process share paths (section "stratum-variants")
+//   npm run bench:stratum -- --repeat N      each scenario N times for hashhub (a row per run; ckpool once): figures
+//                                            on this kind of shared machine vary by half between runs of one build
 // Environment: HASHHUB_BENCH_TOOLS=<dir of fakenode.py> (default ../shared/tools); HASHHUB_BENCH_LOAD_BIN=<prebuilt stratum_load>;
 // HASHHUB_BENCH_HEAP_SAMPLE=<file> writes a sampling heap profile of the window (read it with bench/heap-sites.ts;
 // HASHHUB_BENCH_HEAP_SAMPLE_SURVIVORS=1: only what lived through a scavenge);
@@ -40,6 +42,8 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const ckpoolBin = args.includes('--ckpool') ? args[args.indexOf('--ckpool') + 1] : undefined;
 const only = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].split(',')) : null;
+const repeat = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : 1;
+if (!Number.isInteger(repeat) || repeat < 1 || repeat > 10) throw new Error(`--repeat takes a count of runs, 1 to 10 (got ${args[args.indexOf('--repeat') + 1]})`);
 const log = (s: string) => process.stderr.write(s + '\n');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -122,6 +126,12 @@ const VARIANTS: Scenario[] = [
   { name: 'grind-1k-2p', what: 'accepted path, 1k connections, 2 processes', conns: 1000, mode: 'grind', rate: 15_000, duration: 30, difficulty: 2 ** -30, processes: 2 },
 ];
 const variants = args.includes('--variants');
+
+/** The flags a run was given, as typed after `npm run bench:stratum` (one `--`). */
+function commandFlags(flags: string[]): string {
+  const given = flags.filter(Boolean);
+  return given.length ? ` -- ${given.join(' ')}` : '';
+}
 
 async function freePort(): Promise<number> {
   const s = net.createServer();
@@ -482,63 +492,65 @@ async function main() {
     const node = startFakenode(nodePort);
     procs.push(node);
     await waitPort(nodePort, 20_000);
-    const results: { s: Scenario; hashhub: LoadResult; stored?: number; catchUp?: { stored: number; seconds: number }; ckpool?: LoadResult }[] = [];
+    const results: { s: Scenario; run: number; hashhub: LoadResult; stored?: number; catchUp?: { stored: number; seconds: number }; ckpool?: LoadResult }[] = [];
     for (const s of variants ? VARIANTS : SCENARIOS) {
       if (only && !only.has(s.name)) continue;
-      const db = await benchDatabase();
-      if (!db) throw new Error('no Postgres at 127.0.0.1:5432 (HASHHUB_BENCH_PG_URL): hashhub writes every share to it');
-      if (s.solo) await makeSolo(db.url);
-      const pool = await startHashhub(work, nodePort, s, db.url).catch(async (e: unknown) => {
-        await db.drop().catch((d: unknown) => console.error(`bench database not dropped: ${(d as Error).message}`));
-        throw e;
-      });
-      let r: LoadResult;
-      let stored: number | undefined;
-      let catchUp: { stored: number; seconds: number } | undefined;
-      try {
-        log(`hashhub ${s.name}: ${s.what}…`);
-        await warmUp(gen, pool, s);
-        const cpu0 = (s.processes ?? 1) > 1 ? treeCpuSeconds(pool.pid) : 0;
-        r = await runLoad(gen, pool, s, `hashhub ${s.name}`);
-        // A cluster's CPU is its processes' together, over the whole run (the generator sees only the primary).
-        if ((s.processes ?? 1) > 1 && r.responses > 0) r.cpu_us_override = ((treeCpuSeconds(pool.pid) - cpu0) * 1e6) / r.responses;
-        if (s.mode === 'grind') {
-          await sleep(3000);
-          const c = new pg.Client({ connectionString: db.url });
-          await c.connect();
-          const count = async () => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM shares')).rows[0].n);
-          stored = await count();
-          // Then the writer catches up with the spool (the pool keeps running, no load): every share a miner saw
-          // accepted must reach the database; how long it takes is the ingest rate left beside the share path.
-          const t0 = Date.now();
-          let all = stored;
-          while (all < r.accepted && Date.now() - t0 < 180_000) { await sleep(1000); all = await count(); }
-          catchUp = { stored: all, seconds: (Date.now() - t0) / 1000 + 3 };
-          await c.end();
-        }
-      } finally {
-        await pool.stop();
-        await db.drop();
-      }
-      log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}${r.noise ? `; core 0 steal ${f(r.noise.stealPct, 1)} %, pool faults ${f(r.noise.minflt)}/${f(r.noise.majflt)} major${(s.processes ?? 1) === 1 ? `, loop waited for its core ${f(r.noise.mainWaitMs)} ms, other threads ${f(r.noise.helperCpuMs)} ms CPU` : ''}` : ''}`);
-      let ck: LoadResult | undefined;
-      if (ckpoolBin && s.mode !== 'grind') {
-        const c = await startCkpool(ckpoolBin, work, nodePort, s);
+      for (let run = 1; run <= repeat; run++) {
+        const db = await benchDatabase();
+        if (!db) throw new Error('no Postgres at 127.0.0.1:5432 (HASHHUB_BENCH_PG_URL): hashhub writes every share to it');
+        if (s.solo) await makeSolo(db.url);
+        const pool = await startHashhub(work, nodePort, s, db.url).catch(async (e: unknown) => {
+          await db.drop().catch((d: unknown) => console.error(`bench database not dropped: ${(d as Error).message}`));
+          throw e;
+        });
+        let r: LoadResult;
+        let stored: number | undefined;
+        let catchUp: { stored: number; seconds: number } | undefined;
         try {
-          await warmUp(gen, c, s);
-          ck = await runLoad(gen, c, s, `ckpool ${s.name}`);
-          log(`  ckpool: ${f(ck.responses_per_s)} answered/s, p99 ${f(ck.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(ck), 1)} µs/submit, ${f(ck.server?.rss_bytes_per_conn)} B/conn${ck.wire ? `; wire p99 ${f(ck.wire.p99, 2)} ms` : ''}`);
+          log(`hashhub ${s.name}${repeat > 1 ? ` (run ${run} of ${repeat})` : ''}: ${s.what}…`);
+          await warmUp(gen, pool, s);
+          const cpu0 = (s.processes ?? 1) > 1 ? treeCpuSeconds(pool.pid) : 0;
+          r = await runLoad(gen, pool, s, `hashhub ${s.name}`);
+          // A cluster's CPU is its processes' together, over the whole run (the generator sees only the primary).
+          if ((s.processes ?? 1) > 1 && r.responses > 0) r.cpu_us_override = ((treeCpuSeconds(pool.pid) - cpu0) * 1e6) / r.responses;
+          if (s.mode === 'grind') {
+            await sleep(3000);
+            const c = new pg.Client({ connectionString: db.url });
+            await c.connect();
+            const count = async () => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM shares')).rows[0].n);
+            stored = await count();
+            // Then the writer catches up with the spool (the pool keeps running, no load): every share a miner saw
+            // accepted must reach the database; how long it takes is the ingest rate left beside the share path.
+            const t0 = Date.now();
+            let all = stored;
+            while (all < r.accepted && Date.now() - t0 < 180_000) { await sleep(1000); all = await count(); }
+            catchUp = { stored: all, seconds: (Date.now() - t0) / 1000 + 3 };
+            await c.end();
+          }
         } finally {
-          await c.stop();
+          await pool.stop();
+          await db.drop();
         }
+        log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}${r.noise ? `; core 0 steal ${f(r.noise.stealPct, 1)} %, pool faults ${f(r.noise.minflt)}/${f(r.noise.majflt)} major${(s.processes ?? 1) === 1 ? `, loop waited for its core ${f(r.noise.mainWaitMs)} ms, other threads ${f(r.noise.helperCpuMs)} ms CPU` : ''}` : ''}`);
+        let ck: LoadResult | undefined;
+        if (ckpoolBin && s.mode !== 'grind' && run === repeat) {
+          const c = await startCkpool(ckpoolBin, work, nodePort, s);
+          try {
+            await warmUp(gen, c, s);
+            ck = await runLoad(gen, c, s, `ckpool ${s.name}`);
+            log(`  ckpool: ${f(ck.responses_per_s)} answered/s, p99 ${f(ck.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(ck), 1)} µs/submit, ${f(ck.server?.rss_bytes_per_conn)} B/conn${ck.wire ? `; wire p99 ${f(ck.wire.p99, 2)} ms` : ''}`);
+          } finally {
+            await c.stop();
+          }
+        }
+        if (catchUp) log(`  ${f(catchUp.stored)} stored ${f(catchUp.seconds, 0)} s after the window`);
+        results.push({ s, run, hashhub: r, stored, catchUp, ckpool: ck });
       }
-      if (catchUp) log(`  ${f(catchUp.stored)} stored ${f(catchUp.seconds, 0)} s after the window`);
-      results.push({ s, hashhub: r, stored, catchUp, ckpool: ck });
     }
-    const lines = variants ? ['## Stratum share path: SOLO accounts and several processes', '', ...provenance('npm run bench:stratum -- --variants'), '',
+    const lines = variants ? ['## Stratum share path: SOLO accounts and several processes', '', ...provenance(`npm run bench:stratum${commandFlags(['--variants', repeat > 1 ? `--repeat ${repeat}` : ''])}`), '',
       'As the section above (fakenode, 3,000-transaction template, the Go generator pinned to core 1, every share through the spool into Postgres), for the other shapes of the share path. SOLO: the generator\'s account mines SOLO, so every share hashes that account\'s own coinbase (per-account coinb2) — compare with the pool rows above. 2 processes: `stratum.processes = 2` on both cores, one of which the generator also uses, so its throughput says little (the performance issue: report, do not chase); pool CPU is the processes\' together over the whole run (ramp included) per answered submit, and the generator\'s RSS figure (the primary\'s) is left out.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
-      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'] : ['## Stratum share path (vs ckpool)', '', ...provenance(`npm run bench:stratum${quick ? ' -- --quick' : ''}${ckpoolBin ? ' -- --ckpool <bin>' : ''}`), '',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'] : ['## Stratum share path (vs ckpool)', '', ...provenance(`npm run bench:stratum${commandFlags([quick ? '--quick' : '', ckpoolBin ? '--ckpool <bin>' : '', repeat > 1 ? `--repeat ${repeat}` : ''])}`), '',
       'fakenode serves a 3,000-transaction template (12-level branch) at network difficulty 1e12; `random` submits are fully validated and rejected (low difficulty), `grind` submits are real shares at difficulty 2^-30, each accepted and written through the spool into Postgres 15 (same machine). hashhub pinned to core 0 and started with `node --single-threaded-gc` as README Deploy says for a pool process with one core (two processes on cores 0-1 get it from the cluster), the Go load generator, fakenode, this harness and the local Postgres to core 1 (the pool\'s core is only the pool\'s, as when the database and the node have their own machines); pool CPU from /proc over the measured window; idle memory is RSS growth per connection at the end of a 60 s window, and 10 s into it in the notes (V8 shrinks the young generation it grew during the connection storm, and compacts the garbage the storm left, only tens of seconds after it); the pool\'s own event-loop delay over the window but its last second (bench/loop-delay.cjs, sampled every 2 ms; the generator\'s exit closes every connection at once, a stall of about 30 µs per connection in any Node server) in the notes, beside the generator\'s view, with the pool\'s core\'s steal time, the pool\'s page faults, how long its event loop was ready to run but waited for its core (schedstat\'s run delay: kernel threads, the pool\'s own other threads) and those other threads\' CPU (V8\'s compiler, the template thread); with tcpdump (root), latency on the wire too: 4 s of loopback traffic from 5 s into the window, each submit matched with its answer by id (bench/wire-latency.ts), for both pools, since the generator\'s p50/p99 columns also hold its own scheduling on the core it shares with Postgres. Goals (performance issue): ≤ 30 µs of pool CPU per submit at saturation, ≤ 40 µs at 5k/s, ≥ 1.5× ckpool\'s answered rate, p99 ≤ 5 ms (1k) / ≤ 10 ms (10k) at 5k/s, ≤ 10 ms at 20k/s with 10k, answered rate held at 50k/s offered with bounded memory (≤ 4 KB/conn), ≤ 2 KB/conn idle, p99.9 ≤ 20 ms through template refreshes, ≥ 15,000 accepted and stored shares/s per core with p99 ≤ 10 ms and zero loss.', '',
       '| scenario | pool | answered/s | pool CPU µs/submit | p50 ms | p99 ms | p99.9 ms | max ms | RSS B/conn | closed | notes |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |'];
@@ -552,7 +564,7 @@ async function main() {
     const wireNote = (r: LoadResult) => (r.wire ? `**on the wire** (4 s tcpdump sample, ${f(r.wire.answers)} answers) p50 ${f(r.wire.p50, 2)} / p99 ${f(r.wire.p99, 2)} / p99.9 ${f(r.wire.p999, 2)} / max ${f(r.wire.max, 1)} ms` : '');
     const row = (s: Scenario, who: string, r: LoadResult, note = '') => lines.push(
       `| ${s.what} | ${who} | ${f(r.responses_per_s)} | ${f(cpuUs(r), 1)} | ${f(r.latency_ms.p50, 2)} | ${f(r.latency_ms.p99, 2)} | ${f(r.latency_ms.p999, 2)} | ${f(r.latency_ms.max, 1)} | ${(s.processes ?? 1) > 1 ? '—' : f(r.server?.rss_bytes_per_conn)} | ${f(r.closed_by_server)} | ${note} |`);
-    for (const { s, hashhub, stored, catchUp, ckpool } of results) {
+    for (const { s, run, hashhub, stored, catchUp, ckpool } of results) {
       const notes = [
         hashhub.unanswered ? `${f(hashhub.unanswered)} unanswered` : '',
         hashhub.behind_skipped ? `generator behind by ${f(hashhub.behind_skipped)}` : '',
@@ -564,7 +576,7 @@ async function main() {
         wireNote(hashhub),
         noiseNote(hashhub, (s.processes ?? 1) === 1), // a cluster's pid is its primary, not a Stratum process
       ].filter(Boolean).join('; ');
-      row(s, 'hashhub', hashhub, notes);
+      row(s, repeat > 1 ? `hashhub (run ${run} of ${repeat})` : 'hashhub', hashhub, notes);
       if (ckpool) row(s, 'ckpool (same run)', ckpool, [ckpool.unanswered ? `${f(ckpool.unanswered)} unanswered` : '', earlyRss(s, ckpool), wireNote(ckpool), noiseNote(ckpool, false)].filter(Boolean).join('; '));
     }
     writeSection(variants ? 'stratum-variants' : 'stratum', lines);
