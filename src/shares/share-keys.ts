@@ -88,6 +88,9 @@ export function workKeyOf(notifyBody: string): string {
   return (versionAt < 0 ? notifyBody : notifyBody.slice(0, versionAt) + notifyBody.slice(bitsAt + 2)).toLowerCase();
 }
 
+/** Key sets kept aside at most (WorkKeySets). */
+export const ASIDE_MAX = 256;
+
 /**
  * The key sets of a source's live jobs, one per distinct work (workKeyOf): two such jobs give the same header, and
  * so the same hash, to the same share under either id, and a share keyed per job would be accepted, and credited,
@@ -107,9 +110,6 @@ export function workKeyOf(notifyBody: string): string {
  * by the difference (for the pool's own template jobs the nonce closes it). At most ASIDE_MAX sets are kept aside,
  * the oldest going first: a routed upstream chooses its jobs' ntimes.
  */
-/** Key sets kept aside at most (WorkKeySets). */
-export const ASIDE_MAX = 256;
-
 export class WorkKeySets {
   private readonly byWork = new Map<string, { keys: ShareKeySet; jobs: number }>();
   /** Sets whose last job is gone but whose shares' ntimes a later job could still take (see above). */
