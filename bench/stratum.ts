@@ -478,6 +478,61 @@ function buildHashhub(): void {
   if (entry.kind !== 'dist') throw new Error('npm run build left no current build in dist/');
 }
 
+/** One run of a scenario against hashhub, on a database of its own; for the accepted path, what reached it. */
+async function measureHashhub(gen: string, work: string, nodePort: number, s: Scenario, run: number): Promise<{ hashhub: LoadResult; stored?: number; catchUp?: { stored: number; seconds: number } }> {
+  const db = await benchDatabase();
+  if (!db) throw new Error('no Postgres at 127.0.0.1:5432 (HASHHUB_BENCH_PG_URL): hashhub writes every share to it');
+  if (s.solo) await makeSolo(db.url);
+  const pool = await startHashhub(work, nodePort, s, db.url).catch(async (e: unknown) => {
+    await db.drop().catch((d: unknown) => console.error(`bench database not dropped: ${(d as Error).message}`));
+    throw e;
+  });
+  let r: LoadResult;
+  let stored: number | undefined;
+  let catchUp: { stored: number; seconds: number } | undefined;
+  try {
+    log(`hashhub ${s.name}${repeat > 1 ? ` (run ${run} of ${repeat})` : ''}: ${s.what}…`);
+    await warmUp(gen, pool, s);
+    const cpu0 = (s.processes ?? 1) > 1 ? treeCpuSeconds(pool.pid) : 0;
+    r = await runLoad(gen, pool, s, `hashhub ${s.name}`);
+    // A cluster's CPU is its processes' together, over the whole run (the generator sees only the primary).
+    if ((s.processes ?? 1) > 1 && r.responses > 0) r.cpu_us_override = ((treeCpuSeconds(pool.pid) - cpu0) * 1e6) / r.responses;
+    if (s.mode === 'grind') {
+      await sleep(3000);
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      const count = async () => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM shares')).rows[0].n);
+      stored = await count();
+      // Then the writer catches up with the spool (the pool keeps running, no load): every share a miner saw
+      // accepted must reach the database; how long it takes is the ingest rate left beside the share path.
+      const t0 = Date.now();
+      let all = stored;
+      while (all < r.accepted && Date.now() - t0 < 180_000) { await sleep(1000); all = await count(); }
+      catchUp = { stored: all, seconds: (Date.now() - t0) / 1000 + 3 };
+      await c.end();
+    }
+  } finally {
+    await pool.stop();
+    await db.drop();
+  }
+  log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}${r.noise ? `; core 0 steal ${f(r.noise.stealPct, 1)} %, pool faults ${f(r.noise.minflt)}/${f(r.noise.majflt)} major${(s.processes ?? 1) === 1 ? `, loop waited for its core ${f(r.noise.mainWaitMs)} ms, other threads ${f(r.noise.helperCpuMs)} ms CPU` : ''}` : ''}`);
+  if (catchUp) log(`  ${f(catchUp.stored)} stored ${f(catchUp.seconds, 0)} s after the window`);
+  return { hashhub: r, stored, catchUp };
+}
+
+/** One run of a scenario against ckpool. */
+async function measureCkpool(bin: string, gen: string, work: string, nodePort: number, s: Scenario): Promise<LoadResult> {
+  const c = await startCkpool(bin, work, nodePort, s);
+  try {
+    await warmUp(gen, c, s);
+    const ck = await runLoad(gen, c, s, `ckpool ${s.name}`);
+    log(`  ckpool: ${f(ck.responses_per_s)} answered/s, p99 ${f(ck.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(ck), 1)} µs/submit, ${f(ck.server?.rss_bytes_per_conn)} B/conn${ck.wire ? `; wire p99 ${f(ck.wire.p99, 2)} ms` : ''}`);
+    return ck;
+  } finally {
+    await c.stop();
+  }
+}
+
 async function main() {
   const work = mkdtempSync(path.join(tmpdir(), 'hashhub-bench-stratum-'));
   const procs: ChildProcess[] = [];
@@ -495,57 +550,9 @@ async function main() {
     const results: { s: Scenario; run: number; hashhub: LoadResult; stored?: number; catchUp?: { stored: number; seconds: number }; ckpool?: LoadResult }[] = [];
     for (const s of variants ? VARIANTS : SCENARIOS) {
       if (only && !only.has(s.name)) continue;
-      for (let run = 1; run <= repeat; run++) {
-        const db = await benchDatabase();
-        if (!db) throw new Error('no Postgres at 127.0.0.1:5432 (HASHHUB_BENCH_PG_URL): hashhub writes every share to it');
-        if (s.solo) await makeSolo(db.url);
-        const pool = await startHashhub(work, nodePort, s, db.url).catch(async (e: unknown) => {
-          await db.drop().catch((d: unknown) => console.error(`bench database not dropped: ${(d as Error).message}`));
-          throw e;
-        });
-        let r: LoadResult;
-        let stored: number | undefined;
-        let catchUp: { stored: number; seconds: number } | undefined;
-        try {
-          log(`hashhub ${s.name}${repeat > 1 ? ` (run ${run} of ${repeat})` : ''}: ${s.what}…`);
-          await warmUp(gen, pool, s);
-          const cpu0 = (s.processes ?? 1) > 1 ? treeCpuSeconds(pool.pid) : 0;
-          r = await runLoad(gen, pool, s, `hashhub ${s.name}`);
-          // A cluster's CPU is its processes' together, over the whole run (the generator sees only the primary).
-          if ((s.processes ?? 1) > 1 && r.responses > 0) r.cpu_us_override = ((treeCpuSeconds(pool.pid) - cpu0) * 1e6) / r.responses;
-          if (s.mode === 'grind') {
-            await sleep(3000);
-            const c = new pg.Client({ connectionString: db.url });
-            await c.connect();
-            const count = async () => Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM shares')).rows[0].n);
-            stored = await count();
-            // Then the writer catches up with the spool (the pool keeps running, no load): every share a miner saw
-            // accepted must reach the database; how long it takes is the ingest rate left beside the share path.
-            const t0 = Date.now();
-            let all = stored;
-            while (all < r.accepted && Date.now() - t0 < 180_000) { await sleep(1000); all = await count(); }
-            catchUp = { stored: all, seconds: (Date.now() - t0) / 1000 + 3 };
-            await c.end();
-          }
-        } finally {
-          await pool.stop();
-          await db.drop();
-        }
-        log(`  ${f(r.responses_per_s)} answered/s, p99 ${f(r.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(r), 1)} µs/submit, ${f(r.server?.rss_bytes_per_conn)} B/conn${stored !== undefined ? `, ${f(stored)} stored of ${f(r.accepted)} accepted` : ''}${r.pool_loop ? `; pool loop p99 ${f(r.pool_loop.p99, 1)} / p99.9 ${f(r.pool_loop.p999, 1)} ms` : ''}${r.wire ? `; wire p99 ${f(r.wire.p99, 2)} ms` : ''}${r.noise ? `; core 0 steal ${f(r.noise.stealPct, 1)} %, pool faults ${f(r.noise.minflt)}/${f(r.noise.majflt)} major${(s.processes ?? 1) === 1 ? `, loop waited for its core ${f(r.noise.mainWaitMs)} ms, other threads ${f(r.noise.helperCpuMs)} ms CPU` : ''}` : ''}`);
-        let ck: LoadResult | undefined;
-        if (ckpoolBin && s.mode !== 'grind' && run === repeat) {
-          const c = await startCkpool(ckpoolBin, work, nodePort, s);
-          try {
-            await warmUp(gen, c, s);
-            ck = await runLoad(gen, c, s, `ckpool ${s.name}`);
-            log(`  ckpool: ${f(ck.responses_per_s)} answered/s, p99 ${f(ck.latency_ms.p99, 2)} ms, CPU ${f(cpuUs(ck), 1)} µs/submit, ${f(ck.server?.rss_bytes_per_conn)} B/conn${ck.wire ? `; wire p99 ${f(ck.wire.p99, 2)} ms` : ''}`);
-          } finally {
-            await c.stop();
-          }
-        }
-        if (catchUp) log(`  ${f(catchUp.stored)} stored ${f(catchUp.seconds, 0)} s after the window`);
-        results.push({ s, run, hashhub: r, stored, catchUp, ckpool: ck });
-      }
+      for (let run = 1; run <= repeat; run++) results.push({ s, run, ...(await measureHashhub(gen, work, nodePort, s, run)) });
+      // ckpool once, beside hashhub's last run (it stores no shares: no accepted-path rows).
+      if (ckpoolBin && s.mode !== 'grind') results[results.length - 1].ckpool = await measureCkpool(ckpoolBin, gen, work, nodePort, s);
     }
     const lines = variants ? ['## Stratum share path: SOLO accounts and several processes', '', ...provenance(`npm run bench:stratum${commandFlags(['--variants', repeat > 1 ? `--repeat ${repeat}` : ''])}`), '',
       'As the section above (fakenode, 3,000-transaction template, the Go generator pinned to core 1, every share through the spool into Postgres), for the other shapes of the share path. SOLO: the generator\'s account mines SOLO, so every share hashes that account\'s own coinbase (per-account coinb2) — compare with the pool rows above. 2 processes: `stratum.processes = 2` on both cores, one of which the generator also uses, so its throughput says little (the performance issue: report, do not chase); pool CPU is the processes\' together over the whole run (ramp included) per answered submit, and the generator\'s RSS figure (the primary\'s) is left out.', '',
