@@ -306,9 +306,14 @@ test('a share for a job the manager has pruned is unknown, never credited again 
  */
 let plainJobs = 0;
 function addPlain(jobs: JobManager, t: BlockTemplate, now: number): Job {
-  const job = buildJob(t, { id: `p${++plainJobs}`, extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], now });
+  const job = plainJob(t, `p${++plainJobs}`, now);
   jobs.addJob(job, now);
   return job;
+}
+
+/** A job of `t` built outside the manager under the given id, without a coinbase nonce (for addJob). */
+function plainJob(t: BlockTemplate, id: string, now = 0): Job {
+  return buildJob(t, { id, extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], now });
 }
 
 test('each template job has a coinbase of its own: a share found on one job is another header under any other job of the same template, in this process or the next', async () => {
@@ -498,14 +503,13 @@ test('a job given to addJob never shares an id with a SOLO variant, either way r
   const t = fakeTemplate({ bits: 0x1d00ffff });
   const a = jobs.addTemplate(t, 0).job;
   const solo = (k: number) => (v: bigint) => soloOutputs(v, { key: `k${k}`, script: Buffer.concat([Buffer.from([0x00, 0x14]), Buffer.alloc(20, k)]), feeBps: 100 }, P2WPKH);
-  const outside = (id: string) => buildJob(t, { id, extranonceSize: 12, tag: Buffer.from('/t/'), outputs: (v) => [{ value: v, scriptPubKey: P2WPKH }], now: 0 });
   const v1 = jobs.variant(a, 'k1', solo(1));
   assert.equal(v1.id, `${a.id}s1`);
   // Before: the outside job took the variant's entry of the duplicate sets.
-  assert.throws(() => jobs.addJob(outside(v1.id), 0), /already exists/);
+  assert.throws(() => jobs.addJob(plainJob(t, v1.id), 0), /already exists/);
   assert.equal(jobs.get(v1.id), v1);
   // An outside job holding the id the next variant would take: the variants take others.
-  const o2 = outside(`${a.id}s2`);
+  const o2 = plainJob(t, `${a.id}s2`);
   jobs.addJob(o2, 0);
   const v2 = jobs.variant(a, 'k2', solo(2));
   const v3 = jobs.variant(a, 'k3', solo(3));
