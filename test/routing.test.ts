@@ -126,6 +126,21 @@ describe('routing', () => {
     void net;
   });
 
+  test('a miner connected longer than the resume memory is still moved by client.reconnect and resumed', async () => {
+    // The resume memory counts from when the miner was last seen (sent client.reconnect, or gone), not from its
+    // authorization: a miner that has mined on the pool for longer than that must still be movable to a route.
+    const { a, router, route } = await poolWithStub({}, { resumeMemoryMs: 1000 });
+    const m = miner(a.port, 'seller.old', false);
+    await until(() => m.stats().accepted >= 2, 20_000, 'pool shares');
+    await new Promise((r) => setTimeout(r, 1500));
+    let cannot = '';
+    router.on('cannotMove', (name: string, why: string) => { cannot = `${name}: ${why}`; });
+    route();
+    await until(() => router.membersOf(7).length === 1 && onRoute(m), 20_000, () => `routed (moves ${JSON.stringify(router.moves)}; cannot ${cannot || 'none'})`);
+    assert.equal(router.moves.resume, 1);
+    assert.equal(cannot, '');
+  });
+
   test('destination rejecting everything: the route pauses (rejects) and its worker is back on pool work', async () => {
     const { a, router, route, up } = await poolWithStub({ answer: 'reject' });
     const m = miner(a.port, 'seller.r', true);

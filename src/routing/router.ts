@@ -56,7 +56,12 @@ function canonical(w: AuthorizedWorker): string {
 export class Router extends EventEmitter<RouterEvents> {
   readonly routes = new Map<number, Route>();
   private readonly sessions = new Set<StratumSession>();
-  /** Subscription id (= session id) → the worker it authorized, for a miner that comes back after client.reconnect. */
+  /**
+   * Subscription id (= session id) → the worker it authorized, for a miner that comes back after client.reconnect,
+   * and when that session was last known alive (authorized, sent client.reconnect, closed): the resume memory
+   * counts from then. Counted from the authorization, a miner that had mined longer than resumeMemoryMs came back
+   * from our client.reconnect unknown, and was left on pool work for good.
+   */
   private readonly known = new Map<string, { worker: AuthorizedWorker; at: number }>();
   private readonly reconnectSent = new Map<string, number>();
   private readonly cannot = new Map<string, number>();
@@ -171,9 +176,16 @@ export class Router extends EventEmitter<RouterEvents> {
 
   onClose(session: StratumSession): void {
     this.sessions.delete(session);
+    this.touchKnown(session);
     for (const r of this.routes.values()) r.release(session);
     // A route removed meanwhile (still answering late shares) may hold it too.
     if (session.route instanceof Route) session.route.release(session);
+  }
+
+  /** The session is alive now (or just left): its subscription id is remembered from now. */
+  private touchKnown(session: StratumSession): void {
+    const k = this.known.get(session.id);
+    if (k) k.at = this.now();
   }
 
   // ---- deciding and moving ----------------------------------------------------------------------------------
@@ -288,6 +300,7 @@ export class Router extends EventEmitter<RouterEvents> {
       return;
     }
     this.reconnectSent.set(name, this.now());
+    this.touchKnown(session);
     if (to !== null && this.routes.get(to)?.accepting === 'one') this.probeReserved.set(to, { name, until: this.now() + 10_000 });
     this.leaving.add(session);
     this.moves.reconnect++;
