@@ -339,7 +339,12 @@ describe('BlockJournal and restarts', () => {
     assert.deepEqual(journal.unsettled().map((b) => b.candidate.hash).sort(), [hashN(70), hashN(71)]);
     const second = tracker(node, {}, journal);
     await until(() => second.status(70) === 'pending' && second.status(71) === 'pending', 2000, 'both resubmitted and pending');
-    assert.equal(second.events.filter((e) => e.kind === 'candidate').length, 0, 'already recorded: no second candidate record');
+    // Recorded again from the journal (the share log's copy may not have reached the spool), each before its statuses.
+    const kinds = (n: number) => second.events.filter((e) => e.hash === hashN(n)).map((e) => e.kind);
+    for (const n of [70, 71]) {
+      assert.equal(kinds(n).filter((k) => k === 'candidate').length, 1, `one candidate record for block ${n}`);
+      assert.equal(kinds(n)[0], 'candidate', `block ${n}'s candidate before its statuses: ${kinds(n).join(',')}`);
+    }
     await second.t.stop(10);
     journal.close();
   });

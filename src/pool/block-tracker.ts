@@ -164,6 +164,10 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
       // Still submitted and still in the share log; say it loudly: only the disk can lose it now.
       this.log.fatal({ err: (err as Error).message, hash: c.hash }, 'BLOCK NOT JOURNALED: the disk refused the block record');
     }
+    this.emitCandidate(c);
+  }
+
+  private emitCandidate(c: BlockCandidate): void {
     this.emitEvent({
       kind: 'candidate', time: c.time, height: c.height, hash: c.hash, prevHash: c.prevHash, account: c.account,
       worker: c.worker, reward: c.reward, blockHex: c.hex,
@@ -386,7 +390,7 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
    */
   start(): void {
     this.running = true;
-    for (const b of this.journal?.unsettled() ?? []) this.adopt(fromJournal(b));
+    for (const b of this.journal?.unsettled() ?? []) this.adopt(fromJournal(b), true);
     this.checkTimer = setInterval(() => void this.checkAll(), this.opts.checkIntervalMs);
     this.checkTimer.unref();
     // Answers, statuses and queued candidates are written at once and synced here (cheap when nothing is new).
@@ -406,8 +410,14 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
     if (n > 0) this.log.info({ blocks: n }, 'took up unsettled blocks from the database');
   }
 
-  /** A block from the journal or the database: resubmit it if it never got a verdict, else re-check it. */
-  private adopt(s: UnsettledBlock): void {
+  /**
+   * A block from the journal or the database: resubmit it if it never got a verdict, else re-check it. One from the
+   * journal is recorded in the share log again first: the journal is synced before the share log's spool write, so
+   * a crash (or a power loss within the spool's fsync interval, or a full disk) can leave a block in the journal
+   * only, and its status events alone would update no row (the database would never hold the block, and accounting
+   * would never split it). Recorded twice, it is one row: candidates are idempotent on the hash.
+   */
+  private adopt(s: UnsettledBlock, fromTheJournal = false): void {
     const t: Tracked = {
       c: { hash: s.hash, height: s.height, prevHash: s.prevHash ?? '', account: s.account, worker: s.worker, reward: s.reward, hex: s.hex ?? '', time: s.time },
       status: s.status, result: null, confirmations: 0, settled: false, attempts: 0, submitting: false,
@@ -418,6 +428,7 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
     };
     this.blocks.set(s.hash, t);
     this.stats.byStatus[s.status]++;
+    if (fromTheJournal) this.emitCandidate(t.c);
     if (s.status === 'submitted' && s.hex) {
       this.log.warn({ hash: s.hash, height: s.height }, 'resubmitting a block that had no verdict before the restart');
       const admission = this.admit(t);
