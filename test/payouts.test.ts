@@ -2,7 +2,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
-import { p2wpkh } from '@scure/btc-signer';
+import { Transaction, p2wpkh } from '@scure/btc-signer';
 import { pubECDSA } from '@scure/btc-signer/utils.js';
 import { Ledger, credit, debit, owned, pool } from '../src/accounting/ledger.ts';
 import type { BooksFrame } from '../src/accounting/params.ts';
@@ -243,6 +243,87 @@ describe('payouts through the embedded wallet', { skip: SKIP_PG }, () => {
     const done = await ext.run(now + 1);
     assert.ok(done.progressed.some((x) => x.kind === 'confirmed'));
     assert.equal(await received(m.address), 654_321n);
+  });
+
+  test('a bump once the payout confirmed is refused; a replacement the node refused still settles on the transaction that confirmed', async () => {
+    // Failed before: the bump was stored as the batch's transaction and reported done; the node refused it (its
+    // inputs spent by the confirmed original), each run re-sent it, never looked at the original, and the batch
+    // stayed signed for ever (its amount in payouts_in_flight, cancel refused, reconcile off).
+    const m = await miner(2_000_000n);
+    const p = payouts({ confirmations: 2 });
+    await p.run(now);
+    const r = await p.run(now);
+    const batchId = r.progressed[0].batchId;
+    const original = (await p.list(db, { id: batchId, limit: 1, offset: 0 })).items[0].txid;
+    await mine();
+    await assert.rejects(p.bump(batchId, 25, now), /is confirmed \(1 of 2\); nothing to bump/);
+    // The same race with the node's answer coming between the check and the send (the original mined meanwhile).
+    const wallet = new RpcPayoutWallet({ node: rpc, wallet: rpc, network: 'regtest' });
+    const realStatus = wallet.status.bind(wallet);
+    wallet.status = async () => ({ kind: 'pending' });
+    const racing = new Payouts(db, wallet, { ...policy, confirmations: 2 }, pino({ level: 'silent' }));
+    const bumped = await racing.bump(batchId, 25, now);
+    assert.equal(bumped.sent, false, 'the node refuses a replacement of a mined transaction');
+    assert.ok(!bumped.sent && bumped.reason.length > 0);
+    wallet.status = realStatus;
+    await mine();
+    const done = await p.run(now + 1);
+    const c = done.progressed.find((x) => x.kind === 'confirmed');
+    assert.ok(c && c.kind === 'confirmed' && c.txid === original, `settled on the original: ${JSON.stringify(done.progressed, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}`);
+    assert.equal((await p.list(db, { id: batchId, limit: 1, offset: 0 })).items[0].status, 'confirmed');
+    assert.equal(await received(m.address), 2_000_000n);
+    assert.equal((await p.reconcile()).difference, 0n);
+    assert.deepEqual(await ledger.verify(db), []);
+  });
+
+  test('external signer: a batch whose PSBT is out is cancelled only once void (or destroyed, said so); one signed and sent is confirmed instead; paid once', async () => {
+    // Failed before: the batch was cancelled while its inputs were unspent; the signer, still holding the PSBT,
+    // signed and sent it, and the balances it had paid, returned by the cancel, were paid again by the next batch.
+    const m = await miner(777_000n);
+    const ext = payouts({ mode: 'external' });
+    const r1 = await ext.run(now);
+    assert.equal(r1.created.kind, 'awaiting-signature');
+    if (r1.created.kind !== 'awaiting-signature') return;
+    await assert.rejects(ext.cancel(r1.created.batchId, now, 'op'), /can still be signed and sent.*--psbt-destroyed/);
+    assert.equal(await ledger.balance(db, owned('balance', m.id)), 0n, 'still reserved');
+    // The signer voids it: one of its inputs spent back to the wallet.
+    const ins = (await db.query<{ inputs: { txid: string; vout: number; value: string; script: string }[] | string }>(
+      'SELECT inputs FROM payout_txs WHERE batch_id = $1::bigint', [r1.created.batchId.toString()])).rows[0].inputs;
+    const first = (typeof ins === 'string' ? JSON.parse(ins) : ins)[0] as { txid: string; vout: number; value: string; script: string };
+    const voiding = new Transaction({ version: 2 });
+    voiding.addInput({ txid: first.txid, index: first.vout, witnessUtxo: { script: Buffer.from(first.script, 'hex'), amount: BigInt(first.value) } });
+    voiding.addOutputAddress(await call<string>('getnewaddress'), BigInt(first.value) - 10_000n, REGTEST_NETWORK);
+    const voided = await call<{ hex: string; complete: boolean }>('walletprocesspsbt', [Buffer.from(voiding.toPSBT()).toString('base64')]);
+    await call('sendrawtransaction', [voided.hex]);
+    await mine();
+    await ext.cancel(r1.created.batchId, now, 'op');
+    assert.equal(await ledger.balance(db, owned('balance', m.id)), 777_000n, 'back in the balance');
+    const stale = await call<{ hex: string; complete: boolean }>('walletprocesspsbt', [r1.created.psbt]);
+    await assert.rejects(call('sendrawtransaction', [stale.hex]), 'the void PSBT can no longer pay');
+
+    // Never handed out: the operator says so.
+    now += 1000;
+    const r2 = await ext.run(now);
+    if (r2.created.kind !== 'awaiting-signature') return assert.fail(`r2 ${r2.created.kind}`);
+    await ext.cancel(r2.created.batchId, now, 'op', { psbtDestroyed: true });
+    assert.equal(await ledger.balance(db, owned('balance', m.id)), 777_000n);
+
+    // Signed and sent: not cancelled, confirmed.
+    now += 1000;
+    const r3 = await ext.run(now);
+    if (r3.created.kind !== 'awaiting-signature') return assert.fail(`r3 ${r3.created.kind}`);
+    const signed = await call<{ hex: string; complete: boolean }>('walletprocesspsbt', [r3.created.psbt]);
+    const txid = await call<string>('sendrawtransaction', [signed.hex]);
+    for (const o of [{}, { psbtDestroyed: true }]) {
+      await assert.rejects(ext.cancel(r3.created.batchId, now, 'op', o), new RegExp(`signed and sent as ${txid} \\(pending\\); confirm it instead`));
+    }
+    await ext.confirmExternal(txid, now);
+    await mine();
+    const done = await ext.run(now + 1);
+    assert.ok(done.progressed.some((x) => x.kind === 'confirmed'));
+    assert.equal(await received(m.address), 777_000n, 'paid once');
+    assert.equal(await ledger.balance(db, owned('balance', m.id)), 0n);
+    assert.deepEqual(await ledger.verify(db), []);
   });
 
   test('a cancelled, never-sent batch paid again from the same coins gets its own transaction (regression: duplicate txid)', async () => {

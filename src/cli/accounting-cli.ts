@@ -107,13 +107,16 @@ export function payoutsCommand(): Command {
       const ctx = context(o);
       const feeRate = Number(rate);
       if (!(feeRate > 0)) throw new CliError(`fee rate "${rate}" is not a positive number of sat/vB`);
-      const r = await call<{ txid: string; fee: string }>(ctx, 'POST', `/api/v1/payouts/${encodeURIComponent(id)}/bump`, { feeRate, force: !!o.force });
-      out(ctx, r, () => `batch #${id} replaced by ${r.txid} (fee ${sat(r.fee)})`);
+      const r = await call<{ txid: string; fee: string; sent: boolean; reason?: string }>(ctx, 'POST', `/api/v1/payouts/${encodeURIComponent(id)}/bump`, { feeRate, force: !!o.force });
+      out(ctx, r, () => r.sent
+        ? `batch #${id} replaced by ${r.txid} (fee ${sat(r.fee)})`
+        : `batch #${id}: the node refused the replacement ${r.txid} (fee ${sat(r.fee)}): ${r.reason}; it is sent again each run, and whichever transaction of the batch confirms settles it`);
     });
   common(cmd.command('cancel <batch>').description('return a batch\'s amounts to the balances (only when none of its transactions can confirm)'))
-    .action(async (id: string, o: Opts) => {
+    .option('--psbt-destroyed', 'external signer: the batch\'s PSBT was never handed out, or every copy of it is destroyed (else void it first)')
+    .action(async (id: string, o: Opts & { psbtDestroyed?: boolean }) => {
       const ctx = context(o);
-      const r = await call<{ cancelled: boolean }>(ctx, 'POST', `/api/v1/payouts/${encodeURIComponent(id)}/cancel`);
+      const r = await call<{ cancelled: boolean }>(ctx, 'POST', `/api/v1/payouts/${encodeURIComponent(id)}/cancel`, o.psbtDestroyed ? { psbtDestroyed: true } : undefined);
       out(ctx, r, () => `batch #${id} cancelled: its amounts are back in the balances`);
     });
   return cmd;

@@ -67,6 +67,11 @@ export type ProgressOutcome =
   | { kind: 'waiting'; batchId: bigint; confirmations: number }
   | { kind: 'conflicted'; batchId: bigint };
 
+/** A fee bump: the replacement stored as the batch's transaction, and whether the node took it. */
+export type BumpOutcome =
+  | { txid: string; fee: bigint; sent: true }
+  | { txid: string; fee: bigint; sent: false; reason: string };
+
 /** Where a fault-injection test may stop the process: between every step that moves money. */
 export type FaultPoint = 'prepared' | 'signed' | 'reserved' | 'before-send' | 'after-send' | 'before-settle' | 'settled';
 
@@ -332,7 +337,9 @@ export class Payouts {
         if (b.status === 'signed') {
           const sent = await this.broadcast(id, now);
           out.push(sent);
-          if (sent.kind !== 'broadcast') continue;
+          // A replacement the node refuses (a bump) leaves earlier transactions of the batch out there, and one of
+          // them may confirm: followed all the same, or the batch would stay signed for ever after it did.
+          if (sent.kind !== 'broadcast' && !(await this.sentBefore(id))) continue;
         }
         out.push(await this.track(id, now));
       } catch (e) {
@@ -342,6 +349,14 @@ export class Payouts {
       }
     }
     return out;
+  }
+
+  /** True when a transaction of the batch other than its current one was sent (it was bumped). */
+  private async sentBefore(batchId: bigint): Promise<boolean> {
+    const r = await this.db.query(
+      `SELECT 1 FROM payout_txs t JOIN payout_batches b ON b.id = t.batch_id
+       WHERE t.batch_id = $1::bigint AND t.txid <> b.txid AND t.broadcast_at IS NOT NULL LIMIT 1`, [batchId.toString()]);
+    return r.rows.length > 0;
   }
 
   private async txsOf(q: Queryable, batchId: bigint): Promise<StoredTx[]> {
@@ -451,14 +466,27 @@ export class Payouts {
 
   // ---- operator actions ------------------------------------------------------------------------------------
 
-  /** Replace the batch's transaction by one paying `satVb` over the same inputs (BIP125), and send it. */
-  async bump(batchId: bigint, satVb: number, now: number, opts: { force?: boolean } = {}): Promise<{ txid: string; fee: bigint }> {
+  /**
+   * Replace the batch's transaction by one paying `satVb` over the same inputs (BIP125), and send it. Refused when a
+   * transaction of the batch is confirmed already (it settles the batch at the policy's confirmations: a replacement
+   * could only be refused by the node). `sent` says whether the node took the replacement; refused, it is sent again
+   * each run, and whichever transaction of the batch confirms settles it.
+   */
+  async bump(batchId: bigint, satVb: number, now: number, opts: { force?: boolean } = {}): Promise<BumpOutcome> {
     if (!(satVb > 0)) throw new ValidationError('feeRate', 'must be a positive number of sat/vB');
     if (satVb > this.policy.maxSatVb && !opts.force) throw new ValidationError('feeRate', `${satVb} sat/vB is above the cap of ${this.policy.maxSatVb} (use --force)`);
     const b = await this.db.query<{ status: string; txid: string }>('SELECT status, txid FROM payout_batches WHERE id = $1::bigint', [batchId.toString()]);
     if (!b.rows[0]) throw new NotFoundError(`no payout batch ${batchId}`);
     if (b.rows[0].status !== 'broadcast' && b.rows[0].status !== 'signed') throw new ConflictError(`batch ${batchId} is ${b.rows[0].status}: only an unconfirmed payout can be bumped`);
-    const prev = (await this.txsOf(this.db, batchId)).find((t) => t.txid === b.rows[0].txid) as StoredTx;
+    const all = await this.txsOf(this.db, batchId);
+    for (const t of all) {
+      if (t.broadcastAt === null) continue;
+      const st = await this.wallet.status(t.txid);
+      if (st.kind === 'confirmed') {
+        throw new ConflictError(`batch ${batchId}: ${t.txid} is confirmed (${st.confirmations} of ${this.policy.confirmations}); nothing to bump, it settles the batch`);
+      }
+    }
+    const prev = all.find((t) => t.txid === b.rows[0].txid) as StoredTx;
     const parsed = parseTx(fromHex(prev.hex));
     const outputs = parsed.outputs.map((o) => ({ script: o.scriptPubKey, value: o.value }));
     // BIP125: more in absolute fee, by at least the incremental relay fee (1 sat/vB) of the replacement.
@@ -487,16 +515,19 @@ export class Payouts {
           JSON.stringify(prev.inputs.map(inputJson)), built.changeIndex, prev.txid]);
       await tx.query("UPDATE payout_batches SET txid = $2, status = 'signed', updated_at = now() WHERE id = $1::bigint", [batchId.toString(), signed.txid]);
     });
-    await this.broadcast(batchId, now);
-    return { txid: signed.txid, fee: newFee };
+    const sent = await this.broadcast(batchId, now);
+    return sent.kind === 'broadcast' ? { txid: signed.txid, fee: newFee, sent: true } : { txid: signed.txid, fee: newFee, sent: false, reason: sent.kind === 'broadcast-failed' ? sent.reason : sent.kind };
   }
 
   /**
    * Return a batch's reserved amounts to the balances, only when no transaction of it can confirm any more:
-   * never sent, or every one of them conflicted (its inputs spent elsewhere); for an external batch, while its
-   * inputs are still unspent in the wallet.
+   * never sent, or every one of them conflicted (its inputs spent elsewhere). An external batch's PSBT is out of our
+   * hands: whoever holds it can sign and send it at any time, so it is cancelled only once it is void (some of its
+   * segwit inputs spent by another transaction: the signer spent one elsewhere), or when the operator states that
+   * the PSBT was never handed out or every copy is destroyed (`psbtDestroyed`). Before, it was cancelled while its
+   * inputs were unspent, and a PSBT signed and sent afterwards paid the returned balances a second time.
    */
-  async cancel(batchId: bigint, now: number, who: string): Promise<void> {
+  async cancel(batchId: bigint, now: number, who: string, opts: { psbtDestroyed?: boolean } = {}): Promise<void> {
     const b = await this.db.query<{ status: string }>('SELECT status FROM payout_batches WHERE id = $1::bigint', [batchId.toString()]);
     const status = b.rows[0]?.status;
     if (!status) throw new NotFoundError(`no payout batch ${batchId}`);
@@ -509,12 +540,7 @@ export class Payouts {
     }
     if (status !== 'signed' && status !== 'broadcast' && status !== 'awaiting_signature') throw new ConflictError(`batch ${batchId} is ${status}: nothing to cancel`);
     const txs = await this.txsOf(this.db, batchId);
-    if (status === 'awaiting_signature') {
-      const coins = new Set((await this.wallet.coins()).map((c) => `${c.txid}:${c.vout}`));
-      if (!txs.every((t) => t.inputs.every((i) => coins.has(`${i.txid}:${i.vout}`)))) {
-        throw new ConflictError(`batch ${batchId}: some of its inputs are spent already (was the PSBT signed and sent?); confirm it instead`);
-      }
-    }
+    if (status === 'awaiting_signature') await this.checkPsbtVoid(batchId, txs, opts.psbtDestroyed === true);
     const seenConflicted = new Set<string>();
     if (status !== 'awaiting_signature') {
       for (const t of txs) {
@@ -542,6 +568,25 @@ export class Payouts {
       await this.ledger.post(tx, { key: `payout:${batchId}:cancel`, kind: 'payout_cancel', effectiveAt: new Date(now), memo: `payout batch ${batchId} cancelled by ${who}`, refs: { batch: batchId.toString() }, postings });
       await tx.query("UPDATE payout_batches SET status = 'cancelled', reason = $2, reason_code = NULL, updated_at = now() WHERE id = $1::bigint", [batchId.toString(), `cancelled by ${who}`]);
     });
+  }
+
+  /** An external batch may be cancelled: its PSBT can no longer confirm, or the operator says no copy of it is left. */
+  private async checkPsbtVoid(batchId: bigint, txs: readonly StoredTx[], destroyed: boolean): Promise<void> {
+    const coins = new Set((await this.wallet.coins()).map((c) => `${c.txid}:${c.vout}`));
+    const spent = txs.flatMap((t) => t.inputs).filter((i) => !coins.has(`${i.txid}:${i.vout}`));
+    if (spent.length === 0) {
+      if (destroyed) return;
+      throw new ConflictError(`batch ${batchId}: its PSBT can still be signed and sent (its inputs are unspent), and would pay these amounts a second time once they are back in the balances: void it first (with the signer, spend one of its inputs elsewhere), or, if the PSBT was never handed out or every copy of it is destroyed, cancel with --psbt-destroyed`);
+    }
+    for (const t of txs) {
+      const st = await this.wallet.status(t.txid);
+      if (st.kind === 'confirmed' || st.kind === 'pending') throw new ConflictError(`batch ${batchId}: its PSBT was signed and sent as ${t.txid} (${st.kind}); confirm it instead (\`hashhub payouts confirm ${t.txid}\`)`);
+    }
+    // A segwit input's spender keeps the unsigned transaction's txid, so an unknown txid means another spent it. A
+    // legacy input's signature changes the txid: the batch's own transaction could be out there under another.
+    if (!destroyed && !spent.every((i) => isWitnessProgram(i.script))) {
+      throw new ConflictError(`batch ${batchId}: some of its inputs are spent, but not all by segwit scripts, so whether by its own transaction (signed, under another txid) is not known: \`hashhub payouts confirm <txid>\` if it was sent, else cancel with --psbt-destroyed`);
+    }
   }
 
   /**
@@ -656,4 +701,12 @@ function unsignedTx(built: BuiltTx): SignedTx {
   const t = Transaction.fromPSBT(built.psbt);
   const hex = t.hex;
   return { hex, txid: t.id, vsize: built.vsize };
+}
+
+/** A segwit output script (v0 P2WPKH/P2WSH, v1+ such as P2TR): OP_n, then a single push of 2 to 40 bytes. */
+function isWitnessProgram(script: Buffer): boolean {
+  if (script.length < 4 || script.length > 42) return false;
+  const version = script[0];
+  if (version !== 0x00 && (version < 0x51 || version > 0x60)) return false;
+  return script[1] === script.length - 2 && script[1] >= 2 && script[1] <= 40;
 }

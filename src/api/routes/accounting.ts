@@ -338,7 +338,7 @@ export function accountingRoutes(app: FastifyInstance, d: AccountingApiDeps): vo
     schema: { tags: ['payouts'], summary: 'Replace the batch\'s transaction by RBF over the same inputs at a higher fee rate', security,
       params: obj({ id: { type: 'string', pattern: '^[0-9]{1,18}$' } }),
       body: { type: 'object', additionalProperties: false, required: ['feeRate'], properties: { feeRate: { type: 'number', exclusiveMinimum: 0 }, force: { type: 'boolean' } } },
-      response: { 200: obj({ txid: str, fee: sats }), ...auth401, ...errorResponses } },
+      response: { 200: { type: 'object', additionalProperties: false, required: ['txid', 'fee', 'sent'], properties: { txid: str, fee: sats, sent: bool, reason: str } }, ...auth401, ...errorResponses } },
   }, guarded(async (req) => {
     await d.auth.requireOperator(req);
     const b = req.body as { feeRate: number; force?: boolean };
@@ -347,10 +347,14 @@ export function accountingRoutes(app: FastifyInstance, d: AccountingApiDeps): vo
 
   app.post('/api/v1/payouts/:id/cancel', {
     schema: { tags: ['payouts'], summary: 'Return a batch\'s amounts to the balances (only when none of its transactions can confirm)', security,
-      params: obj({ id: { type: 'string', pattern: '^[0-9]{1,18}$' } }), response: { 200: obj({ cancelled: bool }), ...auth401, ...errorResponses } },
+      params: obj({ id: { type: 'string', pattern: '^[0-9]{1,18}$' } }),
+      // psbtDestroyed: an external batch's PSBT was never handed out or every copy is destroyed (else it must be void).
+      body: { type: ['object', 'null'], additionalProperties: false, properties: { psbtDestroyed: bool } },
+      response: { 200: obj({ cancelled: bool }), ...auth401, ...errorResponses } },
   }, guarded(async (req) => {
     await d.auth.requireOperator(req);
-    await s.payouts.cancel(BigInt((req.params as { id: string }).id), now(), `operator from ${req.ip}`);
+    const body = req.body as { psbtDestroyed?: boolean } | null | undefined;
+    await s.payouts.cancel(BigInt((req.params as { id: string }).id), now(), `operator from ${req.ip}`, { psbtDestroyed: body?.psbtDestroyed === true });
     return { cancelled: true };
   }));
 
