@@ -193,5 +193,41 @@ for (const backend of BACKENDS) {
       assert.equal((await engine.ledger.balance(db, pool('wallet'))) - walletBefore, 50_000_000n + 1_000_000_001n);
       assert.deepEqual(await engine.ledger.verify(db), []);
     });
+
+    test('a block recorded without a finder (recovered from the chain at start) is split by its coinbase: pooled over the window, or SOLO with the pool\'s fee', async () => {
+      // Failed before: accounting never split a block of account 0, so the pool kept its PPLNS miners' part of it.
+      const T = T0 + 30_000_000;
+      const list: ShareEvent[] = [];
+      for (let i = 0; i < 40; i++) list.push(share({ time: T - 40_000 + i * 1000, account: ['p1', 'p2', 'p3'][i % 3], poolDifficulty: 0.01 * (1 + (i % 4)), nbits: BITS }));
+      await addShares(list);
+      const pooledHash = blockHash();
+      await insertBlock(db, { hash: pooledHash, height: 303, time: T, account: '', worker: '', reward: 2_500_000_000n, status: 'confirmed',
+        blockHex: blockHex({ height: 303, bits: BITS, outputs: [{ value: 2_500_000_000n, scriptPubKey: poolScript() }] }) });
+      const soloHash = blockHash();
+      await insertBlock(db, { hash: soloHash, height: 304, time: T, account: '', worker: '', reward: 5_000_000_000n, status: 'confirmed',
+        blockHex: blockHex({ height: 304, bits: BITS, outputs: [{ value: 4_950_000_000n, scriptPubKey: addressToScript(SOLO_ADDR, 'regtest') }, { value: 50_000_000n, scriptPubKey: poolScript() }] }) });
+      assert.deepEqual((await db.query<{ n: string }>('SELECT account_id::text AS n FROM blocks WHERE hash = ANY($1)', [[pooledHash, soloHash]])).rows.map((x) => x.n), ['0', '0']);
+      const names = ['p1', 'p2', 'p3'];
+      const before = new Map<string, bigint>();
+      for (const n of names) before.set(n, await engine.ledger.balance(db, owned('balance', ids.get(n)!)));
+      const feeBefore = await engine.ledger.balance(db, pool('pool_fee'));
+      const walletBefore = await engine.ledger.balance(db, pool('wallet'));
+      await setWatermark(db, T + 1);
+      const r = await engine.runOnce(T + 1);
+      assert.deepEqual(r.errors, []);
+      const kinds = new Map(r.splits.map((x) => [x.hash, x.kind === 'split' ? x.split : x.kind]));
+      assert.equal(kinds.get(pooledHash), 'pooled');
+      assert.equal(kinds.get(soloHash), 'solo');
+      const want = expectedSplit(T, 2_500_000_000n, 1.5);
+      const got = await storedSplit(pooledHash);
+      assert.ok(want.lines.size === 3, 'the three PPLNS accounts are in the window');
+      assert.deepEqual(got.lines, want.lines);
+      assert.equal(got.fee, want.fee);
+      assert.equal(got.revenue, want.revenue);
+      for (const n of names) assert.equal((await engine.ledger.balance(db, owned('balance', ids.get(n)!))) - before.get(n)!, want.lines.get(n), `${n} credited`);
+      assert.equal((await engine.ledger.balance(db, pool('pool_fee'))) - feeBefore, want.fee + 50_000_000n);
+      assert.equal((await engine.ledger.balance(db, pool('wallet'))) - walletBefore, 2_500_000_000n + 50_000_000n);
+      assert.deepEqual(await engine.ledger.verify(db), []);
+    });
   });
 }

@@ -61,7 +61,7 @@ export class BlockAccounting {
       `SELECT b.hash, b.height, b.time, b.account_id::text, b.reward::text, b.status, b.block_hex
        FROM blocks b
        WHERE b.status = ANY($1::text[]) AND b.reward IS NOT NULL AND b.block_hex IS NOT NULL
-         AND b.time >= $2::timestamptz AND b.time < $3::timestamptz AND b.account_id <> 0
+         AND b.time >= $2::timestamptz AND b.time < $3::timestamptz
          AND NOT EXISTS (SELECT 1 FROM block_splits s WHERE s.block_hash = b.hash)
        ORDER BY b.time, b.hash LIMIT $4`,
       [[...FOUND_STATUSES], new Date(frame.startedAt).toISOString(), new Date(watermark).toISOString(), limit],
@@ -79,7 +79,12 @@ export class BlockAccounting {
     const params = await paramsAt(tx, b.time);
     if (!params) return { kind: 'no-params', hash: b.hash };
     const bits = blockBits(b.blockHex);
-    const finderScheme = (await tx.query<{ s: Scheme }>('SELECT hashhub_scheme_at($1::bigint, $2::timestamptz) AS s',
+    // A block recorded without a finder (account 0: recovered from the chain at start, with no record of who found
+    // it) is split by its coinbase alone: the pool's coinbase over the PPLNS window like any pooled block (the
+    // finder plays no part in that), a SOLO coinbase as SOLO: the pool's fee is booked, and what the coinbase paid
+    // its finder is noted in the split only (no account to note it against). Left unsplit, as before, the pool
+    // kept its PPLNS miners' part of the reward.
+    const finderScheme = b.accountId === 0n ? null : (await tx.query<{ s: Scheme }>('SELECT hashhub_scheme_at($1::bigint, $2::timestamptz) AS s',
       [b.accountId.toString(), new Date(b.time).toISOString()])).rows[0].s;
     // The coinbase is the truth about where the reward went: a block mined on a SOLO coinbase (the miner's work
     // was sent before its switch back to a pooled scheme took effect) paid the finder, so the pool has only its
@@ -187,7 +192,8 @@ export class BlockAccounting {
       // The pool never held the finder's coins: a memo pair for traceability, and the fee output it did receive.
       const toFinder = BigInt(split.coinbase_to_finder);
       const finder = BigInt(split.finder_account);
-      postings.push(debit(pool('solo_coinbase'), toFinder), credit(owned('solo_earnings', finder), toFinder));
+      // Finder unknown (account 0, a block recovered from the chain): no account to note it against.
+      if (finder !== 0n) postings.push(debit(pool('solo_coinbase'), toFinder), credit(owned('solo_earnings', finder), toFinder));
       if (fee > 0n) postings.push(debit(pool('wallet'), fee), credit(pool('pool_fee'), fee));
     } else {
       postings.push(debit(pool('wallet'), reward));

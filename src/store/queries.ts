@@ -196,12 +196,15 @@ GROUP BY a.id, x.worker
 ORDER BY 1, 2
 ON CONFLICT (account_id, name) DO NOTHING`;
 
+/** A block row without a finder that accounting has not split yet (a split keeps the finder it was made with). */
+const NO_FINDER_UNSPLIT = 'b.account_id = 0 AND NOT EXISTS (SELECT 1 FROM block_splits s WHERE s.block_hash = b.hash)';
+
 /**
  * Candidates, idempotent on the hash. Completes a 'submitted' row left by the block's share (which has no hex);
  * never touches the status (status events do that). A row recorded without a finder (account 0: a block the
  * start-up chain scan recovered, in a cluster possibly another process's own find) takes the finder's account and
- * worker when its candidate comes: whichever spool reaches the database first, the block is the finder's (and
- * accounting splits only blocks with a finder). $1..$8: hash, height, prev_hash, account, worker, reward, time,
+ * worker when its candidate comes (unless accounting split it already): whichever spool reaches the database
+ * first, the block is the finder's. $1..$8: hash, height, prev_hash, account, worker, reward, time,
  * hex, as arrays.
  */
 export const UPSERT_BLOCK_CANDIDATES = `
@@ -216,8 +219,8 @@ ON CONFLICT (hash) DO UPDATE SET
   prev_hash = coalesce(b.prev_hash, EXCLUDED.prev_hash),
   reward = CASE WHEN b.block_hex IS NULL THEN EXCLUDED.reward ELSE b.reward END,
   block_hex = coalesce(b.block_hex, EXCLUDED.block_hex),
-  account_id = CASE WHEN b.account_id = 0 THEN EXCLUDED.account_id ELSE b.account_id END,
-  worker_id = CASE WHEN b.account_id = 0 THEN EXCLUDED.worker_id ELSE b.worker_id END`;
+  account_id = CASE WHEN ${NO_FINDER_UNSPLIT} THEN EXCLUDED.account_id ELSE b.account_id END,
+  worker_id = CASE WHEN ${NO_FINDER_UNSPLIT} THEN EXCLUDED.worker_id ELSE b.worker_id END`;
 
 /** Node answers ($1..$4: hash, time, endpoint, answer as arrays). */
 export const INSERT_BLOCK_ANSWERS = `
