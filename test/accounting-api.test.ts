@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
+import { createAccount } from '../src/accounting/accounts.ts';
 import { Ledger, credit, debit, owned, pool } from '../src/accounting/ledger.ts';
 import { registerAccountingMetrics } from '../src/accounting/metrics.ts';
 import { AccountingService, DEFAULT_ACCOUNTING } from '../src/accounting/service.ts';
@@ -100,6 +101,32 @@ describe('accounting API', { skip: SKIP_PG }, () => {
     // The database never holds a usable token.
     const stored = await db.query<{ h: Buffer }>('SELECT token_hash AS h FROM account_tokens');
     assert.ok(stored.rows.every((x) => !x.h.toString('utf8').includes(owner.slice(4, 20))));
+  });
+
+  test('accounts: an address of the pool\'s network is not open for registration; two registrations of one name at once give one owner', async () => {
+    // Failed before: anyone could register the account of an address before its miner first mined, hold its owner
+    // token and set another payout address (its earnings then paid the registrant); and two registrations of one
+    // new name at once both got an owner token (the existence check and the insert were separate steps).
+    const addr = REGTEST;
+    const open = await req('POST', '/api/v1/accounts', undefined, { name: addr });
+    assert.equal(open.statusCode, 409);
+    assert.match(open.json().error.message, /is a Bitcoin address: it is created by mining to it .*operator/);
+    assert.equal((await db.query('SELECT 1 FROM accounts WHERE name = $1', [addr])).rows.length, 0, 'nothing created');
+    // Another network's address is only a name here (it pays nowhere by itself).
+    assert.equal((await req('POST', '/api/v1/accounts', undefined, { name: 'bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq' })).statusCode, 201);
+    assert.equal((await req('POST', '/api/v1/accounts', operator, { name: addr })).statusCode, 201, 'the operator gives it');
+
+    for (let i = 0; i < 10; i++) {
+      const both = await Promise.allSettled([0, 1].map(() => db.transaction((tx) => createAccount(tx, `racer${i}`, false, 'regtest'))));
+      assert.deepEqual(both.map((x) => x.status).sort(), ['fulfilled', 'rejected'], `round ${i}`);
+      const viaApi = await Promise.all([0, 1].map(() => req('POST', '/api/v1/accounts', undefined, { name: `racer-api${i}` })));
+      assert.deepEqual(viaApi.map((x) => x.statusCode).sort(), [201, 409], `API round ${i}`);
+    }
+    await accountId(db, 'mined-meanwhile');
+    const ops = await Promise.allSettled([0, 1].map(() => db.transaction((tx) => createAccount(tx, 'mined-meanwhile', true, 'regtest'))));
+    assert.deepEqual(ops.map((x) => x.status).sort(), ['fulfilled', 'rejected'], 'two operator calls on an account without an owner: one owner');
+    const doubled = await db.query(`SELECT account_id FROM account_tokens WHERE role = 'owner' AND revoked_at IS NULL GROUP BY account_id HAVING count(*) > 1`);
+    assert.equal(doubled.rows.length, 0, 'no account has two live owner tokens');
   });
 
   test('private data needs this account\'s token; watchers read, only owners (and the operator) write', async () => {

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { type NetworkName, isValidAddress } from '../chain/index.ts';
 import type { Queryable } from '../store/db.ts';
 import { ConflictError, NotFoundError, ValidationError } from './errors.ts';
 
@@ -62,22 +63,35 @@ export async function revokeToken(q: Queryable, accountId: bigint, tokenId: bigi
 }
 
 /**
- * Create an account with its owner token. `byOperator` may also give an owner token to an account that exists
- * already (it mined before registering) and has none.
+ * Create an account with its owner token, in the caller's transaction. `byOperator` may also give an owner token to
+ * an account that exists already (it mined before registering) and has none.
+ *
+ * Anyone else (open registration) only creates a new name, and never one that is an address of the pool's
+ * `network`: such an account pays out to its own name by default, so whoever held its owner token before the
+ * address's miner first mined could set another payout address and take that miner's earnings. Its owner token
+ * comes from the operator.
  */
-export async function createAccount(q: Queryable, name: string, byOperator: boolean): Promise<{ accountId: bigint; ownerToken: string; existed: boolean }> {
+export async function createAccount(q: Queryable, name: string, byOperator: boolean, network?: NetworkName): Promise<{ accountId: bigint; ownerToken: string; existed: boolean }> {
   if (typeof name !== 'string' || !ACCOUNT_NAME.test(name)) throw new ValidationError('name', 'use 1 to 100 letters, digits, _ or -');
-  const existing = await accountIdByName(q, name);
-  if (existing !== null) {
-    const owners = await q.query("SELECT 1 FROM account_tokens WHERE account_id = $1::bigint AND role = 'owner' AND revoked_at IS NULL", [existing.toString()]);
+  if (!byOperator && network !== undefined && isValidAddress(name, network)) {
+    throw new ConflictError(`account ${name} is a Bitcoin address: it is created by mining to it and pays out to it; ask the pool operator for its owner token`);
+  }
+  let id: bigint;
+  let existed = false;
+  // The insert decides who creates a name: two registrations at once (or one beside the account's first stored
+  // shares) find it missing, and only one insert returns a row; the other waits for it and gets none.
+  const inserted = await q.query<{ id: string }>('INSERT INTO accounts (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id::text AS id', [name]);
+  if (inserted.rows.length > 0) {
+    id = BigInt(inserted.rows[0].id);
+  } else {
+    existed = true;
+    // Locked: a second operator call at the same time waits here and then sees this one's owner token.
+    const row = await q.query<{ id: string }>('SELECT id::text AS id FROM accounts WHERE name = $1 FOR UPDATE', [name]);
+    id = BigInt(row.rows[0].id);
+    const owners = await q.query("SELECT 1 FROM account_tokens WHERE account_id = $1::bigint AND role = 'owner' AND revoked_at IS NULL", [id.toString()]);
     if (owners.rows.length > 0) throw new ConflictError(`account ${name} already has an owner`);
     if (!byOperator) throw new ConflictError(`account ${name} exists already (it has mined): ask the pool operator for its owner token`);
   }
-  let id = existing;
-  if (id === null) {
-    await q.query('INSERT INTO accounts (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [name]);
-    id = (await accountIdByName(q, name)) as bigint;
-  }
   const { token } = await issueToken(q, id, 'owner', 'created with the account');
-  return { accountId: id, ownerToken: token, existed: existing !== null };
+  return { accountId: id, ownerToken: token, existed };
 }

@@ -140,7 +140,7 @@ export function accountingRoutes(app: FastifyInstance, d: AccountingApiDeps): vo
     const byOperator = p.role === 'operator';
     if (!byOperator && !d.openRegistration) throw new ApiError('FORBIDDEN', 'Accounts are created by the operator on this pool');
     const name = (req.body as { name: string }).name;
-    const r = await db.transaction((tx) => createAccount(tx, name, byOperator));
+    const r = await db.transaction((tx) => createAccount(tx, name, byOperator, s.settings.network));
     req.log.info({ account: name, by: describePrincipal(p, req.ip) }, 'account created');
     reply.status(201);
     return { account: name, ownerToken: r.ownerToken, existed: r.existed };
