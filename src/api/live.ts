@@ -18,6 +18,13 @@ type Reject = Exclude<ShareOutcome, 'accepted'>;
 export type LiveWindow = '5m' | '1h' | '24h';
 export type SeriesWindow = '1h' | '24h' | '7d';
 const WINDOW_MS: Record<LiveWindow, number> = { '5m': 5 * MINUTE, '1h': 60 * MINUTE, '24h': 1440 * MINUTE };
+/**
+ * A worker's rings: the buckets a window overlaps (rate() starts at the bucket holding now − window), one more than
+ * the window has whole buckets unless now falls on a bucket's start. With 60 and 96 the oldest of them was already
+ * reused by the newest, and rate() still counted its time: account and worker figures 1-1.6 % low, below the pool's.
+ */
+const WORKER_FINE_SLOTS = 60 + 1;
+const WORKER_DAY_SLOTS = 96 + 1;
 /** Chart windows: bucket width chosen so each chart has at most a few hundred points. */
 export const SERIES: Record<SeriesWindow, { ms: number; bucketMs: number }> = {
   '1h': { ms: 60 * MINUTE, bucketMs: MINUTE },
@@ -213,7 +220,7 @@ export class LiveStats {
     if (e.time - this.lastPrune >= MINUTE) this.prune(e.time);
     let w = this.workers.get(key);
     if (!w) {
-      w = { account: e.account, worker: e.worker, firstSeen: e.time, lastSeen: 0, lastEvent: e.time, lastDifficulty: e.poolDifficulty, fine: new Ring(MINUTE, 60, false), day: new Ring(15 * MINUTE, 96) };
+      w = { account: e.account, worker: e.worker, firstSeen: e.time, lastSeen: 0, lastEvent: e.time, lastDifficulty: e.poolDifficulty, fine: new Ring(MINUTE, WORKER_FINE_SLOTS, false), day: new Ring(15 * MINUTE, WORKER_DAY_SLOTS) };
       this.workers.set(key, w);
       let set = this.accounts.get(e.account);
       if (!set) this.accounts.set(e.account, (set = new Set()));

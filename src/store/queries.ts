@@ -296,10 +296,15 @@ FROM workers WHERE last_seen >= $1::timestamptz AND id <> 0`;
 
 export const ACCOUNT_BY_NAME = `SELECT id::text AS id, name FROM accounts WHERE name = $1::text AND id <> 0`;
 
+/**
+ * An account's windows, a row per worker with its first share: the account's rate is the sum of its workers' (each
+ * over the time it covers), so it is what its worker rows add up to, as in the live figures.
+ */
 export const ACCOUNT_WINDOWS = `
-SELECT ${WINDOW_SUMS}, (SELECT min(first_seen) FROM workers WHERE account_id = $5::bigint) AS first_seen
-FROM worker_rollups_minute
-WHERE account_id = $5::bigint AND bucket >= $4::timestamptz AND bucket <= $1::timestamptz`;
+SELECT ${WINDOW_SUMS}, w.first_seen
+FROM worker_rollups_minute r JOIN workers w ON w.id = r.worker_id
+WHERE r.account_id = $5::bigint AND r.bucket >= $4::timestamptz AND r.bucket <= $1::timestamptz
+GROUP BY r.worker_id, w.first_seen`;
 
 /** $1 = account id, $2 = online since. */
 export const ACCOUNT_WORKER_COUNTS = `

@@ -117,12 +117,26 @@ export class SqlStatsReader implements StatsReader, BlockReader {
       this.db.query<WindowRow>(Q.ACCOUNT_WINDOWS, [...this.windowParams(now), id]),
       this.db.query<{ workers: number; online: number }>(Q.ACCOUNT_WORKER_COUNTS, [id, this.onlineSince(now)]),
     ]);
+    // The sum of its workers' rates, each over the seconds it covers (a worker that started 10 minutes ago is not
+    // diluted over the hour); the account covers what its longest-seen worker does. Before, the account's work was
+    // divided by the time since its oldest worker's first share, and did not match its worker rows.
+    const hashrate = this.windows(undefined, now, null);
+    const sums: Record<string, number> = {};
+    w.rows.forEach((row, i) => {
+      const one = this.windows(row, now, row.first_seen);
+      for (const win of ['5m', '1h', '24h'] as const) {
+        const into = hashrate[win];
+        if (i === 0) Object.assign(into, one[win]);
+        else { into.hashrate += one[win].hashrate; into.shares += one[win].shares; into.seconds = Math.max(into.seconds, one[win].seconds); }
+      }
+      for (const [k, v] of Object.entries(row)) if (k !== 'first_seen') sums[k] = (sums[k] ?? 0) + Number(v ?? 0);
+    });
     return {
       account,
-      hashrate: this.windows(w.rows[0], now, w.rows[0]?.first_seen),
+      hashrate,
       workers: Number(counts.rows[0]?.workers ?? 0),
       workersOnline: Number(counts.rows[0]?.online ?? 0),
-      shares24h: rejectCounts(w.rows[0]),
+      shares24h: rejectCounts(w.rows.length > 0 ? sums : undefined),
     };
   }
 
