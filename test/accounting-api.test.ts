@@ -187,6 +187,29 @@ describe('accounting API', { skip: SKIP_PG }, () => {
     assert.match(log[0].source, /^owner token \d+ from /);
   });
 
+  test('amounts past 21 M BTC and cursors past bigint are refused (400, field named), never a database error (500)', async () => {
+    // 21,000,000 BTC + 1 sat, and a 19-digit number past Postgres' bigint (9223372036854775807).
+    for (const amount of ['2100000000000001', '9999999999999999999']) {
+      const t = await req('PATCH', '/api/v1/accounts/alice/settings', owner, { threshold: amount });
+      assert.equal(t.statusCode, 400, `threshold ${amount} → ${t.body}`);
+      assert.equal(t.json().error.details[0].path, '/threshold');
+      assert.match(t.json().error.message, /above 21,000,000 BTC/);
+      const f = await req('POST', '/api/v1/accounting/fund', operator, { amount, reason: 'too much', key: `too-much-${amount.length}` });
+      assert.equal(f.statusCode, 400, `fund ${amount} → ${f.body}`);
+      assert.equal(f.json().error.details[0].path, '/amount');
+    }
+    assert.equal((await req('PATCH', '/api/v1/accounts/alice/settings', owner, { threshold: 2_100_000_000_000_001 })).statusCode, 400, 'as a JSON number too');
+    const l = await req('GET', '/api/v1/accounts/alice/ledger?before=99999999999999999999999', owner);
+    assert.equal(l.statusCode, 400, l.body);
+    assert.equal(l.json().error.code, 'VALIDATION_FAILED');
+    assert.match(l.json().error.message, /^querystring\.before /);
+    // A posting id (bigint) cursor has at most 18 digits, as the other id parameters: 19 can pass the bigint.
+    assert.equal((await req('GET', '/api/v1/accounts/alice/ledger?before=999999999999999999', owner)).statusCode, 200);
+    assert.equal((await req('GET', '/api/v1/accounts/alice/ledger?before=9999999999999999999', owner)).statusCode, 400);
+    assert.equal((await req('GET', '/api/v1/accounts/alice/settings', owner)).json().threshold, '60000', 'nothing stored');
+    assert.equal((await req('GET', '/api/v1/accounting/verify', operator)).json().ok, true);
+  });
+
   test('earnings per period with the shares they came from; blocks public by totals, per account for the operator', async () => {
     // alice chose FPPS (from the second period): her shares there are credited per period.
     const frame = service.frame!;

@@ -6,6 +6,7 @@ import type { RpcCaller } from './chain-values.ts';
 import { NotFoundError, ValidationError } from './errors.ts';
 import { Ledger, credit, debit, owned, pool } from './ledger.ts';
 import { walletAddressScript, walletError } from './payouts/wallet.ts';
+import { MAX_SATS } from './types.ts';
 
 // Funding from the chain: each account gets an address of the node wallet (getnewaddress "hashhub:<account>");
 // every pass reads the wallet's receipts since the last pass (listsinceblock, the cursor kept in the database),
@@ -61,7 +62,6 @@ interface SinceBlockEntry {
 }
 interface WalletTx { confirmations: number; blockhash?: string; blockheight?: number }
 
-const MAX_SATS = 2_100_000_000_000_000n;
 const KEY_RE = /^[A-Za-z0-9_.:-]{1,100}$/;
 const sats = (btc: number): bigint => BigInt(Math.round(btc * 1e8));
 const iso = (t: number) => new Date(t).toISOString();

@@ -2,7 +2,7 @@ import { AddressError, type NetworkName, addressToScript, isValidAddress } from 
 import type { Queryable } from '../store/db.ts';
 import { ValidationError } from './errors.ts';
 import { type BooksFrame, periodStart } from './params.ts';
-import { SCHEMES, type Scheme } from './types.ts';
+import { MAX_SATS, SCHEMES, type Scheme } from './types.ts';
 
 // Per-account settings: payout address (validated for the network, stored exactly as validated), threshold
 // (at least the dust limit of the address type and the operator's minimum), scheme (from the operator's allowed
@@ -70,10 +70,14 @@ export function validatePayoutAddress(raw: unknown, network: NetworkName, field 
 }
 
 export function parseThreshold(raw: unknown, field = 'threshold'): bigint {
-  if (typeof raw === 'bigint') return raw;
-  if (typeof raw === 'number' && Number.isSafeInteger(raw)) return BigInt(raw);
-  if (typeof raw === 'string' && /^\d{1,19}$/.test(raw)) return BigInt(raw);
-  throw new ValidationError(field, `${JSON.stringify(typeof raw === 'bigint' ? String(raw) : raw)} is not a whole number of satoshis`);
+  let sats: bigint;
+  if (typeof raw === 'bigint') sats = raw;
+  else if (typeof raw === 'number' && Number.isSafeInteger(raw)) sats = BigInt(raw);
+  else if (typeof raw === 'string' && /^\d{1,19}$/.test(raw)) sats = BigInt(raw);
+  else throw new ValidationError(field, `${JSON.stringify(raw)} is not a whole number of satoshis`);
+  // 19 digits pass the pattern but not the database's bigint: a threshold no balance can reach is refused here.
+  if (sats > MAX_SATS) throw new ValidationError(field, `${sats} sat is above 21,000,000 BTC (2,100,000,000,000,000 sat)`);
+  return sats;
 }
 
 export function parseScheme(raw: unknown, allowed: readonly Scheme[], field = 'scheme'): Scheme {

@@ -8,6 +8,12 @@ export const POOL_KINDS = [
 /** Ledger account kinds that belong to one account (accounts.id). */
 export const ACCOUNT_KINDS = ['balance', 'solo_earnings', 'buyer_escrow', 'seller_earnings', 'deposits_pending', 'deposit_shortfall'] as const;
 
+/**
+ * The most satoshis any amount a caller gives may be: every bitcoin there will ever be (21,000,000 BTC). It also
+ * keeps such amounts, and sums of a few of them, well inside the database's bigint.
+ */
+export const MAX_SATS = 2_100_000_000_000_000n;
+
 export type PoolKind = (typeof POOL_KINDS)[number];
 export type AccountKind = (typeof ACCOUNT_KINDS)[number];
 export type LedgerKind = PoolKind | AccountKind;

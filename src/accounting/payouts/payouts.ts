@@ -5,7 +5,7 @@ import { type NetworkName, addressToScript, fromHex, hashToDisplay, isValidAddre
 import type { Database, Queryable } from '../../store/db.ts';
 import { ConflictError, InsufficientBalanceError, NotFoundError, ValidationError } from '../errors.ts';
 import { Ledger, credit, debit, owned, pool } from '../ledger.ts';
-import type { Posting } from '../types.ts';
+import { MAX_SATS, type Posting } from '../types.ts';
 import { type BuiltTx, type Coin, type Output, buildPayout, bumpPayout, withLockTime } from './build.ts';
 import { type PayoutWallet, type SignedTx, WalletError, measure } from './wallet.ts';
 
@@ -633,7 +633,7 @@ export class Payouts {
 
   /** Record coins the node wallet holds that the ledger does not know (an operator top-up, pre-accounting blocks). */
   async fund(sats: bigint, reason: string, who: string, key: string, now: number): Promise<'posted' | 'duplicate'> {
-    if (sats <= 0n) throw new ValidationError('amount', 'must be a positive number of satoshis');
+    if (sats <= 0n || sats > MAX_SATS) throw new ValidationError('amount', 'must be a whole number of satoshis between 1 and 2,100,000,000,000,000');
     if (!reason.trim()) throw new ValidationError('reason', 'say why (it is kept with the entry)');
     const r = await this.ledger.postNow(this.db, {
       key: `operator:fund:${key}`, kind: 'operator_adjustment', effectiveAt: new Date(now), memo: `${who}: ${reason}`,

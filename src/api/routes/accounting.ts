@@ -199,7 +199,7 @@ export function accountingRoutes(app: FastifyInstance, d: AccountingApiDeps): vo
   app.get<{ Querystring: { limit: number; before?: string } }>('/api/v1/accounts/:account/ledger', {
     schema: {
       tags: ['accounting'], summary: 'The account\'s balance lines in the ledger, newest first, with the balance after each', security, params: accountParam,
-      querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 }, before: { type: 'string', pattern: '^[0-9]+$' } } },
+      querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 }, before: { type: 'string', pattern: '^[0-9]{1,18}$' } } },
       response: { 200: list(obj({ postingId: sats, entryId: sats, key: str, entryKind: str, effectiveAt: str, memo: nstr, change: sats, balanceAfter: sats },
         ['postingId', 'key', 'entryKind', 'effectiveAt', 'change', 'balanceAfter'])), ...auth401, ...errorResponses },
     },
