@@ -154,6 +154,30 @@ describe('market API', { skip: SKIP_PG }, () => {
     assert.ok(events.some((e: { to: string }) => e.to === 'cancelled'));
   });
 
+  test('dates the format lets through but no calendar or database has (month 13, a leap second, year 0) are 400, not 500', async () => {
+    const refused = async (url: string, param: string, msg: RegExp) => {
+      const r = await call('GET', url);
+      assert.equal(r.statusCode, 400, `${url} → ${r.body}`);
+      assert.equal(r.json().error.code, 'VALIDATION_FAILED');
+      assert.deepEqual(r.json().error.details.map((d: { in: string; path: string }) => [d.in, d.path]), [['querystring', `/${param}`]]);
+      assert.match(r.json().error.message, msg);
+      assert.ok(!r.body.includes('\n'));
+    };
+    await refused('/api/v1/market/index?to=2024-13-45', 'to', /^querystring\.to is not a calendar day: 2024-13-45$/);
+    await refused('/api/v1/market/index?from=2024-13-45&to=2024-01-01', 'from', /not a calendar day/);
+    await refused('/api/v1/market/index?to=2024-02-30', 'to', /not a calendar day/);
+    await refused('/api/v1/market/index?to=0000-01-01', 'to', /outside the supported range 0001-01-01 to 9999-12-31/);
+    await refused('/api/v1/market/candles?interval=1d&to=9999-12-31T23:59:60Z', 'to', /not a valid time/);
+    await refused('/api/v1/market/candles?interval=1m&to=0000-01-01T00:00:00Z', 'to', /outside the supported range/);
+    await refused('/api/v1/market/candles?interval=1m&from=2024-01-01T00:00:00Z&to=9999-12-31T23:59:59-01:00', 'to', /outside the supported range/);
+    // The edges of the range answer: a default `from` before year 1 starts at year 1.
+    for (const url of ['/api/v1/market/index?to=0001-01-01', '/api/v1/market/index?from=0001-01-01&to=9999-12-31',
+      '/api/v1/market/candles?interval=1d&to=0001-01-01T00:00:00Z', '/api/v1/market/candles?interval=1m&from=0001-01-01T00:00:00Z&to=9999-12-31T23:59:59.999Z']) {
+      const r = await call('GET', url);
+      assert.equal(r.statusCode, 200, `${url} → ${r.body}`);
+    }
+  });
+
   test('rate-limit headers on every answer, 429 with a JSON error past the limit', async () => {
     let r = await call('GET', '/api/v1/market/fees', 'tok-eve');
     // Windows are wall-clock minutes: near a window's end, start in the next one, so the 45 calls below stay in one

@@ -16,6 +16,7 @@ import { MarketReader, type OrderStatusView, type TickView } from '../../market/
 import type { MarketService } from '../../market/service.ts';
 import { MarketInputError, formatPhs, parsePhs } from '../../market/units.ts';
 import type { Queryable } from '../../store/db.ts';
+import { ApiError } from '../errors.ts';
 
 /** Who a token belongs to. Accounting owns the real module (src/api/auth.ts); this is the shape the market needs. */
 export type MarketPrincipal = { role: 'operator' } | { role: 'owner' | 'watcher'; accountId: number };
@@ -121,6 +122,27 @@ const askBody = {
 } as const;
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1 } } } as const;
 const stateQuery = { type: 'object', additionalProperties: false, properties: { state: { type: 'string', enum: STATES }, limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 } } } as const;
+
+// The times a query may name: the four-digit years of the formats, less year 0, which Postgres does not have.
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
+const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
+
+/**
+ * A query's time (format date-time) or day (YYYY-MM-DD) in ms. The schema checks only the shape: 2024-13-45, a
+ * leap second (JavaScript has none) or year 0 reached Date or Postgres and answered 500; they are 400 here.
+ */
+function queryTime(raw: string, param: string, kind: 'time' | 'day'): number {
+  const t = Date.parse(kind === 'day' ? `${raw}T00:00:00Z` : raw);
+  const refuse = (why: string) => new ApiError('VALIDATION_FAILED', `querystring.${param} ${why}`, [{ in: 'querystring', path: `/${param}`, message: why }]);
+  // Date.parse rolls 2024-02-30 over into March: a day must read back as itself.
+  if (Number.isNaN(t) || (kind === 'day' && new Date(t).toISOString().slice(0, 10) !== raw)) {
+    throw refuse(kind === 'day' ? `is not a calendar day: ${raw}` : `is not a valid time: ${raw}`);
+  }
+  if (t < EARLIEST || t > LATEST) throw refuse(`${raw} is outside the supported range 0001-01-01 to 9999-12-31`);
+  return t;
+}
+
+const isoDay = (t: number) => new Date(t).toISOString().slice(0, 10);
 
 function hs(v: unknown, field: string): bigint {
   try {
@@ -294,9 +316,9 @@ export async function marketRoutes(app: FastifyInstance, deps: MarketApiDeps): P
       querystring: { type: 'object', required: ['interval'], properties: { interval: { type: 'string', enum: ['1m', '1h', '1d'] }, from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' } } },
     },
   }, async (req) => {
-    const to = req.query.to ? new Date(req.query.to) : new Date();
+    const to = new Date(req.query.to ? queryTime(req.query.to, 'to', 'time') : Date.now());
     const span = { '1m': 86_400_000, '1h': 30 * 86_400_000, '1d': 365 * 86_400_000 }[req.query.interval];
-    const from = req.query.from ? new Date(req.query.from) : new Date(to.getTime() - span);
+    const from = new Date(req.query.from ? queryTime(req.query.from, 'from', 'time') : Math.max(EARLIEST, to.getTime() - span));
     // The page's own question (no from/to: the latest span) is the same for every viewer.
     const c = req.query.from || req.query.to ? await reader.candles(req.query.interval, from, to) : await cachedPublic(`candles:${req.query.interval}`, () => reader.candles(req.query.interval, from, to));
     return { interval: req.query.interval, candles: c.map((x) => ({ startsAt: x.startsAt.toISOString(), open: x.open, high: x.high, low: x.low, close: x.close, ticks: x.ticks, volumeHashes: x.volumeHashes.toString() })) };
@@ -316,8 +338,9 @@ export async function marketRoutes(app: FastifyInstance, deps: MarketApiDeps): P
   app.get<{ Querystring: { from?: string; to?: string } }>('/api/v1/market/index', {
     schema: { tags, summary: 'Published daily index values', querystring: { type: 'object', properties: { from: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' }, to: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } } } },
   }, async (req) => {
-    const to = req.query.to ?? new Date().toISOString().slice(0, 10);
-    const from = req.query.from ?? new Date(Date.parse(`${to}T00:00:00Z`) - 90 * 86_400_000).toISOString().slice(0, 10);
+    const toDay = req.query.to ? queryTime(req.query.to, 'to', 'day') : Date.parse(`${isoDay(Date.now())}T00:00:00Z`);
+    const to = isoDay(toDay);
+    const from = req.query.from ? isoDay(queryTime(req.query.from, 'from', 'day')) : isoDay(Math.max(EARLIEST, toDay - 90 * 86_400_000));
     const rows = req.query.from || req.query.to ? await listIndex(deps.db, from, to) : await cachedPublic(`index:${to}`, () => listIndex(deps.db, from, to));
     return { index: rows.map(indexView) };
   });
