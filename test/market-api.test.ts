@@ -154,6 +154,20 @@ describe('market API', { skip: SKIP_PG }, () => {
     assert.ok(events.some((e: { to: string }) => e.to === 'cancelled'));
   });
 
+  test('auth: the scheme "Bearer" in any case, as the rest of the API; a ?token= counts on the WebSocket route only', async () => {
+    for (const scheme of ['bearer', 'BEARER', 'Bearer']) {
+      const r = await app.inject({ method: 'GET', url: '/api/v1/market/bids', headers: { authorization: `${scheme} tok-bob` } });
+      assert.equal(r.statusCode, 200, `${scheme}: ${r.body}`);
+    }
+    // A query token on any other URL, even one that mentions /ws, is not a credential.
+    for (const url of ['/api/v1/market/bids?x=/ws&token=tok-bob', '/api/v1/market/bids?token=tok-bob']) {
+      const r = await app.inject({ method: 'GET', url });
+      assert.equal(r.statusCode, 401, `${url}: ${r.body}`);
+      assert.equal(r.json().error.code, 'UNAUTHORIZED');
+    }
+    assert.equal((await app.inject({ method: 'GET', url: '/api/v1/market/book?x=/ws&token=unknown' })).statusCode, 200, 'ignored, not looked up');
+  });
+
   test('dates the format lets through but no calendar or database has (month 13, a leap second, year 0) are 400, not 500', async () => {
     const refused = async (url: string, param: string, msg: RegExp) => {
       const r = await call('GET', url);
@@ -202,6 +216,28 @@ describe('market API', { skip: SKIP_PG }, () => {
       assert.ok(doc.paths[p], `${p} in OpenAPI`);
     }
     assert.ok(doc.components.securitySchemes.bearer);
+  });
+
+  test('WebSocket: a browser (no headers) authenticates with ?token= on the feed\'s own route', async () => {
+    let ctx: FastifyInstance | null = null;
+    const wsApp = Fastify();
+    installErrorHandling(wsApp);
+    await wsApp.register(async (m) => { await marketRoutes(m, { market, db, auth: { resolve: async (t) => (t === 'tok-sue' ? { role: 'owner', accountId: sueId } : null) } }); ctx = m; });
+    await wsApp.ready();
+    type Ws = import('node:events').EventEmitter & { terminate(): void };
+    const hello = (url: string) => new Promise<{ authenticated: boolean }>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no hello on ${url}`)), 5000);
+      let ws: Ws | null = null;
+      (ctx as unknown as { injectWS(path: string, ctx: object, o: { onInit(ws: Ws): void }): Promise<Ws> })
+        .injectWS(url, {}, { onInit: (w) => { ws = w; w.on('message', (m: Buffer) => { const g = JSON.parse(m.toString()); if (g.type === 'hello') { clearTimeout(t); ws?.terminate(); resolve(g); } }); } })
+        .catch(reject);
+    });
+    try {
+      assert.equal((await hello('/api/v1/market/ws?token=tok-sue')).authenticated, true);
+      assert.equal((await hello('/api/v1/market/ws')).authenticated, false);
+    } finally {
+      await wsApp.close();
+    }
   });
 
   test('WebSocket: hello, then the tick and the book, and my order updates', async () => {

@@ -52,6 +52,11 @@ export function resolveOperatorToken(opts: { token?: string; dataDir: string }):
 
 const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
+/** The token of an Authorization header `Bearer <token>` (the scheme in any case: RFC 9110 §11.1), else null. */
+export function bearerToken(header: string): string | null {
+  return /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? null;
+}
+
 /**
  * How long a looked-up account token is trusted without asking the database again, ms. A page load sends several
  * requests with one token, and every lookup was a round trip on the pool's busy event loop. A revocation through
@@ -77,9 +82,8 @@ export class Auth {
   async principal(req: Pick<FastifyRequest, 'headers'>): Promise<Principal> {
     const h = req.headers.authorization;
     if (!h) return { role: 'anonymous' };
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-    if (!m) throw new ApiError('UNAUTHORIZED', 'Authorization must be "Bearer <token>"');
-    const token = m[1];
+    const token = bearerToken(h);
+    if (!token) throw new ApiError('UNAUTHORIZED', 'Authorization must be "Bearer <token>"');
     const hash = sha(token);
     if (timingSafeEqual(hash, this.operatorHash)) return { role: 'operator' };
     const key = hash.toString('base64');

@@ -16,6 +16,7 @@ import { MarketReader, type OrderStatusView, type TickView } from '../../market/
 import type { MarketService } from '../../market/service.ts';
 import { MarketInputError, formatPhs, parsePhs } from '../../market/units.ts';
 import type { Queryable } from '../../store/db.ts';
+import { bearerToken } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 
 /** Who a token belongs to. Accounting owns the real module (src/api/auth.ts); this is the shape the market needs. */
@@ -216,11 +217,17 @@ class RateLimiter {
   }
 }
 
+const WS_ROUTE = '/api/v1/market/ws';
+
 function bearer(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
-  if (typeof h === 'string' && h.startsWith('Bearer ')) return h.slice(7).trim() || null;
-  const q = (req.query as Record<string, unknown> | undefined)?.token; // WebSocket clients in browsers cannot set headers
-  return typeof q === 'string' && req.url.includes('/ws') ? q : null;
+  // Another scheme (Basic from a proxy in front, say) is not ours: the request goes on without a token.
+  const fromHeader = typeof h === 'string' ? bearerToken(h) : null;
+  if (fromHeader) return fromHeader;
+  // WebSocket clients in browsers cannot set headers: ?token= on the feed's route, matched as a route (never a
+  // substring of the URL), and nowhere else, where it would end up in access logs and Referer headers.
+  const q = (req.query as Record<string, unknown> | undefined)?.token;
+  return typeof q === 'string' && req.routeOptions.url === WS_ROUTE ? q : null;
 }
 
 export async function marketRoutes(app: FastifyInstance, deps: MarketApiDeps): Promise<void> {
@@ -500,7 +507,7 @@ export async function marketRoutes(app: FastifyInstance, deps: MarketApiDeps): P
 
   // ---- WebSocket feed: ticks and the book for everyone; your orders when authenticated ----
   await app.register(websocket);
-  app.get('/api/v1/market/ws', { websocket: true, schema: { tags, summary: 'WebSocket: {type:"tick"|"book"|"order"} messages; token via Authorization or ?token=' } }, (socket, req) => {
+  app.get(WS_ROUTE, { websocket: true, schema: { tags, summary: 'WebSocket: {type:"tick"|"book"|"order"} messages; token via Authorization or ?token=' } }, (socket, req) => {
     const principal = principals.get(req) ?? null;
     const accountId = principal && principal.role !== 'operator' ? principal.accountId : null;
     const send = (m: unknown) => { if (socket.readyState === 1) socket.send(JSON.stringify(m)); };
