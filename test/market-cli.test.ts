@@ -24,7 +24,7 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 const T0 = Date.UTC(2031, 2, 10);
 const TICK = 60_000;
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
@@ -86,6 +86,18 @@ describe('hashhub market / hashhub index (CLI)', { skip: SKIP_PG }, () => {
     const broke = await cli(['market', 'bid', '--price', '50000', '--limit', '1', '--budget', '999999999', '--pool', 'stratum+tcp://p:1', '--user', 'u', '--token', 'tok-bob'], env());
     assert.equal(broke.code, 1);
     assert.match(broke.stderr, /^hashhub: INSUFFICIENT_FUNDS: budget 999999999 sat exceeds the available balance of 80000 sat\n$/);
+  });
+
+  test('without --api or HASHHUB_API_URL it calls the API the config names (HASHHUB_API_HOST / _PORT), as `hashhub accounting` does', async () => {
+    const port = new URL(apiUrl).port;
+    // Not the default 127.0.0.1:8080: the token goes to the configured API and nowhere else.
+    const env = { HASHHUB_DATA_DIR: dataDir, HASHHUB_API_URL: undefined, HASHHUB_CONFIG: undefined, HASHHUB_API_HOST: '0.0.0.0', HASHHUB_API_PORT: port };
+    const book = await cli(['market', 'book'], env);
+    assert.equal(book.code, 0, book.stderr);
+    assert.match(book.stdout, /tick \d+: price 45000/);
+    const orders = await cli(['market', 'orders', '--token', 'tok-bob'], env);
+    assert.equal(orders.code, 0, orders.stderr);
+    assert.match(orders.stdout, /^bid 1 /);
   });
 
   test('index compute --day D: identical to the published index; after the stored trades change, it says DIFFERS and exits 1', async () => {

@@ -1,7 +1,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import pino from 'pino';
-import { buildApi } from '../src/api/app.ts';
+import { buildApi, listenApi } from '../src/api/app.ts';
 import { Auth } from '../src/api/auth.ts';
 import type { PoolSnapshot } from '../src/api/deps.ts';
 import { createMetrics } from '../src/api/metrics.ts';
@@ -66,5 +70,29 @@ test('/api/v1/routes: operator only, specific URL errors, no passwords, stop, Op
     assert.ok(doc.json().paths['/api/v1/routes'] && doc.json().paths['/api/v1/routes/{id}/stop']);
   } finally {
     await app.close();
+  }
+});
+
+test('hashhub route … calls the API the config file names (api.host / api.port), as `hashhub accounting` does', { skip: SKIP_PG }, async () => {
+  const metrics = createMetrics({ pool: snapshot }, { defaultMetrics: false });
+  const app = buildApi({ stats: {} as StatsReader, pool: snapshot, metrics, health: { db: async () => {}, node: async () => ({ synced: true, height: 1 }), templateAgeMs: () => 0, draining: () => false },
+    routing: { service, auth: new Auth(db, TOKEN) } }, { docs: false });
+  const dir = mkdtempSync(path.join(tmpdir(), 'hashhub-route-cli-'));
+  try {
+    const port = await listenApi(app, '127.0.0.1', 0);
+    // Not the default 127.0.0.1:8080: the operator token goes to the configured API and nowhere else.
+    const config = path.join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ api: { host: '127.0.0.1', port } }));
+    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'route', 'list', '--json', '--config', config], {
+        cwd: path.resolve(import.meta.dirname, '..'), timeout: 60_000,
+        env: { ...process.env, HASHHUB_API_URL: undefined, HASHHUB_CONFIG: undefined, HASHHUB_DATA_DIR: dir, HASHHUB_OPERATOR_TOKEN: TOKEN },
+      }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Array.isArray(JSON.parse(r.stdout).items));
+  } finally {
+    await app.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

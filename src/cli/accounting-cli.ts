@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
+import { apiBaseUrl } from './api-client.ts';
 import { type Config, loadConfig } from './config.ts';
 import { CliError } from './errors.ts';
 
@@ -14,8 +15,7 @@ interface Ctx { cfg: Config; api: string; token: string | null; json: boolean }
 
 function context(o: { config?: string; api?: string; token?: string; json?: boolean }): Ctx {
   const cfg = loadConfig({ file: o.config });
-  const host = cfg.api.host === '0.0.0.0' || cfg.api.host === '::' ? '127.0.0.1' : cfg.api.host;
-  const api = (o.api ?? process.env.HASHHUB_API_URL ?? `http://${host}:${cfg.api.port}`).replace(/\/+$/, '');
+  const api = apiBaseUrl(o.api, () => cfg);
   let token = o.token ?? cfg.api.operatorToken ?? null;
   if (!token) {
     try {

@@ -1,18 +1,33 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig } from './config.ts';
+import { type Config, loadConfig } from './config.ts';
 import { CliError } from './errors.ts';
 
 // The CLI commands that work through a running pool's REST API (`hashhub market …`, `hashhub route …`): where
 // the API is, which token to send, and one line (CliError) for every way a call can fail.
 
 export interface ApiTarget {
-  /** API base URL (default HASHHUB_API_URL, then http://127.0.0.1:8080). */
+  /** API base URL (--api); without it, see apiBaseUrl. */
   api?: string;
+  /** The config file (--config) that names the API's host and port. */
+  config?: string;
   /** The token, already chosen by the command. */
   token?: string;
   /** With the operator token: the account to act for (x-hashhub-account). */
   account?: string;
+}
+
+/**
+ * The API's base URL: --api, else HASHHUB_API_URL, else the configured api.host and api.port (HASHHUB_API_HOST /
+ * HASHHUB_API_PORT, the config file), a wildcard host reached on 127.0.0.1. Every command that talks to the API
+ * finds it this way, so a token goes to the pool's API and not to whatever listens on a default port.
+ */
+export function apiBaseUrl(api: string | undefined, config: () => Config): string {
+  const given = api ?? process.env.HASHHUB_API_URL;
+  if (given !== undefined) return given.replace(/\/+$/, '');
+  const { host, port } = config().api;
+  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  return `http://${h}:${port}`;
 }
 
 /** The operator token file of the config's data dir (<dataDir>/operator.token), if there is one. */
@@ -28,7 +43,7 @@ export function operatorTokenFromConfig(configFile: string | undefined): string 
 
 /** One REST call; the parsed JSON answer, or a CliError naming the API's error code and message. */
 export async function apiCall(t: ApiTarget, method: string, url: string, body?: unknown): Promise<unknown> {
-  const base = (t.api ?? process.env.HASHHUB_API_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+  const base = apiBaseUrl(t.api, () => loadConfig({ file: t.config }));
   const headers: Record<string, string> = {};
   if (t.token) headers.authorization = `Bearer ${t.token}`;
   if (t.account) headers['x-hashhub-account'] = t.account;

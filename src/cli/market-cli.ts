@@ -20,16 +20,16 @@ function tokenOf(o: ApiOpts): string | undefined {
 }
 
 const api = (o: ApiOpts, method: string, url: string, body?: unknown): Promise<unknown> =>
-  apiCall({ api: o.api, token: tokenOf(o), account: o.account }, method, url, body);
+  apiCall({ api: o.api, config: o.config, token: tokenOf(o), account: o.account }, method, url, body);
 
 const out = (o: ApiOpts, v: unknown, human: () => string) => process.stdout.write((o.json ? JSON.stringify(v, null, 2) : human()) + '\n');
 
 function withApi(c: Command): Command {
   return c
-    .option('--api <url>', 'API base URL (also HASHHUB_API_URL)', undefined)
+    .option('--api <url>', 'API base URL (HASHHUB_API_URL, default from the config: api.host, api.port)', undefined)
     .option('--token <token>', 'account or operator token (also HASHHUB_TOKEN; the operator token file otherwise)')
     .option('--account <name>', 'with the operator token: the account to act for')
-    .option('-c, --config <file>', 'config file (for the operator token file)')
+    .option('-c, --config <file>', 'config file (the API\'s host and port, the operator token file)')
     .option('--json', 'print the API answer as JSON');
 }
 

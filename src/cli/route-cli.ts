@@ -12,7 +12,7 @@ function operatorToken(o: Opts): string | undefined {
 }
 
 const call = (o: Opts, method: string, url: string, body?: unknown): Promise<unknown> =>
-  apiCall({ api: o.api, token: operatorToken(o) }, method, url, body);
+  apiCall({ api: o.api, config: o.config, token: operatorToken(o) }, method, url, body);
 
 interface RouteView {
   id: number; name: string; state: string; code: string | null; message: string | null; workers: string[]; destinations: { url: string; user: string }[];
@@ -27,9 +27,9 @@ function line(r: RouteView): string {
 }
 
 const common = (c: Command) => c
-  .option('--api <url>', 'API base URL (HASHHUB_API_URL, default http://127.0.0.1:8080)')
+  .option('--api <url>', 'API base URL (HASHHUB_API_URL, default from the config: api.host, api.port)')
   .option('--token <token>', 'operator token (HASHHUB_OPERATOR_TOKEN, else <dataDir>/operator.token)')
-  .option('-c, --config <file>', 'config file (for the data directory)')
+  .option('-c, --config <file>', 'config file (the API\'s host and port, the data directory)')
   .option('--json', 'print JSON');
 
 function print(o: Opts, v: unknown, text: () => string): void {
