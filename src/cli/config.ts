@@ -17,6 +17,16 @@ export const POOL_TAG_MAX_BYTES = 40;
 
 const port = z.number().int().min(0).max(65535);
 const positive = z.number().positive().finite();
+/** A Bitcoin Core RPC URL: the RPC client speaks http and https only, and `localhost:8332` (no scheme) parses as a
+ *  URL of scheme "localhost:", so z.string().url() alone lets it through to fail at start. */
+const rpcUrl = z.string().refine((v) => {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}, 'must be an http:// or https:// URL with a host, like http://127.0.0.1:8332 (user:password@ may come before the host)');
 
 export const configSchema = z.object({
   network: z.enum(['mainnet', 'testnet', 'signet', 'regtest']).default('regtest'),
@@ -33,7 +43,7 @@ export const configSchema = z.object({
   requireAddressAccounts: z.boolean().default(false),
   node: z.object({
     /** Bitcoin Core RPC URLs, tried in order with failover. Empty: run the embedded regtest chain. */
-    urls: z.array(z.string().url()).default([]),
+    urls: z.array(rpcUrl).default([]),
     user: z.string().optional(),
     password: z.string().optional(),
     cookieFile: z.string().optional(),
@@ -298,7 +308,7 @@ export const configSchema = z.object({
       maxOutputs: z.number().int().min(1).max(2900).default(2000),
       rebroadcastSeconds: z.number().int().min(10).default(600),
       /** The wallet's RPC (Core: <node url>/wallet/<name>). Unset: the node's RPC (one loaded wallet, or the embedded chain). */
-      walletUrl: z.string().url().optional(),
+      walletUrl: rpcUrl.optional(),
       walletUser: z.string().optional(),
       walletPassword: z.string().optional(),
       /** How to sign: walletprocesspsbt, or the inputs' keys from dumpprivkey (wallets without PSBT); auto tries both. */
@@ -428,10 +438,26 @@ export function parseBytes(raw: string): number | null {
   return Math.round(Number(m[1]) * unit);
 }
 
-function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** What a JSON value is, for messages: `5`, `"text"`, `null`, `an array`. */
+function describe(v: unknown): string {
+  if (Array.isArray(v)) return 'an array';
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 40 ? `${s.slice(0, 37)}...` : s;
+}
+
+/**
+ * Set `path` in obj (creating sections as needed). A section that is there but is not an object (`"stratum": 5`
+ * in the file) is an error naming it and `source`: replacing it would silently drop what the file said.
+ */
+function setPath(obj: Record<string, unknown>, path: string[], value: unknown, source: string): void {
   let o = obj;
-  for (const k of path.slice(0, -1)) {
-    if (typeof o[k] !== 'object' || o[k] === null) o[k] = {};
+  for (const [i, k] of path.slice(0, -1).entries()) {
+    if (o[k] === undefined) o[k] = {};
+    else if (!isPlainObject(o[k])) {
+      throw new ConfigError(`${path.slice(0, i + 1).join('.')} is ${describe(o[k])} in the config file, not an object, so ${source} cannot set ${path.join('.')}: make it an object (or remove it)`);
+    }
     o = o[k] as Record<string, unknown>;
   }
   o[path[path.length - 1]] = value;
@@ -440,7 +466,10 @@ function setPath(obj: Record<string, unknown>, path: string[], value: unknown): 
 function fromEnv(env: NodeJS.ProcessEnv, into: Record<string, unknown>): void {
   for (const [name, { path, type }] of Object.entries(ENV_MAP)) {
     const raw = env[name];
+    // Empty is unset (VAR= in a unit file or compose file); blank is not: Number(" ") is 0, which would make a
+    // port "any free port".
     if (raw === undefined || raw === '') continue;
+    if (type !== 'string' && raw.trim() === '') throw new ConfigError(`${name} is blank: give it a value, or leave it empty or unset for the default`);
     let value: unknown = raw;
     if (type === 'number') {
       value = Number(raw);
@@ -454,8 +483,83 @@ function fromEnv(env: NodeJS.ProcessEnv, into: Record<string, unknown>): void {
     } else if (type === 'list') {
       value = raw.split(',').map((s) => s.trim()).filter(Boolean);
     }
-    setPath(into, path, value);
+    setPath(into, path, value, name);
   }
+}
+
+// ---- unknown keys ---------------------------------------------------------------------------------------------
+
+type ZodInternals = { _zod: { def: { type: string; innerType?: unknown; in?: unknown; shape?: Record<string, unknown>; valueType?: unknown; element?: unknown } } };
+
+/** The schema under optional/default/prefault/nullable/pipe wrappers. */
+function unwrap(schema: unknown): ZodInternals['_zod']['def'] {
+  let def = (schema as ZodInternals)._zod.def;
+  for (;;) {
+    if (def.innerType !== undefined && ['optional', 'default', 'prefault', 'nullable', 'readonly', 'catch'].includes(def.type)) def = (def.innerType as ZodInternals)._zod.def;
+    else if (def.type === 'pipe' && def.in !== undefined) def = (def.in as ZodInternals)._zod.def;
+    else return def;
+  }
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return d[b.length];
+}
+
+/** The known key `key` was most likely meant to be, or null when none is close. */
+function closest(key: string, known: string[]): string | null {
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = k.toLowerCase() === key.toLowerCase() ? 0 : editDistance(key.toLowerCase(), k.toLowerCase());
+    if (d < bestD) { best = k; bestD = d; }
+  }
+  return best !== null && bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : null;
+}
+
+/**
+ * Keys of `value` the schema does not know, each as `path: unknown key (did you mean …?)`. zod drops them without a
+ * word, so a misspelt `acounting.openRegistration: false` would leave registration open: every one is an error.
+ */
+export function unknownKeys(value: unknown, schema: unknown = configSchema, path: string[] = []): string[] {
+  const def = unwrap(schema);
+  const out: string[] = [];
+  if (def.type === 'object' && def.shape && isPlainObject(value)) {
+    const known = Object.keys(def.shape);
+    for (const [k, v] of Object.entries(value)) {
+      const here = [...path, k];
+      if (!(k in def.shape)) {
+        const near = closest(k, known);
+        out.push(`${here.join('.')}: unknown key${near ? ` (did you mean ${[...path, near].join('.')}?)` : path.length ? ` (${path.join('.')} has ${known.join(', ')})` : ''}`);
+      } else {
+        out.push(...unknownKeys(v, def.shape[k], here));
+      }
+    }
+  } else if (def.type === 'record' && def.valueType && isPlainObject(value)) {
+    for (const [k, v] of Object.entries(value)) out.push(...unknownKeys(v, def.valueType, [...path, k]));
+  } else if (def.type === 'array' && def.element && Array.isArray(value)) {
+    value.forEach((v, i) => out.push(...unknownKeys(v, def.element, [...path, String(i)])));
+  }
+  return out;
+}
+
+/** The environment variable that set the value at `path` (or the section it is in), when one did. */
+function envFor(path: (string | number | symbol)[], env: NodeJS.ProcessEnv): string | null {
+  const p = path.map(String).join('.');
+  for (const [name, e] of Object.entries(ENV_MAP)) {
+    const ep = e.path.join('.');
+    if ((p === ep || p.startsWith(`${ep}.`)) && env[name] !== undefined && env[name] !== '') return name;
+  }
+  return null;
 }
 
 /** Load, merge and validate. Throws ConfigError with every problem listed, each with its path. */
@@ -470,18 +574,30 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     } catch (e) {
       throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
     }
+    let parsedFile: unknown;
     try {
-      raw = JSON.parse(text) as Record<string, unknown>;
+      parsedFile = JSON.parse(text);
     } catch (e) {
       throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`);
     }
+    if (!isPlainObject(parsedFile)) throw new ConfigError(`config file ${file} must hold a JSON object ({ "stratum": { "port": 3333 }, … }), not ${describe(parsedFile)}`);
+    raw = parsedFile;
   }
+  // Before the environment and overrides are merged in, so every key named is one the file has.
+  const unknown = unknownKeys(raw);
   fromEnv(env, raw);
-  for (const [k, v] of Object.entries(opts.overrides ?? {})) if (v !== undefined) setPath(raw, k.split('.'), v);
+  for (const [k, v] of Object.entries(opts.overrides ?? {})) if (v !== undefined) setPath(raw, k.split('.'), v, `--${k.split('.').pop()}`);
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  - ${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new ConfigError(`invalid configuration${file ? ` (${file})` : ''}:\n${lines.join('\n')}`);
+  if (!parsed.success || unknown.length > 0) {
+    const issues = [
+      ...unknown,
+      ...(parsed.success ? [] : parsed.error.issues.map((i) => {
+        const name = envFor(i.path, env);
+        return `${i.path.map(String).join('.') || '(root)'}: ${i.message}${name ? ` (${name})` : ''}`;
+      })),
+    ];
+    const where = `invalid configuration${file ? ` (${file})` : ''}`;
+    throw new ConfigError(issues.length === 1 ? `${where}: ${issues[0]}` : `${where}:\n${issues.map((l) => `  - ${l}`).join('\n')}`);
   }
   const cfg = parsed.data;
   const d = cfg.stratum.difficulty;
