@@ -6,7 +6,7 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -194,6 +194,49 @@ test('expected start-up failures: one line naming the problem and the fix, exit 
     const cli = startCli(t, env);
     try {
       await assertOneLine(cli, 1, re);
+    } catch (e) {
+      throw new Error(`${name}: ${(e as Error).message}`);
+    }
+  }));
+  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => (r.reason as Error).message);
+  assert.deepEqual(failed, []);
+});
+
+test('bad TLS files, host names that do not resolve, an unreadable operator token: one line naming the setting, no stack trace', { timeout: 240_000 }, async (t) => {
+  const base = tmp(t);
+  const garbage = path.join(base, 'garbage.pem');
+  fs.writeFileSync(garbage, 'garbage\n');
+  const cases: [string, Record<string, string>, number, RegExp][] = [
+    ['TLS certificate not PEM', { HASHHUB_STRATUM_TLS_PORT: '0', HASHHUB_TLS_CERT: garbage, HASHHUB_TLS_KEY: garbage }, 2,
+      /the TLS certificate .*garbage\.pem is not a PEM certificate .*HASHHUB_TLS_CERT/],
+    ['API host does not resolve', { HASHHUB_API_HOST: 'no-such-host.invalid' }, 1,
+      /cannot listen for the API on no-such-host\.invalid: no such host name \(getaddrinfo ENOTFOUND\): .*\(HASHHUB_API_HOST\)/],
+    ['Stratum host does not resolve', { HASHHUB_STRATUM_HOST: 'no-such-host.invalid' }, 1,
+      /cannot listen for Stratum on no-such-host\.invalid: no such host name \(getaddrinfo ENOTFOUND\): .*\(HASHHUB_STRATUM_HOST/],
+    ['operator token file is a directory', {}, 1,
+      /cannot read the operator token .*operator\.token \(it is a directory\): fix or remove it .*HASHHUB_OPERATOR_TOKEN/],
+  ];
+  // A key that is PEM but not the certificate's (two self-signed pairs, the key of the other).
+  const pair = (name: string) => {
+    const cert = path.join(base, `${name}.crt`);
+    const key = path.join(base, `${name}.key`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    return { cert, key };
+  };
+  try {
+    const [a, b] = [pair('a'), pair('b')];
+    cases.push(['TLS key of another certificate', { HASHHUB_STRATUM_TLS_PORT: '0', HASHHUB_TLS_CERT: a.cert, HASHHUB_TLS_KEY: b.key }, 2,
+      /the TLS key .*b\.key does not belong to the certificate .*a\.crt/]);
+  } catch (e) {
+    t.diagnostic(`openssl unavailable, no key-mismatch case: ${(e as Error).message}`);
+  }
+  const results = await Promise.allSettled(cases.map(async ([name, env, code, re], i) => {
+    const dir = path.join(base, `d${i}`);
+    if (name.startsWith('operator token')) fs.mkdirSync(path.join(dir, 'operator.token'), { recursive: true });
+    const cli = startCli(t, { ...(await database(t)), HASHHUB_DATA_DIR: dir, ...env });
+    try {
+      await assertOneLine(cli, code, re);
     } catch (e) {
       throw new Error(`${name}: ${(e as Error).message}`);
     }

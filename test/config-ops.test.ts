@@ -130,3 +130,36 @@ test('a miner logging in with a mainnet address on a regtest pool is told which 
   assert.match(!r.ok ? r.reason : '', /is a mainnet address, but this pool runs on regtest/);
   assert.equal(pool.authorize(`${REGTEST}.rig1`, 'x', session).ok, true);
 });
+
+// ---- the operator token file ---------------------------------------------------------------------------------
+
+test('operator token: an empty or whitespace-only file is replaced atomically by a new token and says so; a good one is kept; a directory is one clear error', async () => {
+  const { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, statSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { OperatorTokenError, resolveOperatorToken } = await import('../src/api/auth.ts');
+  const dir = mkdtempSync(path.join(tmpdir(), 'hashhub-token-'));
+  try {
+    const file = path.join(dir, 'operator.token');
+    const first = resolveOperatorToken({ dataDir: dir });
+    assert.deepEqual([first.file, first.created, first.regenerated ?? false], [file, true, false]);
+    assert.equal(readFileSync(file, 'utf8'), `${first.token}\n`);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const again = resolveOperatorToken({ dataDir: dir });
+    assert.deepEqual([again.token, again.created], [first.token, false]);
+    for (const empty of ['', ' \n\t\n']) {
+      writeFileSync(file, empty);
+      const r = resolveOperatorToken({ dataDir: dir });
+      assert.ok(r.token.length >= 16, 'a real token, not ""');
+      assert.deepEqual([r.created, r.regenerated], [true, true]);
+      assert.equal(readFileSync(file, 'utf8').trim(), r.token, 'the file holds the token the pool uses');
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+    }
+    assert.deepEqual(readdirSync(dir), ['operator.token'], 'no temporary file left behind');
+    rmSync(file);
+    mkdirSync(file);
+    assert.throws(() => resolveOperatorToken({ dataDir: dir }), (e: unknown) => e instanceof OperatorTokenError
+      && /^cannot read the operator token .*operator\.token \(it is a directory\): fix or remove it/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

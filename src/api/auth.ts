@@ -23,31 +23,88 @@ export interface OperatorToken {
   file: string | null;
   /** Generated just now (print where it is). */
   created: boolean;
+  /** Generated just now because the file was there but empty (see resolveOperatorToken). */
+  regenerated?: boolean;
 }
 
-/** The operator token: the configured one, else <dataDir>/operator.token (created once, mode 0600). */
+/** The operator token file cannot be used: the message names the file, why, and what to do (one line at start). */
+export class OperatorTokenError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'OperatorTokenError';
+  }
+}
+
+function why(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'EACCES' || code === 'EPERM' ? 'permission denied'
+    : code === 'EISDIR' ? 'it is a directory'
+      : code === 'ENOSPC' ? 'the disk is full'
+        : code === 'EROFS' ? 'the filesystem is read-only'
+          : (e as Error).message;
+}
+
+/**
+ * Write `token` to a new file beside `file` and fsync it, then put it in place with `place` (link: only if there is
+ * none; rename: replacing one), so no reader ever sees a half-written or empty token file.
+ */
+function writeTokenFile(file: string, token: string, place: 'link' | 'rename'): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    const fd = fs.openSync(tmp, 'w', 0o600);
+    try {
+      fs.writeFileSync(fd, `${token}\n`);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (place === 'link') fs.linkSync(tmp, file);
+    else fs.renameSync(tmp, file);
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/**
+ * The operator token: the configured one, else <dataDir>/operator.token (created once, mode 0600). A file that
+ * cannot be read (a directory, no permission) is an OperatorTokenError naming it.
+ *
+ * A file that exists but is empty (or only whitespace) is replaced by a new token, atomically, and `regenerated`
+ * says so (the banner prints it). Why not refuse to start: an empty file holds no credential anybody could be using
+ * (it is what a write cut short by a full disk leaves, and before this the pool ran with an empty token that
+ * matched no request), so nothing is lost by replacing it, while refusing would keep a pool down (no miner paid)
+ * over a file the pool itself makes; the operator reads the new token from the same file, as on the first start.
+ */
 export function resolveOperatorToken(opts: { token?: string; dataDir: string }): OperatorToken {
   if (opts.token) {
-    if (opts.token.length < 16) throw new Error('api.operatorToken (HASHHUB_OPERATOR_TOKEN) must be at least 16 characters');
+    if (opts.token.length < 16) throw new OperatorTokenError('api.operatorToken (HASHHUB_OPERATOR_TOKEN) must be at least 16 characters');
     return { token: opts.token, file: null, created: false };
   }
   const file = path.resolve(opts.dataDir, 'operator.token');
-  try {
-    const token = fs.readFileSync(file, 'utf8').trim();
-    if (token) return { token, file, created: false };
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read the operator token ${file}: ${(e as Error).message}`);
-  }
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const fix = 'fix or remove it (a new one is made at the next start), or set HASHHUB_OPERATOR_TOKEN';
+  const read = (): string | null => {
+    try {
+      return fs.readFileSync(file, 'utf8').trim();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new OperatorTokenError(`cannot read the operator token ${file} (${why(e)}): ${fix}`, { cause: e });
+    }
+  };
+  const existing = read();
+  if (existing) return { token: existing, file, created: false };
   const token = newToken('operator');
   try {
-    fs.writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    writeTokenFile(file, token, existing === null ? 'link' : 'rename');
   } catch (e) {
-    // Another process created it first: use theirs.
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return { token: fs.readFileSync(file, 'utf8').trim(), file, created: false };
-    throw e;
+    // Another process created it first: use theirs (complete: it was linked into place after its fsync).
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+      const theirs = read();
+      if (theirs) return { token: theirs, file, created: false };
+    }
+    throw new OperatorTokenError(`cannot write the operator token ${file} (${why(e)}): free the disk or fix the permissions of ${path.dirname(file)}, or set HASHHUB_OPERATOR_TOKEN`, { cause: e });
   }
-  return { token, file, created: true };
+  return { token, file, created: true, regenerated: existing !== null };
 }
 
 const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest();

@@ -136,13 +136,14 @@ export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo
   const running = prepared;
   if (stopping) return; // a signal during start-up: shutdown() closes what was opened
 
-  let operatorToken = null as { file: string | null; created: boolean } | null;
+  let operatorToken = null as { file: string | null; created: boolean; regenerated?: boolean } | null;
   if (cfg.api.enabled) {
     try {
       // One operator token for every operator action (accounting, routing, the market): the configured one, or
       // <dataDir>/operator.token made once.
       const op = resolveOperatorToken({ token: cfg.api.operatorToken, dataDir: cfg.database.dataDir });
-      operatorToken = { file: op.file, created: op.created };
+      operatorToken = { file: op.file, created: op.created, regenerated: op.regenerated };
+      if (op.regenerated) log.warn({ file: op.file }, 'the operator token file was empty: a new token replaced it');
       const auth = new Auth(running.store.db, op.token);
       const starts = startApi({ ...poolApiWiring(cfg, running, auth), onDbWrite: (fn) => { observeDbWrite = fn; } }, apiConfigFrom(cfg), log);
       starting = starts;
@@ -192,7 +193,7 @@ export async function runPoolCommand(cfg: Config, log: Logger, io: PoolCommandIo
     `  Hashing:  ${nativeSha ? 'native SHA-256 (SHA extensions)' : `JavaScript (${process.env.HASHHUB_NATIVE_SHA === '0' ? 'HASHHUB_NATIVE_SHA=0' : 'native module not built or no SHA extensions; npm install builds it'})`}\n` +
     (apiUrl ? `  Dashboard: ${apiUrl}/\n` : '') +
     (apiUrl ? `  API:      ${apiUrl}/api/v1/pool   docs /docs   probes /health/live /health/ready   metrics /metrics\n` : '') +
-    (apiUrl && operatorToken?.file ? `  Operator: token in ${operatorToken.file}${operatorToken.created ? ' (new)' : ''} (Authorization: Bearer <token>)\n` : '') +
+    (apiUrl && operatorToken?.file ? `  Operator: token in ${operatorToken.file}${operatorToken.regenerated ? ' (new: the file was empty, so a new token replaced it)' : operatorToken.created ? ' (new)' : ''} (Authorization: Bearer <token>)\n` : '') +
     (apiUrl && running.market ? `  Market:   ${apiUrl}/api/v1/market/book (a clearing every ${cfg.market.tickSeconds} s; \`hashhub market --help\`)\n` : '') +
     (running.accounting ? `  Books:    ${cfg.accounting.defaultScheme.toUpperCase()} by default (${cfg.accounting.allowedSchemes.join(', ')}); \`hashhub accounts create <name>\` gives an owner token\n` : '') +
     `  Point a miner at it, user "<account>.<worker>", any password (d=<n> suggests a difficulty):\n` +

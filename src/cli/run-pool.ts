@@ -1,4 +1,6 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ValidationError } from '../accounting/errors.ts';
@@ -52,6 +54,35 @@ export interface RunPoolHooks {
   onDbWrite?: (seconds: number) => void;
 }
 
+/**
+ * The TLS certificate and key, checked here rather than when the TLS port opens (where OpenSSL's "PEM
+ * routines::no start line" came with a stack trace): each must be PEM, and the key must be the certificate's.
+ */
+function tlsPair(certFile: string, keyFile: string, readPem: (file: string, what: string) => Buffer): { cert: Buffer; key: Buffer } {
+  const cert = readPem(certFile, 'certificate');
+  const key = readPem(keyFile, 'key');
+  const settings = '(HASHHUB_TLS_CERT, HASHHUB_TLS_KEY; stratum.tls.certFile, .keyFile)';
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch (e) {
+    throw new ConfigError(`the TLS certificate ${certFile} is not a PEM certificate (${(e as Error).message}) ${settings}: it must hold "-----BEGIN CERTIFICATE-----"`);
+  }
+  let privateKey: ReturnType<typeof createPrivateKey>;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (e) {
+    throw new ConfigError(`the TLS key ${keyFile} is not a PEM private key without a passphrase (${(e as Error).message}) ${settings}`);
+  }
+  if (!x509.checkPrivateKey(privateKey)) throw new ConfigError(`the TLS key ${keyFile} does not belong to the certificate ${certFile} ${settings}: give the key the certificate was made for`);
+  try {
+    createSecureContext({ cert, key });
+  } catch (e) {
+    throw new ConfigError(`the TLS certificate ${certFile} and key ${keyFile} cannot be used (${(e as Error).message}) ${settings}`);
+  }
+  return { cert, key };
+}
+
 export function stratumOptionsFrom(cfg: Config): StratumOptions {
   const s = cfg.stratum;
   const readPem = (file: string, what: string) => {
@@ -65,7 +96,7 @@ export function stratumOptionsFrom(cfg: Config): StratumOptions {
     ...DEFAULT_STRATUM_OPTIONS,
     host: s.host,
     port: s.port,
-    tls: s.tls ? { host: s.tls.host, port: s.tls.port, cert: readPem(s.tls.certFile, 'certificate'), key: readPem(s.tls.keyFile, 'key') } : undefined,
+    tls: s.tls ? { host: s.tls.host, port: s.tls.port, ...tlsPair(s.tls.certFile, s.tls.keyFile, readPem) } : undefined,
     nodeId: s.nodeId,
     extranonce2Size: s.extranonce2Size,
     initialDifficulty: s.difficulty.initial,

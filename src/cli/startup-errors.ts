@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SchemaBehindError } from '../store/index.ts';
 import { LockHeldError } from '../store/lockfile.ts';
+import { OperatorTokenError } from '../api/auth.ts';
 
 // Expected start-up failures (a port in use, a data directory that cannot be used, a lock held by another
 // process, a database that refuses the login) are the operator's to fix, not bugs: they get one line naming the
@@ -35,6 +36,13 @@ export function ensureWritableDir(dir: string, what: string, setting: string): v
   }
 }
 
+/** The host setting beside a port setting: HASHHUB_API_PORT → HASHHUB_API_HOST; Stratum's list of port settings → its host. */
+function hostSetting(portSetting: string): string {
+  if (portSetting.startsWith('HASHHUB_STRATUM_PORT')) return 'HASHHUB_STRATUM_HOST; TLS: stratum.tls.host';
+  if (portSetting === 'HASHHUB_EMBEDDED_PORT') return 'node.embedded.host';
+  return portSetting.replace(/PORT/g, 'HOST');
+}
+
 /** A listen() failure as a StartupError naming the port, the setting to change and why. */
 export function listenError(err: unknown, what: string, setting: string): unknown {
   const e = err as Errno & { host?: string; port?: number };
@@ -45,7 +53,16 @@ export function listenError(err: unknown, what: string, setting: string): unknow
     case 'EACCES':
       return new StartupError(`not allowed to listen for ${what} on ${where} (ports below 1024 need privileges)`, `choose a port above 1023 (${setting})`, { cause: err });
     case 'EADDRNOTAVAIL':
-      return new StartupError(`cannot listen for ${what} on ${where}: no such address on this machine`, `set the host to an address of this machine or 0.0.0.0 (${setting.replace(/PORT/g, 'HOST')})`, { cause: err });
+      return new StartupError(`cannot listen for ${what} on ${where}: no such address on this machine`, `set the host to an address of this machine or 0.0.0.0 (${hostSetting(setting)})`, { cause: err });
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+    case 'EAI_NONAME': {
+      // getaddrinfo: the host to listen on is a name that does not resolve (or DNS is not answering).
+      const host = (e as Errno & { hostname?: string }).hostname ?? e.host ?? /getaddrinfo \S+ (\S+)/.exec(e.message ?? '')?.[1] ?? 'its host';
+      const why = e.code === 'EAI_AGAIN' ? 'the name server did not answer (getaddrinfo EAI_AGAIN)' : `no such host name (getaddrinfo ${e.code})`;
+      return new StartupError(`cannot listen for ${what} on ${host}: ${why}`, `set the host to an address or name of this machine, or 0.0.0.0 for all (${hostSetting(setting)})`, { cause: err });
+    }
     default:
       return err;
   }
@@ -63,8 +80,14 @@ export function explainStartupError(err: unknown): string | null {
       : `${err.what} is in use by process ${err.pid} (lock ${err.file}): stop that process first, or give this pool its own data directory (${setting})`;
   }
   if (err instanceof SchemaBehindError) return err.message;
+  if (err instanceof OperatorTokenError) return err.message;
   const code = (err as Errno | null)?.code;
   if (typeof code === 'string' && PG_LOGIN.has(code)) return `the database refused the login (${(err as Error).message}): check the user and password in DATABASE_URL`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    // A host name that does not resolve, from a place that did not name its setting (listenError does).
+    const host = (err as Errno & { hostname?: string }).hostname ?? 'a host name';
+    return `${host} does not resolve (getaddrinfo ${code}): check the host names in the configuration (HASHHUB_STRATUM_HOST, HASHHUB_API_HOST, HASHHUB_NODE_URLS, DATABASE_URL)`;
+  }
   if (code === '3D000') return `${(err as Error).message}: create it (e.g. createdb) or fix the database name in DATABASE_URL`;
   return null;
 }
