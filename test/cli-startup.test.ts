@@ -15,6 +15,8 @@ import { startEmbeddedChain } from '../src/node/regtest/index.ts';
 import { freePort } from './helpers/free-port.ts';
 import { LineClient } from './helpers/line-client.ts';
 import { SKIP_PG, createTestPg } from './helpers/pg.ts';
+import { TcpProxy } from './helpers/proxy.ts';
+import { PgDatabase } from '../src/store/pg.ts';
 import { until } from './helpers/until.ts';
 import { tmpDir } from './helpers/tmp-dir.ts';
 
@@ -151,6 +153,53 @@ test('node unreachable at start: API and probes at once (ready 503 naming the no
   assert.equal(r.code, 0);
   // Bounded against a hang, with room for a loaded machine.
   assert.ok(Date.now() - t0 < 25_000, `stopped in ${Date.now() - t0} ms`);
+  assert.doesNotMatch(cli.stderr() + cli.stdout(), STACK);
+});
+
+test('database down at start with the books and the market on: the pool comes up (Stratum, ready 503 naming the database), one warning, and the books start once the database answers', { skip: SKIP_PG, timeout: 180_000 }, async (t) => {
+  const dir = tmp(t);
+  const pg = await createTestPg();
+  t.after(() => pg.drop());
+  const target = new URL(pg.url);
+  const proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+  t.after(() => proxy.close());
+  await proxy.cut(); // nobody listens on the URL's port: ECONNREFUSED, as with Postgres down
+  const cli = startCli(t, { HASHHUB_DATA_DIR: dir, DATABASE_URL: pg.urlVia('127.0.0.1', proxy.port), HASHHUB_LOG_LEVEL: 'info' });
+  const alive = () => {
+    if (cli.child.exitCode !== null) throw new Error(`the pool exited ${cli.child.exitCode}; stderr: ${cli.stderr()}`);
+  };
+  await until(() => { alive(); return /Stratum: +stratum\+tcp:\/\/127\.0\.0\.1:\d+/.test(cli.stderr()); }, 90_000, () => `Stratum to open; stderr: ${cli.stderr()}`);
+  const stratumPort = Number(/Stratum: +stratum\+tcp:\/\/127\.0\.0\.1:(\d+)/.exec(cli.stderr())![1]);
+  const miner = new LineClient(stratumPort);
+  await miner.connected();
+  assert.equal((await miner.request(1, 'mining.subscribe', ['test/1'])).error, null);
+  miner.close();
+  const api = /API: +(http:\/\/127\.0\.0\.1:\d+)\/api\/v1\/pool/.exec(cli.stderr())![1];
+  const ready = await fetch(`${api}/health/ready`);
+  assert.equal(ready.status, 503);
+  const body = (await ready.json()) as { failing: string[]; checks: { db: { error: string } } };
+  assert.deepEqual(body.failing, ['db'], JSON.stringify(body));
+  assert.match(body.checks.db.error, /database unreachable/);
+  const logs = () => cli.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string });
+  const booksWarnings = logs().filter((l) => /accounting and the market start once it is/.test(l.msg));
+  assert.equal(booksWarnings.length, 1, 'one warning line about the books');
+  assert.equal(booksWarnings[0].level, 40);
+  assert.doesNotMatch(cli.stderr() + cli.stdout(), STACK);
+
+  // The database appears: the store migrates, the books make their frame and the market's clock starts, without a
+  // request asking for them.
+  await proxy.restore();
+  await until(() => { alive(); return logs().some((l) => l.msg === 'database ready: accounting and the market started'); }, 60_000, () => `the books to start; stdout: ${cli.stdout().slice(-2000)}`);
+  const direct = new PgDatabase({ url: pg.url });
+  try {
+    const frame = await direct.query<{ network: string; period_seconds: number }>('SELECT network, period_seconds FROM accounting_state');
+    assert.deepEqual(frame.rows.map((r) => [r.network, Number(r.period_seconds)]), [['regtest', 3600]]);
+  } finally {
+    await direct.close();
+  }
+  await until(async () => (await fetch(`${api}/health/ready`)).status === 200, 60_000, 'ready once the database answers');
+  cli.child.kill('SIGINT');
+  assert.equal((await cli.exited).code, 0, cli.stderr());
   assert.doesNotMatch(cli.stderr() + cli.stdout(), STACK);
 });
 

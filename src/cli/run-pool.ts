@@ -10,7 +10,7 @@ import { DurableShareLog } from '../ingest/durable-log.ts';
 import { BitcoinRpc } from '../node/rpc.ts';
 import { ChainDataError, type EmbeddedChainHandle, startEmbeddedChain } from '../node/regtest/index.ts';
 import { Pool } from '../pool/pool.ts';
-import { type Store, openStore } from '../store/index.ts';
+import { SchemaBehindError, type Store, isConnectionError, openStore } from '../store/index.ts';
 import type { IngestStats, StatsReader } from '../store/types.ts';
 import { DEFAULT_STRATUM_OPTIONS, type StratumOptions } from '../stratum/options.ts';
 import { createAccountingService } from './accounting.ts';
@@ -291,18 +291,39 @@ export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions
   // The books run from the database (any number of processes compute the same ones); they start once the node
   // has answered (listen), so the first block values are read from a live node.
   const books = cfg.accounting.enabled && !follower ? createAccountingService(cfg, store.db, rpc, log) : null;
-  try {
-    // The books' frame now, before any miner connects: a period or network that differs from the one the books
-    // were started with is the operator's to fix, and must stop the start rather than fail every step later.
-    await books?.service.init();
-  } catch (e) {
+  const cleanUp = async () => {
     books?.close();
     await started.stop().catch(() => undefined);
     rpc.close();
     await embedded?.close();
     await closeStorage().catch(() => undefined);
-    if (e instanceof ValidationError) throw new StartupError(`the accounting books in ${store.db.target} do not match the config (${e.message})`, 'use the config the books were started with, or a new database', { cause: e });
-    throw e;
+  };
+  const mismatch = (e: ValidationError) => new StartupError(`the accounting books in ${store.db.target} do not match the config (${e.message})`, 'use the config the books were started with, or a new database', { cause: e });
+  // The books' frame now, before any miner connects: a period or network that differs from the one the books
+  // were started with is the operator's to fix, and must stop the start rather than fail every step later.
+  // With the database unreachable (or its schema not current yet) the pool starts anyway, as the share log does
+  // (shares go to the spool): the books and the market are initialised in the background once it answers.
+  let booksReady = books === null;
+  if (books) {
+    try {
+      if (store.schemaStatus() === null) {
+        await books.service.init();
+        booksReady = true;
+      }
+    } catch (e) {
+      if (e instanceof ValidationError) {
+        await cleanUp();
+        throw mismatch(e);
+      }
+      if (!isConnectionError(e)) {
+        await cleanUp();
+        throw e;
+      }
+    }
+    if (!booksReady) {
+      const why = store.schemaStatus()?.message ?? 'database unreachable';
+      log.warn({ db: store.db.target, err: why }, `database not ready at start (${why}): accounting${cfg.market.enabled ? ' and the market' : ''} start once it is; the pool runs and spools shares meanwhile`);
+    }
   }
   // SOLO miners get coinbases paying their own address: which accounts those are is the books' answer.
   // (A cluster's followers read the same answer from the database: the books run in the lead only.)
@@ -326,6 +347,43 @@ export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions
     capacity: new RoutedCapacityMeter(store.db),
   }, log) : null;
   let stopping: Promise<void> | null = null;
+  let listened = false;
+  let booksTimer: NodeJS.Timeout | null = null;
+  let booksStarting: Promise<void> = Promise.resolve();
+  /** The market's clock and the books' loops (the market settles on the books: it starts with them). */
+  const startBooks = async () => {
+    market?.start();
+    await books?.service.start();
+  };
+  /** The books' frame, retried (1 s doubling to 30 s) until the database answers with a current schema. */
+  const retryBooks = (delay: number) => {
+    if (!books || stopping) return;
+    booksTimer = setTimeout(() => {
+      booksTimer = null;
+      booksStarting = (async () => {
+        try {
+          await store.ensureSchema();
+          await books.service.init();
+        } catch (e) {
+          if (stopping) return;
+          if (e instanceof ValidationError) {
+            // Not something time fixes: say it as the start would have, and leave the books off (shares are still
+            // stored; they are credited once the books run with the right config).
+            log.error({ err: mismatch(e).message }, 'accounting not started: the books do not match the config');
+            return;
+          }
+          if (!isConnectionError(e) && !(e instanceof SchemaBehindError)) log.error({ err: (e as Error).message }, 'accounting could not start yet: retrying');
+          retryBooks(Math.min(delay * 2, 30_000));
+          return;
+        }
+        booksReady = true;
+        if (stopping) return;
+        log.info({ db: store.db.target }, `database ready: accounting${market ? ' and the market' : ''} started`);
+        await startBooks();
+      })().catch((e: unknown) => log.error({ err: (e as Error).message }, 'accounting failed to start'));
+    }, delay);
+    booksTimer.unref();
+  };
   return {
     pool: started, shareLog, rpc, embedded, store,
     accounting: books?.service ?? null,
@@ -343,13 +401,17 @@ export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions
         throw listenError(e, 'Stratum', 'HASHHUB_STRATUM_PORT, --port; TLS: HASHHUB_STRATUM_TLS_PORT');
       }
       await startRouting(routing, cfg, ports.port, ports.tlsPort); // routing (issue 12): TLS miners come back on TLS
-      market?.start();
-      await books?.service.start();
+      listened = true;
+      if (booksReady) await startBooks();
+      else retryBooks(1000);
       await solo?.start();
       return ports;
     },
     stop() {
       stopping ??= (async () => {
+        if (booksTimer) clearTimeout(booksTimer);
+        booksTimer = null;
+        await booksStarting;
         // Miners first (no new shares), then flush the log into the database, then the rest.
         await started.stop();
         // Routing's last metering, then the books, before the database closes (a step under way finishes;
