@@ -315,4 +315,61 @@ describe('routing', () => {
     assert.equal(meter.totals.get(7)!.probeAccepted + meter.totals.get(7)!.accepted, 1);
     void r;
   });
+  test('a hashrate amount takes a miner without extranonce.subscribe: one client.reconnect, resumed onto the route', async () => {
+    // Failed before: the miner came back from our client.reconnect with its subscription id, but the resume only
+    // counted route members and authorized sessions (the returning one is neither yet), so it was left on pool work,
+    // then sent client.reconnect again at its authorize: 2,758 client.reconnects in 8 s, never routed.
+    const { a, router, up } = await poolWithStub({ jobEveryMs: 500 });
+    const m = miner(a.port, 'seller.h1', false, 50_000);
+    await until(() => onPool(m), 10_000, 'pool work');
+    const each = [...a.pool.server.sessions][0].estimatedHashrate();
+    let cannot = '';
+    router.on('cannotMove', (n: string, why: string) => { cannot = `${n}: ${why}`; });
+    router.upsert({ id: 9, name: 'amount', destinations: [{ url: `stratum+tcp://127.0.0.1:${up.port}`, user: 'b.x', password: 'x' }], workers: ['seller'], hashrate: 0.5 * each });
+    await until(() => router.membersOf(9).length === 1 && onRoute(m), 15_000, () => `routed (moves ${JSON.stringify(router.moves)}, connections ${a.pool.server.stats.connectionsTotal})`);
+    await new Promise((res) => setTimeout(res, 600));
+    assert.equal(router.membersOf(9).length, 1, 'stays routed');
+    assert.equal(router.moves.reconnect, 1, `one client.reconnect: ${JSON.stringify(router.moves)}`);
+    assert.equal(router.moves.resume, 1);
+    assert.equal(cannot, '');
+  });
+
+  test('a miner that presented its subscription id and could not be resumed is not sent client.reconnect again (no storm)', async () => {
+    // Failed before: the anti-storm guard was skipped for a session that presented its id, so a resume that failed
+    // (here: the route refuses every assignment) was followed by another client.reconnect at each authorize.
+    const { a, router, route } = await poolWithStub({ jobEveryMs: 500 });
+    const m = miner(a.port, 'seller.nr', false);
+    await until(() => onPool(m), 10_000, 'pool work');
+    const r = route();
+    r.assign = () => null; // every resume fails
+    await until(() => router.moves.reconnect >= 1, 10_000, 'the first client.reconnect');
+    await until(() => m.stats().connects >= 2, 10_000, 'back');
+    await new Promise((res) => setTimeout(res, 3000));
+    assert.equal(router.moves.reconnect, 1, `no more client.reconnect within the guard: ${JSON.stringify(router.moves)}, connections ${a.pool.server.stats.connectionsTotal}`);
+    assert.equal(router.moves.resume, 0);
+    await until(() => onPool(m), 5000, 'mining pool work meanwhile');
+  });
+
+  test('no client.reconnect while the route has no free prefix; the miner moves once one is free', async () => {
+    // Failed before: reconcileSession sent client.reconnect before checking that the route could assign a prefix;
+    // with every prefix in use (or in its grace) the miner came back, was not resumed, and was sent another.
+    const { a, router, route } = await poolWithStub({ jobEveryMs: 500 }, { prefixGraceMs: 100 });
+    const m1 = miner(a.port, 'seller.p1', true);
+    await until(() => onPool(m1), 10_000, 'pool work');
+    const r = route(['seller.p1']);
+    await until(() => r.state === 'ready' && onRoute(m1), 15_000, () => `ready (${JSON.stringify(r.status)})`);
+    const alloc = (r as unknown as { prefixes: { allocate(): Buffer | null; release(b: Buffer): void } }).prefixes;
+    const taken: Buffer[] = [];
+    for (let p = alloc.allocate(); p; p = alloc.allocate()) taken.push(p);
+    const m2 = miner(a.port, 'seller.p2', false);
+    await until(() => onPool(m2), 10_000, 'pool work');
+    router.upsert({ ...r.spec, workers: ['seller.p1', 'seller.p2'] });
+    await new Promise((res) => setTimeout(res, 1500));
+    assert.equal(router.moves.reconnect, 0, `no client.reconnect without a free prefix: ${JSON.stringify(router.moves)}`);
+    assert.ok(onPool(m2));
+    alloc.release(taken.pop()!);
+    await until(() => onRoute(m2) && router.membersOf(7).length === 2, 10_000, () => `moved once a prefix is free (${JSON.stringify(router.moves)})`);
+    assert.equal(router.moves.reconnect, 1);
+    assert.equal(router.moves.resume, 1);
+  });
 });

@@ -35,4 +35,11 @@ export class PrefixAllocator {
   }
 
   get used(): number { return this.inUse.size; }
+
+  /** Prefixes allocate() can give now (neither in use nor in their grace). */
+  get free(): number {
+    const now = this.now();
+    for (const [v, until] of this.held) if (until <= now) this.held.delete(v);
+    return this.space - this.inUse.size - this.held.size;
+  }
 }

@@ -264,6 +264,11 @@ export class Route extends EventEmitter<RouteEvents> implements RoutedWork {
     return m ? { job, difficulty: this.minerDifficulty(m.upstreamDifficulty) } : null;
   }
 
+  /** Prefixes assign() could give now (0 before the upstream session, or with every one in use or in its grace). */
+  freePrefixes(): number {
+    return this.up && this.prefixes ? this.prefixes.free : 0;
+  }
+
   /** A new member's extranonce: upstream extranonce1 ‖ its prefix; null when the route cannot take one now. */
   assign(session: StratumSession, worker: string): Member | null {
     if (!this.up || !this.prefixes) return null;

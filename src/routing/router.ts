@@ -42,6 +42,8 @@ export const DEFAULT_ROUTER_OPTIONS: Omit<RouterOptions, 'reconnectHost' | 'reco
 const MAX_REMEMBERED = 200_000;
 /** After a client.reconnect, a miner back within this long without its id is not sent another (no storm). */
 const RECONNECT_GUARD_MS = 30_000;
+/** How long a place on a route is held for a miner sent client.reconnect to it (see Router.reserved). */
+const RESERVE_MS = 30_000;
 
 function canonical(w: AuthorizedWorker): string {
   return `${w.account}.${w.worker}`;
@@ -68,6 +70,17 @@ export class Router extends EventEmitter<RouterEvents> {
   private readonly leaving = new WeakSet<StratumSession>();
   /** Sessions that presented a subscription id we knew at mining.subscribe. */
   private readonly presented = new WeakSet<StratumSession>();
+  /** Of those, the ones sent client.reconnect to a route that the resume did not put there (on pool work now). */
+  private readonly unresumed = new WeakSet<StratumSession>();
+  private readonly guardLogged = new WeakSet<StratumSession>();
+  /**
+   * Places held for miners sent client.reconnect to a route, by the subscription id they come back with (the id of
+   * the session sent it): counted in the route's hashrate amount and against its free prefixes until that miner is
+   * resumed (or RESERVE_MS has passed). The returning session is neither a member nor authorized at its subscribe,
+   * so without its place a route with a hashrate amount never chose it there: its resume failed, and the miner was
+   * sent client.reconnect again at its authorize, and so on (2,758 client.reconnects in 8 s).
+   */
+  private readonly reserved = new Map<string, { routeId: number; hashrate: number; until: number }>();
   /** Probing takes one worker: the one sent client.reconnect for it holds the place until it is back. */
   private readonly probeReserved = new Map<number, { name: string; until: number }>();
   /** Routes removed and still answering their late shares (stopped a few seconds later, or at stop()). */
@@ -155,12 +168,19 @@ export class Router extends EventEmitter<RouterEvents> {
   resumeWork(session: StratumSession, subscriptionId: string | undefined): WorkAssignment | null {
     if (!subscriptionId) return null;
     const k = this.known.get(subscriptionId);
-    if (!k || this.now() - k.at > this.opts.resumeMemoryMs) return null;
+    if (!k || this.now() - k.at > this.opts.resumeMemoryMs) { this.reserved.delete(subscriptionId); return null; }
     this.presented.add(session);
-    const route = this.desired(k.worker, session);
-    if (!route) return null;
-    const m = route.assign(session, canonical(k.worker));
-    if (!m) return null;
+    // The place held for it (if any) counts as this session's in the route's choice, then is given up: from here
+    // the session is a member, or on pool work like any other.
+    const sentToRoute = this.reserved.has(subscriptionId);
+    const route = this.desired(k.worker, session, subscriptionId);
+    this.reserved.delete(subscriptionId);
+    const m = route?.assign(session, canonical(k.worker));
+    if (!route || !m) {
+      // Sent client.reconnect to a route and not resumed there (not a miner we sent back to pool work).
+      if (sentToRoute) this.unresumed.add(session);
+      return null;
+    }
     this.mayHaveRouted = true;
     this.moves.resume++;
     this.emit('moved', { routeId: route.spec.id, from: null, worker: canonical(k.worker), session: session.id, method: 'resume', at: this.now() });
@@ -194,7 +214,7 @@ export class Router extends EventEmitter<RouterEvents> {
    * Routes with a hashrate amount: which sessions they take. Members stay (no churn), then sessions in id order
    * until the estimated hashrate reaches the amount.
    */
-  private chosenFor(r: Route): Set<StratumSession> {
+  private chosenFor(r: Route, resuming?: { session: StratumSession; id: string }): Set<StratumSession> {
     const want = r.spec.hashrate ?? 0;
     const chosen = new Set<StratumSession>();
     let sum = 0;
@@ -203,29 +223,61 @@ export class Router extends EventEmitter<RouterEvents> {
       chosen.add(s);
       sum += s.estimatedHashrate();
     }
+    // Then the places held for miners sent client.reconnect here (at the hashrate they had): the one coming back
+    // now (resuming) takes its own.
+    const now = this.now();
+    for (const [id, h] of this.reserved) {
+      if (sum >= want) break;
+      if (h.routeId !== r.spec.id || h.until <= now) continue;
+      if (resuming && id === resuming.id) chosen.add(resuming.session);
+      sum += h.hashrate;
+    }
     for (const s of this.sessions) {
       if (sum >= want) break;
-      if (chosen.has(s) || s.closed) continue;
+      // A session leaving (sent client.reconnect) is counted by its held place, if it is coming here.
+      if (chosen.has(s) || s.closed || this.leaving.has(s)) continue;
       const w = s.workers.first;
       if (!w || !r.matches(w)) continue;
       chosen.add(s);
       sum += s.estimatedHashrate();
     }
+    // A returning session without a held place: a candidate where it will be once authorized (after the others).
+    if (resuming && sum < want) chosen.add(resuming.session);
     return chosen;
+  }
+
+  /** Places held on this route for miners sent client.reconnect to it and not back yet. */
+  private heldPlaces(routeId: number): number {
+    const now = this.now();
+    let n = 0;
+    for (const h of this.reserved.values()) if (h.routeId === routeId && h.until > now) n++;
+    return n;
+  }
+
+  /** Whether a miner sent client.reconnect to this route now would find a prefix at its resume. */
+  private canTakeReconnected(r: Route): boolean {
+    return r.freePrefixes() > this.heldPlaces(r.spec.id);
   }
 
   private chosenCache: Map<Route, Set<StratumSession>> | null = null;
 
-  /** The route this session's worker should work for now, if it can take it. */
-  private desired(worker: AuthorizedWorker, session: StratumSession): Route | null {
+  /**
+   * The route this session's worker should work for now, if it can take it. resumingId: the subscription id the
+   * session presented at its subscribe (it is being resumed: not authorized yet, not in this.sessions).
+   */
+  private desired(worker: AuthorizedWorker, session: StratumSession, resumingId?: string): Route | null {
     const name = canonical(worker);
     const until = this.cannot.get(name);
     if (until !== undefined && until > this.now()) return null;
     for (const r of this.routes.values()) {
       if (!r.matches(worker)) continue;
       if (r.spec.hashrate) {
-        const chosen = this.chosenCache?.get(r) ?? this.chosenFor(r);
-        this.chosenCache?.set(r, chosen);
+        let chosen: Set<StratumSession>;
+        if (resumingId !== undefined) chosen = this.chosenFor(r, { session, id: resumingId });
+        else {
+          chosen = this.chosenCache?.get(r) ?? this.chosenFor(r);
+          this.chosenCache?.set(r, chosen);
+        }
         if (!chosen.has(session)) continue; // not taken for this amount: another route, or pool work
       }
       const a = r.accepting;
@@ -252,6 +304,8 @@ export class Router extends EventEmitter<RouterEvents> {
       if (!this.mayHaveRouted) return;
       this.mayHaveRouted = false;
     }
+    const now = this.now();
+    for (const [id, h] of this.reserved) if (h.until <= now) this.reserved.delete(id);
     this.chosenCache = new Map();
     try {
       for (const s of this.sessions) this.reconcileSession(s);
@@ -266,9 +320,16 @@ export class Router extends EventEmitter<RouterEvents> {
     if (!worker) return;
     const current = session.route as Route | null;
     const member = current ? current.members.get(session) : undefined;
-    const target = this.desired(worker, session);
+    let target = this.desired(worker, session);
     // Same route but no membership: the upstream session changed (new extranonce1), so it is assigned again.
     if (current === target && (target === null || member)) return;
+    if (target && !session.extranonceSubscribed && !this.canTakeReconnected(target)) {
+      // Every prefix is in use or in its grace (or held for miners already sent there): a miner sent
+      // client.reconnect now would come back to a resume that cannot assign it. It stays on pool work (or goes
+      // back to it from a route it should leave); a later pass moves it once a prefix is free.
+      if (current === null) return;
+      target = null;
+    }
     const name = canonical(worker);
     if (current && current !== target) current.release(session);
     let next: WorkAssignment = session.poolWork;
@@ -291,16 +352,28 @@ export class Router extends EventEmitter<RouterEvents> {
 
   private reconnect(session: StratumSession, name: string, to: number | null, from: number | null): void {
     const sent = this.reconnectSent.get(name);
-    if (to !== null && sent !== undefined && this.now() - sent < RECONNECT_GUARD_MS && session.connectedAt >= sent && !this.presented.has(session)) {
-      // It reconnected after our client.reconnect but without its subscription id: it cannot be resumed, so it
-      // stays on pool work (sending another reconnect would only start a storm).
-      this.cannot.set(name, this.now() + 10 * 60_000);
-      this.log?.warn({ worker: name, session: session.id }, 'routed miner came back without its subscription id: left on pool work');
-      this.emit('cannotMove', name, 'reconnected without its subscription id (mining.subscribe session id)');
-      return;
+    if (to !== null && sent !== undefined && this.now() - sent < RECONNECT_GUARD_MS && session.connectedAt >= sent) {
+      if (!this.presented.has(session)) {
+        // It reconnected after our client.reconnect but without its subscription id: it cannot be resumed, so it
+        // stays on pool work (sending another reconnect would only start a storm).
+        this.cannot.set(name, this.now() + 10 * 60_000);
+        this.log?.warn({ worker: name, session: session.id }, 'routed miner came back without its subscription id: left on pool work');
+        this.emit('cannotMove', name, 'reconnected without its subscription id (mining.subscribe session id)');
+        return;
+      }
+      if (this.unresumed.has(session)) {
+        // It came back with its id but the resume could not put it on the route: another client.reconnect now
+        // would bring it back the same way, and again (a storm). It stays on pool work until the guard has passed.
+        if (!this.guardLogged.has(session)) {
+          this.guardLogged.add(session);
+          this.log?.warn({ worker: name, session: session.id, route: to }, 'routed miner came back and could not be resumed: on pool work, no client.reconnect for now');
+        }
+        return;
+      }
     }
     this.reconnectSent.set(name, this.now());
     this.touchKnown(session);
+    if (to !== null) this.reserved.set(session.id, { routeId: to, hashrate: session.estimatedHashrate(), until: this.now() + RESERVE_MS });
     if (to !== null && this.routes.get(to)?.accepting === 'one') this.probeReserved.set(to, { name, until: this.now() + 10_000 });
     this.leaving.add(session);
     this.moves.reconnect++;
