@@ -372,4 +372,46 @@ describe('routing', () => {
     assert.equal(router.moves.reconnect, 1);
     assert.equal(router.moves.resume, 1);
   });
+  test('a version-rolling miner resumed onto a destination without version rolling is told its mask, and delivers', async () => {
+    // Failed before: mining.configure is answered before subscribe (the pool's mask) and the resume sent no
+    // mining.set_version_mask, so the miner kept rolling bits the route's mask (none) refuses: every share was
+    // "bad-version" locally (176 of 176), nothing was forwarded and the route stayed probing.
+    const { a, router, up } = await poolWithStub({ jobEveryMs: 500 });
+    const m = new StratumMiner({ host: '127.0.0.1', port: a.port, user: 'seller.vr', extranonceSubscribe: false, versionRolling: true, hashrate: 200_000, reconnectInitialMs: 50, reconnectMaxMs: 200 });
+    stops.push(() => m.stop());
+    m.start();
+    await until(() => onPool(m) && m.versionMask !== null && m.stats().accepted >= 1, 15_000, 'pool shares with version rolling');
+    const r = router.upsert({ id: 11, name: 'vr', destinations: [{ url: `stratum+tcp://127.0.0.1:${up.port}`, user: 'b.x', password: 'x' }], workers: ['seller'] });
+    await until(() => router.membersOf(11).length === 1 && onRoute(m), 15_000, () => `routed (moves ${JSON.stringify(router.moves)})`);
+    assert.equal(router.moves.resume, 1);
+    assert.equal(r.versionMask, 0, 'the stub grants no version rolling');
+    // Sent right after the subscribe reply, before the route's first job.
+    assert.equal(m.versionMask, null, `the miner told mask 0 (no rolling) at its resume, has ${m.versionMask?.toString(16)}`);
+    await until(() => r.state === 'ready' && (router.meter.totals.get(11)?.valid ?? 0) >= 3, 15_000, () => `valid work delivered (${JSON.stringify(router.meter.totals.get(11))}, ${JSON.stringify(m.stats().rejectedByReason)})`);
+    // (The stub's jobs differ only by id and ntime: a miner without version rolling may repeat a header across two
+    // of them, refused as a duplicate. Only the version bits are this test's business.)
+    assert.deepEqual(Object.keys(m.stats().rejectedByReason).filter((k) => /version/i.test(k)), [], JSON.stringify(m.stats().rejectedByReason));
+  });
+
+  test('the destination narrows its version mask mid-route: the route\'s miners are told, and their shares stay valid', async () => {
+    // Failed before: the route took the upstream's new mask (route.ts, 'versionMask') but told no member, so they
+    // kept rolling the bits of the old mask and each share with a bit outside the new one was "bad-version".
+    const { a, router, up, route } = await poolWithStub({ jobEveryMs: 500, versionMask: 0x1fffe000 });
+    const m = new StratumMiner({ host: '127.0.0.1', port: a.port, user: 'seller.vm', extranonceSubscribe: true, versionRolling: true, hashrate: 200_000, reconnectInitialMs: 50, reconnectMaxMs: 200 });
+    stops.push(() => m.stop());
+    m.start();
+    await until(() => onPool(m) && m.versionMask !== null, 15_000, 'pool work with version rolling');
+    const r = route();
+    await until(() => r.state === 'ready' && onRoute(m) && r.versionMask === 0x1fffe000, 15_000, () => `routed with the full mask (${JSON.stringify(r.status)} mask ${r.versionMask.toString(16)})`);
+    assert.equal(m.versionMask, 0x1fffe000);
+    up.setVersionMask(0x00006000);
+    await until(() => r.versionMask === 0x6000, 5000, 'the route takes the new mask');
+    await until(() => m.versionMask === 0x6000, 5000, () => `the miner told the new mask (has ${m.versionMask?.toString(16)})`);
+    const badVersion = () => Object.entries(m.stats().rejectedByReason).filter(([k]) => /version/i.test(k)).reduce((n, [, v]) => n + v, 0);
+    const t0 = { ...router.meter.totals.get(7)! };
+    const bad0 = badVersion();
+    await until(() => router.meter.totals.get(7)!.valid >= t0.valid + 5, 15_000, 'more valid shares');
+    assert.equal(badVersion(), bad0, `no share refused for its version bits since: ${JSON.stringify(m.stats().rejectedByReason)}`);
+    assert.equal(router.membersOf(7).length, 1);
+  });
 });

@@ -177,6 +177,13 @@ export class StratumMiner extends EventEmitter<MinerEvents> {
   private mask: number | null = null;
   private authorizeSent = false;
   private earlyNotify: { params: NotifyParams; difficulty: number } | null = null;
+  /**
+   * mining.set_version_mask messages handled, and how many had been when the configure answer was read: the grant
+   * applies in a later microtask, after the lines of the same read, so a set_version_mask right behind the answer
+   * (a pool resuming a session onto other work does that) was overridden by the older grant.
+   */
+  private maskMessages = 0;
+  private maskMessagesAtConfigure = 0;
   private job: MinerJob | null = null;
   private drainWaiter: (() => void) | null = null;
 
@@ -436,7 +443,8 @@ export class StratumMiner extends EventEmitter<MinerEvents> {
         }
         const mask = grantedVersionMask(result, this.o.requestedVersionMask);
         if (mask === null) this.emit('warning', new Error(`pool did not grant version rolling: ${JSON.stringify(result)}`));
-        this.setMask(mask);
+        // A mining.set_version_mask read after this answer is the newer mask: it stays.
+        if (this.maskMessages === this.maskMessagesAtConfigure) this.setMask(mask);
       }, (e: MinerRequestError) => {
         if (e.reason === 'timeout') this.emit('warning', new Error('mining.configure got no answer: no version rolling'));
       });
@@ -525,6 +533,7 @@ export class StratumMiner extends EventEmitter<MinerEvents> {
         }
         this.pending.delete(id);
         clearTimeout(p.timer);
+        if (p.method === 'mining.configure') this.maskMessagesAtConfigure = this.maskMessages;
         p.resolve({ result: msg.result, error: msg.error });
         return;
       }
@@ -545,6 +554,7 @@ export class StratumMiner extends EventEmitter<MinerEvents> {
         this.nextExtranonce = { extranonce1: msg.extranonce1, extranonce2Size: msg.extranonce2Size };
         return;
       case 'set_version_mask':
+        this.maskMessages++;
         if (!this.o.versionRolling) {
           this.emit('warning', new Error('mining.set_version_mask without version rolling negotiated: ignored'));
           return;

@@ -158,7 +158,12 @@ export class Route extends EventEmitter<RouteEvents> implements RoutedWork {
     client.on('up', (s) => { if (this.upstream === client) this.onUp(s); });
     client.on('notify', (n, d2) => { if (this.upstream === client) this.onNotify(n, d2); });
     client.on('extranonce', () => { if (this.upstream === client && client.session) this.onUp(client.session); });
-    client.on('versionMask', (m) => { if (this.upstream === client) this.versionMask = m; });
+    client.on('versionMask', (m) => {
+      if (this.upstream !== client) return;
+      this.versionMask = m;
+      // Shares are checked against the miner's mask ∩ this one from now: members must roll only those bits.
+      for (const s of this.members.keys()) if (s.route === this) s.refreshVersionMask();
+    });
     client.on('redirect', () => {
       if (this.upstream !== client) return;
       // Old jobs and extranonce are gone with the old connection; members get new ones after the next `up`.

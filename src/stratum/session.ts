@@ -140,7 +140,10 @@ export class StratumSession {
   userAgent = '';
   subscribed = false;
   extranonceSubscribed = false;
+  /** BIP310 mask negotiated at mining.configure (the miner's ∩ the pool's); 0: no version rolling. */
   versionMask = 0;
+  /** The mask the miner was last told (configure, set_version_mask): on routed work, versionMask ∩ the route's. */
+  private toldVersionMask = 0;
   readonly workers = new AuthorizedWorkers();
   difficulty: number;
   private minDifficulty: number;
@@ -421,6 +424,9 @@ export class StratumSession {
     const w = this.work;
     // The subscribe reply must be the first line the server sends (cpuminer): nothing is sent before it.
     this.write(`{"id":${JSON.stringify(id)},"result":[[["mining.set_difficulty","${this.id}"],["mining.notify","${this.id}"]],"${w.extranonce1Hex}",${w.extranonce2Size}],"error":null}\n`);
+    // mining.configure (before subscribe) told a version-rolling miner the pool's mask: resumed onto a route, it
+    // gets the route's (shares are checked against it; without this every share rolling other bits was refused).
+    if (resumed) this.refreshVersionMask();
     // Authorized before subscribing (some firmware does): work follows the subscribe reply.
     if (this.authorized) this.sendCurrentWork(true);
   }
@@ -453,8 +459,10 @@ export class StratumSession {
       if (ext === 'version-rolling') {
         const requested = parseInt(String(params['version-rolling.mask'] ?? 'ffffffff'), 16) >>> 0;
         this.versionMask = (requested & this.opts.versionMask) >>> 0;
+        // On routed work already (configure after subscribe): the mask its shares are checked against.
+        this.toldVersionMask = this.effectiveVersionMask();
         result['version-rolling'] = true;
-        result['version-rolling.mask'] = u32Hex(this.versionMask);
+        result['version-rolling.mask'] = u32Hex(this.toldVersionMask);
       } else if (ext === 'minimum-difficulty') {
         const v = Number(params['minimum-difficulty.value']);
         if (v > 0 && Number.isFinite(v)) {
@@ -496,7 +504,7 @@ export class StratumSession {
       result = validateShare(route ? route.jobs : this.host.jobs, {
         extranonce1: work.extranonce1,
         extranonce2Size: work.extranonce2Size,
-        versionMask: route ? (this.versionMask & route.versionMask) >>> 0 : this.versionMask,
+        versionMask: this.effectiveVersionMask(route),
         job,
         target: at >= 0 ? this.sent.targetAt(at) : ZERO_TARGET,
         rootCache: (this.rootCache ??= newRootCache()),
@@ -615,8 +623,8 @@ export class StratumSession {
     this.work = next;
     let out = `{"id":null,"method":"mining.set_extranonce","params":["${next.extranonce1Hex}",${next.extranonce2Size}]}\n`;
     if (this.versionMask) {
-      const mask = next.route ? (this.versionMask & next.route.versionMask) >>> 0 : this.versionMask;
-      out += `{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(mask)}"]}\n`;
+      this.toldVersionMask = this.effectiveVersionMask();
+      out += `{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(this.toldVersionMask)}"]}\n`;
     }
     this.write(out);
     this.sentDifficulty = null;
@@ -675,7 +683,25 @@ export class StratumSession {
   setVersionMask(mask: number): void {
     if (!this.versionMask) return;
     this.versionMask = (mask & this.opts.versionMask) >>> 0;
-    this.write(`{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(this.versionMask)}"]}\n`);
+    this.toldVersionMask = this.effectiveVersionMask();
+    this.write(`{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(this.toldVersionMask)}"]}\n`);
+  }
+
+  /** The mask shares on `route`'s work (default: the current work's) are checked against: negotiated ∩ the route's. */
+  effectiveVersionMask(route: RoutedWork | null = this.work.route): number {
+    return route ? (this.versionMask & route.versionMask) >>> 0 : this.versionMask;
+  }
+
+  /**
+   * Tell a version-rolling miner its effective mask when it differs from the one it was last told: after a resume
+   * onto a route, or when its route's upstream changed its mask. A miner that negotiated none gets nothing.
+   */
+  refreshVersionMask(): void {
+    if (!this.versionMask || this.closed) return;
+    const mask = this.effectiveVersionMask();
+    if (mask === this.toldVersionMask) return;
+    this.toldVersionMask = mask;
+    this.write(`{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(mask)}"]}\n`);
   }
 
   sendReconnect(host?: string, port?: number): void {

@@ -20,6 +20,8 @@ export interface StubUpstreamOptions {
   redirectTo?: number;
   /** Send set_extranonce with this size after authorize (a destination leaving too little room later). */
   laterExtranonce2Size?: number;
+  /** Grant version rolling with this mask at mining.configure (absent: configure is answered "unsupported"). */
+  versionMask?: number;
 }
 
 export class StubUpstream {
@@ -91,6 +93,10 @@ export class StubUpstream {
             if (this.o.redirectTo) s.write(JSON.stringify({ id: null, method: 'client.reconnect', params: ['127.0.0.1', this.o.redirectTo, 0] }) + '\n');
             if (this.o.laterExtranonce2Size) s.write(JSON.stringify({ id: null, method: 'mining.set_extranonce', params: ['abcdef01', this.o.laterExtranonce2Size] }) + '\n');
             break;
+          case 'mining.configure':
+            if (this.o.versionMask === undefined) { reply(null, [20, 'unsupported', null]); break; }
+            reply({ 'version-rolling': true, 'version-rolling.mask': this.o.versionMask.toString(16).padStart(8, '0') });
+            break;
           case 'mining.submit':
             this.submits.push(m.params);
             if (this.o.answer === 'silent') break;
@@ -102,6 +108,11 @@ export class StubUpstream {
         }
       }
     });
+  }
+
+  /** mining.set_version_mask to every connection (the destination changes its BIP310 mask mid-session). */
+  setVersionMask(mask: number): void {
+    for (const s of this.sockets) s.write(JSON.stringify({ id: null, method: 'mining.set_version_mask', params: [mask.toString(16).padStart(8, '0')] }) + '\n');
   }
 
   /** Drop every connection (the "pool died" case without closing the listener). */
