@@ -17,7 +17,7 @@ import { startTestPool } from './helpers/pool.ts';
 import { until } from './helpers/until.ts';
 import { freePort } from './helpers/free-port.ts';
 import { StubUpstream, type StubUpstreamOptions } from './helpers/stub-upstream.ts';
-import { LineClient } from './helpers/line-client.ts';
+import { LineClient, type Msg } from './helpers/line-client.ts';
 import { loadConfig } from '../src/cli/config.ts';
 import { reconnectHostFrom } from '../src/cli/run-routing.ts';
 import { solveShare } from './helpers/pool.ts';
@@ -413,5 +413,71 @@ describe('routing', () => {
     await until(() => router.meter.totals.get(7)!.valid >= t0.valid + 5, 15_000, 'more valid shares');
     assert.equal(badVersion(), bad0, `no share refused for its version bits since: ${JSON.stringify(m.stats().rejectedByReason)}`);
     assert.equal(router.membersOf(7).length, 1);
+  });
+  test('a proxy connection with a worker the route does not name is not routed: each worker keeps its own pool credit', async () => {
+    // Failed before: the connection was routed by its first worker (seller.rig1) only, and other.rig9's shares on it
+    // went to rig1's buyer, metered under a (route, worker) no assignment names: never billed nor paid, no pool credit.
+    // A proxy is routed only as a whole (every worker on it matches the route): refusing the other workers' shares
+    // instead would throw their hashrate away, and splitting one connection's work is not possible.
+    const { a, router, up, route } = await poolWithStub({ jobEveryMs: 500 });
+    const c = new LineClient(a.port);
+    stops.push(() => { c.socket.destroy(); });
+    await c.connected();
+    await c.request(1, 'mining.extranonce.subscribe');
+    await c.request(2, 'mining.subscribe', ['proxy/1.0']);
+    assert.equal((await c.request(3, 'mining.authorize', ['seller.rig1', 'x'])).result, true);
+    assert.equal((await c.request(4, 'mining.authorize', ['other.rig9', 'x'])).result, true);
+    const r = route(['seller.rig1']);
+    await until(() => r.accepting !== 'none', 10_000, () => `route up (${JSON.stringify(r.status)})`);
+    await new Promise((res) => setTimeout(res, 1000)); // several reconcile passes
+    assert.equal(c.messages.filter((m) => m.method === 'mining.set_extranonce').length, 0, 'not moved');
+    assert.equal(router.membersOf(7).length, 0);
+    assert.equal(up.submits.length, 0);
+    assert.equal(router.moves.set_extranonce + router.moves.reconnect, 0);
+    // The same connection with only seller.rig1 is routed (the route itself takes work).
+    const c2 = new LineClient(a.port);
+    stops.push(() => { c2.socket.destroy(); });
+    await c2.connected();
+    await c2.request(1, 'mining.extranonce.subscribe');
+    await c2.request(2, 'mining.subscribe', ['proxy/1.0']);
+    await c2.request(3, 'mining.authorize', ['seller.rig2', 'x']);
+    r.spec.workers.push('seller.rig2');
+    router.reconcile();
+    await c2.waitFor((m: Msg) => m.method === 'mining.set_extranonce', 10_000);
+  });
+
+  test('a worker of another account authorized on a routed connection: the connection goes back to pool work, and that worker\'s shares on the route\'s jobs are refused, not delivered', async () => {
+    // Failed before: nothing happened at the second authorize; other.rig9's share on the route's job was answered
+    // true, forwarded to the buyer and metered under other.rig9 (no assignment: unpaid work).
+    const { a, up, route, meter } = await poolWithStub({});
+    const c = new LineClient(a.port);
+    stops.push(() => { c.socket.destroy(); });
+    await c.connected();
+    await c.request(1, 'mining.extranonce.subscribe');
+    const sub = await c.request(2, 'mining.subscribe', ['proxy/1.0']);
+    const poolEn1 = (sub.result as [unknown, string])[1];
+    assert.equal((await c.request(3, 'mining.authorize', ['seller.rig1', 'x'])).result, true);
+    route(['seller.rig1']);
+    const xn = await c.waitFor((m: Msg) => m.method === 'mining.set_extranonce', 15_000);
+    const job = await c.waitFor((m: Msg) => m.method === 'mining.notify' && String((m.params as unknown[])[0]).startsWith('r'), 15_000);
+    const diffMsg = [...c.messages].reverse().find((m) => m.method === 'mining.set_difficulty')!;
+    const [en1, en2Size] = xn.params as [string, number];
+    assert.equal((await c.request(4, 'mining.authorize', ['other.rig9', 'x'])).result, true);
+    const back = await c.waitFor((m: Msg) => m.method === 'mining.set_extranonce' && (m.params as [string])[0] === poolEn1, 5000);
+    assert.ok(back, 'moved back to pool work at the second authorize');
+    const d = Number((diffMsg.params as unknown[])[0]);
+    const foreign = solveShare(job, en1, en2Size, d, { en2: '00'.repeat(en2Size - 1) + '02' });
+    foreign[0] = 'other.rig9';
+    const ans = await c.request(5, 'mining.submit', foreign);
+    assert.equal((ans.error as unknown[] | null)?.[0], 24, `refused: ${JSON.stringify(ans)}`);
+    assert.match(String((ans.error as unknown[])[1]), /other\.rig9/);
+    // rig1's own late share for that job still goes to the route (its work, metered for it).
+    const own = solveShare(job, en1, en2Size, d, { en2: '00'.repeat(en2Size - 1) + '03' });
+    own[0] = 'seller.rig1';
+    assert.equal((await c.request(6, 'mining.submit', own)).result, true);
+    await until(() => up.submits.length >= 1 && meter.pendingAnswers === 0, 5000, 'rig1 forwarded');
+    assert.equal(up.submits.length, 1, JSON.stringify(up.submits));
+    const buckets = [...(meter as unknown as { dirty: Map<string, { worker: string }> }).dirty.values()];
+    assert.ok(!buckets.some((b) => b.worker === 'other.rig9'), `other.rig9 not metered on the route: ${JSON.stringify(buckets)}`);
   });
 });

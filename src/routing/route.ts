@@ -92,6 +92,11 @@ export class Route extends EventEmitter<RouteEvents> implements RoutedWork {
   readonly jobs: RouteJobs;
   versionMask = 0;
   readonly members = new Map<StratumSession, Member>();
+  /**
+   * The workers (account.worker) each session was given to this route for: its shares of other workers (a proxy's)
+   * are refused (admits). Kept after release, for late shares; the router adds a matching worker authorized later.
+   */
+  private readonly admitted = new WeakMap<StratumSession, Set<string>>();
   private upstream: UpstreamClient | null = null;
   private up: UpstreamSession | null = null;
   private up1Hex = '';
@@ -283,7 +288,20 @@ export class Route extends EventEmitter<RouteEvents> implements RoutedWork {
     const assignment: WorkAssignment = { route: this, extranonce1, extranonce1Hex: toHex(extranonce1), extranonce2Size: this.up.extranonce2Size - this.prefixBytes };
     const m: Member = { session, worker, prefix, assignment };
     this.members.set(session, m);
+    this.admit(session, worker);
+    for (const w of session.workers.values()) if (this.matches(w)) this.admit(session, `${w.account}.${w.worker}`);
     return m;
+  }
+
+  /** This worker's shares on this session go to the route (see admitted). */
+  admit(session: StratumSession, worker: string): void {
+    let set = this.admitted.get(session);
+    if (!set) this.admitted.set(session, (set = new Set()));
+    set.add(worker);
+  }
+
+  admits(session: StratumSession, worker: AuthorizedWorker): boolean {
+    return this.admitted.get(session)?.has(`${worker.account}.${worker.worker}`) ?? false;
   }
 
   release(session: StratumSession): void {

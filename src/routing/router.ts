@@ -50,6 +50,25 @@ function canonical(w: AuthorizedWorker): string {
 }
 
 /**
+ * Whether a connection with these workers may work for this route: every one of them must match it. A proxy's
+ * connection carries several workers (accounts), and every share on it goes to the route it works for, metered
+ * under the share's worker: routed by its first worker only, a share of another was delivered to that buyer under
+ * a (route, worker) no assignment names, never billed nor paid, and no pool credit either. Such a connection is
+ * routed only as a whole; a worker that does not match authorizing on a routed one sends it back to pool work
+ * (and its shares on the route's jobs are refused: Route.admits). Refusing the other workers' shares while the
+ * connection stays routed would throw their hashrate away instead: an operator expects each worker's work paid to
+ * it, by the pool or by the buyer it was sold to.
+ */
+function fitsAll(r: Route, workers: Iterable<AuthorizedWorker>): boolean {
+  let any = false;
+  for (const w of workers) {
+    if (!r.matches(w)) return false;
+    any = true;
+  }
+  return any;
+}
+
+/**
  * Routing inside one stratum process: which of its sessions work for which route, carried out with
  * mining.set_extranonce where the miner subscribed to it, else client.reconnect (our host and port) and a resume
  * at mining.subscribe by the subscription id the miner sends back (cpuminer does). Which workers go where is
@@ -64,7 +83,7 @@ export class Router extends EventEmitter<RouterEvents> {
    * counts from then. Counted from the authorization, a miner that had mined longer than resumeMemoryMs came back
    * from our client.reconnect unknown, and was left on pool work for good.
    */
-  private readonly known = new Map<string, { worker: AuthorizedWorker; at: number }>();
+  private readonly known = new Map<string, { worker: AuthorizedWorker; workers: AuthorizedWorker[]; at: number }>();
   private readonly reconnectSent = new Map<string, number>();
   private readonly cannot = new Map<string, number>();
   private readonly leaving = new WeakSet<StratumSession>();
@@ -173,7 +192,7 @@ export class Router extends EventEmitter<RouterEvents> {
     // The place held for it (if any) counts as this session's in the route's choice, then is given up: from here
     // the session is a member, or on pool work like any other.
     const sentToRoute = this.reserved.has(subscriptionId);
-    const route = this.desired(k.worker, session, subscriptionId);
+    const route = this.desired(k.worker, session, subscriptionId, k.workers);
     this.reserved.delete(subscriptionId);
     const m = route?.assign(session, canonical(k.worker));
     if (!route || !m) {
@@ -189,7 +208,10 @@ export class Router extends EventEmitter<RouterEvents> {
 
   onAuthorized(session: StratumSession, worker: AuthorizedWorker): void {
     this.sessions.add(session);
-    this.known.set(session.id, { worker, at: this.now() });
+    // The whole set: a proxy coming back after client.reconnect is resumed only where all of them may go.
+    this.known.set(session.id, { worker: session.workers.first ?? worker, workers: [...session.workers.values()], at: this.now() });
+    const route = session.route;
+    if (route instanceof Route && route.matches(worker)) route.admit(session, canonical(worker));
     if (this.known.size > MAX_REMEMBERED) this.known.delete(this.known.keys().next().value as string);
     this.reconcileSession(session);
   }
@@ -236,8 +258,7 @@ export class Router extends EventEmitter<RouterEvents> {
       if (sum >= want) break;
       // A session leaving (sent client.reconnect) is counted by its held place, if it is coming here.
       if (chosen.has(s) || s.closed || this.leaving.has(s)) continue;
-      const w = s.workers.first;
-      if (!w || !r.matches(w)) continue;
+      if (!fitsAll(r, s.workers.values())) continue;
       chosen.add(s);
       sum += s.estimatedHashrate();
     }
@@ -265,12 +286,12 @@ export class Router extends EventEmitter<RouterEvents> {
    * The route this session's worker should work for now, if it can take it. resumingId: the subscription id the
    * session presented at its subscribe (it is being resumed: not authorized yet, not in this.sessions).
    */
-  private desired(worker: AuthorizedWorker, session: StratumSession, resumingId?: string): Route | null {
+  private desired(worker: AuthorizedWorker, session: StratumSession, resumingId?: string, workers?: readonly AuthorizedWorker[]): Route | null {
     const name = canonical(worker);
     const until = this.cannot.get(name);
     if (until !== undefined && until > this.now()) return null;
     for (const r of this.routes.values()) {
-      if (!r.matches(worker)) continue;
+      if (!fitsAll(r, workers ?? session.workers.values())) continue;
       if (r.spec.hashrate) {
         let chosen: Set<StratumSession>;
         if (resumingId !== undefined) chosen = this.chosenFor(r, { session, id: resumingId });

@@ -82,6 +82,12 @@ export interface RoutedWork {
    * and meters. Never submits a block to our node: a block on routed work is the upstream pool's.
    */
   onShare(session: StratumSession, worker: AuthorizedWorker | null, sent: SentJob | null, result: ShareResult, p: SubmitParams): void;
+  /**
+   * Whether this worker's shares on this session may go to the route (a proxy's connection carries several): false
+   * for a worker the route was not given with the session. Its shares on the route's jobs are refused (24) without
+   * being validated, forwarded or metered. Absent: all.
+   */
+  admits?(session: StratumSession, worker: AuthorizedWorker): boolean;
 }
 
 const MAX_SENT_JOBS = 64;
@@ -498,6 +504,14 @@ export class StratumSession {
     const work = at >= 0 ? this.sent.workAt(at) : this.work;
     const route = work.route;
     let result: ShareResult;
+    if (worker && route?.admits && !route.admits(this, worker)) {
+      // A proxy's worker that is not routed (another account's, or a worker no route names) on a job of the route
+      // this connection works for, or worked for: delivered, it would be work no one is billed or paid for, and
+      // credited by the pool, work the pool did not get. Refused; not the miner's fault (no abuse count).
+      const outcomes = (this.outcomes ??= {});
+      outcomes.unauthorized = (outcomes.unauthorized ?? 0) + 1;
+      return this.sendError(id, 24, `Worker ${worker.name} is not routed with this connection: its share for routed job ${p.jobId} is refused`);
+    }
     if (!worker) {
       result = { outcome: 'unauthorized', job };
     } else {
