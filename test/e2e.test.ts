@@ -90,17 +90,26 @@ test('end to end: embedded chain + pool + a fleet of miners find blocks the chai
       assert.equal(acct.body.shares24h.accepted, acceptedEvents, 'accepted shares in the API = shares the pool accepted');
       const apiRejected = Object.values(acct.body.shares24h.rejected as Record<string, number>).reduce((a, b) => a + b, 0);
       assert.equal(apiRejected, rejectedEvents);
-      // Hashrate over 5 minutes = Σ accepted pool difficulty × 2^32 / seconds covered. The account is younger
-      // than the window: it covers only the time since its first share (well under the 240–300 s of the window).
-      const diffSum = shares.filter((s) => s.outcome === 'accepted').reduce((a, s) => a + s.poolDifficulty, 0);
-      const w5 = acct.body.hashrate['5m'] as { hashrate: number; seconds: number; shares: number };
+      // Hashrate over 5 minutes: each worker's Σ accepted pool difficulty × 2^32 / the seconds it covers (younger
+      // than the window: only the time since its first share, well under the 240–300 s of the window); the
+      // account's is the sum of its workers'.
+      type Rate = { hashrate: number; seconds: number; shares: number };
+      const w5 = acct.body.hashrate['5m'] as Rate;
       const firstShare = Math.min(...shares.map((s) => s.time));
       assert.ok(w5.seconds >= 1 && w5.seconds <= (Date.now() - firstShare) / 1000 + 1, `5m window spans ${w5.seconds} s`);
       assert.equal(w5.shares, acceptedEvents);
-      const hr = w5.hashrate;
-      assert.ok(Math.abs(hr - (diffSum * 2 ** 32) / w5.seconds) <= 1e-9 * hr, `${hr} = Σd·2^32/${w5.seconds}`);
       const workers = await get('/api/v1/accounts/acct/workers');
       assert.equal(workers.body.total, 4, 'one worker per fleet miner');
+      const rows = workers.body.items as { worker: string; hashrate: Record<'5m', Rate> }[];
+      for (const row of rows) {
+        const d = shares.filter((s) => s.outcome === 'accepted' && s.worker === row.worker).reduce((a, s) => a + s.poolDifficulty, 0);
+        const r = row.hashrate['5m'];
+        assert.ok(d > 0 && Math.abs(r.hashrate - (d * 2 ** 32) / r.seconds) <= 1e-9 * r.hashrate, `${row.worker}: ${r.hashrate} = Σd·2^32/${r.seconds}`);
+      }
+      // (The account as the sum of its rows at one instant: test/stats-add-up.test.ts; two requests here are two
+      // instants.)
+      const sum = rows.reduce((a, x) => a + x.hashrate['5m'].hashrate, 0);
+      assert.ok(w5.hashrate >= sum * 0.9 && w5.hashrate <= sum * 1.1, `account ${w5.hashrate} ≈ Σ its workers ${sum}`);
       const blocksApi = await get('/api/v1/blocks?limit=500');
       const apiAccepted = (blocksApi.body.items as { hash: string; status: string }[]).filter((b) => b.status === 'pending' || b.status === 'confirmed').map((b) => b.hash).sort();
       assert.deepEqual(apiAccepted, onChain(blocks).map((b) => b.candidate.hash).sort(), 'blocks in the API = blocks on the chain');
