@@ -83,7 +83,7 @@ export class Router extends EventEmitter<RouterEvents> {
    * counts from then. Counted from the authorization, a miner that had mined longer than resumeMemoryMs came back
    * from our client.reconnect unknown, and was left on pool work for good.
    */
-  private readonly known = new Map<string, { worker: AuthorizedWorker; workers: AuthorizedWorker[]; at: number }>();
+  private readonly known = new Map<string, { worker: AuthorizedWorker; workers: AuthorizedWorker[] | null; at: number }>();
   private readonly reconnectSent = new Map<string, number>();
   private readonly cannot = new Map<string, number>();
   private readonly leaving = new WeakSet<StratumSession>();
@@ -192,7 +192,7 @@ export class Router extends EventEmitter<RouterEvents> {
     // The place held for it (if any) counts as this session's in the route's choice, then is given up: from here
     // the session is a member, or on pool work like any other.
     const sentToRoute = this.reserved.has(subscriptionId);
-    const route = this.desired(k.worker, session, subscriptionId, k.workers);
+    const route = this.desired(k.worker, session, subscriptionId, k.workers ?? [k.worker]);
     this.reserved.delete(subscriptionId);
     const m = route?.assign(session, canonical(k.worker));
     if (!route || !m) {
@@ -209,7 +209,8 @@ export class Router extends EventEmitter<RouterEvents> {
   onAuthorized(session: StratumSession, worker: AuthorizedWorker): void {
     this.sessions.add(session);
     // The whole set: a proxy coming back after client.reconnect is resumed only where all of them may go.
-    this.known.set(session.id, { worker: session.workers.first ?? worker, workers: [...session.workers.values()], at: this.now() });
+    // (An array only for a proxy: nearly every connection is one worker, and this entry is kept for each of them.)
+    this.known.set(session.id, { worker: session.workers.first ?? worker, workers: session.workers.size > 1 ? [...session.workers.values()] : null, at: this.now() });
     const route = session.route;
     if (route instanceof Route && route.matches(worker)) route.admit(session, canonical(worker));
     if (this.known.size > MAX_REMEMBERED) this.known.delete(this.known.keys().next().value as string);
