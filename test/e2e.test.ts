@@ -106,10 +106,9 @@ test('end to end: embedded chain + pool + a fleet of miners find blocks the chai
         const r = row.hashrate['5m'];
         assert.ok(d > 0 && Math.abs(r.hashrate - (d * 2 ** 32) / r.seconds) <= 1e-9 * r.hashrate, `${row.worker}: ${r.hashrate} = Σd·2^32/${r.seconds}`);
       }
-      // (The account as the sum of its rows at one instant: test/stats-add-up.test.ts; two requests here are two
-      // instants.)
-      const sum = rows.reduce((a, x) => a + x.hashrate['5m'].hashrate, 0);
-      assert.ok(w5.hashrate >= sum * 0.9 && w5.hashrate <= sum * 1.1, `account ${w5.hashrate} ≈ Σ its workers ${sum}`);
+      // The account as the sum of its rows is checked at one instant in test/stats-add-up.test.ts: two requests here
+      // are two instants, and a worker seconds old changes its rate by several per cent between them.
+      assert.equal(rows.reduce((a, x) => a + x.hashrate['5m'].shares, 0), acceptedEvents);
       const blocksApi = await get('/api/v1/blocks?limit=500');
       const apiAccepted = (blocksApi.body.items as { hash: string; status: string }[]).filter((b) => b.status === 'pending' || b.status === 'confirmed').map((b) => b.hash).sort();
       assert.deepEqual(apiAccepted, onChain(blocks).map((b) => b.candidate.hash).sort(), 'blocks in the API = blocks on the chain');
