@@ -11,6 +11,7 @@ import {
 } from './helpers/accounting.ts';
 import { type Q, ZERO, creditRun, shareValue } from './helpers/money-model.ts';
 import { SKIP_PG } from './helpers/pg.ts';
+import { Maintenance } from '../src/store/maintenance.ts';
 
 // FPPS from stored shares: credited per period after the watermark passes its end, to the satoshi against an
 // exact model of the formula, with the remainder carried; exactly once, including shares that arrive late.
@@ -176,6 +177,44 @@ for (const backend of BACKENDS) {
       assert.deepEqual(asked, [[202]]);
       assert.deepEqual(r.outcomes.map((o) => o.kind), ['credited']);
       assert.equal(r.waiting, null);
+    });
+  });
+}
+
+for (const backend of BACKENDS) {
+  describe(`FPPS with daily periods and compacted rollups on ${backend.name}`, { skip: backend.name === 'postgres' && SKIP_PG }, () => {
+    test('periods whose minute rollups compaction folded into hours are not taken for periods with late shares', async () => {
+      // Failed before: the late-share check compared a period's credited shares with its minute rollups only; with
+      // daily periods it looks back 24 days, past compaction (minutes folded into hours after a few days), so every
+      // older period looked changed and got a new revision on every accounting pass.
+      const { db, cleanup } = await openMigrated(backend);
+      try {
+        const D = 86_400_000;
+        const start = Date.UTC(2031, 3, 1);
+        const frame = await setupBooks(db, start, 86_400, { fppsFeeBps: 100, defaultScheme: 'fpps' });
+        await setBlockValue(db, 200, 5_000_000_000n, LOW_BITS);
+        const engine = new AccountingEngine(db, frame, null);
+        const batch: ShareEvent[] = [];
+        for (let d = 0; d < 8; d++) for (let h = 0; h < 24; h += 6) batch.push(share({ time: start + d * D + h * 3_600_000 + 61_000, account: 'dana', poolDifficulty: 2 }));
+        await writeShares(db, batch);
+        const now = start + 8 * D + 1000;
+        await setWatermark(db, now);
+        await engine.runOnce(now);
+        const credited = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM fpps_periods WHERE revisions = 0');
+        assert.equal(credited.rows[0].n, 8, 'eight daily periods credited');
+        const folded = await new Maintenance(db, { shareDays: 30, compactAfterDays: 2, partitionsAhead: 1, intervalMs: 60_000 }).runOnce(new Date(now));
+        assert.ok((folded.compacted ?? 0) > 0, `compaction folded minutes into hours: ${JSON.stringify(folded)}`);
+        assert.deepEqual(await engine.adjustLate(now + 1000), [], 'no period changed');
+        const revised = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM fpps_periods WHERE revisions > 0');
+        assert.equal(revised.rows[0].n, 0);
+        // A share that really is late, into a folded day, is still found and credited by an adjustment.
+        await writeShares(db, [share({ time: start + 1 * D + 7_200_000 + 5_000, account: 'dana', poolDifficulty: 2 })]);
+        const adj = await engine.adjustLate(now + 2000);
+        assert.deepEqual(adj.map((a) => a.kind === 'credited' && a.periodStart), [start + D]);
+        assert.deepEqual(await engine.ledger.verify(db), []);
+      } finally {
+        await cleanup();
+      }
     });
   });
 }

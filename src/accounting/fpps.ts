@@ -191,15 +191,20 @@ export class Fpps {
 
   /**
    * Periods credited since `since` whose accepted-share count has changed since (late shares). Minute-aligned
-   * periods compare with the per-minute rollups (a few rows per period); shorter ones count their shares.
+   * periods compare with the per-minute rollups (a few rows per period), hour-aligned ones with the hour rollups
+   * too: compaction folds the minutes of days older than a few into hours, and daily periods look back 24 days
+   * (compared with the minutes alone, every folded period looked changed and got a revision on every pass).
+   * Shorter periods count their shares.
    */
   async latePeriods(q: Queryable, frame: BooksFrame, since: number): Promise<{ periodStart: number; revision: number }[]> {
     const sinceIso = new Date(since).toISOString();
+    const hours = frame.periodSeconds % 3600 === 0
+      ? ' + (SELECT coalesce(sum(h.accepted), 0) FROM pool_rollups_hour h WHERE h.bucket >= p.period_start AND h.bucket < p.period_end)'
+      : '';
     const sql = frame.periodSeconds % 60 === 0
       ? `SELECT p.period_start, p.revisions FROM fpps_periods p
-         LEFT JOIN pool_rollups_minute r ON r.bucket >= p.period_start AND r.bucket < p.period_end
          WHERE p.period_start >= $1::timestamptz
-         GROUP BY p.period_start, p.revisions, p.shares HAVING coalesce(sum(r.accepted), 0) <> p.shares
+           AND p.shares <> (SELECT coalesce(sum(r.accepted), 0) FROM pool_rollups_minute r WHERE r.bucket >= p.period_start AND r.bucket < p.period_end)${hours}
          ORDER BY p.period_start`
       : `SELECT p.period_start, p.revisions FROM fpps_periods p
          WHERE p.period_start >= $1::timestamptz
