@@ -636,10 +636,7 @@ export class StratumSession {
     if (this.closed || !this.extranonceSubscribed || !this.subscribed) return false;
     this.work = next;
     let out = `{"id":null,"method":"mining.set_extranonce","params":["${next.extranonce1Hex}",${next.extranonce2Size}]}\n`;
-    if (this.versionMask) {
-      this.toldVersionMask = this.effectiveVersionMask();
-      out += `{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(this.toldVersionMask)}"]}\n`;
-    }
+    if (this.versionMask) out += this.tellVersionMask(this.effectiveVersionMask());
     this.write(out);
     this.sentDifficulty = null;
     this.lastJob = null; // the pool job (if any) is sent again under the new extranonce, clean
@@ -697,8 +694,7 @@ export class StratumSession {
   setVersionMask(mask: number): void {
     if (!this.versionMask) return;
     this.versionMask = (mask & this.opts.versionMask) >>> 0;
-    this.toldVersionMask = this.effectiveVersionMask();
-    this.write(`{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(this.toldVersionMask)}"]}\n`);
+    this.write(this.tellVersionMask(this.effectiveVersionMask()));
   }
 
   /** The mask shares on `route`'s work (default: the current work's) are checked against: negotiated ∩ the route's. */
@@ -713,9 +709,13 @@ export class StratumSession {
   refreshVersionMask(): void {
     if (!this.versionMask || this.closed) return;
     const mask = this.effectiveVersionMask();
-    if (mask === this.toldVersionMask) return;
+    if (mask !== this.toldVersionMask) this.write(this.tellVersionMask(mask));
+  }
+
+  /** The mining.set_version_mask line for `mask`, noted as what the miner was last told. */
+  private tellVersionMask(mask: number): string {
     this.toldVersionMask = mask;
-    this.write(`{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(mask)}"]}\n`);
+    return `{"id":null,"method":"mining.set_version_mask","params":["${u32Hex(mask)}"]}\n`;
   }
 
   sendReconnect(host?: string, port?: number): void {
