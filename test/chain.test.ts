@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import {
   DIFF1_TARGET, addressToScript, bitsToDifficulty, bitsToTarget, blockHashHex, buildCoinbase, coinbaseMerkleBranch,
   coinbaseWithWitness, difficultyToTarget, findWitnessCommitment, fromHex, hashDifficulty, hashToBigInt, hashToDisplay,
-  headerHash, merkleRoot, merkleRootFromBranch, parseBlock, parseTx, pushHeight, serializeBlock, serializeHeader,
+  headerHash, isWitnessProgram, merkleRoot, merkleRootFromBranch, parseBlock, parseTx, pushHeight, serializeBlock, serializeHeader,
   serializeTx, targetToBits, targetToDifficulty, toHex, txid, witnessCommitment, witnessMerkleRoot, wtxid, encodeVarInt, Reader,
 } from '../src/chain/index.ts';
 import { plainMerkleRoot } from './helpers/merkle.ts';
@@ -164,6 +164,15 @@ describe('chain: addresses', () => {
     ['mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn', 'testnet', '76a914243f1394f44554f4ce3fd68649c19adc483ce92488ac'],
     ['bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080', 'regtest', '0014751e76e8199196d454941c45d1b3a323f1433bd6'],
   ];
+  test('segwit output scripts (witness programs) and the others', () => {
+    // The payouts' external-signer cancel relies on it: a segwit input's spender keeps the unsigned txid.
+    const segwit = (a: string) => a.startsWith('bc1') || a.startsWith('tb1') || a.startsWith('bcrt1');
+    for (const [addr, net, script] of cases) assert.equal(isWitnessProgram(fromHex(script)), segwit(addr), `${addr} (${net})`);
+    assert.equal(isWitnessProgram(fromHex('6a24aa21a9ed' + '00'.repeat(32))), false, 'OP_RETURN');
+    assert.equal(isWitnessProgram(fromHex('0015' + '00'.repeat(20))), false, 'push length not the rest');
+    assert.equal(isWitnessProgram(fromHex('6114' + '00'.repeat(20))), false, 'not OP_0..OP_16');
+    assert.equal(isWitnessProgram(fromHex('6002' + '0000')), true, 'OP_16, two bytes');
+  });
   for (const [addr, net, script] of cases) {
     test(`${net} ${addr.slice(0, 12)}…`, () => {
       assert.equal(toHex(addressToScript(addr, net)), script);

@@ -4,7 +4,16 @@ export const OP_0 = 0x00;
 export const OP_PUSHDATA1 = 0x4c;
 export const OP_1NEGATE = 0x4f;
 export const OP_1 = 0x51;
+export const OP_16 = 0x60;
 export const OP_RETURN = 0x6a;
+
+/** A segwit output script (BIP141: v0 P2WPKH/P2WSH, v1+ such as P2TR): OP_0..OP_16, then one push of 2 to 40 bytes. */
+export function isWitnessProgram(script: Uint8Array): boolean {
+  if (script.length < 4 || script.length > 42) return false;
+  const version = script[0];
+  if (version !== OP_0 && (version < OP_1 || version > OP_16)) return false;
+  return script[1] === script.length - 2 && script[1] >= 2 && script[1] <= 40;
+}
 
 /** Minimal CScriptNum encoding (little-endian, sign bit in the top byte). */
 export function scriptNum(n: number): Buffer {

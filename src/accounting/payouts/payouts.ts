@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Transaction } from '@scure/btc-signer';
 import type { Logger } from 'pino';
-import { type NetworkName, addressToScript, fromHex, hashToDisplay, isValidAddress, parseTx } from '../../chain/index.ts';
+import { type NetworkName, addressToScript, fromHex, hashToDisplay, isValidAddress, isWitnessProgram, parseTx } from '../../chain/index.ts';
 import type { Database, Queryable } from '../../store/db.ts';
 import { ConflictError, InsufficientBalanceError, NotFoundError, ValidationError } from '../errors.ts';
 import { Ledger, credit, debit, owned, pool } from '../ledger.ts';
@@ -701,12 +701,4 @@ function unsignedTx(built: BuiltTx): SignedTx {
   const t = Transaction.fromPSBT(built.psbt);
   const hex = t.hex;
   return { hex, txid: t.id, vsize: built.vsize };
-}
-
-/** A segwit output script (v0 P2WPKH/P2WSH, v1+ such as P2TR): OP_n, then a single push of 2 to 40 bytes. */
-function isWitnessProgram(script: Buffer): boolean {
-  if (script.length < 4 || script.length > 42) return false;
-  const version = script[0];
-  if (version !== 0x00 && (version < 0x51 || version > 0x60)) return false;
-  return script[1] === script.length - 2 && script[1] >= 2 && script[1] <= 40;
 }
