@@ -1,6 +1,6 @@
 // Lines a session has read but not yet handled (held for a later turn: readTurnBudgetMs 0) are shares the miner
 // sent, any of which may be a block: on every way a connection ends they are recorded before the host hears of the
-// close (onClose, exactly once), except for an abusive peer; over TCP and TLS. Swapping the drain and the server's
+// close (onClose, exactly once), an abusive peer's too; over TCP and TLS. Swapping the drain and the server's
 // cleanup in StratumSession.onSocketClosed fails the TCP RST and the TLS FIN and RST cases (a TCP socket reads its FIN
 // only after every line before it: nothing is held then); dropping the held lines at a close fails all but TCP FIN.
 import { test } from 'node:test';
@@ -11,7 +11,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import type { StratumSession } from '../src/stratum/session.ts';
-import { floodMiner, floodPool } from './helpers/flood.ts';
+import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
+import { FLOOD_DIFFICULTY, floodMiner, floodPool } from './helpers/flood.ts';
+import { startTestPool } from './helpers/pool.ts';
+import { StubNode } from './helpers/stub-node.ts';
 import { LineClient } from './helpers/line-client.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'hashhub-close-order-'));
@@ -77,8 +80,7 @@ for (const secure of [false, true]) {
         const read = secure ? N : (text.slice(0, s.socket.bytesRead - readBefore).match(/\n/g) ?? []).length;
         assert.ok(read > 0 && read <= N);
         if (how === 'fin') assert.equal(read, N, 'a FIN is read after every line before it');
-        if (how === 'ban') assert.ok(recorded < read, `abusive close does not drain (${recorded} of ${read} read)`);
-        else assert.equal(recorded, read, `every share read is recorded (${recorded}/${read} read of ${N} sent, held ${held})`);
+        assert.equal(recorded, read, `every share read is recorded (${recorded}/${read} read of ${N} sent, held ${held})`);
         const srv = p.pool.server as unknown as { perIp: Map<string, number>; stats: { connections: number } };
         assert.equal(srv.perIp.size, 0);
         assert.equal(srv.stats.connections, 0);
@@ -88,3 +90,36 @@ for (const secure of [false, true]) {
     });
   }
 }
+
+// A close decided while handling a line (here: too many invalid shares) stopped the framer at once, so the lines
+// read after the offending one were dropped unhandled; with a block among them, the block was lost.
+test('a close decided inside a line (too many invalid shares): the shares read after it are handled and recorded', async () => {
+  const D = FLOOD_DIFFICULTY;
+  const { pool, port, shareLog } = await startTestPool(new StubNode(), {
+    readTurnBudgetMs: 0,
+    messagesPerSecond: 20, messageBurst: 40, readLinesPerSecond: 1e9,
+    vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: D, maxDifficulty: D },
+    initialDifficulty: D,
+    ban: { ...DEFAULT_STRATUM_OPTIONS.ban, maxRejects: 5, minRejectRatio: 0.5 },
+  });
+  const accepted: string[] = [];
+  shareLog.onShare((e) => { if (e.outcome === 'accepted') accepted.push(e.worker); });
+  try {
+    const m = await floodMiner(new LineClient(port, '127.0.3.2'));
+    const lines = m.shares(21).split('\n').filter((l) => l.length > 0);
+    // One valid share, five duplicates of it (invalid: the fifth closes the connection), then twenty valid shares.
+    const dup = (i: number) => lines[0].replace('"id":1000', `"id":${2000 + i}`);
+    const text = [lines[0], dup(1), dup(2), dup(3), dup(4), dup(5), ...lines.slice(1)].join('\n') + '\n';
+    const s = [...pool.server.sessions][0];
+    const readBefore = s.socket.bytesRead;
+    m.c.socket.write(text);
+    await m.c.waitClose(5000);
+    assert.equal(s.socket.bytesRead - readBefore, text.length, 'the pool read every line before it closed');
+    assert.match(s.closeReason, /^abuse: 5 invalid shares/);
+    assert.equal(pool.server.stats.abuseClosed, 1, 'closed for abuse once');
+    assert.deepEqual(s.counts, { accepted: 21, duplicate: 5 });
+    assert.equal(accepted.length, 21, 'every valid share read is recorded');
+  } finally {
+    await pool.stop(50);
+  }
+});

@@ -136,22 +136,22 @@ export class StratumServer implements SessionOwner {
     this.host.onClose(session);
   }
 
-  /** Ban the session's IP with back-off and close it. */
   /** An abusive session is closed; its IP is banned (with back-off) after repeated offences. */
   ban(session: StratumSession, reason: string): void {
-    if (session.closed) return;
+    // Once per connection: the lines it had read are handled before it closes, and may offend again meanwhile.
+    if (session.closed || session.closing) return;
     const now = this.host.now();
     const b = this.opts.ban;
     if (!this.bans.strike(session.remoteAddress, now, b.offencesBeforeBan, b.strikeWindowMs)) {
       this.stats.abuseClosed++;
       this.log?.warn({ ip: session.remoteAddress, session: session.id, reason }, 'closing abusive connection');
-      session.close(`abuse: ${reason}`, { abusive: true });
+      session.close(`abuse: ${reason}`);
       return;
     }
     const ms = this.bans.ban(session.remoteAddress, now);
     this.stats.bans++;
     this.log?.warn({ ip: session.remoteAddress, session: session.id, reason, banMs: ms }, 'banning peer');
-    session.close(`banned: ${reason}`, { abusive: true });
+    session.close(`banned: ${reason}`);
   }
 
   isBanned(ip: string): boolean {

@@ -270,7 +270,11 @@ export class StratumSession {
 
   /** The socket closed: lines it had read are handled while the session is still open, then the owner is told. */
   private onSocketClosed(): void {
-    try { this.drainHeld(); } finally { this.owner?.sessionClosed(this); }
+    try {
+      this.drainHeld();
+      // A close asked meanwhile (from a line of the drain, or deferred to the end of a chunk) completes now.
+      if (this.closeReason !== '') this.completeClose();
+    } finally { this.owner?.sessionClosed(this); }
   }
 
   readonly extranonce1Hex: string;
@@ -746,14 +750,32 @@ export class StratumSession {
   /** Bytes written and not yet taken by the kernel (counted by the write budget). */
   pendingWriteBytes = 0;
 
-  close(reason: string, opts: { abusive?: boolean } = {}): void {
+  close(reason: string): void {
+    if (this.closed || this.closeReason !== '') return;
+    this.closeReason = reason || 'closed';
+    // Lines already read and not handled yet are shares the miner sent before we chose to close (shutdown, a move
+    // to another pool, a full write buffer, abuse): any of them may be a block, so they are handled first, as when
+    // the peer leaves (drainHeld). Bounded: a paused socket holds a few KB at most (HELD_BYTES_MAX, one read).
+    if (this.inLine) {
+      // Decided while handling a line (too many invalid shares, a full write buffer): the framer keeps the rest of
+      // this chunk, and the close completes once the chunk is done. Inside a drain, the drain goes on (its caller
+      // completes the close).
+      if (!this.drainingHeld) {
+        this.framer.hold();
+        queueMicrotask(() => this.completeClose());
+      }
+      return;
+    }
+    this.completeClose();
+  }
+
+  /** A close was asked (closeReason set), its held lines not yet handled or the socket not yet ended. */
+  get closing(): boolean { return this.closeReason !== '' && !this.closed; }
+
+  private completeClose(): void {
     if (this.closed) return;
-    // Lines already read and waiting for a turn are shares the miner sent before we chose to close (shutdown, a
-    // move to another pool, a full write buffer): handle them first, as when the peer leaves (drainHeld). Not for
-    // an abusive peer, nor from inside a line (a close decided while handling one).
-    if (!opts.abusive && !this.inLine) this.drainHeld();
+    this.drainHeld();
     this.closed = true;
-    this.closeReason = reason;
     this.framer.stop();
     // end() uncorks at once (Node 20). A socket still corked holds answers to accepted shares until their spool
     // write (the pool's AnswerGate releases it then, at the latest at the turn's end): end it after that, or a share
