@@ -38,10 +38,13 @@ describe('block-state: classifying node answers', () => {
     assert.equal(classifyError({ kind: 'rpc', code: -22, message: 'Block decode failed' }).kind, 'rejected');
   });
 
-  test('a round: any accepting or ask-chain answer wins over a rejection; only silence retries', () => {
+  test('a round: any accepting or ask-chain answer wins over a rejection; a rejection is final only when every endpoint answered', () => {
     assert.equal(combineRound([{ kind: 'rejected', reason: 'high-hash' }, { kind: 'accepted' }]).next, 'check-chain');
     assert.equal(combineRound([{ kind: 'no-verdict', reason: 'x' }, { kind: 'ask-chain', reason: 'duplicate' }]).next, 'check-chain');
-    assert.deepEqual(combineRound([{ kind: 'no-verdict', reason: 'x' }, { kind: 'rejected', reason: 'high-hash' }]), { next: 'rejected', reason: 'high-hash' });
+    assert.deepEqual(combineRound([{ kind: 'rejected', reason: 'high-hash' }, { kind: 'rejected', reason: 'bad-cb-amount' }]), { next: 'rejected', reason: 'high-hash' });
+    // One node rejects, another could not be reached: that one has not judged the block (it may be the one that is right).
+    assert.deepEqual(combineRound([{ kind: 'no-verdict', reason: 'ECONNREFUSED' }, { kind: 'rejected', reason: 'bad-version' }]),
+      { next: 'retry', reason: 'rejected by one node (bad-version), no verdict from another: ECONNREFUSED', rejected: 'bad-version' });
     assert.equal(combineRound([{ kind: 'no-verdict', reason: 'a' }, { kind: 'no-verdict', reason: 'b' }]).next, 'retry');
     assert.equal(combineRound([]).next, 'retry');
   });
@@ -191,6 +194,33 @@ describe('BlockTracker', () => {
     };
     tr.found(candidate(4, { prevHash: 'bb'.repeat(32) }));
     await until(() => tr.get(hashN(4))?.status === 'pending', 2000, 'the duplicate is our won block');
+    await tr.stop(100);
+  });
+
+  test('one endpoint rejects while another is unreachable: retried until the other answers (it takes the block), or rejected once the chain moves past', async () => {
+    // Before, the first round settled the block as rejected and the reachable-later node never got it.
+    const node = new ScriptedNode();
+    let down = 3;
+    node.answer = (hash) => {
+      if (down-- > 0) return [{ endpoint: 'old', result: 'bad-version(0x20000000)' }, { endpoint: 'main', error: { kind: 'network', message: 'ECONNREFUSED' } }];
+      node.best.set(hash, 101);
+      return [{ endpoint: 'old', result: 'bad-version(0x20000000)' }, { endpoint: 'main', result: null }];
+    };
+    const { t: tr, events, tipHeight } = tracker(node);
+    tr.found(candidate(6));
+    await until(() => tr.get(hashN(6))?.status === 'pending', 3000, 'pending once the other node took it');
+    assert.equal(node.rounds.length, 4);
+    assert.ok(!events.some((e) => e.kind === 'status' && e.status === 'rejected'), 'never recorded as rejected');
+
+    // The other node never comes back and the chain moves past: the one rejection stands (not "orphaned").
+    node.answer = () => [{ endpoint: 'old', result: 'bad-cb-amount' }, { endpoint: 'main', error: { kind: 'timeout', message: 'no answer within 10000 ms' } }];
+    tr.found(candidate(7, { prevHash: 'dd'.repeat(32) }));
+    await until(() => node.rounds.length >= 7, 2000, 'retried');
+    assert.equal(tr.get(hashN(7))?.status, 'submitted');
+    node.bestHeight = 102;
+    tipHeight.value = 102;
+    await until(() => tr.get(hashN(7))?.settled === true, 2000, 'settled once the chain is past');
+    assert.deepEqual([tr.get(hashN(7))?.status, tr.get(hashN(7))?.result], ['rejected', 'bad-cb-amount']);
     await tr.stop(100);
   });
 

@@ -71,6 +71,9 @@ interface Tracked {
   /** Sent at least once (queued candidates are not). */
   sent: boolean;
   retryTimer: NodeJS.Timeout | null;
+  /** A final reason from one endpoint while another gave no verdict (see combineRound): the block's status if the
+   *  chain moves past it without it. */
+  rejectedBy?: string;
   /** Time of the last status event (unset: none yet in this process). */
   statusAt?: number;
 }
@@ -245,6 +248,7 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
     }
     // No verdict. The chain may still answer (e.g. an earlier round reached the node but its answer was lost).
     t.result = round.reason;
+    if (round.rejected !== null) t.rejectedBy = round.rejected;
     const tip = this.opts.tipHeight();
     if (tip !== null && tip > t.c.height) {
       await this.checkOne(t);
@@ -257,7 +261,9 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
     if (!this.running && this.stoppedForGood) return;
     const ms = retryDelayMs(t.attempts, this.opts.retryMinMs, this.opts.retryMaxMs);
     if (t.attempts === 1 || t.attempts % 10 === 0) {
-      this.log.error({ hash: t.c.hash, height: t.c.height, attempt: t.attempts, retryInMs: ms, reason: t.result }, 'block submission reached no node; retrying until a verdict or the chain moves past');
+      this.log.error({ hash: t.c.hash, height: t.c.height, attempt: t.attempts, retryInMs: ms, reason: t.result },
+        t.rejectedBy === undefined ? 'block submission reached no node; retrying until a verdict or the chain moves past'
+          : 'block submission rejected by one node while another gave no verdict; retrying until every node answers or the chain moves past');
     }
     clearTimeout(t.retryTimer ?? undefined);
     t.retryTimer = setTimeout(() => {
@@ -315,6 +321,11 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
     const d = decideFromChain(t.c.height, t.status, { confirmations: header?.confirmations ?? null, bestHeight: best }, this.opts.maturity);
     if (d.status === 'submitted') return false; // not on the chain, chain not past it: keep submitting
     if (reasonIfOff !== null && d.status !== 'pending' && d.status !== 'confirmed') return false; // the caller rejects it
+    if (d.status === 'orphaned' && t.status === 'submitted' && t.rejectedBy !== undefined) {
+      // Never taken by any node, judged invalid by one: the chain moved past it, so the rejection stands.
+      this.setStatus(t, 'rejected', t.rejectedBy, 0, true);
+      return false;
+    }
     const result = d.status === 'orphaned' && t.status !== 'orphaned'
       ? `not on the best chain (chain at ${best})`
       : d.status === 'pending' || d.status === 'confirmed' ? null : t.result;

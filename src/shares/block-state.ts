@@ -12,8 +12,10 @@
 //                                   being resubmitted)
 //   orphaned ──(the chain is `maturity` blocks past its height)──▶ settled (nothing can bring it back)
 //
-// A won block is never `rejected`: a rejection is only recorded when no endpoint said anything else and the
-// chain does not hold the block. A transport error is never a rejection.
+// A won block is never `rejected`: a rejection is only recorded when every endpoint answered, none said anything
+// else, and the chain does not hold the block. A transport error is never a rejection, and an endpoint that could
+// not be reached has not judged the block: a rejection by one node while another gave no verdict is retried (to
+// every endpoint) until the silent one answers, or until the chain moves past the block (then: rejected).
 
 export const BLOCK_STATUSES = ['submitted', 'unconfirmed', 'pending', 'confirmed', 'orphaned', 'rejected'] as const;
 export type BlockStatus = (typeof BLOCK_STATUSES)[number];
@@ -33,7 +35,8 @@ export type SubmitVerdict =
 export type RoundOutcome =
   | { next: 'check-chain'; accepted: boolean; reason: string | null }
   | { next: 'rejected'; reason: string }
-  | { next: 'retry'; reason: string };
+  /** No verdict from some endpoint (and none took the block): retried. `rejected`: another endpoint's final reason. */
+  | { next: 'retry'; reason: string; rejected: string | null };
 
 // Answers that are not verdicts on the block's validity. Core: `duplicate` (already have it, valid),
 // `duplicate-inconclusive` (have it, not fully validated: side branch), `inconclusive` (valid, not on the best
@@ -67,9 +70,16 @@ export function combineRound(verdicts: readonly SubmitVerdict[]): RoundOutcome {
   const ask = verdicts.find((v): v is Extract<SubmitVerdict, { kind: 'ask-chain' }> => v.kind === 'ask-chain');
   if (accepted || ask) return { next: 'check-chain', accepted, reason: accepted ? null : ask!.reason };
   const rejected = verdicts.find((v): v is Extract<SubmitVerdict, { kind: 'rejected' }> => v.kind === 'rejected');
-  if (rejected) return { next: 'rejected', reason: rejected.reason };
-  const why = verdicts.map((v) => ('reason' in v ? v.reason : '')).filter(Boolean).join('; ');
-  return { next: 'retry', reason: why || 'no endpoint answered' };
+  const silent = verdicts.filter((v) => v.kind === 'no-verdict');
+  if (rejected && silent.length === 0) return { next: 'rejected', reason: rejected.reason };
+  // One node's rejection is not final while another has not judged the block: it may be the node that is right
+  // (the rejecting one lagging a soft fork, misconfigured, or on another chain), and it never got the block.
+  const why = silent.map((v) => ('reason' in v ? v.reason : '')).filter(Boolean).join('; ');
+  return {
+    next: 'retry',
+    reason: rejected ? `rejected by one node (${rejected.reason}), no verdict from another: ${why || 'no answer'}` : why || 'no endpoint answered',
+    rejected: rejected?.reason ?? null,
+  };
 }
 
 /** What the node's chain says about a block: getblockheader's confirmations (null: the node does not know it). */
