@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { MarketError } from '../src/market/errors.ts';
 import { reserveSat } from '../src/market/orders.ts';
 import type { DeliveryRecord } from '../src/market/ports.ts';
+import { publishIndexInTx, recomputeIndex } from '../src/market/index-run.ts';
 import { MarketService } from '../src/market/service.ts';
 import { CARRY_DEN } from '../src/market/settlement.ts';
 import { HASHES_PER_PH_DAY, HS_PER_PHS } from '../src/market/units.ts';
-import type { Database } from '../src/store/db.ts';
+import type { Database, Queryable } from '../src/store/db.ts';
 import { PgDatabase } from '../src/store/pg.ts';
 import { DEST, TestCapacity, TestDelivery, TestLedger, TestRoutes, migrated, seedAccounts, testConfig } from './helpers/market.ts';
 import { SKIP_PG, createTestPg } from './helpers/pg.ts';
@@ -368,6 +369,43 @@ describe('market service on Postgres', { skip: SKIP_PG }, () => {
     assert.equal(row.day, '2031-03-09');
     assert.equal(row.hashprice, null);
     assert.equal((await market.recomputeIndex('2031-03-09')).identical, true);
+  });
+
+  test('the index is published from one view of the day: a settlement committing meanwhile, or a second process publishing, changes nothing', async () => {
+    // Failed before: publication read the trades, then counted unsettled ticks, without the market's lock. The
+    // day's last tick settled in between was counted as settled but its trades were missed: the day was published
+    // as 'none' while its recomputation was a VWAP of 45,000. And two processes publishing one day: one failed
+    // with a duplicate key.
+    const cfg = testConfig({ index: { minVolumeHashes: 1n, minMidTicks: 60, publishAfterSeconds: 1800 } });
+    const w = await world({ index: cfg.index });
+    const last = t0 + 1439; // 23:59, the day's last tick
+    w.clock.now = last * TICK + 1000;
+    await w.market.placeBid(actor(w, 'bob'), bidReq({ limitHs: 200n * TH }));
+    await w.market.placeAsk(actor(w, 'sue'), { minPrice: 40_000, workers: ['r1', 'r2'] });
+    await w.market.runOnce(w.clock.now);
+    assert.equal(deliverAll(w, last).length, 2);
+    w.clock.now = T0 + 86_400_000 + 1800_000 + 1; // publication time; the meter's watermark still holds the tick
+    let settling: Promise<unknown> | null = null;
+    const settleAfterTrades = (tx: Queryable): Queryable => new Proxy(tx, {
+      get: (t, p) => p !== 'query' ? Reflect.get(t, p).bind(t) : (async (sql: string, params?: unknown[]) => {
+        const r = await t.query(sql, params);
+        if (!settling && /FROM market_trades x JOIN market_ticks/.test(sql)) {
+          settling = w.market.settleTick(last);
+          // The settlement commits here unless the publication holds the market's lock (then it waits for it).
+          await Promise.race([settling, new Promise((ok) => setTimeout(ok, 1000))]);
+        }
+        return r;
+      }),
+    });
+    const first = await w.db.transaction((tx) => publishIndexInTx(settleAfterTrades(tx), w.market.cfg, '2031-03-10')).catch((e: Error) => e);
+    await settling;
+    if (first instanceof Error) assert.equal((first as MarketError).code, 'INDEX_NOT_READY');
+    const other = new MarketService({ db: w.db, ledger: w.ledger, routes: w.routes, delivery: w.delivery, capacity: w.capacity, config: w.market.cfg, now: () => w.clock.now });
+    const [a, b] = await Promise.all([w.market.publishIndex('2031-03-10'), other.publishIndex('2031-03-10')]);
+    assert.equal(a.inputsDigest, b.inputsDigest);
+    assert.equal(a.method, 'vwap');
+    assert.equal(a.value, 45_000);
+    assert.equal((await recomputeIndex(w.db, w.market.cfg, '2031-03-10')).identical, true);
   });
 
   test('the daily index is published after the day, and recomputed from the database bit for bit; a correction is logged', async () => {

@@ -12,7 +12,7 @@ import {
   INDEX_METHODOLOGY_VERSION, type IndexInputs, type IndexParams, type IndexResult, type IndexTrade, type TickMid, computeDailyIndex, dayBounds,
 } from './index-price.ts';
 import type { ChainSnapshot } from './ports.ts';
-import { big, int, stableJson } from './sql.ts';
+import { big, int, lockMarket, stableJson } from './sql.ts';
 import { type Rational, reduce } from './units.ts';
 
 export interface IndexRow {
@@ -166,6 +166,10 @@ async function writeIndex(q: Queryable, result: IndexResult, params: IndexParams
 
 /** Publish `day` once; a second call returns the published row unchanged. Refuses while a tick of the day is unsettled. */
 export async function publishIndexInTx(tx: Queryable, cfg: MarketConfig, day: string): Promise<{ row: IndexRow; published: boolean }> {
+  // The market's lock first: no settlement commits between reading the day's trades and counting its unsettled
+  // ticks (without it, a tick settled in between counted as settled while its trades were missed, and the day was
+  // published without them), and a second process publishing the same day waits, then finds the row.
+  await lockMarket(tx);
   const existing = await readIndex(tx, day);
   if (existing) return { row: existing, published: false };
   const params = paramsOf(cfg);
@@ -196,6 +200,7 @@ export async function recomputeIndex(q: Queryable, cfg: MarketConfig, day: strin
 /** Re-publish a day after its stored inputs changed (a trade corrected), logging who and why. */
 export async function correctIndexInTx(tx: Queryable, cfg: MarketConfig, day: string, actor: string, reason: string): Promise<{ row: IndexRow; changed: boolean }> {
   if (!reason.trim()) throw new MarketError('INVALID_ORDER', 'a correction needs a reason', 'reason');
+  await lockMarket(tx); // as publishIndexInTx: one consistent view of the day, one writer at a time
   const before = await readIndex(tx, day);
   if (!before) throw new MarketError('INDEX_NOT_FOUND', `no index published for ${day}`);
   const c = await computeIndexFromDb(tx, day, before.params);
