@@ -371,6 +371,19 @@ describe('market service on Postgres', { skip: SKIP_PG }, () => {
     assert.equal((await market.recomputeIndex('2031-03-09')).identical, true);
   });
 
+  test('on a low-difficulty chain (regtest, signet) the index is published without a hashprice', async () => {
+    // Failed before: hashprice 2.16e29 sat/PH/day at regtest's nBits became a float, its INSERT into a bigint column
+    // failed ("invalid input syntax for type bigint"), and so did every publication of the index on such a chain.
+    const w = await world();
+    const market = new MarketService({
+      db: w.db, ledger: w.ledger, routes: w.routes, delivery: w.delivery, capacity: w.capacity, config: testConfig(), now: () => w.clock.now,
+      chain: { snapshot: async () => ({ height: 200, bits: 0x207fffff, subsidySat: 5_000_000_000n, feesSat: 0n, blocks: 144 }) },
+    });
+    const row = await market.publishIndex('2031-03-09');
+    assert.equal(row.hashprice, null);
+    assert.equal((await market.recomputeIndex('2031-03-09')).identical, true);
+  });
+
   test('the index is published from one view of the day: a settlement committing meanwhile, or a second process publishing, changes nothing', async () => {
     // Failed before: publication read the trades, then counted unsettled ticks, without the market's lock. The
     // day's last tick settled in between was counted as settled but its trades were missed: the day was published

@@ -49,5 +49,10 @@ export function hashprice(i: HashpriceInputs): Hashprice {
     dDen = d.den;
   }
   const exact = reduce({ num: HASHES_PER_PH_DAY * revenueNum * dDen, den: blocks * dNum * HASHES_PER_DIFFICULTY });
-  return { sat: Number(roundHalfEven(exact)), exact };
+  const sat = roundHalfEven(exact);
+  // Below a difficulty of about 700 (regtest, signet, a testnet min-difficulty tip) a PH/s would earn more than 2^53
+  // sat a day: no float holds it exactly, and no bigint column past 2^63 (the snapshot's INSERT failed and with it
+  // the day's publication). Such a chain has no meaningful hashprice: it is refused, and the index goes without.
+  if (sat > BigInt(Number.MAX_SAFE_INTEGER)) throw new MarketInputError(`hashprice: ${sat} sat/PH/day is beyond 2^53 (difficulty too low to price)`);
+  return { sat: Number(sat), exact };
 }
