@@ -177,6 +177,30 @@ describe('market service on Postgres', { skip: SKIP_PG }, () => {
     assert.equal(await w.ledger.balance(w.db, 'market-fee'), BigInt(s.fee_sat));
   });
 
+  test('a seller cancels its ask, and an ask reaching its end time expires: its workers go home, the clock goes on', async () => {
+    // Failed before: cancelAsk's UPDATE used $2 for both the state (an enum) and state_code (text): Postgres refused
+    // it ("inconsistent types deduced for parameter $2"), so DELETE /asks/:id answered 500 and a seller could never
+    // stop selling; an ask's end time made every pass of the clock throw in expireDue, before clearing: the whole
+    // market stopped clearing and settling.
+    const w = await world();
+    await w.market.placeBid(actor(w, 'bob'), bidReq());
+    const sue = (await w.market.placeAsk(actor(w, 'sue'), { minPrice: 40_000, workers: ['r1', 'r2'] })).ask;
+    const sam = (await w.market.placeAsk(actor(w, 'sam'), { minPrice: 40_000, workers: ['r1'], endTime: new Date((t0 + 1) * TICK + 10_000) })).ask;
+    await w.market.runOnce(w.clock.now);
+    assert.equal(w.routes.last()[0].workerIds.length, 3);
+    const c = await w.market.cancelAsk(actor(w, 'sue'), sue.id);
+    assert.equal(c.ask.state, 'cancelled');
+    assert.deepEqual([...w.routes.stoppedWorkers].sort(), [w.worker.get('sue.r1'), w.worker.get('sue.r2')].sort());
+    w.clock.now = (t0 + 1) * TICK + 1000;
+    await w.market.runOnce(w.clock.now);
+    assert.deepEqual(w.routes.last()[0].workerIds, [w.worker.get('sam.r1')]);
+    w.clock.now = (t0 + 2) * TICK + 1000; // past sam's end time
+    await w.market.runOnce(w.clock.now);
+    assert.equal((await w.market.orders.getAsk(sam.id))!.state, 'expired');
+    assert.ok(w.routes.stoppedWorkers.includes(w.worker.get('sam.r1')!));
+    assert.equal((await q1<{ n: string }>(w.db, `SELECT count(*)::text AS n FROM market_ticks`)).n, '3', 'the clock cleared every tick');
+  });
+
   test('the buyer pool fails: the bid pauses, its workers go home at the next tick, nothing is charged; it resumes when the pool is back', async () => {
     const w = await world();
     const { bid } = await w.market.placeBid(actor(w, 'bob'), bidReq());

@@ -370,7 +370,10 @@ export class OrderBook {
     return this.db.transaction(async (tx) => {
       const ask = actor === 'market' ? (await this.getAsk(id, tx))! : await this.ownedAsk(tx, actor, id, true);
       if (!LIVE_ASK_STATES.includes(ask.state)) throw new MarketError('ORDER_CLOSED', `ask ${id} is already ${ask.state}`);
-      await tx.query(`UPDATE market_asks SET state = $2, state_code = $2, state_message = $3, updated_at = now() WHERE id = $1`, [id, to, to === 'cancelled' ? 'cancelled by its owner' : 'end time reached']);
+      // The state and its code are one word but two parameters: one $2 for the enum and the text column is refused by
+      // Postgres ("inconsistent types deduced for parameter $2").
+      await tx.query(`UPDATE market_asks SET state = $2, state_code = $3, state_message = $4, updated_at = now() WHERE id = $1`,
+        [id, to, to, to === 'cancelled' ? 'cancelled by its owner' : 'end time reached']);
       await event(tx, 'ask', id, 'state', actor === 'market' ? 'market' : actorLabel(actor), { from: ask.state, to });
       const routed = await tx.query<{ worker_id: string }>(`SELECT worker_id FROM market_assignments WHERE ask_id = $1 AND to_tick IS NULL`, [id]);
       return { ask: (await this.getAsk(id, tx))!, workerIds: routed.rows.map((r) => int(r.worker_id)) };
