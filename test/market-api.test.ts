@@ -100,6 +100,29 @@ describe('market API', { skip: SKIP_PG }, () => {
     assert.equal(missing.json().error.code, 'VALIDATION_FAILED');
   });
 
+  test('a price in a body must be a JSON number: null or false is not a floor of 0, true is not 1 sat', async () => {
+    // Failed before: the API's type coercion (meant for query strings) turned "minPrice": null into 0 and stored an
+    // ask that sells at any clearing price (201); false did the same, and "maxPrice": true became a 1 sat bid.
+    for (const minPrice of [null, false, true, '40000']) {
+      const r = await call('POST', '/api/v1/market/asks', 'tok-sue', { minPrice, workers: ['r3'] });
+      assert.equal(r.statusCode, 400, `minPrice ${JSON.stringify(minPrice)}: ${r.body}`);
+      assert.equal(r.json().error.code, 'INVALID_PRICE');
+      assert.equal(r.json().error.details[0].path, '/minPrice');
+    }
+    for (const maxPrice of [null, true]) {
+      const r = await call('POST', '/api/v1/market/bids', 'tok-bob', bid({ maxPrice }));
+      assert.equal(r.statusCode, 400, `maxPrice ${JSON.stringify(maxPrice)}: ${r.body}`);
+      assert.equal(r.json().error.code, 'INVALID_PRICE');
+    }
+    const ask = await call('POST', '/api/v1/market/asks', 'tok-sue', { minPrice: 40_000, workers: ['r3'] });
+    assert.equal(ask.statusCode, 201, ask.body);
+    const edit = await call('PATCH', `/api/v1/market/asks/${ask.json().id}`, 'tok-sue', { minPrice: null });
+    assert.equal(edit.statusCode, 400, edit.body);
+    assert.equal((await call('GET', `/api/v1/market/asks/${ask.json().id}`, 'tok-sue')).json().minPrice, 40_000);
+    const del = await call('DELETE', `/api/v1/market/asks/${ask.json().id}`, 'tok-sue');
+    assert.equal(del.statusCode, 200, del.body);
+  });
+
   test('tokens and roles: no token 401, unknown token 401, a watcher reads but cannot write, another account sees "not found"', async () => {
     assert.equal((await call('GET', '/api/v1/market/bids')).json().error.code, 'UNAUTHORIZED');
     assert.equal((await call('GET', '/api/v1/market/bids', 'nope')).statusCode, 401);

@@ -83,6 +83,10 @@ describe('hashhub market / hashhub index (CLI)', { skip: SKIP_PG }, () => {
     assert.match(book.stdout, /40000 +0.2 +1/);
     const orders = await cli(['market', 'orders', '--token', 'tok-bob'], env());
     assert.match(orders.stdout, /bid 1 {2}active .* fill 0.2 PH\/s, queue #1/);
+    // "45,000" is not a price (it was sent as null, and an ask stored with a floor of 0): nothing reaches the API.
+    const comma = await cli(['market', 'ask', '--price', '45,000', '--workers', 'r1', '--token', 'tok-sue'], env());
+    assert.equal(comma.code, 1);
+    assert.match(comma.stderr, /--price must be a whole number of sat\/PH\/day \(got "45,000"\)/);
     const broke = await cli(['market', 'bid', '--price', '50000', '--limit', '1', '--budget', '999999999', '--pool', 'stratum+tcp://p:1', '--user', 'u', '--token', 'tok-bob'], env());
     assert.equal(broke.code, 1);
     assert.match(broke.stderr, /^hashhub: INSUFFICIENT_FUNDS: budget 999999999 sat exceeds the available balance of 80000 sat\n$/);

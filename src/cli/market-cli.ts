@@ -15,6 +15,12 @@ import { CliError } from './errors.ts';
 
 interface ApiOpts { api?: string; token?: string; account?: string; json?: boolean; config?: string }
 
+/** --price as a whole number of sat/PH/day. Number() would pass "45,000" or "45k" on as NaN, which JSON sends as null. */
+function priceArg(v: string): number {
+  if (!/^\d{1,12}$/.test(v.trim())) throw new CliError(`--price must be a whole number of sat/PH/day (got "${v}")`);
+  return Number(v.trim());
+}
+
 function tokenOf(o: ApiOpts): string | undefined {
   return o.token ?? process.env.HASHHUB_TOKEN ?? process.env.HASHHUB_OPERATOR_TOKEN ?? operatorTokenFromConfig(o.config);
 }
@@ -47,7 +53,7 @@ export function marketCommand(): Command {
 
   withApi(market.command('bid'))
     .description('place a bid (the budget is escrowed from your balance)')
-    .requiredOption('--price <sat>', 'maximum price, sat/PH/day', (v) => Number(v))
+    .requiredOption('--price <sat>', 'maximum price, sat/PH/day', priceArg)
     .requiredOption('--limit <PH/s>', 'hashrate limit, PH/s (decimals allowed)')
     .requiredOption('--budget <sat>', 'budget, sat')
     .requiredOption('--pool <url>', 'your pool: stratum+tcp://host:port or stratum+ssl://host:port')
@@ -70,7 +76,7 @@ export function marketCommand(): Command {
 
   withApi(market.command('ask'))
     .description('offer your workers (or the operator: any account.worker) at a minimum price')
-    .requiredOption('--price <sat>', 'minimum price, sat/PH/day', (v) => Number(v))
+    .requiredOption('--price <sat>', 'minimum price, sat/PH/day', priceArg)
     .requiredOption('--workers <names>', '"all", or comma-separated worker names')
     .option('--cap <PH/s>', 'hashrate cap, PH/s')
     .option('--client-id <id>', 'client order id')

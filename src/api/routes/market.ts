@@ -284,6 +284,19 @@ export async function marketRoutes(app: FastifyInstance, deps: MarketApiDeps): P
     }
   });
 
+  // The API's Ajv coerces types (for query strings), in JSON bodies too: a price of null or false became 0 and true 1,
+  // so an ask sent with "minPrice": null (the CLI's --price 45,000 is NaN, which JSON writes as null) was stored with
+  // a floor of 0 and sold at any clearing price. A price in a body must be a JSON number; the schema checks the rest.
+  app.addHook('preValidation', async (req) => {
+    const body = req.body as Record<string, unknown> | null | undefined;
+    if (!body || typeof body !== 'object' || !req.routeOptions.url?.startsWith('/api/v1/market/')) return;
+    for (const field of ['maxPrice', 'minPrice'] as const) {
+      if (field in body && typeof body[field] !== 'number') {
+        throw new MarketError('INVALID_PRICE', `${field} must be a whole number of sat/PH/day (got ${JSON.stringify(body[field])?.slice(0, 40)})`, field);
+      }
+    }
+  });
+
   /** The account a request acts for; `write` refuses watchers. */
   const actorOf = async (req: FastifyRequest, write: boolean): Promise<Actor> => {
     const p = principals.get(req);
