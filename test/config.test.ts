@@ -79,6 +79,12 @@ test('routing.meterBucketSeconds divides a minute, and market ticks are whole bu
   assert.equal(c.routing.meterBucketSeconds, 5);
   assert.throws(() => loadConfig({ env: { HASHHUB_ROUTING_METER_BUCKET_SECONDS: '7', HASHHUB_MARKET_TICK_SECONDS: '14' } }), (e: unknown) => e instanceof ConfigError && /must divide a minute/.test(e.message));
   assert.throws(() => loadConfig({ env: { HASHHUB_MARKET_TICK_SECONDS: '10' } }), (e: unknown) => e instanceof ConfigError && /multiple of routing.meterBucketSeconds \(60\)/.test(e.message));
+  // A tick divides an hour (so a UTC day and an hour are whole ticks): a 7-minute tick (420 s, whole buckets) began
+  // at 23:55 and ran past midnight, and its work after 00:00 went into the day before's index and 1d candle, which
+  // are keyed by the tick's start. Accepted before.
+  assert.throws(() => loadConfig({ env: { HASHHUB_MARKET_TICK_SECONDS: '420' } }), (e: unknown) => e instanceof ConfigError && /must divide an hour/.test(e.message));
+  assert.throws(() => loadConfig({ env: { HASHHUB_MARKET_TICK_SECONDS: '2880' } }), (e: unknown) => e instanceof ConfigError && /must divide an hour/.test(e.message));
+  for (const t of ['60', '300', '900', '3600']) assert.equal(loadConfig({ env: { HASHHUB_MARKET_TICK_SECONDS: t } }).market.tickSeconds, Number(t));
   // Without the market, any tick setting is left alone.
   assert.equal(loadConfig({ env: { HASHHUB_MARKET_TICK_SECONDS: '10', HASHHUB_MARKET_ENABLED: 'false' } }).market.tickSeconds, 10);
 });

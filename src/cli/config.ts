@@ -629,6 +629,12 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   if (cfg.market.enabled && cfg.market.tickSeconds % bucket !== 0) {
     throw new ConfigError(`market.tickSeconds (${cfg.market.tickSeconds}) must be a multiple of routing.meterBucketSeconds (${bucket}): a tick is billed from whole metering buckets`);
   }
+  // Ticks are numbered from the epoch and a tick's work counts at its start (the daily index, the 1h and 1d candles,
+  // "every tick of the day settled" before publication): a tick that does not divide an hour runs across hours and
+  // UTC midnights, and its work after 00:00 went into the previous day.
+  if (cfg.market.enabled && 3600 % cfg.market.tickSeconds !== 0) {
+    throw new ConfigError(`market.tickSeconds (${cfg.market.tickSeconds}) must divide an hour (e.g. 60, 300, 900, 3600), so that every UTC hour and day is whole ticks`);
+  }
   const acct = cfg.accounting;
   const ps = acct.periodSeconds;
   if (86_400 % ps !== 0 || (60 % ps !== 0 && ps % 60 !== 0)) {
