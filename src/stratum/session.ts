@@ -216,6 +216,9 @@ export class StratumSession {
     this.lastActivityAt = now;
     this.windowStart = now;
     this.remoteAddress = socket.remoteAddress ?? 'unknown';
+    // Node caches the peer's address on the socket, an object and a property of its own (_peername: about 60 bytes
+    // of every connection's heap); the session keeps the address, so the cache goes (Node would ask the kernel again).
+    delete (socket as { _peername?: unknown })._peername;
     this.minDifficulty = opts.vardiff.minDifficulty;
     this.difficulty = clampDifficulty(opts.initialDifficulty, this.minDifficulty, opts.vardiff.maxDifficulty);
     this.vardiff = new Vardiff(opts.vardiff, this.difficulty, now);
