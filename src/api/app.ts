@@ -5,7 +5,7 @@ import cors from '@fastify/cors';
 import websocket from '@fastify/websocket';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { ApiDeps } from './deps.ts';
 import { frameworkErrors, installErrorHandling } from './errors.ts';
@@ -33,9 +33,33 @@ export interface ApiOptions {
   dashboard?: boolean | string;
 }
 
+/**
+ * A URL as the log shows it: the value of every `token` query parameter (the market feed takes one from browsers,
+ * which cannot set headers on a WebSocket) replaced by ***, whatever the key's percent-encoding.
+ */
+export function urlForLog(url: string): string {
+  const q = url.indexOf('?');
+  if (q === -1) return url;
+  const params = url.slice(q + 1).split('&').map((kv) => {
+    const eq = kv.indexOf('=');
+    let key = eq === -1 ? kv : kv.slice(0, eq);
+    try { key = decodeURIComponent(key.replace(/\+/g, ' ')); } catch { /* a malformed key is logged as it came */ }
+    return key === 'token' ? `${kv.slice(0, eq === -1 ? kv.length : eq)}=***` : kv;
+  });
+  return `${url.slice(0, q)}?${params.join('&')}`;
+}
+
+/** Fastify's request serializer (lib/logger-pino.js), with the URL through urlForLog. */
+function requestForLog(req: FastifyRequest) {
+  return {
+    method: req.method, url: urlForLog(req.url), version: req.headers?.['accept-version'], host: req.host,
+    remoteAddress: req.ip, remotePort: req.socket ? req.socket.remotePort : undefined,
+  };
+}
+
 export function buildApi(deps: ApiDeps, opts: ApiOptions = {}): FastifyInstance {
   const app = Fastify({
-    ...(opts.logger ? { loggerInstance: opts.logger.child({ mod: 'api' }) } : { logger: false }),
+    ...(opts.logger ? { loggerInstance: opts.logger.child({ mod: 'api' }, { serializers: { req: requestForLog } }) } : { logger: false }),
     // Fastify's defaults, spelled out because the routes rely on them: query strings arrive as strings and are
     // coerced to the schema's integers, and schema defaults (limit 50, offset 0, window 1h) are filled in.
     ajv: { customOptions: { coerceTypes: 'array', useDefaults: true, removeAdditional: true, allowUnionTypes: true } },
