@@ -93,4 +93,30 @@ describe('API authorization', { skip: SKIP_PG }, () => {
     assert.equal(urlForLog('/a?x=1&%74oken=hho_s&token=hhw_t&tokens=2'), '/a?x=1&%74oken=***&token=***&tokens=2');
     assert.equal(urlForLog('/api/v1/market/ws'), '/api/v1/market/ws');
   });
+
+  test('a revoked token stops getting its account\'s order updates on a feed it opened before', async () => {
+    const watcher = await issueToken(db, acct.id, 'watcher', 'feed');
+    const { ws, got } = await open('/api/v1/market/ws', { authorization: `Bearer ${watcher.token}` });
+    let closed = false;
+    ws.on('close', () => { closed = true; });
+    try {
+      await until(() => got.some((g) => g.type === 'hello'), 'hello');
+      assert.equal(got.find((g) => g.type === 'hello')!.authenticated, true);
+      const place = () => fetch(`http://${base}/api/v1/market/bids`, {
+        method: 'POST', headers: { authorization: `Bearer ${acct.owner}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ maxPrice: 50_000, limit: '0.25', budget: '1000', destinations: DEST }),
+      }).then(async (r) => { assert.equal(r.status, 201); return ((await r.json()) as { id: number }).id; });
+      const first = await place();
+      await until(() => got.some((g) => g.type === 'order' && (g.order as { id: number }).id === first), 'the first bid on the feed');
+      // Revoked as DELETE /api/v1/accounts/{a}/tokens/{id} does it.
+      await revokeToken(db, acct.id, watcher.id);
+      auth.tokensChanged();
+      const second = await place();
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(got.some((g) => g.type === 'order' && (g.order as { id: number }).id === second), false, 'the revoked token saw the new bid');
+      await until(() => closed, 'the server to close the feed');
+    } finally {
+      ws.close();
+    }
+  });
 });

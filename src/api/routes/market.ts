@@ -524,18 +524,26 @@ export async function marketRoutes(app: FastifyInstance, deps: MarketApiDeps): P
     const principal = principals.get(req) ?? null;
     const accountId = principal && principal.role !== 'operator' ? principal.accountId : null;
     const send = (m: unknown) => { if (socket.readyState === 1) socket.send(JSON.stringify(m)); };
+    // The token is asked again before each push of the account's orders (the auth's short cache answers most of
+    // these): one revoked after the feed opened closes it (1008), where it went on watching the orders for ever.
+    const token = accountId !== null ? bearer(req) : null;
+    const stillAuthorized = async (): Promise<boolean> => {
+      if (token === null || (await deps.auth.resolve(token)) !== null) return true;
+      if (socket.readyState === 1) socket.close(1008, 'token revoked');
+      return false;
+    };
     const onTick = async () => {
       const b = await book();
       const lv = (l: { price: number; orders: number; hs: bigint }) => ({ price: l.price, orders: l.orders, hashrate: formatPhs(l.hs) });
       if (b.tick) send({ type: 'tick', tick: tickView(b.tick) });
       send({ type: 'book', bids: b.bids.map(lv), asks: b.asks.map(lv) });
-      if (accountId !== null) {
+      if (accountId !== null && await stillAuthorized()) {
         for (const x of await reader.bids(accountId, { states: ['pending-probe', 'open', 'active', 'paused'] })) send({ type: 'order', order: bidView(x.bid, x.status) });
         for (const x of await reader.asks(accountId, { states: ['open', 'active', 'paused'] })) send({ type: 'order', order: askView(x.ask, x.status) });
       }
     };
     const onOrder = async (e: { side: 'bid' | 'ask'; id: number; accountId: number }) => {
-      if (e.accountId !== accountId) return;
+      if (e.accountId !== accountId || !(await stillAuthorized())) return;
       const o = e.side === 'bid' ? (await reader.bids(accountId, { id: e.id }))[0] : (await reader.asks(accountId, { id: e.id }))[0];
       if (o) send({ type: 'order', order: 'bid' in o ? bidView(o.bid, o.status) : askView(o.ask, o.status) });
     };
