@@ -48,3 +48,29 @@ test('a token looked up once is trusted for TOKEN_CACHE_MS, not longer; this pro
   assert.deepEqual(await auth.principal({ headers: { authorization: 'Bearer operator-token-of-the-test' } }), { role: 'operator' });
   assert.equal(state.queries, before);
 });
+
+test('a lookup that was in flight when this process revoked the token does not put it back in the cache', async () => {
+  // Failed before: the lookup read the token's row before the revocation, tokensChanged() emptied the cache, then
+  // the lookup stored its answer: the revoked token worked for TOKEN_CACHE_MS more, though the revocation had
+  // answered 204 ("takes effect at once").
+  const { db, state } = fakeDb();
+  let release!: () => void;
+  const held = new Promise<void>((r) => { release = r; });
+  const slow = {
+    async query(...a: unknown[]) {
+      const answer = await (db.query as (...x: unknown[]) => Promise<unknown>)(...a);
+      await held;
+      return answer;
+    },
+    async exec() {},
+  } as unknown as Queryable;
+  const auth = new Auth(slow, 'operator-token-of-the-test');
+  const req = { headers: { authorization: `Bearer ${newToken('watcher')}` } };
+  const inFlight = auth.principal(req);
+  await new Promise((r) => setTimeout(r, 10));
+  state.revoked = true;
+  auth.tokensChanged();
+  release();
+  assert.equal((await inFlight).role, 'owner', 'the request that started before the revocation is answered as it was');
+  await assert.rejects(auth.principal(req), /Unknown or revoked token/);
+});

@@ -125,6 +125,8 @@ const TOKEN_CACHE_MAX = 10_000;
 export class Auth {
   private readonly operatorHash: Buffer;
   private readonly tokens = new Map<string, { p: Principal; until: number }>();
+  /** Counts tokensChanged(): a lookup that started before one does not put its answer in the cache. */
+  private generation = 0;
 
   constructor(private readonly db: Queryable, operatorToken: string, private readonly now: () => number = Date.now) {
     this.operatorHash = sha(operatorToken);
@@ -132,6 +134,7 @@ export class Auth {
 
   /** A token was revoked or issued: forget every cached lookup. */
   tokensChanged(): void {
+    this.generation++;
     this.tokens.clear();
   }
 
@@ -147,10 +150,13 @@ export class Auth {
     const now = this.now();
     const hit = this.tokens.get(key);
     if (hit && hit.until > now) return hit.p;
+    const generation = this.generation;
     const t = await findToken(this.db, token);
     // Unknown tokens are not cached: one issued a moment later works at once.
     if (!t) throw new ApiError('UNAUTHORIZED', 'Unknown or revoked token');
     const p: Principal = { role: t.role, accountId: t.accountId, account: t.account, tokenId: t.tokenId };
+    // Read before a revocation this process made meanwhile: answered, not kept.
+    if (generation !== this.generation) return p;
     if (this.tokens.size >= TOKEN_CACHE_MAX) this.tokens.clear();
     this.tokens.set(key, { p, until: now + TOKEN_CACHE_MS });
     return p;
