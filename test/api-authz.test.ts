@@ -119,4 +119,31 @@ describe('API authorization', { skip: SKIP_PG }, () => {
       ws.close();
     }
   });
+
+  test('guessing tokens on the market API is rate limited per address, like requests without a token', async () => {
+    // Failed before: an unknown token was refused (401) before anything was counted, so a client without a token
+    // met the limit and one guessing tokens never did.
+    const limited = buildApi({
+      stats: {} as StatsReader, pool: () => ({} as never),
+      health: { db: async () => {}, node: async () => ({ synced: true, height: 1 }), templateAgeMs: () => 0, draining: () => false },
+      metrics: createMetrics({ pool: () => ({} as never) }, { defaultMetrics: false }),
+      market: { market: new MarketService({ db, ledger, routes: new TestRoutes(), delivery: new TestDelivery(), capacity: new TestCapacity(), config: testConfig() }), db, auth: marketAuthFrom(auth), rateLimitPerMinute: 5 },
+    }, { docs: false, dashboard: false });
+    try {
+      // Windows are wall-clock minutes: keep the calls below in one.
+      if (Date.now() % 60_000 > 50_000) await new Promise((r) => setTimeout(r, 60_000 - (Date.now() % 60_000) + 100));
+      const get = (token: string) => limited.inject({ method: 'GET', url: '/api/v1/market/account', headers: { authorization: `Bearer ${token}` } });
+      const codes: number[] = [];
+      for (let i = 0; i < 8; i++) codes.push((await get(`hho_${'A'.repeat(42)}${i}`)).statusCode);
+      assert.deepEqual(codes, [401, 401, 401, 401, 401, 429, 429, 429]);
+      const right = await get(acct.owner);
+      assert.equal(right.statusCode, 429, 'a right guess past the limit is not told apart from a wrong one');
+      assert.equal(right.json().error.code, 'RATE_LIMITED');
+      assert.ok(Number(right.headers['retry-after']) >= 1);
+      const fromElsewhere = await limited.inject({ method: 'GET', url: '/api/v1/market/account', remoteAddress: '10.0.0.9', headers: { authorization: `Bearer ${acct.owner}` } });
+      assert.equal(fromElsewhere.statusCode, 200, fromElsewhere.body);
+    } finally {
+      await limited.close();
+    }
+  });
 });

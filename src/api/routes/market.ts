@@ -215,6 +215,13 @@ class RateLimiter {
     w.count++;
     return { remaining: Math.max(0, this.limit - w.count), resetSeconds: Math.ceil((start + 60_000 - now) / 1000), ok: w.count <= this.limit };
   }
+
+  /** Seconds until the key's window ends when it is used up, else null (nothing counted). */
+  spent(key: string, now = Date.now()): number | null {
+    const start = Math.floor(now / 60_000) * 60_000;
+    const w = this.windows.get(key);
+    return w && w.start === start && w.count >= this.limit ? Math.ceil((start + 60_000 - now) / 1000) : null;
+  }
 }
 
 const WS_ROUTE = '/api/v1/market/ws';
@@ -272,8 +279,19 @@ export async function marketRoutes(app: FastifyInstance, deps: MarketApiDeps): P
   const principals = new WeakMap<FastifyRequest, MarketPrincipal | null>();
   app.addHook('onRequest', async (req, reply) => {
     const token = bearer(req);
+    // Unknown tokens count per address, apart from its requests without one: past the limit, no token from there
+    // is looked up until the window ends (they were refused before any count, so guessing went unmetered).
+    const guesses = `unknown-token:${req.ip}`;
+    const wait = token ? limiter.spent(guesses) : null;
+    if (wait !== null) {
+      reply.header('Retry-After', String(wait));
+      throw new MarketError('RATE_LIMITED', `more than ${limiter.limit} unknown tokens a minute from this address; retry in ${wait} s`);
+    }
     const principal = token ? await deps.auth.resolve(token) : null;
-    if (token && !principal) throw new MarketError('UNAUTHORIZED', 'unknown or revoked token');
+    if (token && !principal) {
+      limiter.take(guesses);
+      throw new MarketError('UNAUTHORIZED', 'unknown or revoked token');
+    }
     principals.set(req, principal);
     const key = principal ? (principal.role === 'operator' ? 'operator' : `account:${principal.accountId}`) : `ip:${req.ip}`;
     const r = limiter.take(key);
