@@ -80,7 +80,7 @@ describe('funding API', { skip: SKIP_PG }, () => {
   function snapshot() {
     return { connections: 0, authorizedSessions: 0, shares: emptyOutcomeCounts(), blocks: emptyBlockCounters(), blockResults: {}, lastBlock: null, template: null, network: null, draining: false };
   }
-  const req = (method: 'GET' | 'POST', url: string, token?: string, payload?: unknown) =>
+  const req = (method: 'GET' | 'POST' | 'PATCH', url: string, token?: string, payload?: unknown) =>
     app.inject({ method, url, headers: token ? { authorization: `Bearer ${token}` } : {}, payload: payload as never });
 
   test('deposit address: the owner (or operator) gets one address, made once; a watcher may not make one; others are refused', async () => {
@@ -94,6 +94,21 @@ describe('funding API', { skip: SKIP_PG }, () => {
     assert.equal((await req('GET', '/api/v1/accounts/dana/deposit-address', watcher)).statusCode, 403);
     assert.equal((await req('GET', '/api/v1/accounts/dana/deposit-address')).statusCode, 401);
     assert.equal((await req('GET', '/api/v1/accounts/nobody/deposit-address', operator)).json().error.code, 'ACCOUNT_NOT_FOUND');
+  });
+
+  test('a payout address that is one of the pool\'s deposit addresses is refused (payouts to it would come back as deposits, the pool paying the fee every round)', async () => {
+    const own = (await req('GET', '/api/v1/accounts/dana/deposit-address', owner)).json().address as string;
+    const r = await req('PATCH', '/api/v1/accounts/dana/settings', owner, { payoutAddress: own });
+    assert.equal(r.statusCode, 400, r.body);
+    assert.match(r.json().error.message, /deposit address of this pool/);
+    // Another account's deposit address too (two accounts paying each other round and round).
+    const other = (await req('POST', '/api/v1/accounts', undefined, { name: 'erin' })).json().ownerToken as string;
+    const erinDeposit = (await req('GET', '/api/v1/accounts/erin/deposit-address', other)).json().address as string;
+    assert.equal((await req('PATCH', '/api/v1/accounts/dana/settings', owner, { payoutAddress: erinDeposit })).statusCode, 400);
+    // An address outside the pool's wallet is fine.
+    assert.equal((await req('PATCH', '/api/v1/accounts/dana/settings', owner, { payoutAddress: buyer.address })).statusCode, 200);
+    assert.equal((await req('GET', '/api/v1/accounts/dana/settings', owner)).json().payoutAddress, buyer.address);
+    assert.equal((await req('PATCH', '/api/v1/accounts/dana/settings', owner, { payoutAddress: null })).statusCode, 200);
   });
 
   test('a deposit is credited by the service tick after the configured confirmations and listed for the owner and watcher', async () => {

@@ -144,7 +144,18 @@ export class Settings {
     let threshold: bigint | null | undefined;
     let scheme: Scheme | undefined;
     if (change.payoutAddress !== undefined) {
-      address = change.payoutAddress === null ? null : validatePayoutAddress(change.payoutAddress, this.policy.network).address;
+      if (change.payoutAddress === null) address = null;
+      else {
+        const v = validatePayoutAddress(change.payoutAddress, this.policy.network);
+        // Payouts leave the pool; one to a deposit address of this pool's wallet comes back as a deposit, credited to a
+        // balance that is paid out again: round after round, each one's network fee paid by the pool. Matched on the
+        // script, as deposits are (a wallet may print one address two ways).
+        const ours = await q.query('SELECT 1 FROM deposit_addresses WHERE script = $1', [v.script.toString('hex')]);
+        if (ours.rows.length > 0) {
+          throw new ValidationError('payoutAddress', `"${v.address}" is a deposit address of this pool: payouts must go to an address outside it`);
+        }
+        address = v.address;
+      }
     }
     const name = (await q.query<{ name: string }>('SELECT name FROM accounts WHERE id = $1::bigint', [accountId.toString()])).rows[0]?.name;
     if (name === undefined) throw new ValidationError('account', 'unknown account');
