@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -180,8 +180,64 @@ async function openStorage(cfg: Config, log: Logger, hooks: RunPoolHooks, userAg
   }
   // Partitions, retention and rollups: one process's job (the cluster's lead; a follower writes shares only).
   if (maintenance) store.maintenance.start();
+  // Also the lead's: the spools of processes no longer started.
+  const leftovers = maintenance ? replayLeftoverSpools(cfg, store, log) : null;
   log.info({ db: store.db.target, spool: d.ingest.spoolDir ?? path.join(d.dataDir, 'spool') }, 'storage ready');
-  return { store, shareLog };
+  return { store, shareLog, leftovers };
+}
+
+/**
+ * Spools of cluster processes that are no longer started (`<spool>-<k>` for k >= stratum.processes: the pool ran with
+ * more processes before, on this data dir). Each process replays only its own spool, so without this the shares such
+ * a spool holds that the database never got (it was down at the stop, or the process was killed) would stay on disk
+ * for ever, although their miners were answered "accepted". The lead replays each into the database, then closes it.
+ * One still locked by a live process (an older pool still running) is left to it.
+ */
+function replayLeftoverSpools(cfg: Config, store: Store, log: Logger): { close(): Promise<void> } {
+  const own = path.resolve(cfg.database.ingest.spoolDir ?? path.join(cfg.database.dataDir, 'spool'));
+  const parent = path.dirname(own);
+  const prefix = `${path.basename(own)}-`;
+  const logs: DurableShareLog[] = [];
+  let closing = false;
+  let names: string[] = [];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    // No parent directory to look in: nothing left over.
+  }
+  for (const name of names) {
+    const k = name.startsWith(prefix) ? name.slice(prefix.length) : '';
+    if (!/^\d+$/.test(k) || Number(k) < cfg.stratum.processes) continue;
+    const dir = path.join(parent, name);
+    let left: DurableShareLog;
+    try {
+      left = new DurableShareLog({
+        dir, writer: store.writer, logger: log.child({ mod: 'ingest', spool: name }),
+        batchMax: cfg.database.ingest.batchMax, retryMaxMs: cfg.database.ingest.retryMaxMs, closeTimeoutMs: cfg.database.ingest.closeTimeoutMs,
+        // Nothing is appended to it: no budget, no reserve file.
+        budget: { maxBytes: 0, minFreeBytes: 0, reserveFileBytes: 0 },
+      });
+    } catch (e) {
+      log.warn({ dir, err: (e as Error).message }, 'the spool of a Stratum process no longer started cannot be replayed now');
+      continue;
+    }
+    const pending = left.stats().spoolBytes;
+    if (pending > 0) log.warn({ dir, pendingBytes: pending, processes: cfg.stratum.processes }, 'replaying the spool of a Stratum process no longer started (stratum.processes was higher)');
+    logs.push(left);
+    void (async () => {
+      // The database may be down: the log retries until it answers (or the pool stops; what is left stays on disk).
+      while (!closing && !(await left.waitIdle(1000))) { /* still replaying */ }
+      if (closing) return;
+      await left.close();
+      if (pending > 0) log.info({ dir }, 'the spool of a Stratum process no longer started is in the database');
+    })();
+  }
+  return {
+    close: async () => {
+      closing = true;
+      await Promise.all(logs.map((l) => l.close()));
+    },
+  };
 }
 
 /** A pool wired from config whose Stratum ports are not open yet (they open on the node's first template). */
@@ -244,9 +300,10 @@ export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions
   ensureWritableDir(cfg.database.dataDir, 'data directory', 'HASHHUB_DATA_DIR (database.dataDir)');
   if (cfg.database.ingest.spoolDir) ensureWritableDir(cfg.database.ingest.spoolDir, 'spool directory', 'HASHHUB_SPOOL_DIR (database.ingest.spoolDir)');
   const follower = opts.role === 'follower';
-  const { store, shareLog } = await openStorage(cfg, log, opts, userAgents, !follower);
+  const { store, shareLog, leftovers } = await openStorage(cfg, log, opts, userAgents, !follower);
   const closeStorage = async () => {
     await shareLog.close();
+    await leftovers?.close();
     await store.close();
   };
   let embedded: EmbeddedChainHandle | null = null;
