@@ -77,7 +77,7 @@ function longTurn(ms: number): void {
   while (performance.now() < end) { /* busy */ }
 }
 
-const spooled = (log: DurableShareLog) => new Promise<void>((resolve) => { assert.ok(log.whenSpooled(resolve), 'lines are waiting'); });
+const spooled = (log: DurableShareLog) => new Promise<void>((resolve) => { assert.ok(log.whenSpooled(() => resolve()), 'lines are waiting'); });
 const idsIn = (text: string) => text.split('\n').filter((l) => l.length > 0).map((l) => decodeLine(l))
   .flatMap((e) => (e.kind === 'share' ? [e.event.id] : []));
 

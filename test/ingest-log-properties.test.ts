@@ -208,7 +208,7 @@ test('a batched share log under random histories delivers every event, in order,
         log.appendShare(s);
       });
       // whenSpooled is false when nothing waits (written mid-turn after appendWaitMs, or with a block).
-      if (turn.end === 'spooled') await new Promise<void>((resolve) => { if (!log.whenSpooled(resolve)) resolve(); });
+      if (turn.end === 'spooled') await new Promise<void>((resolve) => { if (!log.whenSpooled(() => resolve())) resolve(); });
       else if (turn.end === 'yield') await new Promise((r) => setImmediate(r));
       else if (turn.end === 'flush') log.flushPending();
     };

@@ -317,8 +317,8 @@ export class DurableShareLog extends InProcessShareLog {
   /** performance.now() when the oldest pending line was appended. */
   private pendingLinesSince = 0;
   private flushScheduled = false;
-  /** Called once the pending lines are written (whenSpooled). */
-  private afterSpooled: (() => void)[] = [];
+  /** Called once the pending lines are written (whenSpooled): with false when some of them could not be. */
+  private afterSpooled: ((written: boolean) => void)[] = [];
   private readonly budget: DiskBudget;
   private readonly log: Logger;
   private queue: Entry[] = [];
@@ -449,9 +449,11 @@ export class DurableShareLog extends InProcessShareLog {
 
   /**
    * Call fn once the share lines appended so far are written to the spool (at the end of this event-loop turn,
-   * or earlier); false when none are waiting (they are written already, and fn is not called).
+   * or earlier); false when none are waiting (they are written already, and fn is not called). fn gets false when
+   * some of them could not be written (a full disk, EIO): those shares are held only in memory, and a stop or a
+   * crash before the database takes them loses them, so their miners must not be told "accepted".
    */
-  whenSpooled(fn: () => void): boolean {
+  whenSpooled(fn: (written: boolean) => void): boolean {
     if (this.pending.length === 0) return false;
     this.afterSpooled.push(fn);
     return true;
@@ -460,24 +462,27 @@ export class DurableShareLog extends InProcessShareLog {
   /** Write the buffered share lines with one write(2), then run the whenSpooled callbacks. */
   flushPending(): void {
     const batch = this.pending;
+    let written = true;
     if (batch.length > 0) {
       this.pending = [];
       this.pendingBytes = 0;
-      this.spoolLines(batch);
+      written = this.spoolLines(batch);
     }
     if (this.afterSpooled.length > 0) {
       const fns = this.afterSpooled;
       this.afterSpooled = [];
       for (const fn of fns) {
-        try { fn(); } catch (err) { this.log.error({ err }, 'whenSpooled callback failed'); }
+        try { fn(written); } catch (err) { this.log.error({ err }, 'whenSpooled callback failed'); }
       }
     }
   }
 
-  private spoolLines(batch: { ev: LogEvent; line: string }[]): void {
+  /** Write a turn's lines and queue them; false when any of them could not be written to the spool. */
+  private spoolLines(batch: { ev: LogEvent; line: string }[]): boolean {
     if (batch.length === 1 || this.spool.isClosed) {
-      for (const b of batch) this.enqueue(b.ev, b.line, false);
-      return;
+      let written = true;
+      for (const b of batch) written = this.enqueue(b.ev, b.line, false) && written;
+      return written;
     }
     let text = '';
     for (const b of batch) text += b.line;
@@ -487,8 +492,9 @@ export class DurableShareLog extends InProcessShareLog {
     } catch {
       // The failed write was cut off (or the next append starts a new segment): write the lines one by one, so
       // each gets the handling of a failed write it had before batching (held in memory, counted, logged once).
-      for (const b of batch) this.enqueue(b.ev, b.line, false);
-      return;
+      let written = true;
+      for (const b of batch) written = this.enqueue(b.ev, b.line, false) && written;
+      return written;
     }
     this.noteWritten(pos.end);
     // Each line's end: byte lengths are character lengths unless the text had multi-byte characters.
@@ -510,6 +516,7 @@ export class DurableShareLog extends InProcessShareLog {
       this.push(spooledEntryOf(b.ev, pos.bytes, start - pos.start.off, off - start - 1, seg, off, at));
     }
     this.wakeWriter(false, queuedBefore);
+    return true;
   }
 
   override appendBlock(e: BlockEvent): void {
@@ -551,14 +558,17 @@ export class DurableShareLog extends InProcessShareLog {
     }
   }
 
-  private enqueue(ev: LogEvent, line: string, sync: boolean): void {
+  /** Write the event's line to the spool and queue it; false when it is not in the spool (memory only, or dropped). */
+  private enqueue(ev: LogEvent, line: string, sync: boolean): boolean {
     if (this.spool.isClosed) {
       // Only a bug in the shutdown order gets here (the pool stops before the log closes): say so loudly.
       this.counters.spoolErrors++;
       this.log.error({ kind: ev.kind }, 'event appended after the share log was closed: not recorded');
-      return;
+      return false;
     }
-    this.record(ev, line, this.write(ev, line, sync));
+    const pos = this.write(ev, line, sync);
+    this.record(ev, line, pos);
+    return pos !== null;
   }
 
   /** After the spool write of an event's line (pos: where it went, null: it failed): queue it. */

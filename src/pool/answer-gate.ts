@@ -12,8 +12,15 @@ import type { ShareLog } from '../shares/events.ts';
  */
 export class AnswerGate {
   private readonly held = new Set<Socket>();
-  private readonly release = (): void => {
-    for (const s of this.held) s.uncork();
+  private readonly release = (written: boolean): void => {
+    // Lines that could not be written (a full disk, EIO) are shares held only in memory, lost to a stop or a crash
+    // before the database takes them: the answers waiting for them ("accepted") are not sent. The connection is
+    // dropped with them (destroy discards what the cork held; nothing else can take an answer back); the miner
+    // reconnects and is told the pool cannot record shares (error 20) until the spool takes writes again.
+    for (const s of this.held) {
+      if (written) s.uncork();
+      else s.destroy();
+    }
     this.held.clear();
   };
 

@@ -91,9 +91,10 @@ export interface ShareLog {
   /**
    * A log that buffers share lines within an event-loop turn (DurableShareLog): call fn once the shares
    * appended so far are durable in its spool, and return true; false when nothing is waiting (fn not called).
-   * The pool holds the answers to accepted shares until then. Absent = appends are durable at once.
+   * The pool holds the answers to accepted shares until then. fn gets false when some of those lines could not be
+   * written (they are held only in memory): their answers must not say "accepted". Absent = appends are durable at once.
    */
-  whenSpooled?(fn: () => void): boolean;
+  whenSpooled?(fn: (written: boolean) => void): boolean;
 }
 
 type Listener<T> = (e: T) => void;
