@@ -379,6 +379,39 @@ describe('BlockJournal and restarts', () => {
     journal.close();
   });
 
+  test('the journal of a Stratum process no longer started: its unsettled blocks are taken into the lead\'s journal, resubmitted or re-checked, and recorded', async (t) => {
+    // Before, nothing opened `blocks-<k>` after stratum.processes was lowered: a block with no verdict there was never
+    // resubmitted, and one whose share-log copy was lost never got a row.
+    const base = tmpDir(t);
+    const leadDir = path.join(base, 'blocks');
+    const leftDir = path.join(base, 'blocks-1');
+    const left = new BlockJournal(leftDir, { reserveBytes: 0 });
+    left.appendCandidate({ hash: hashN(80), height: 101, prevHash: 'aa'.repeat(32), account: 'bob', worker: 'r1', reward: '5', hex: hashN(80), time: Date.now() - 5_000 });
+    left.appendCandidate({ hash: hashN(81), height: 101, prevHash: 'bb'.repeat(32), account: 'bob', worker: 'r2', reward: '6', hex: hashN(81), time: Date.now() - 4_000 });
+    left.appendStatus({ hash: hashN(81), time: Date.now() - 3_000, status: 'unconfirmed', result: null, confirmations: 0, settled: false, attempts: 1 });
+    left.appendCandidate({ hash: hashN(82), height: 90, prevHash: 'cc'.repeat(32), account: 'bob', worker: 'r3', reward: '7', hex: hashN(82), time: Date.now() - 9_000 });
+    left.appendStatus({ hash: hashN(82), time: Date.now() - 8_000, status: 'confirmed', result: null, confirmations: 5, settled: true, attempts: 1 });
+    left.close();
+
+    const node = new ScriptedNode();
+    node.best.set(hashN(81), 101); // the one answered before is on the chain: re-checked, not resubmitted
+    let lead = new BlockJournal(leadDir, { reserveBytes: 0 });
+    const { t: tr, events, status } = tracker(node, {}, lead);
+    const other = new BlockJournal(leftDir, { reserveBytes: 0 });
+    assert.equal(tr.adoptJournal(other), 2, 'the two unsettled ones (not the settled one)');
+    assert.equal(tr.adoptJournal(other), 0, 'taken once');
+    other.close();
+    await until(() => status(80) === 'pending' && status(81) === 'pending', 2000, 'resubmitted / re-checked');
+    assert.deepEqual(node.rounds, [hashN(80)], 'only the block without a verdict is resubmitted');
+    for (const n of [80, 81]) assert.equal(events.filter((e) => e.hash === hashN(n) && e.kind === 'candidate').length, 1, `block ${n} recorded`);
+    await tr.stop(10);
+    lead.close();
+    // Now in the lead's own journal: a restart finds them there.
+    lead = new BlockJournal(leadDir, { reserveBytes: 0 });
+    assert.ok(lead.get(hashN(80)) && lead.get(hashN(81)), 'in the lead\'s journal');
+    lead.close();
+  });
+
   test('after a restart on a clock that stepped back, a block\'s next status still comes after the one recorded', async (t) => {
     // Failed before: the restored block's next status was stamped by the clock alone, earlier than the status the
     // journal (and the database) held, so the database kept the old one (it takes a status only if not older).

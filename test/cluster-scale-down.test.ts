@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { BlockJournal } from '../src/ingest/block-journal.ts';
 import { runFleet } from '../src/miner/fleet.ts';
 import { exited, killAll, startPoolProcess, type PoolProcess } from './helpers/child-pool.ts';
 import { freePort } from './helpers/free-port.ts';
@@ -13,7 +14,8 @@ import { until } from './helpers/until.ts';
 
 // Fewer Stratum processes than before (stratum.processes 2 → 1) on the same data dir: the spool of the process that
 // is no longer started (`spool-1`) still holds the shares it accepted and the database never got (it was down at
-// the stop, or the process was killed). They are replayed by the lead, not left on disk for ever.
+// the stop, or the process was killed). They are replayed by the lead, not left on disk for ever; so are the
+// unsettled blocks of its block journal (`blocks-1`), taken into the lead's journal and recorded.
 
 async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({ connectionString: PG_ADMIN_URL });
@@ -56,6 +58,12 @@ test('processes 2 → 1: the shares left in the spool of the process no longer s
   pool.child.kill('SIGTERM');
   assert.equal((await exited(pool.child)).code, 0);
   assert.ok(existsSync(path.join(dir, 'spool-1')) && readdirSync(path.join(dir, 'spool-1')).some((f) => f.endsWith('.spool')), 'process 1 left its spool');
+  // A block process 1 found and had not settled, in its journal only (its share-log copy lost).
+  const block = (JSON.parse(readFileSync(new URL('./fixtures/blocks.json', import.meta.url), 'utf8')) as { blocks: { hash: string; hex: string }[] }).blocks[0];
+  const left = new BlockJournal(path.join(dir, 'blocks-1'), { reserveBytes: 0 });
+  left.appendCandidate({ hash: block.hash, height: 101, prevHash: '00'.repeat(32), account: 'acct', worker: 'w1', reward: '5000000000', hex: block.hex, time: Date.now() - 60_000 });
+  left.appendStatus({ hash: block.hash, time: Date.now() - 59_000, status: 'unconfirmed', result: null, confirmations: 0, settled: false, attempts: 1 });
+  left.close();
 
   // One process from now on, the database up.
   pool = await startPoolProcess({ ...base, DATABASE_URL: dbUrl, HASHHUB_STRATUM_PROCESSES: '1' });
@@ -74,6 +82,9 @@ test('processes 2 → 1: the shares left in the spool of the process no longer s
     assert.equal(await stored(), accepted, 'each once');
     const r = await c.query<{ w: string }>('SELECT coalesce(sum(accepted), 0)::text AS w FROM pool_rollups_minute');
     assert.equal(Number(r.rows[0].w), accepted, 'rollups count each share once');
+    const b = await c.query<{ account: string }>('SELECT a.name AS account FROM blocks b JOIN accounts a ON a.id = b.account_id WHERE b.hash = $1', [block.hash]);
+    assert.deepEqual(b.rows, [{ account: 'acct' }], 'the block of the journal no process opens any more is recorded');
+    assert.ok(!existsSync(path.join(dir, 'blocks-1')) && readdirSync(dir).some((f) => f.startsWith('blocks-1.retired-')), 'its journal retired');
   } finally {
     await c.end();
   }

@@ -194,21 +194,10 @@ async function openStorage(cfg: Config, log: Logger, hooks: RunPoolHooks, userAg
  * One still locked by a live process (an older pool still running) is left to it.
  */
 function replayLeftoverSpools(cfg: Config, store: Store, log: Logger): { close(): Promise<void> } {
-  const own = path.resolve(cfg.database.ingest.spoolDir ?? path.join(cfg.database.dataDir, 'spool'));
-  const parent = path.dirname(own);
-  const prefix = `${path.basename(own)}-`;
   const logs: DurableShareLog[] = [];
   let closing = false;
-  let names: string[] = [];
-  try {
-    names = readdirSync(parent);
-  } catch {
-    // No parent directory to look in: nothing left over.
-  }
-  for (const name of names) {
-    const k = name.startsWith(prefix) ? name.slice(prefix.length) : '';
-    if (!/^\d+$/.test(k) || Number(k) < cfg.stratum.processes) continue;
-    const dir = path.join(parent, name);
+  for (const dir of leftoverProcessDirs(cfg.database.ingest.spoolDir ?? path.join(cfg.database.dataDir, 'spool'), cfg.stratum.processes)) {
+    const name = path.basename(dir);
     let left: DurableShareLog;
     try {
       left = new DurableShareLog({
@@ -238,6 +227,24 @@ function replayLeftoverSpools(cfg: Config, store: Store, log: Logger): { close()
       await Promise.all(logs.map((l) => l.close()));
     },
   };
+}
+
+/**
+ * The directories (spools, block journals) of cluster processes that are no longer started: `<base>-<k>` for
+ * k >= processes (the pool ran with more processes before, on this data dir; see cluster.ts workerConfig).
+ */
+function leftoverProcessDirs(base: string, processes: number): string[] {
+  const own = path.resolve(base);
+  const parent = path.dirname(own);
+  const prefix = `${path.basename(own)}-`;
+  let names: string[] = [];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    // No parent directory to look in: nothing left over.
+  }
+  return names.filter((n) => n.startsWith(prefix) && /^\d+$/.test(n.slice(prefix.length)) && Number(n.slice(prefix.length)) >= processes)
+    .map((n) => path.join(parent, n));
 }
 
 /** A pool wired from config whose Stratum ports are not open yet (they open on the node's first template). */
@@ -331,6 +338,8 @@ export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions
       },
       blocks: {
         journalDir: cfg.blocks.journalDir ?? path.join(cfg.database.dataDir, 'blocks'),
+        // The lead takes up the block journals of processes no longer started, as it replays their spools.
+        adoptJournalDirs: follower ? [] : leftoverProcessDirs(cfg.blocks.journalDir ?? path.join(cfg.database.dataDir, 'blocks'), cfg.stratum.processes),
         reserveBytes: cfg.blocks.reserveBytes,
         maturity: cfg.blocks.maturity,
         checkIntervalMs: cfg.blocks.checkIntervalMs,

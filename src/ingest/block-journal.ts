@@ -274,3 +274,14 @@ export class BlockJournal {
     this.records = lines.length;
   }
 }
+
+/**
+ * A journal whose unsettled blocks another took over (BlockTracker.adoptJournal), set aside: renamed (kept for
+ * inspection, and never taken up again: only `<journal>-<n>` directories are), its reserve file given back.
+ */
+export function retireJournalDir(dir: string): string {
+  fs.rmSync(path.join(dir, RESERVE), { force: true });
+  const to = `${dir}.retired-${Date.now()}`;
+  fs.renameSync(dir, to);
+  return to;
+}

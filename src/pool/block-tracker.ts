@@ -410,6 +410,29 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
     this.track(this.scanChain());
   }
 
+  /**
+   * The unsettled blocks of another process's journal (a Stratum process no longer started: stratum.processes lowered
+   * on this data dir), taken into this one: each candidate and its latest status is written to this journal and
+   * synced, then taken up as at start (resubmitted, or re-checked). Without it they stayed in a journal no process
+   * opened: a block whose share-log record was lost was never recorded, and none was ever resubmitted or settled.
+   * Returns how many were taken; the caller retires the other journal once this returns.
+   */
+  adoptJournal(other: BlockJournal): number {
+    const taken = other.unsettled().filter((b) => !this.blocks.has(b.candidate.hash));
+    for (const b of taken) {
+      const { t: _c, ...candidate } = b.candidate;
+      this.journal?.appendCandidate(candidate, false);
+      if (b.status) {
+        const { t: _s, ...status } = b.status;
+        this.journal?.appendStatus(status);
+      }
+    }
+    this.journal?.sync();
+    for (const b of taken) this.adopt(fromJournal(b), true);
+    if (taken.length > 0) this.log.warn({ journal: other.dir, blocks: taken.length }, 'took up unsettled blocks from the journal of a Stratum process no longer started');
+    return taken.length;
+  }
+
   /** Blocks the database holds unsettled that the journal does not (a lost journal, an older process's). */
   adoptStored(stored: readonly UnsettledBlock[]): void {
     let n = 0;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { type NetworkName, type Tx, addressToScript, hashToDisplay, toHex } from '../chain/index.ts';
-import { BlockJournal } from '../ingest/block-journal.ts';
+import { BlockJournal, retireJournalDir } from '../ingest/block-journal.ts';
 import { TemplateSource, type TemplateSourceOptions } from '../node/template-source.ts';
 import { type BlockTemplate, type NodeClient, templateTxCount } from '../node/types.ts';
 import type { BlockCounters, UnsettledBlock } from '../shares/block-state.ts';
@@ -32,7 +32,12 @@ export interface PoolOptions {
   templates: TemplateSourceOptions;
   jobRetentionMs?: number;
   /** Found blocks: where the journal lives (null: no journal, for tests that need none) and the tracker's rules. */
-  blocks: { journalDir: string | null; reserveBytes?: number } & Partial<Omit<BlockTrackerOptions, 'isOurCoinbase' | 'tipHeight'>>;
+  blocks: {
+    journalDir: string | null;
+    reserveBytes?: number;
+    /** Journals of Stratum processes no longer started (the cluster's lead): their unsettled blocks are taken up at start. */
+    adoptJournalDirs?: string[];
+  } & Partial<Omit<BlockTrackerOptions, 'isOurCoinbase' | 'tipHeight'>>;
   /** Blocks the database holds unsettled (taken up at start besides the journal's). */
   loadStoredBlocks?: () => Promise<UnsettledBlock[]>;
 }
@@ -141,9 +146,33 @@ export class Pool implements StratumHost {
     };
   }
 
+  /** Take up the unsettled blocks of a journal no process opens any more, then retire it (see adoptJournal). */
+  private adoptLeftoverJournal(dir: string): void {
+    let other: BlockJournal;
+    try {
+      other = new BlockJournal(dir, { reserveBytes: 0, logger: this.log.child({ mod: 'block-journal', journal: dir }) });
+    } catch (e) {
+      // Held by a live process (an older pool still running on this data dir): left to it.
+      this.log.warn({ dir, err: (e as Error).message }, 'the block journal of a Stratum process no longer started cannot be taken up now');
+      return;
+    }
+    try {
+      this.blocks.adoptJournal(other);
+    } finally {
+      other.close();
+    }
+    try {
+      this.log.info({ dir, retiredTo: retireJournalDir(dir) }, 'retired the block journal of a Stratum process no longer started');
+    } catch (e) {
+      // Taken up again at the next start: blocks already in this journal are skipped.
+      this.log.warn({ dir, err: (e as Error).message }, 'could not retire a taken-up block journal');
+    }
+  }
+
   /** Take up unsettled blocks, wait for the first template, then open the stratum ports. */
   async start(): Promise<{ port: number; tlsPort?: number }> {
     this.blocks.start();
+    for (const dir of this.opts.blocks.adoptJournalDirs ?? []) this.adoptLeftoverJournal(dir);
     if (this.opts.loadStoredBlocks) {
       // The database may be down: its blocks are taken up when it answers, without holding up the start.
       this.opts.loadStoredBlocks().then(
