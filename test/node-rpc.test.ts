@@ -493,6 +493,26 @@ test('a 200 answer that is not JSON-RPC, or a template missing fields, is a pars
   await rejectsWith(rpc.getBlockTemplate(), (e) => assert.match(e.message, /transactions\.0/));
 });
 
+test('getBlockHeader: bcoin\'s null nextblockhash (the tip) and previousblockhash (genesis) read as absent', async (t) => {
+  const node = await startFakeNode();
+  const rpc = new BitcoinRpc({ endpoints: [{ url: node.url }] });
+  t.after(async () => {
+    rpc.close();
+    await node.close();
+  });
+  // bcoin 1.0.2 answers the tip's header with "nextblockhash": null where Core leaves the field out.
+  const tip = { hash: 'ab'.repeat(32), confirmations: 1, height: 637, time: 1796109394, previousblockhash: 'cd'.repeat(32), nextblockhash: null };
+  node.intercept = (r) => (r.method === 'getblockheader' ? { result: tip } : undefined);
+  const h = await rpc.getBlockHeader(tip.hash);
+  assert.equal(h?.confirmations, 1);
+  assert.equal(h?.nextblockhash, undefined);
+  node.intercept = (r) => (r.method === 'getblockheader' ? { result: { ...tip, height: 0, previousblockhash: null } } : undefined);
+  assert.equal((await rpc.getBlockHeader(tip.hash))?.previousblockhash, undefined);
+  // Anything else in those fields is still refused.
+  node.intercept = (r) => (r.method === 'getblockheader' ? { result: { ...tip, nextblockhash: 7 } } : undefined);
+  await rejectsWith(rpc.getBlockHeader(tip.hash), (e) => assert.match(e.message, /nextblockhash/));
+});
+
 // ---------- TemplateSource ----------
 
 function setup(

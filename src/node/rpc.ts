@@ -148,8 +148,9 @@ const headerSchema = z.looseObject({
   height: z.number().int().nonnegative(),
   nTx: z.number().int().nonnegative().optional(),
   time: z.number().int().optional(),
-  previousblockhash: hash.optional(),
-  nextblockhash: hash.optional(),
+  // bcoin answers null where Core leaves the field out (genesis's previous, the tip's next): read as absent.
+  previousblockhash: hash.nullish().transform((v) => v ?? undefined),
+  nextblockhash: hash.nullish().transform((v) => v ?? undefined),
 });
 const zmqSchema = z.array(z.looseObject({ type: z.string(), address: z.string(), hwm: z.number().optional() }));
 const chainInfoSchema = z.looseObject({
