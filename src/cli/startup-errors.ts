@@ -81,13 +81,25 @@ export function explainStartupError(err: unknown): string | null {
   }
   if (err instanceof SchemaBehindError) return err.message;
   if (err instanceof OperatorTokenError) return err.message;
+  // A database error may come wrapped (migrate: "migration 001_schema failed: …", the driver's error as its cause).
+  const pg = pgCause(err);
+  if (pg && PG_LOGIN.has(pg.code)) return `the database refused the login (${pg.message}): check the user and password in DATABASE_URL`;
+  if (pg?.code === '3D000') return `${pg.message}: create it (e.g. createdb) or fix the database name in DATABASE_URL`;
   const code = (err as Errno | null)?.code;
-  if (typeof code === 'string' && PG_LOGIN.has(code)) return `the database refused the login (${(err as Error).message}): check the user and password in DATABASE_URL`;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
     // A host name that does not resolve, from a place that did not name its setting (listenError does).
     const host = (err as Errno & { hostname?: string }).hostname ?? 'a host name';
     return `${host} does not resolve (getaddrinfo ${code}): check the host names in the configuration (HASHHUB_STRATUM_HOST, HASHHUB_API_HOST, HASHHUB_NODE_URLS, DATABASE_URL)`;
   }
-  if (code === '3D000') return `${(err as Error).message}: create it (e.g. createdb) or fix the database name in DATABASE_URL`;
+  return null;
+}
+
+/** The first error along the cause chain (the error itself first) with one of the PostgreSQL codes explained here. */
+function pgCause(err: unknown): { code: string; message: string } | null {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e instanceof Error; depth++, e = (e as Error).cause) {
+    const code = (e as Errno).code;
+    if (typeof code === 'string' && (PG_LOGIN.has(code) || code === '3D000')) return { code, message: e.message };
+  }
   return null;
 }
