@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,7 +8,7 @@ import { BlockJournal } from '../src/ingest/block-journal.ts';
 import { runFleet } from '../src/miner/fleet.ts';
 import { exited, killAll, startPoolProcess, type PoolProcess } from './helpers/child-pool.ts';
 import { freePort } from './helpers/free-port.ts';
-import { PG_ADMIN_URL, SKIP_PG } from './helpers/pg.ts';
+import { SKIP_PG, createTestPg } from './helpers/pg.ts';
 import { until } from './helpers/until.ts';
 
 // Fewer Stratum processes than before (stratum.processes 2 → 1) on the same data dir: the spool of the process that
@@ -17,22 +16,12 @@ import { until } from './helpers/until.ts';
 // the stop, or the process was killed). They are replayed by the lead, not left on disk for ever; so are the
 // unsettled blocks of its block journal (`blocks-1`), taken into the lead's journal and recorded.
 
-async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: PG_ADMIN_URL });
-  await c.connect();
-  try { return await fn(c); } finally { await c.end(); }
-}
-
 test('processes 2 → 1: the shares left in the spool of the process no longer started reach the database', { skip: SKIP_PG, timeout: 300_000 }, async (t) => {
-  const name = `hashhub_audit_${randomBytes(5).toString('hex')}`;
-  await admin((c) => c.query(`CREATE DATABASE ${name}`));
-  t.after(() => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)));
-  const url = new URL(PG_ADMIN_URL);
-  url.pathname = `/${name}`;
-  const dbUrl = url.toString();
+  const tp = await createTestPg();
+  t.after(() => tp.drop());
+  const dbUrl = tp.url;
   // The same database through a port nobody listens on: the database is down for the first run.
-  const down = new URL(dbUrl);
-  down.port = String(await freePort());
+  const down = tp.urlVia('127.0.0.1', await freePort());
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hashhub-scale-down-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const port = await freePort();
@@ -46,7 +35,7 @@ test('processes 2 → 1: the shares left in the spool of the process no longer s
   t.after(() => killAll([pool]));
 
   // Two processes, the database down: every accepted share stays in its process's spool.
-  pool = await startPoolProcess({ ...base, DATABASE_URL: down.toString(), HASHHUB_STRATUM_PROCESSES: '2' });
+  pool = await startPoolProcess({ ...base, DATABASE_URL: down, HASHHUB_STRATUM_PROCESSES: '2' });
   await until(() => pool!.output().includes('2 Stratum processes share port'), 60_000, 'both processes listening');
   const fleet = runFleet({ count: 8, totalHashrate: 0, url: `stratum+tcp://127.0.0.1:${port}`, user: 'acct', connectRatePerSec: 100 });
   try {

@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +12,7 @@ import { PgDatabase } from '../src/store/pg.ts';
 import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
 import { freePort } from './helpers/free-port.ts';
 import { LineClient, type Msg } from './helpers/line-client.ts';
-import { PG_ADMIN_URL, SKIP_PG } from './helpers/pg.ts';
+import { SKIP_PG, createTestPg } from './helpers/pg.ts';
 import { REGTEST_ADDRESS, solveShare } from './helpers/pool.ts';
 import { StubNode } from './helpers/stub-node.ts';
 
@@ -21,24 +20,14 @@ import { StubNode } from './helpers/stub-node.ts';
 // is: the same disk). Those shares are held only in memory. Their miners must not be answered `true`: a stop (or a
 // crash) before the database answers again loses them, and a miner that saw "accepted" is owed them.
 
-async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: PG_ADMIN_URL });
-  await c.connect();
-  try { return await fn(c); } finally { await c.end(); }
-}
-
 test('a share whose spool write failed is never answered true (it is only in memory)', { skip: SKIP_PG, timeout: 60_000 }, async (t) => {
-  const name = `hashhub_audit_${randomBytes(5).toString('hex')}`;
-  await admin((c) => c.query(`CREATE DATABASE ${name}`));
-  t.after(() => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)));
-  const url = new URL(PG_ADMIN_URL);
-  url.pathname = `/${name}`;
-  const db = new PgDatabase({ url: url.toString(), maxConnections: 2 });
+  const tp = await createTestPg();
+  t.after(() => tp.drop());
+  const db = new PgDatabase({ url: tp.url, maxConnections: 2 });
   t.after(() => db.close());
   await migrate(db);
-  const down = new URL(url.toString());
-  down.port = String(await freePort());
-  const downDb = new PgDatabase({ url: down.toString(), maxConnections: 2, connectTimeoutMs: 200 });
+  // The same database through a port nobody listens on: down.
+  const downDb = new PgDatabase({ url: tp.urlVia('127.0.0.1', await freePort()), maxConnections: 2, connectTimeoutMs: 200 });
   t.after(() => downDb.close());
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hashhub-spool-fails-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
