@@ -74,13 +74,17 @@ type Op =
 const REGRESSIONS: Op[][] = [
   JSON.parse('[{"t":"shares","a":1,"n":2,"d":4,"h":0},{"t":"payout","crash":20,"fault":null,"send":"after"},{"t":"tick","periods":2,"ms":6291,"lag":7308},{"t":"account","crash":null},{"t":"flip","block":4,"to":"pending"},{"t":"payout","crash":null,"fault":null,"send":"after"},{"t":"cancel"},{"t":"tick","periods":1,"ms":5693,"lag":13691},{"t":"cancel"},{"t":"account","crash":24},{"t":"payout","crash":null,"fault":null,"send":"before"},{"t":"bump"}]') as Op[],
   JSON.parse('[{"t":"cancel"},{"t":"shares","a":0,"n":1,"d":1,"h":1},{"t":"flip","block":1,"to":"orphaned"},{"t":"block","finder":2,"reward":6236299817},{"t":"account","crash":null},{"t":"block","finder":4,"reward":5838627396},{"t":"shares","a":3,"n":3,"d":2,"h":0},{"t":"tick","periods":1,"ms":2253,"lag":2143},{"t":"shares","a":2,"n":2,"d":3,"h":1},{"t":"account","crash":37},{"t":"late","a":0,"d":1}]') as Op[],
+  // A block with no finder (account 0) after shares of every scheme: split over the PPLNS window, credited when
+  // confirmed (before 2f81197 such blocks were never split).
+  JSON.parse('[{"t":"shares","a":2,"n":3,"d":1,"h":0},{"t":"shares","a":0,"n":2,"d":2,"h":0},{"t":"shares","a":3,"n":1,"d":3,"h":1},{"t":"block","finder":-1,"reward":625000000},{"t":"tick","periods":1,"ms":100,"lag":0},{"t":"account","crash":null},{"t":"flip","block":0,"to":"confirmed"},{"t":"account","crash":3},{"t":"account","crash":null}]') as Op[],
   JSON.parse('[{"t":"account","crash":27},{"t":"tick","periods":1,"ms":7019,"lag":1948},{"t":"block","finder":2,"reward":1269284387},{"t":"account","crash":null},{"t":"late","a":1,"d":2},{"t":"account","crash":null},{"t":"tick","periods":2,"ms":5412,"lag":940},{"t":"shares","a":1,"n":2,"d":4,"h":2}]') as Op[],
 ];
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ t: fc.constant('shares' as const), a: fc.nat(4), n: fc.integer({ min: 1, max: 4 }), d: fc.nat(DIFFS.length - 1), h: fc.nat(HEIGHTS.length - 1) }) },
   { weight: 3, arbitrary: fc.record({ t: fc.constant('tick' as const), periods: fc.nat(2), ms: fc.nat(9999), lag: fc.nat(15_000) }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('block' as const), finder: fc.nat(4), reward: fc.integer({ min: 1, max: 6_250_000_000 }) }) },
+  // finder -1: a block with no finder (account 0: recovered by the start-up chain scan), split over the PPLNS window.
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('block' as const), finder: fc.integer({ min: -1, max: 4 }), reward: fc.integer({ min: 1, max: 6_250_000_000 }) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('flip' as const), block: fc.nat(5), to: fc.constantFrom('orphaned' as const, 'pending' as const, 'confirmed' as const) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('late' as const), a: fc.nat(4), d: fc.nat(DIFFS.length - 1) }) },
   { weight: 3, arbitrary: fc.record({ t: fc.constant('account' as const), crash: fc.option(fc.nat(40), { freq: 2 }) }) },
@@ -207,16 +211,18 @@ async function runHistory(world: World, ops: Op[], seq: number): Promise<void> {
             [new Date(Math.max(T0, now - op.lag)).toISOString()]);
           break;
         case 'block': {
-          const finder = NAMES[op.finder];
+          // No finder (op.finder -1): account 0, worker 0, the pool's coinbase; no share of its own.
+          const finder = op.finder < 0 ? '' : NAMES[op.finder];
           const reward = BigInt(op.reward);
           const hash = `${seq.toString(16).padStart(8, '0')}${blocks.length.toString(16).padStart(56, '0')}`;
-          await insertShare(finder, DIFFS[0], HEIGHTS[0], now += 7);
-          const outputs = SCHEME[finder] === 'solo'
+          if (finder) await insertShare(finder, DIFFS[0], HEIGHTS[0], now += 7);
+          else now += 7;
+          const outputs = finder && SCHEME[finder] === 'solo'
             ? [{ value: reward - reward / 100n, scriptPubKey: addressToScript(addresses.get(finder)!, 'regtest') }, { value: reward / 100n, scriptPubKey: poolScript() }]
             : [{ value: reward, scriptPubKey: poolScript() }];
           await q.query(`INSERT INTO blocks (hash, height, prev_hash, account_id, worker_id, reward, status, time, block_hex)
             VALUES ($1, 300, $2, $3, $4, $5::bigint, 'pending', $6::timestamptz, $7)`,
-            [hash, '00'.repeat(32), ids.get(finder)!.toString(), workers.get(finder)!.toString(), reward.toString(), new Date(now).toISOString(), blockHex({ height: 300, bits: BITS, outputs })]);
+            [hash, '00'.repeat(32), finder ? ids.get(finder)!.toString() : '0', finder ? workers.get(finder)!.toString() : '0', reward.toString(), new Date(now).toISOString(), blockHex({ height: 300, bits: BITS, outputs })]);
           blocks.push({ hash, time: now, finder, reward, status: 'pending', confirmedOnce: false });
           break;
         }
