@@ -191,25 +191,30 @@ export class Fpps {
 
   /**
    * Periods credited since `since` whose accepted-share count has changed since (late shares). Minute-aligned
-   * periods compare with the per-minute rollups (a few rows per period), hour-aligned ones with the hour rollups
-   * too: compaction folds the minutes of days older than a few into hours, and daily periods look back 24 days
-   * (compared with the minutes alone, every folded period looked changed and got a revision on every pass).
-   * Shorter periods count their shares.
+   * periods compare with the per-minute rollups (a few rows per period) and the hour rows compaction folded older
+   * minutes into: compaction folds the minutes of days older than a few into hours, and daily periods look back
+   * 24 days (compared with the minutes alone, every folded period looked changed and got a revision on every pass).
+   * A period shorter than an hour (or not whole hours) whose hour was folded has no rollup of its own left: it
+   * counts its raw shares, as shorter periods always do.
    */
   async latePeriods(q: Queryable, frame: BooksFrame, since: number): Promise<{ periodStart: number; revision: number }[]> {
     const sinceIso = new Date(since).toISOString();
-    const hours = frame.periodSeconds % 3600 === 0
-      ? ' + (SELECT coalesce(sum(h.accepted), 0) FROM pool_rollups_hour h WHERE h.bucket >= p.period_start AND h.bucket < p.period_end)'
-      : '';
-    const sql = frame.periodSeconds % 60 === 0
-      ? `SELECT p.period_start, p.revisions FROM fpps_periods p
-         WHERE p.period_start >= $1::timestamptz
-           AND p.shares <> (SELECT coalesce(sum(r.accepted), 0) FROM pool_rollups_minute r WHERE r.bucket >= p.period_start AND r.bucket < p.period_end)${hours}
-         ORDER BY p.period_start`
-      : `SELECT p.period_start, p.revisions FROM fpps_periods p
-         WHERE p.period_start >= $1::timestamptz
-           AND p.shares <> (SELECT count(*) FROM shares s WHERE s.time >= p.period_start AND s.time < p.period_end)
-         ORDER BY p.period_start`;
+    const raw = '(SELECT count(*) FROM shares s WHERE s.time >= p.period_start AND s.time < p.period_end)';
+    const minutes = '(SELECT coalesce(sum(r.accepted), 0) FROM pool_rollups_minute r WHERE r.bucket >= p.period_start AND r.bucket < p.period_end)';
+    const hours = '(SELECT coalesce(sum(h.accepted), 0) FROM pool_rollups_hour h WHERE h.bucket >= p.period_start AND h.bucket < p.period_end)';
+    // An hour row that reaches outside the period: the period's part of it is not known from the rollups.
+    const straddled = `EXISTS (SELECT 1 FROM pool_rollups_hour h WHERE h.bucket > p.period_start - interval '1 hour'
+      AND h.bucket < p.period_end AND (h.bucket < p.period_start OR h.bucket + interval '1 hour' > p.period_end))`;
+    // Raw shares only ever grow by late shares; fewer than credited means retention dropped them (nothing to
+    // credit: a revision would find nothing, and come back on every pass).
+    const changed = frame.periodSeconds % 3600 === 0
+      ? `p.shares <> ${minutes} + ${hours}`
+      : frame.periodSeconds % 60 === 0
+        ? `CASE WHEN ${straddled} THEN p.shares < ${raw} ELSE p.shares <> ${minutes} + ${hours} END`
+        : `p.shares < ${raw}`;
+    const sql = `SELECT p.period_start, p.revisions FROM fpps_periods p
+      WHERE p.period_start >= $1::timestamptz AND ${changed}
+      ORDER BY p.period_start`;
     const r = await q.query<{ period_start: Date | string; revisions: number }>(sql, [sinceIso]);
     return r.rows.map((row) => ({ periodStart: new Date(row.period_start).getTime(), revision: Number(row.revisions) + 1 }));
   }
