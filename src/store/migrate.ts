@@ -21,6 +21,20 @@ const MIGRATION_LOCK = 4841526030;
 const FILE_RE = /^(\d{3,})_([a-z0-9_]+)\.sql$/;
 
 /**
+ * Checksums of migration files as they were on main before they were changed, by version. A database that applied
+ * one of these is brought to the current file's schema by a later migration (named here), so it is not a changed
+ * migration for the operator to worry about. Never add to this without such a migration.
+ */
+export const RELEASED_EARLIER: ReadonlyMap<number, { checksums: readonly string[]; repairedBy: string }> = new Map([
+  [22, { repairedBy: '025_route_meter_released_forms', checksums: [
+    'e0ea491d29ef63c0a36979cea5f1be6f6015a907c70b3c1ec93e51bb38ba916c', // dfded21
+    'e598d5e089061a3313486a66182561ce7e7ca4700a08be0224b1098e7703c20e', // 775e2df
+  ] }],
+  [23, { repairedBy: '025_route_meter_released_forms', checksums: ['72fe5fee1b86c2a35adca213f42880aed91292a3c251306dcca165c7d52f2309'] }], // f2f720c
+  [24, { repairedBy: '025_route_meter_released_forms', checksums: ['3b5ec25f99556ec858fe31dbe5bf87edef6f386430b31cf183f52538eb9e1046'] }], // 8036ad7
+]);
+
+/**
  * Where the .sql files are: next to this module when run from source (tsx), or the sources' copy when run
  * from a tsc build (tsc does not copy .sql files into dist/).
  */
@@ -86,8 +100,13 @@ export async function migrate(db: Database, log?: Logger, all = loadMigrations()
       const row = await tx.query<AppliedRow>('SELECT version, name, checksum FROM schema_migrations WHERE version = $1', [m.version]);
       if (row.rows.length > 0) {
         if (row.rows[0].checksum !== m.checksum) {
-          // Not fatal: a comment edit changes the hash too. But an applied migration must not be rewritten.
-          log?.warn({ migration: label }, 'an applied migration file has changed since it was applied; add a new migration instead');
+          const earlier = RELEASED_EARLIER.get(m.version);
+          if (earlier?.checksums.includes(row.rows[0].checksum)) {
+            log?.debug({ migration: label, repairedBy: earlier.repairedBy }, 'applied in an earlier released form, brought up to date by a later migration');
+          } else {
+            // Not fatal: a comment edit changes the hash too. But an applied migration must not be rewritten.
+            log?.warn({ migration: label }, 'an applied migration file has changed since it was applied; add a new migration instead');
+          }
         }
         return false;
       }
