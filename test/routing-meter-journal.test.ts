@@ -488,3 +488,31 @@ test('counts whose write found no segment to go to (a failed rotation) are writt
   await restartOn(dir, db.sink, () => 60_000);
   assert.equal(db.total(), 7);
 });
+
+test('a journal written before markers counted their lines (5e71a0e-68ef6d6, ["flush", id, watermark]) is read back as that release wrote it', async (t) => {
+  const dir = tmpDir(t, 'hashhub-meter-');
+  const journal = new MeterJournal(dir, { logger: silent });
+  const meter = new RouteMeter(() => 60_000);
+  await meter.recover(journal);
+  const db = fakeDb();
+  // Flush 1 (2 + 3) commits; flush 2 (7) does not; 11 is metered after it. Then the process dies.
+  accepted(meter, 2); await turn(); accepted(meter, 3);
+  await meter.flush(db.sink);
+  accepted(meter, 7);
+  await flushWithDatabaseDown(meter);
+  accepted(meter, 11);
+  await journal.close();
+  fs.rmSync(path.join(dir, 'checkpoint.json'), { force: true });
+  // The markers as the older release wrote them: no line count.
+  const seg = fs.readdirSync(dir).find((f) => f.endsWith('.spool'))!;
+  const file = path.join(dir, seg);
+  const text = fs.readFileSync(file, 'utf8');
+  const old = text.split('\n').map((l) => (l.startsWith('["flush"') ? JSON.stringify((JSON.parse(l) as unknown[]).slice(0, 3)) : l)).join('\n');
+  assert.notEqual(old, text);
+  fs.writeFileSync(file, old);
+  assert.equal(db.total(), 5);
+  const { setAside } = await restartOn(dir, db.sink, () => 60_000);
+  // Flush 1 again under its id (adds nothing), flush 2 and the 11 after it billed: nothing set aside as damage.
+  assert.equal(setAside, 0);
+  assert.equal(db.total(), 5 + 7 + 11);
+});

@@ -15,7 +15,8 @@ import { type MinuteCounts, bucketKey, sumInto } from './meter.ts';
 // for a marker, `lines` being the count lines written since the marker before it. When a marker finds more lines
 // than it says (the marker before it unreadable: its flush may have committed), the lines before its own are set
 // aside rather than billed twice; so are counts before an unreadable line after the last marker. Under-billing a
-// damaged journal is the safe side.
+// damaged journal is the safe side. A marker without `lines` (["flush", id, watermark], written by 5e71a0e-68ef6d6)
+// is read as that release read it: its flush is every count line since the marker before.
 
 export interface JournalIncrement {
   routeId: number;
@@ -150,7 +151,7 @@ export class MeterJournal {
             suspect = group.length;
           } else if (v.kind === 'flush') {
             // Counts before damage, or more than the marker says (the marker before it lost): another flush's.
-            const extra = Math.min(group.length, Math.max(suspect, group.length - v.lines));
+            const extra = Math.min(group.length, Math.max(suspect, group.length - (v.lines ?? group.length)));
             setAside += extra;
             const own = group.slice(extra);
             const prev = flushes[flushes.length - 1];
@@ -270,7 +271,8 @@ function addTo(m: Map<string, JournalIncrement>, b: JournalIncrement): void {
   sumInto(have.inc, b.inc);
 }
 
-type Parsed = { kind: 'inc'; inc: JournalIncrement } | { kind: 'flush'; id: string; watermark: number; lines: number };
+/** `lines` null: a marker written before markers counted their lines (every count line since the one before). */
+type Parsed = { kind: 'inc'; inc: JournalIncrement } | { kind: 'flush'; id: string; watermark: number; lines: number | null };
 
 function parseLine(text: string): Parsed | null {
   let v: unknown;
@@ -281,7 +283,11 @@ function parseLine(text: string): Parsed | null {
   }
   if (!Array.isArray(v)) return null;
   if (v[0] === 'flush') {
-    return typeof v[1] === 'string' && Number.isFinite(v[2]) && Number.isSafeInteger(v[3]) && v[3] >= 0 ? { kind: 'flush', id: v[1], watermark: v[2] as number, lines: v[3] as number } : null;
+    if (typeof v[1] !== 'string' || !Number.isFinite(v[2])) return null;
+    // Three fields: a marker of a release before markers counted their lines (5e71a0e-68ef6d6), whose journal an
+    // upgraded process reads back. Its flush is the count lines since the marker before it, as that release read it.
+    if (v.length === 3) return { kind: 'flush', id: v[1], watermark: v[2] as number, lines: null };
+    return Number.isSafeInteger(v[3]) && (v[3] as number) >= 0 ? { kind: 'flush', id: v[1], watermark: v[2] as number, lines: v[3] as number } : null;
   }
   const [routeId, worker, minute, inc] = v as unknown[];
   if (!Number.isSafeInteger(routeId) || typeof worker !== 'string' || !Number.isFinite(minute) || typeof inc !== 'object' || inc === null || Array.isArray(inc)) return null;
