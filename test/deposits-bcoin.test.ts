@@ -79,4 +79,42 @@ describe('deposits through bcoin\'s wallet', { skip }, () => {
     assert.deepEqual(keys.rows.map((r) => r.k), [`deposit:${txid}:0`]);
     assert.deepEqual(await ledger.verify(db), []);
   });
+
+  test('one transaction paying two accounts\' deposit addresses credits each its own output (bcoin lists it once)', async () => {
+    const key = randomBytes(32);
+    const buyer = p2pkh(pubECDSA(key, true), BCOIN_REGTEST);
+    const sink = p2pkh(pubECDSA(randomBytes(32), true), BCOIN_REGTEST).address!;
+    const [cbHash] = await node.call<string[]>('generatetoaddress', [1, buyer.address]);
+    await node.call('generatetoaddress', [100, sink]);
+    const cb = (await node.call<{ tx: { txid: string; vout: { value: number }[] }[] }>('getblock', [cbHash, true, true])).tx[0];
+    const value = BigInt(Math.round(cb.vout[0].value * 1e8));
+
+    const a = await accountId(db, 'bcoin-batch-a');
+    const c = await accountId(db, 'bcoin-batch-b');
+    const deposits = new Deposits(db, { node, wallet }, { confirmations: N, reorgWatchBlocks: 144, network: 'regtest' }, pino({ level: 'silent' }));
+    const addrA = (await deposits.address(a, 'bcoin-batch-a')).address;
+    const addrB = (await deposits.address(c, 'bcoin-batch-b')).address;
+    // An exchange's batched withdrawal: two customers, one transaction, one output each (and a third output to A).
+    const tx = new Transaction({ allowLegacyWitnessUtxo: true });
+    tx.addInput({ txid: cb.txid, index: 0, witnessUtxo: { script: buyer.script, amount: value } });
+    tx.addOutput({ script: walletAddressScript(addrA, 'regtest'), amount: 1_000_001n });
+    tx.addOutput({ script: walletAddressScript(addrB, 'regtest'), amount: 2_000_003n });
+    tx.addOutput({ script: buyer.script, amount: value - 3_500_004n - 2000n });
+    tx.addOutput({ script: walletAddressScript(addrA, 'regtest'), amount: 500_000n });
+    tx.sign(key);
+    tx.finalize();
+    const txid = await node.call<string>('sendrawtransaction', [tx.hex]);
+    await node.call('generatetoaddress', [N, sink]);
+    let kinds: string[] = [];
+    await until(async () => {
+      kinds = kinds.concat((await deposits.run(Date.now())).outcomes.map((o) => (o.kind === 'failed' ? `failed: ${o.error}` : o.kind)));
+      return kinds.filter((k) => k === 'credited').length >= 3;
+    }, 5_000, () => `three credits (outcomes ${kinds.join(', ')})`).catch(() => undefined);
+    await deposits.run(Date.now());
+    assert.equal(await ledger.balance(db, owned('balance', a)), 1_500_001n, 'A: its two outputs');
+    assert.equal(await ledger.balance(db, owned('balance', c)), 2_000_003n, 'B: its own output, not A\'s');
+    const keys = await db.query<{ k: string }>("SELECT idempotency_key AS k FROM journal_entries WHERE idempotency_key LIKE $1 ORDER BY 1", [`deposit:${txid}:%`]);
+    assert.deepEqual(keys.rows.map((r) => r.k), [`deposit:${txid}:0`, `deposit:${txid}:1`, `deposit:${txid}:3`]);
+    assert.deepEqual(await ledger.verify(db), []);
+  });
 });

@@ -1,3 +1,4 @@
+import { Transaction } from '@scure/btc-signer';
 import type { Logger } from 'pino';
 import type { NetworkName } from '../chain/index.ts';
 import { RpcError } from '../node/rpc.ts';
@@ -63,7 +64,6 @@ interface SinceBlockEntry {
 interface WalletTx { confirmations: number; blockhash?: string; blockheight?: number }
 
 const KEY_RE = /^[A-Za-z0-9_.:-]{1,100}$/;
-const sats = (btc: number): bigint => BigInt(Math.round(btc * 1e8));
 const iso = (t: number) => new Date(t).toISOString();
 
 /** The ledger keys of the n-th credit of an outpoint and of its reversal (n = 1 keeps the plain key). */
@@ -191,13 +191,20 @@ export class Deposits {
       }
       throw walletError(e, 'listsinceblock');
     }
-    // Receipts by output script (an address a wallet prints another way, or cannot be decoded here, is no match).
-    const receipts: (SinceBlockEntry & { script: string })[] = [];
+    // Receipts by output script, read from the transaction itself, one per output. Not the listing's amount,
+    // address and vout: Core lists one entry per output, but bcoin 1.0.2 lists one entry per transaction whose
+    // amount is the sum of every wallet output, with the address and vout of the last one: a transaction paying
+    // two deposit addresses (an exchange's batched withdrawal) would credit both amounts to the last account,
+    // and a deposit followed by an output to another wallet address would not be credited at all.
+    const listed = new Map<string, SinceBlockEntry>();
     for (const t of r.transactions) {
-      if (t.category !== 'receive' || typeof t.address !== 'string' || !(t.amount > 0)) continue;
-      try {
-        receipts.push({ ...t, script: walletAddressScript(t.address, this.policy.network).toString('hex') });
-      } catch { /* not an address of ours */ }
+      if (t.category !== 'receive' || !(t.amount > 0) || typeof t.txid !== 'string') continue;
+      const id = t.txid.toLowerCase();
+      if (!listed.has(id)) listed.set(id, t);
+    }
+    const receipts: (SinceBlockEntry & { script: string; sats: bigint })[] = [];
+    for (const [id, t] of listed) {
+      for (const o of await this.txOutputs(id)) receipts.push({ ...t, txid: id, vout: o.vout, script: o.script, sats: o.amount });
     }
     const scripts = [...new Set(receipts.map((t) => t.script))];
     let n = 0;
@@ -218,7 +225,7 @@ export class Deposits {
            ON CONFLICT (txid, vout) DO UPDATE SET block_hash = EXCLUDED.block_hash, block_height = EXCLUDED.block_height,
              confirmations = EXCLUDED.confirmations, updated_at = now()
            WHERE deposits.state <> 'credited'`,
-          [t.txid.toLowerCase(), t.vout, owner.address, owner.account, sats(t.amount).toString(), conf > 0 ? t.blockhash ?? null : null,
+          [t.txid, t.vout, owner.address, owner.account, t.sats.toString(), conf > 0 ? t.blockhash ?? null : null,
             conf > 0 ? t.blockheight ?? null : null, conf]);
         n++;
       }
@@ -231,6 +238,31 @@ export class Deposits {
     });
     if (n) this.fault('recorded', receipts[0].txid);
     return n;
+  }
+
+  /** A transaction's outputs (script hex, exact satoshis): the wallet's copy (Core), else the node's (bcoin, txindex). */
+  private async txOutputs(txid: string): Promise<{ vout: number; script: string; amount: bigint }[]> {
+    let hex: string | undefined;
+    try {
+      hex = (await this.rpc.wallet.call<{ hex?: string }>('gettransaction', [txid]))?.hex;
+    } catch (e) {
+      if (!(e instanceof RpcError && e.kind === 'rpc')) throw walletError(e, 'gettransaction');
+    }
+    if (typeof hex !== 'string' || !hex) {
+      try {
+        hex = await this.rpc.node.call<string>('getrawtransaction', [txid, false]);
+      } catch (e) {
+        throw walletError(e, 'getrawtransaction');
+      }
+    }
+    const tx = Transaction.fromRaw(Buffer.from(hex, 'hex'), { allowUnknownOutputs: true, allowUnknownInputs: true, disableScriptCheck: true });
+    if (tx.id !== txid) throw new Error(`transaction ${txid}: the raw transaction read back has txid ${tx.id}`);
+    const out: { vout: number; script: string; amount: bigint }[] = [];
+    for (let i = 0; i < tx.outputsLength; i++) {
+      const o = tx.getOutput(i);
+      if (o.script && o.amount !== undefined) out.push({ vout: i, script: Buffer.from(o.script).toString('hex'), amount: o.amount });
+    }
+    return out;
   }
 
   private async walletTx(txid: string): Promise<WalletTx> {
