@@ -117,4 +117,48 @@ describe('deposits through bcoin\'s wallet', { skip }, () => {
     assert.deepEqual(keys.rows.map((r) => r.k), [`deposit:${txid}:0`, `deposit:${txid}:1`, `deposit:${txid}:3`]);
     assert.deepEqual(await ledger.verify(db), []);
   });
+
+  test('a credited deposit whose block a reorg replaced is reversed (bcoin\'s getblockheader never answers -1)', async () => {
+    const key = randomBytes(32);
+    const buyer = p2pkh(pubECDSA(key, true), BCOIN_REGTEST);
+    const sink = p2pkh(pubECDSA(randomBytes(32), true), BCOIN_REGTEST).address!;
+    const [cbHash] = await node.call<string[]>('generatetoaddress', [1, buyer.address]);
+    await node.call('generatetoaddress', [100, sink]);
+    const cb = (await node.call<{ tx: { txid: string; vout: { value: number }[] }[] }>('getblock', [cbHash, true, true])).tx[0];
+    const value = BigInt(Math.round(cb.vout[0].value * 1e8));
+    const id = await accountId(db, 'bcoin-reorged');
+    const deposits = new Deposits(db, { node, wallet }, { confirmations: N, reorgWatchBlocks: 144, network: 'regtest' }, pino({ level: 'silent' }));
+    const { address } = await deposits.address(id, 'bcoin-reorged');
+    const tx = new Transaction({ allowLegacyWitnessUtxo: true });
+    tx.addInput({ txid: cb.txid, index: 0, witnessUtxo: { script: buyer.script, amount: value } });
+    tx.addOutput({ script: walletAddressScript(address, 'regtest'), amount: 4_000_000n });
+    tx.addOutput({ script: buyer.script, amount: value - 4_000_000n - 2000n });
+    tx.sign(key);
+    tx.finalize();
+    const txid = await node.call<string>('sendrawtransaction', [tx.hex]);
+    await node.call('generatetoaddress', [N, sink]);
+    await until(async () => (await deposits.run(Date.now())).outcomes.some((o) => o.kind === 'credited' && o.txid === txid), 10_000, () => 'the credit');
+    assert.equal(await ledger.balance(db, owned('balance', id)), 4_000_000n);
+    // A real reorg: a second bcoin node mines a longer chain from the genesis block (without the deposit) and
+    // its blocks are submitted to ours, which switches to it in one step (no moment with a lower tip).
+    const tip = await node.call<number>('getblockcount', []);
+    const other = await startBcoinNode();
+    try {
+      await other.rpc('generatetoaddress', [tip + 2, sink]);
+      for (let h = 1; h <= tip + 2; h++) {
+        const hex = await other.rpc<string>('getblock', [await other.rpc<string>('getblockhash', [h]), false]);
+        await node.call('submitblock', [hex]);
+      }
+    } finally {
+      await other.stop();
+    }
+    assert.equal(await node.call<number>('getblockcount', []), tip + 2);
+    await new Promise((r) => setTimeout(r, 500)); // bcoin's wallet follows the reorg asynchronously
+    // The scan's cursor (a block of the old chain) must not stop the pass.
+    const kinds = (await deposits.run(Date.now())).outcomes.filter((o) => o.txid === txid).map((o) => o.kind);
+    // (Then 'failed': the reversed deposit's transaction is known to neither wallet nor node; retried each pass.)
+    assert.deepEqual(kinds.filter((k) => k !== 'failed'), ['reversed'], 'the deposit is gone from the best chain');
+    assert.equal(await ledger.balance(db, owned('balance', id)), 0n);
+    assert.deepEqual(await ledger.verify(db), []);
+  });
 });

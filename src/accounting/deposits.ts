@@ -175,7 +175,15 @@ export class Deposits {
   /** listsinceblock from the stored cursor; receipts to deposit addresses are recorded with the new cursor. */
   private async scan(): Promise<number> {
     const c = await this.db.query<{ last_block: string | null }>('SELECT last_block FROM deposit_scan');
-    const cursor = c.rows[0]?.last_block ?? null;
+    let cursor = c.rows[0]?.last_block ?? null;
+    // A cursor a reorg took off the best chain: bcoin 1.0.2's listsinceblock fails on it ("Cannot read properties
+    // of undefined (reading 'height')", every pass, so nothing was credited or reversed again); Core lists from
+    // the fork. Either way, read everything again (it changes nothing already recorded).
+    if (cursor && !(await this.blockInBest(cursor, new Map()).catch(() => true))) {
+      this.log.warn({ cursor }, 'deposit cursor left the best chain: rescanning from the start');
+      await this.db.query('DELETE FROM deposit_scan');
+      cursor = null;
+    }
     let r: { transactions: SinceBlockEntry[]; lastblock: string };
     try {
       // No cursor yet: from the genesis block, which Core reads as "everything" and bcoin (which has no "no
@@ -320,14 +328,18 @@ export class Deposits {
   private async blockInBest(hash: string, cache: Map<string, boolean>): Promise<boolean> {
     const known = cache.get(hash);
     if (known !== undefined) return known;
-    let h: { confirmations: number };
+    let h: { confirmations: number; height: number };
+    let atHeight: string | null = null;
     try {
-      h = await this.rpc.node.call<{ confirmations: number }>('getblockheader', [hash, true]);
+      h = await this.rpc.node.call<{ confirmations: number; height: number }>('getblockheader', [hash, true]);
+      // Core answers -1 off the best chain; bcoin 1.0.2 answers tip - height + 1 for any block it knows, so a
+      // block a longer chain replaced still looks confirmed there: the best chain's block at its height decides.
+      if (h.confirmations >= 1) atHeight = await this.rpc.node.call<string>('getblockhash', [h.height]);
     } catch (e) {
       // A block the node never heard of (a reset chain) is an operator's problem, not a reorg: no reversal.
       throw walletError(e, 'getblockheader');
     }
-    const active = h.confirmations >= 1;
+    const active = h.confirmations >= 1 && atHeight !== null && atHeight.toLowerCase() === hash.toLowerCase();
     cache.set(hash, active);
     return active;
   }
