@@ -321,9 +321,10 @@ export class StratumSession {
       throw e;
     }
     if ('kind' in msg) return; // a response to something we asked (client.get_version…)
-    // Shares pay their way by their outcome (see handleSubmit); every other message costs a token, so a flood of
-    // them is limited while a miner whose shares are valid never is, however fast it finds them.
-    if (msg.method !== 'mining.submit' && !this.takeToken(now)) return this.rateLimited(msg.id);
+    // Shares pay their way by their outcome (see handleSubmit), and so does authorize (see onAuthorize: a proxy brings
+    // hundreds of workers at once); every other message costs a token, so a flood of them is limited while a miner
+    // whose shares are valid never is, however fast it finds them.
+    if (msg.method !== 'mining.submit' && msg.method !== 'mining.authorize' && !this.takeToken(now)) return this.rateLimited(msg.id);
     this.dispatch(msg, now);
   }
 
@@ -410,7 +411,7 @@ export class StratumSession {
     switch (req.method) {
       case 'mining.submit': return this.onSubmit(req.id, req.submit, now);
       case 'mining.subscribe': return this.onSubscribe(req.id, req.userAgent, req.sessionId);
-      case 'mining.authorize': return this.onAuthorize(req.id, req.user, req.password);
+      case 'mining.authorize': return this.onAuthorize(req.id, req.user, req.password, now);
       case 'mining.configure': return this.onConfigure(req.id, req.extensions, req.params);
       case 'mining.suggest_difficulty': this.suggestDifficulty(req.difficulty); return this.sendResult(req.id, true);
       case 'mining.suggest_target': {
@@ -444,14 +445,21 @@ export class StratumSession {
     if (this.authorized) this.sendCurrentWork(true);
   }
 
-  private onAuthorize(id: RequestId, user: string, password: string): void {
+  private onAuthorize(id: RequestId, user: string, password: string, now: number): void {
+    // A worker new to this connection that the host authorizes costs no token: a proxy (NiceHash, a farm's
+    // stratum proxy) authorizes all its workers at once on connecting, and hundreds past the burst were rate
+    // limited, counted as garbage and the connection closed (every worker on it lost). A repeat or a refusal
+    // costs one, as any other message; MAX_WORKERS_PER_SESSION bounds the free ones.
+    if (this.workers.has(user) && !this.takeToken(now)) return this.rateLimited(id);
     const res = this.host.authorize(user, password, this);
+    if (!res.ok && !this.takeToken(now)) return this.rateLimited(id);
     if (!res.ok) {
       this.garbage(`authorization refused: ${res.reason}`);
       this.sendError(id, 24, res.reason);
       return;
     }
     if (!this.workers.has(res.name) && this.workers.size >= MAX_WORKERS_PER_SESSION) {
+      if (!this.takeToken(now)) return this.rateLimited(id);
       this.garbage('too many workers on one connection');
       return this.sendError(id, 24, `at most ${MAX_WORKERS_PER_SESSION} workers per connection`);
     }
