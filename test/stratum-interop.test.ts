@@ -124,3 +124,19 @@ test('a proxy authorizing 700 workers at once on one connection: every worker au
     c.close();
   } finally { await pool.stop(100); }
 });
+
+test('client.reconnect carries the port as a string: cgminer/bmminer read it with json_string_value only', async () => {
+  // cgminer's parse_reconnect (and bmminer, Antminer firmware built on it): `port = json_string_value(...)`, else the
+  // current port; a number sent the miner to the new host on its old port. ckpool sends a string; cpuminer, bfgminer
+  // and hashhub's own upstream client take either.
+  const { pool, port } = await startTestPool(new StubNode(), { reconnectHost: 'pool2.example.com', reconnectPort: 3334 });
+  const c = await connect(port);
+  await c.request(1, 'mining.subscribe', ['bmminer/2.0.0']);
+  await c.request(2, 'mining.authorize', ['acct.w1', 'x']);
+  await c.waitFor(isNotify);
+  const stopped = pool.stop(300);
+  await c.waitFor((m) => m.method === 'client.reconnect');
+  const line = c.raw.find((l) => l.includes('client.reconnect'));
+  assert.equal(line, '{"id":null,"method":"client.reconnect","params":["pool2.example.com","3334",0]}');
+  await stopped;
+});

@@ -734,7 +734,9 @@ export class StratumSession {
   }
 
   sendReconnect(host?: string, port?: number): void {
-    const params = host && port ? `["${host}",${port},0]` : '[]';
+    // The port as a string, as ckpool sends it: cgminer and its derivatives (bmminer, most ASIC firmware) read it
+    // with json_string_value only and fall back to the current port for a number. cpuminer and bfgminer take either.
+    const params = host && port ? `[${JSON.stringify(host)},"${port}",0]` : '[]';
     this.write(`{"id":null,"method":"client.reconnect","params":${params}}\n`);
   }
 
