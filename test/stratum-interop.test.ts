@@ -140,3 +140,22 @@ test('client.reconnect carries the port as a string: cgminer/bmminer read it wit
   assert.equal(line, '{"id":null,"method":"client.reconnect","params":["pool2.example.com","3334",0]}');
   await stopped;
 });
+
+test('a very slow miner: idle retarget steps far below the start, the re-issued job takes shares at the new difficulty', async () => {
+  const { pool, port } = await startTestPool(new StubNode(), { initialDifficulty: 1, vardiff: { targetIntervalMs: 100, idleRetargetMs: 200 } as never });
+  try {
+    const c = await connect(port);
+    const sub = await c.request(1, 'mining.subscribe', ['NerdMiner/1.6']);
+    await c.request(2, 'mining.authorize', ['acct.w1', 'x']);
+    await c.waitFor(isNotify);
+    const isLow = (m: Msg) => m.method === 'mining.set_difficulty' && (m.params![0] as number) <= 0.0003;
+    const from = c.messages.findIndex(isLow) >= 0 ? 0 : c.messages.length;
+    const low = await c.waitFor(isLow, 10_000, from);
+    const d = low.params![0] as number;
+    const job = await c.waitFor(isNotify, 5000, c.messages.indexOf(low));
+    const [, en1, en2Size] = sub.result as [unknown, string, number];
+    assert.equal((await c.request(3, 'mining.submit', solveShare(job, en1, en2Size, d))).result, true);
+    assert.ok(!c.closed);
+    c.close();
+  } finally { await pool.stop(100); }
+});
