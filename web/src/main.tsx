@@ -6,10 +6,11 @@ import { AccountPage } from './pages/account.tsx';
 import { MarketPage } from './pages/market.tsx';
 import { OperatorPage } from './pages/operator.tsx';
 import { PoolPage } from './pages/pool.tsx';
+import { parseHash } from './route.ts';
 import './style.css';
 
 function route(): string[] {
-  return location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  return parseHash(location.hash);
 }
 
 function App() {

@@ -1,0 +1,14 @@
+// The dashboard's hash routes (#/pool, #/account/<name>, #/market, #/operator), parsed without throwing.
+
+/** "#/account/a%2Fb" → ['account', 'a/b']. A part that is not valid percent-encoding (a hand-typed or
+ *  truncated link such as "#/account/50%off") is kept as typed instead of throwing (decodeURIComponent's
+ *  URIError would otherwise blank the whole page). */
+export function parseHash(hash: string): string[] {
+  return hash.replace(/^#\/?/, '').split('/').filter(Boolean).map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return p;
+    }
+  });
+}
