@@ -69,4 +69,22 @@ describe('dashboard deep links', { skip: !existsSync(CHROMIUM) && `no Chromium a
     assert.deepEqual(errors, []);
     await page.close();
   });
+
+  test('an account name the API cannot take says so and asks the API nothing', async () => {
+    apiCalls.length = 0;
+    const { page, errors } = await open('#/account/a%2Fb');
+    const msg = page.locator('#account-invalid');
+    await msg.waitFor({ timeout: 5000 });
+    assert.match((await msg.textContent()) ?? '', /“a\/b” is not an account name/);
+    await page.waitForTimeout(1500);
+    assert.deepEqual(apiCalls.filter((c) => c.includes('account')), []);
+    assert.equal(await page.locator('#account-hashrate, #account-private').count(), 0);
+    // a valid name still asks the API
+    await page.fill('input[name="account"]', 'alice_1');
+    await page.click('form.row button[type="submit"]');
+    await page.locator('#account-hashrate').waitFor({ timeout: 5000 });
+    assert.ok(apiCalls.some((c) => c.startsWith('/api/v1/accounts/alice_1/live')), JSON.stringify(apiCalls));
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
 });

@@ -12,3 +12,6 @@ export function parseHash(hash: string): string[] {
     }
   });
 }
+
+/** Account names as the pool and API take them (src/pool/pool.ts ACCOUNT_RE, the API's params.account). */
+export const ACCOUNT_NAME = /^[A-Za-z0-9_-]{1,100}$/;

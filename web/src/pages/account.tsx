@@ -7,6 +7,7 @@ import { ApiFailure, api, feed, getToken, setToken } from '../api.ts';
 import { Chart } from '../chart.tsx';
 import { btc, difficulty, hashrate, int, short, time } from '../format.ts';
 import { Card, Err, N, Stat, Status } from '../ui.tsx';
+import { ACCOUNT_NAME } from '../route.ts';
 import { type AccountLive, REJECT_REASONS, accountNumbers } from '../views.ts';
 
 export function AccountPage(props: { name: string }) {
@@ -20,8 +21,11 @@ export function AccountPage(props: { name: string }) {
           <button type="submit">Show</button>
         </form>
       </Card>
-      {props.name && <Public name={props.name} />}
-      {props.name && <Private key={props.name} name={props.name} />}
+      {props.name && !ACCOUNT_NAME.test(props.name) && (
+        <p class="error" role="alert" id="account-invalid">“{props.name}” is not an account name: an address or a name of letters, digits, _ or - (at most 100).</p>
+      )}
+      {props.name && ACCOUNT_NAME.test(props.name) && <Public name={props.name} />}
+      {props.name && ACCOUNT_NAME.test(props.name) && <Private key={props.name} name={props.name} />}
     </div>
   );
 }
