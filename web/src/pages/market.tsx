@@ -138,8 +138,10 @@ function MyOrders(props: { refresh: number; tickSeconds: number; onChange: () =>
     } catch (e) { setErr(e); }
   };
   useEffect(() => { void load(); }, [has, props.refresh]);
+  // An order's refusal is kept until the next action: the reload at each tick (load) clears only its own error.
+  const [actErr, setActErr] = useState<unknown>(null);
   const act = async (fn: () => Promise<unknown>) => {
-    try { await fn(); setErr(null); await load(); props.onChange(); } catch (e) { setErr(e); }
+    try { await fn(); setActErr(null); await load(); props.onChange(); } catch (e) { setActErr(e); }
   };
   const showDetail = async (side: 'bid' | 'ask', id: number) => {
     try {
@@ -185,6 +187,7 @@ function MyOrders(props: { refresh: number; tickSeconds: number; onChange: () =>
       <Card title="Your orders" id="market-mine" wide>
         {money && <p>Escrow {btc(money.escrow)} · charged {btc(money.spent)} · credited {btc(money.earned)} <button type="button" onClick={() => { setToken('market', ''); setHas(false); setTok(''); }}>Forget token</button></p>}
         <Err e={err} />
+        <Err e={actErr} />
         <div class="scroll"><table class="list" id="my-orders">
           <thead><tr><th>order</th><th>state</th><th class="r">price</th><th class="r">ordered</th><th class="r">fill (last tick)</th><th class="r">queue</th><th>why not filled</th><th class="r">charged</th><th></th></tr></thead>
           <tbody>
