@@ -42,14 +42,19 @@ describe('deposits through bcoin\'s wallet', { skip }, () => {
   });
   after(async () => { node?.close(); wallet?.close(); await b?.stop(); await cleanup?.(); });
 
-  test('a deposit to an address of bcoin\'s wallet is credited once at N confirmations', async () => {
+  /** A buyer key whose coinbase has matured (100 blocks to a sink address on top), to spend in a deposit. */
+  async function fundedBuyer() {
     const key = randomBytes(32);
     const buyer = p2pkh(pubECDSA(key, true), BCOIN_REGTEST);
     const sink = p2pkh(pubECDSA(randomBytes(32), true), BCOIN_REGTEST).address!;
     const [cbHash] = await node.call<string[]>('generatetoaddress', [1, buyer.address]);
     await node.call('generatetoaddress', [100, sink]);
     const cb = (await node.call<{ tx: { txid: string; vout: { value: number }[] }[] }>('getblock', [cbHash, true, true])).tx[0];
-    const value = BigInt(Math.round(cb.vout[0].value * 1e8));
+    return { key, buyer, sink, cb, value: BigInt(Math.round(cb.vout[0].value * 1e8)) };
+  }
+
+  test('a deposit to an address of bcoin\'s wallet is credited once at N confirmations', async () => {
+    const { key, buyer, sink, cb, value } = await fundedBuyer();
 
     const id = await accountId(db, 'bcoin-buyer');
     const deposits = new Deposits(db, { node, wallet }, { confirmations: N, reorgWatchBlocks: 144, network: 'regtest' }, pino({ level: 'silent' }));
@@ -81,13 +86,7 @@ describe('deposits through bcoin\'s wallet', { skip }, () => {
   });
 
   test('one transaction paying two accounts\' deposit addresses credits each its own output (bcoin lists it once)', async () => {
-    const key = randomBytes(32);
-    const buyer = p2pkh(pubECDSA(key, true), BCOIN_REGTEST);
-    const sink = p2pkh(pubECDSA(randomBytes(32), true), BCOIN_REGTEST).address!;
-    const [cbHash] = await node.call<string[]>('generatetoaddress', [1, buyer.address]);
-    await node.call('generatetoaddress', [100, sink]);
-    const cb = (await node.call<{ tx: { txid: string; vout: { value: number }[] }[] }>('getblock', [cbHash, true, true])).tx[0];
-    const value = BigInt(Math.round(cb.vout[0].value * 1e8));
+    const { key, buyer, sink, cb, value } = await fundedBuyer();
 
     const a = await accountId(db, 'bcoin-batch-a');
     const c = await accountId(db, 'bcoin-batch-b');
@@ -119,13 +118,7 @@ describe('deposits through bcoin\'s wallet', { skip }, () => {
   });
 
   test('a credited deposit whose block a reorg replaced is reversed (bcoin\'s getblockheader never answers -1)', async () => {
-    const key = randomBytes(32);
-    const buyer = p2pkh(pubECDSA(key, true), BCOIN_REGTEST);
-    const sink = p2pkh(pubECDSA(randomBytes(32), true), BCOIN_REGTEST).address!;
-    const [cbHash] = await node.call<string[]>('generatetoaddress', [1, buyer.address]);
-    await node.call('generatetoaddress', [100, sink]);
-    const cb = (await node.call<{ tx: { txid: string; vout: { value: number }[] }[] }>('getblock', [cbHash, true, true])).tx[0];
-    const value = BigInt(Math.round(cb.vout[0].value * 1e8));
+    const { key, buyer, sink, cb, value } = await fundedBuyer();
     const id = await accountId(db, 'bcoin-reorged');
     const deposits = new Deposits(db, { node, wallet }, { confirmations: N, reorgWatchBlocks: 144, network: 'regtest' }, pino({ level: 'silent' }));
     const { address } = await deposits.address(id, 'bcoin-reorged');
