@@ -502,15 +502,48 @@ test('getBlockHeader: bcoin\'s null nextblockhash (the tip) and previousblockhas
   });
   // bcoin 1.0.2 answers the tip's header with "nextblockhash": null where Core leaves the field out.
   const tip = { hash: 'ab'.repeat(32), confirmations: 1, height: 637, time: 1796109394, previousblockhash: 'cd'.repeat(32), nextblockhash: null };
-  node.intercept = (r) => (r.method === 'getblockheader' ? { result: tip } : undefined);
+  // (The best chain's block at each height is this one: getBlockHeader checks a positive answer against it.)
+  const headerIs = (header: unknown) => (r: RpcRequest): Action | undefined =>
+    r.method === 'getblockheader' ? { result: header } : r.method === 'getblockhash' ? { result: tip.hash } : undefined;
+  node.intercept = headerIs(tip);
   const h = await rpc.getBlockHeader(tip.hash);
   assert.equal(h?.confirmations, 1);
   assert.equal(h?.nextblockhash, undefined);
-  node.intercept = (r) => (r.method === 'getblockheader' ? { result: { ...tip, height: 0, previousblockhash: null } } : undefined);
+  node.intercept = headerIs({ ...tip, height: 0, previousblockhash: null });
   assert.equal((await rpc.getBlockHeader(tip.hash))?.previousblockhash, undefined);
   // Anything else in those fields is still refused.
   node.intercept = (r) => (r.method === 'getblockheader' ? { result: { ...tip, nextblockhash: 7 } } : undefined);
   await rejectsWith(rpc.getBlockHeader(tip.hash), (e) => assert.match(e.message, /nextblockhash/));
+});
+
+test('getBlockHeader: a positive depth for a block that is not the best chain\'s at its height (bcoin counts stale blocks) reads -1', async (t) => {
+  const node = await startFakeNode();
+  const rpc = new BitcoinRpc({ endpoints: [{ url: node.url }] });
+  t.after(async () => {
+    rpc.close();
+    await node.close();
+  });
+  const stale = { hash: 'ab'.repeat(32), confirmations: 3, height: 637, previousblockhash: 'cd'.repeat(32), nextblockhash: 'ef'.repeat(32) };
+  let atHeight: Action = { result: 'AB'.repeat(32) };
+  const asked: number[] = [];
+  node.intercept = (r) => {
+    if (r.method === 'getblockheader') return { result: stale };
+    if (r.method !== 'getblockhash') return undefined;
+    asked.push((r.params as number[])[0]);
+    return atHeight;
+  };
+  assert.equal((await rpc.getBlockHeader(stale.hash))?.confirmations, 3, 'on the best chain (hex case aside)');
+  assert.deepEqual(asked, [637]);
+  atHeight = { result: '12'.repeat(32) };
+  const h = await rpc.getBlockHeader(stale.hash);
+  assert.equal(h?.confirmations, -1, 'another block holds its height');
+  assert.equal(h?.nextblockhash, undefined);
+  // The chain shrank below its height between the two calls: off the best chain too.
+  atHeight = { rpcError: { code: -8, message: 'Block height out of range' } };
+  assert.equal((await rpc.getBlockHeader(stale.hash))?.confirmations, -1);
+  // Any other failure is the node's, not a verdict.
+  atHeight = { rpcError: { code: -1, message: 'boom' } };
+  await rejectsWith(rpc.getBlockHeader(stale.hash), (e) => assert.match(e.message, /boom/));
 });
 
 // ---------- TemplateSource ----------

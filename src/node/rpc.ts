@@ -255,15 +255,31 @@ export class BitcoinRpc implements NodeClient {
    * getblockheader <hash> (verbose): `confirmations` is -1 when the block is not on the node's best chain
    * (src/rpc/blockchain.cpp ComputeNextBlockAndDepth); null when the node does not know the block
    * (RPC_INVALID_ADDRESS_OR_KEY, "Block not found").
+   *
+   * bcoin 1.0.2 answers `tip - height + 1` for every block it knows, a stale block a longer chain replaced
+   * included, so a positive answer is checked against the best chain's block at that height (one getblockhash
+   * more, for the few found blocks and deposits asked about); off it, the answer is -1 as Core would give. A
+   * chain that shrank between the two calls ("Block height out of range", -8) has left the block off it too.
    */
   async getBlockHeader(blockHash: string): Promise<BlockHeaderInfo | null> {
+    let header: BlockHeaderInfo;
     try {
       const raw = await this.call<unknown>('getblockheader', [blockHash, true]);
-      return this.validate('getblockheader', headerSchema, raw);
+      header = this.validate('getblockheader', headerSchema, raw);
     } catch (err) {
       if (err instanceof RpcError && err.kind === 'rpc' && err.code === -5) return null;
       throw err;
     }
+    if (header.confirmations < 1) return header;
+    let atHeight: string | null;
+    try {
+      atHeight = await this.getBlockHash(header.height);
+    } catch (err) {
+      if (!(err instanceof RpcError && err.kind === 'rpc' && err.code === -8)) throw err;
+      atHeight = null;
+    }
+    if (atHeight !== null && atHeight.toLowerCase() === header.hash.toLowerCase()) return header;
+    return { ...header, confirmations: -1, nextblockhash: undefined };
   }
 
   /**
