@@ -215,6 +215,22 @@ describe('market API', { skip: SKIP_PG }, () => {
     }
   });
 
+  test('an endTime past year 9999 in UTC, or one the format takes but no calendar has, is a 400 naming endTime, not a 500', async () => {
+    for (const [i, endTime] of ['9999-12-31T23:59:59-01:00', '2030-02-30T00:00:00Z', '2030-01-01T23:59:60Z'].entries()) {
+      for (const [path, body] of [['bids', bid({ endTime, clientOrderId: `far-b${i}` })], ['asks', { minPrice: 1, workers: 'all', endTime, clientOrderId: `far-a${i}` }]] as const) {
+        const r = await call('POST', `/api/v1/market/${path}`, path === 'bids' ? 'tok-bob' : 'tok-sue', body);
+        assert.equal(r.statusCode, 400, `${path} endTime ${endTime} → ${r.statusCode} ${r.body}`);
+        assert.match(r.json().error.message, /endTime/);
+        assert.ok(!r.body.includes('\n'));
+      }
+    }
+    // The last time the range has still places a bid.
+    const edge = await call('POST', '/api/v1/market/bids', 'tok-bob', bid({ endTime: '9999-12-31T23:59:59Z', clientOrderId: 'far-edge', budget: '1000' }));
+    assert.equal(edge.statusCode, 201, edge.body);
+    assert.equal(edge.json().endTime, '9999-12-31T23:59:59.000Z');
+    assert.equal((await call('DELETE', `/api/v1/market/bids/${edge.json().id}`, 'tok-bob')).statusCode, 200);
+  });
+
   test('rate-limit headers on every answer, 429 with a JSON error past the limit', async () => {
     let r = await call('GET', '/api/v1/market/fees', 'tok-eve');
     // Windows are wall-clock minutes: near a window's end, start in the next one, so the 45 calls below stay in one

@@ -130,10 +130,14 @@ function checkClientId(c: unknown): string | null {
   return c;
 }
 
+const LATEST_END = Date.parse('9999-12-31T23:59:59.999Z');
+
 function checkEnd(e: unknown, now: number): Date | null {
   if (e === undefined || e === null) return null;
   if (!(e instanceof Date) || Number.isNaN(e.getTime())) throw new MarketError('INVALID_END_TIME', 'endTime must be an ISO 8601 time', 'endTime');
   if (e.getTime() <= now) throw new MarketError('INVALID_END_TIME', `endTime ${e.toISOString()} is in the past`, 'endTime');
+  // Postgres stores later times, but an ISO string past year 9999 (+010000-…) is not one it reads back.
+  if (e.getTime() > LATEST_END) throw new MarketError('INVALID_END_TIME', `endTime ${e.toISOString()} is past 9999-12-31`, 'endTime');
   return e;
 }
 

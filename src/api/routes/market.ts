@@ -129,18 +129,33 @@ const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
 const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
 
 /**
- * A query's time (format date-time) or day (YYYY-MM-DD) in ms. The schema checks only the shape: 2024-13-45, a
- * leap second (JavaScript has none) or year 0 reached Date or Postgres and answered 500; they are 400 here.
+ * A time (format date-time) or day (YYYY-MM-DD) in ms, or why it is not one. The schema checks only the shape:
+ * 2024-13-45, a leap second (JavaScript has none), year 0 or a time past 9999-12-31 in UTC reached Date or Postgres
+ * and answered 500, and Date rolls 2024-02-30 over into March.
  */
-function queryTime(raw: string, param: string, kind: 'time' | 'day'): number {
+function apiTime(raw: string, kind: 'time' | 'day'): number | string {
   const t = Date.parse(kind === 'day' ? `${raw}T00:00:00Z` : raw);
-  const refuse = (why: string) => new ApiError('VALIDATION_FAILED', `querystring.${param} ${why}`, [{ in: 'querystring', path: `/${param}`, message: why }]);
-  // Date.parse rolls 2024-02-30 over into March: a day must read back as itself.
-  if (Number.isNaN(t) || (kind === 'day' && new Date(t).toISOString().slice(0, 10) !== raw)) {
-    throw refuse(kind === 'day' ? `is not a calendar day: ${raw}` : `is not a valid time: ${raw}`);
-  }
-  if (t < EARLIEST || t > LATEST) throw refuse(`${raw} is outside the supported range 0001-01-01 to 9999-12-31`);
+  // The calendar day as written (before any offset) must exist: it reads back as itself through Date.UTC.
+  const day = /^(\d{4})-(\d{2})-(\d{2})/.exec(raw);
+  const realDay = day !== null && new Date(Date.UTC(+day[1], +day[2] - 1, +day[3])).getUTCDate() === +day[3] && +day[2] <= 12;
+  if (Number.isNaN(t) || !realDay) return kind === 'day' ? `is not a calendar day: ${raw}` : `is not a valid time: ${raw}`;
+  if (t < EARLIEST || t > LATEST) return `${raw} is outside the supported range 0001-01-01 to 9999-12-31`;
   return t;
+}
+
+/** A query's time or day in ms; 400 naming the parameter otherwise. */
+function queryTime(raw: string, param: string, kind: 'time' | 'day'): number {
+  const t = apiTime(raw, kind);
+  if (typeof t === 'string') throw new ApiError('VALIDATION_FAILED', `querystring.${param} ${t}`, [{ in: 'querystring', path: `/${param}`, message: t }]);
+  return t;
+}
+
+/** An order's endTime from a body (absent: none); 400 INVALID_END_TIME naming it otherwise. */
+function bodyEndTime(raw: unknown): Date | null {
+  if (raw === undefined || raw === null) return null;
+  const t = apiTime(String(raw), 'time');
+  if (typeof t === 'string') throw new MarketError('INVALID_END_TIME', `endTime ${t}`, 'endTime');
+  return new Date(t);
 }
 
 const isoDay = (t: number) => new Date(t).toISOString().slice(0, 10);
@@ -391,7 +406,7 @@ export async function marketRoutes(app: FastifyInstance, deps: MarketApiDeps): P
     const b = req.body;
     const r = await market.placeBid(actor, {
       clientOrderId: (b.clientOrderId as string | undefined) ?? null, maxPrice: b.maxPrice as number, limitHs: hs(b.limit, 'limit'),
-      budgetSat: BigInt(b.budget as string | number), endTime: b.endTime ? new Date(b.endTime as string) : null,
+      budgetSat: BigInt(b.budget as string | number), endTime: bodyEndTime(b.endTime),
       destinations: b.destinations as never,
     });
     return reply.status(r.created ? 201 : 200).send(bidView(r.bid));
@@ -404,7 +419,7 @@ export async function marketRoutes(app: FastifyInstance, deps: MarketApiDeps): P
     const b = req.body;
     const r = await market.placeAsk(actor, {
       clientOrderId: (b.clientOrderId as string | undefined) ?? null, minPrice: b.minPrice as number, capHs: b.cap === undefined ? null : hs(b.cap, 'cap'),
-      workers: b.workers as 'all' | string[], endTime: b.endTime ? new Date(b.endTime as string) : null,
+      workers: b.workers as 'all' | string[], endTime: bodyEndTime(b.endTime),
     });
     return reply.status(r.created ? 201 : 200).send(askView(r.ask));
   });
