@@ -23,7 +23,12 @@ export interface RoutingServiceOptions {
   journalDir?: string;
   /** At stop, wait this long at most for the upstreams' answers to forwarded shares (default 3 s). */
   stopAnswerWaitMs?: number;
+  /** Clock for the warnings' pacing (tests). */
+  now?: () => number;
 }
+
+/** The same failure is logged at most this often (a dead database fails every read and flush). */
+const WARN_EVERY_MS = 60_000;
 
 /**
  * Routing in a pool process: routes decided in the database (CLI, REST, market) are carried out on this process's
@@ -52,9 +57,19 @@ export class RoutingService {
     });
   }
 
+  /** Per message: when it was last logged and how many were held back since. */
+  private readonly warned = new Map<string, { at: number; held: number }>();
+
   private warn(what: string, e: unknown): void {
     this.lastError = `${what}: ${(e as Error).message}`;
-    this.log.warn({ err: (e as Error).message }, what);
+    const now = (this.opts.now ?? Date.now)();
+    const w = this.warned.get(what);
+    if (w && now - w.at < WARN_EVERY_MS) {
+      w.held++;
+      return;
+    }
+    this.warned.set(what, { at: now, held: 0 });
+    this.log.warn({ err: (e as Error).message, ...(w && w.held > 0 ? { repeated: w.held } : {}) }, what);
   }
 
   async start(): Promise<void> {
