@@ -81,10 +81,13 @@ interface Pending {
   method: string;
   sentAt: number;
   timer: NodeJS.Timeout;
-  resolve: (v: { result: unknown; error: unknown }) => void;
+  resolve: (v: Answer) => void;
 }
 
 const HEX = /^[0-9a-fA-F]*$/;
+
+/** An answer as received: ckpool (and its forks) put a refusal's reason in `reject-reason`, with `error: null`. */
+interface Answer { result: unknown; error: unknown; rejectReason?: string }
 
 export class UpstreamClient extends EventEmitter<UpstreamEvents> {
   private addr: UpstreamAddress;
@@ -128,7 +131,7 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
   /** Forward a share; resolves with the upstream's answer (or no-answer after answerTimeoutMs / on disconnect). */
   submit(params: [string, string, string, string, string] | [string, string, string, string, string, string]): Promise<SubmitAnswer> {
     if (!this.session) return Promise.resolve({ kind: 'no-answer', reason: 'upstream not connected' });
-    return this.request('mining.submit', params, this.opts.answerTimeoutMs).then(({ result, error }) => classifyAnswer(result, error), (e: Error) => ({ kind: 'no-answer', reason: e.message }));
+    return this.request('mining.submit', params, this.opts.answerTimeoutMs).then(({ result, error, rejectReason }) => classifyAnswer(result, error, rejectReason), (e: Error) => ({ kind: 'no-answer', reason: e.message }));
   }
 
   private connect(): void {
@@ -233,7 +236,8 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
       this.pending.delete(msg.id);
       clearTimeout(p.timer);
       this.emit('rtt', (performance.now() - p.sentAt) / 1000);
-      p.resolve({ result: msg.result, error: msg.error ?? null });
+      const reason = msg['reject-reason'];
+      p.resolve({ result: msg.result, error: msg.error ?? null, rejectReason: typeof reason === 'string' && reason ? reason.slice(0, 200) : undefined });
       return;
     }
     const params = Array.isArray(msg.params) ? msg.params : [];
@@ -294,7 +298,7 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
     this.emit('notify', n, difficulty);
   }
 
-  private request(method: string, params: unknown[], timeoutMs: number): Promise<{ result: unknown; error: unknown }> {
+  private request(method: string, params: unknown[], timeoutMs: number): Promise<Answer> {
     if (!this.socket) return Promise.reject(new Error('not connected'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -361,13 +365,17 @@ function errorText(e: unknown): string {
   return JSON.stringify(e).slice(0, 200);
 }
 
-/** The upstream's answer to a share: stale by code 21 or by "stale"/"job not found" in the reason (ckpool, public-pool). */
-export function classifyAnswer(result: unknown, error: unknown): SubmitAnswer {
+/**
+ * The upstream's answer to a share: stale by code 21 or by "stale"/"job not found" in the reason (public-pool;
+ * ckpool's "Stale" and "Invalid JobID"). ckpool answers a refusal `"result": false, "error": null` with the reason
+ * in `"reject-reason"` (`rejectReason`): it is the reason, as an error's message is.
+ */
+export function classifyAnswer(result: unknown, error: unknown, rejectReason?: string): SubmitAnswer {
   if (!error && result === true) return { kind: 'accepted' };
-  if (!error) return { kind: 'rejected', reason: `result ${JSON.stringify(result).slice(0, 80)}` };
-  const text = errorText(error);
+  if (!error && !rejectReason) return { kind: 'rejected', reason: `result ${JSON.stringify(result).slice(0, 80)}` };
+  const text = error ? errorText(error) : rejectReason!;
   if (Array.isArray(error) && error[0] === -1) return { kind: 'no-answer', reason: text };
-  if ((Array.isArray(error) && error[0] === 21) || /stale|job not found|unknown job/i.test(text)) return { kind: 'stale', reason: text };
+  if ((Array.isArray(error) && error[0] === 21) || /stale|job not found|unknown job|invalid job ?id/i.test(text)) return { kind: 'stale', reason: text };
   return { kind: 'rejected', reason: text };
 }
 

@@ -22,6 +22,9 @@ export interface StubUpstreamOptions {
   laterExtranonce2Size?: number;
   /** Grant version rolling with this mask at mining.configure (absent: configure is answered "unsupported"). */
   versionMask?: number;
+  /** The answer to a submit as written on the wire (its id is added): a pool's own shape, e.g. ckpool's
+   *  `{"result":false,"error":null,"reject-reason":"Stale"}`. Takes precedence over `answer`. */
+  answerRaw?: (params: unknown[]) => Record<string, unknown>;
 }
 
 export class StubUpstream {
@@ -99,6 +102,7 @@ export class StubUpstream {
             break;
           case 'mining.submit':
             this.submits.push(m.params);
+            if (this.o.answerRaw) { s.write(JSON.stringify({ ...this.o.answerRaw(m.params), id: m.id }) + '\n'); break; }
             if (this.o.answer === 'silent') break;
             if (this.o.answer === 'reject') reply(null, [23, 'Low difficulty share', null]);
             else reply(true);
