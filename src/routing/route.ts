@@ -321,11 +321,18 @@ export class Route extends EventEmitter<RouteEvents> implements RoutedWork {
     const late = session.route !== this;
     const minerDifficulty = sent?.difficulty ?? 0;
     this.meter.verdict(this.spec.id, name, at, result.outcome, minerDifficulty, late && result.outcome === 'stale');
-    if (result.outcome !== 'accepted' || !meta || !sent || !this.upstream) return;
+    if (!meta || !sent || !this.upstream) return;
+    // A block on the upstream's job is the upstream's, whatever our verdict on the share: stale (its job replaced by
+    // clean_jobs: a race it may still win, as ckpool and our own pool submit them) or, with a difficulty divisor,
+    // below the upstream's share difficulty. It goes upstream; the upstream's answer decides what is billed.
+    const block = result.outcome === 'accepted' ? result.block : result.outcome === 'stale' && result.block !== null;
     // Finer difficulty for miners: only shares that meet the upstream's target go upstream (and are metered on).
-    if (result.shareDifficulty < meta.upstreamDifficulty * (1 - 1e-9)) return;
-    // Only fresh jobs get here (jobs are invalidated with every new upstream session), so the miner's extranonce1
-    // is the current upstream extranonce1 ‖ its prefix: the upstream's extranonce2 is prefix ‖ the miner's.
+    const share = result.outcome === 'accepted' && result.shareDifficulty >= meta.upstreamDifficulty * (1 - 1e-9);
+    if (!share && !block) return;
+    // A job of an earlier upstream session (a stale one) is not this connection's work: nothing to forward.
+    if (!sent.work.extranonce1Hex.startsWith(this.up1Hex)) return;
+    // The miner's extranonce1 is the current upstream extranonce1 ‖ its prefix: the upstream's extranonce2 is
+    // prefix ‖ the miner's.
     const en2 = sent.work.extranonce1Hex.slice(this.up1Hex.length) + p.extranonce2;
     const params: [string, string, string, string, string] | [string, string, string, string, string, string] = p.versionBits !== undefined
       ? [this.upstream.opts.user, meta.upstreamJobId, en2, p.ntime, p.nonce, p.versionBits]
@@ -340,7 +347,8 @@ export class Route extends EventEmitter<RouteEvents> implements RoutedWork {
         this.setState('ready', null, null);
         this.emit('changed');
       }
-      if (a.kind === 'rejected' || a.kind === 'accepted') this.countAnswer(a.kind === 'accepted');
+      // A block that is no share at the upstream's difficulty is refused as a share there: not the route's fault.
+      if (a.kind === 'accepted' || (a.kind === 'rejected' && share)) this.countAnswer(a.kind === 'accepted');
     });
   }
 

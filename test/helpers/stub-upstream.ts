@@ -25,6 +25,8 @@ export interface StubUpstreamOptions {
   /** The answer to a submit as written on the wire (its id is added): a pool's own shape, e.g. ckpool's
    *  `{"result":false,"error":null,"reject-reason":"Stale"}`. Takes precedence over `answer`. */
   answerRaw?: (params: unknown[]) => Record<string, unknown>;
+  /** nBits of its jobs (default 1d00ffff); 207fffff makes nearly every share a block (regtest). */
+  nbits?: string;
 }
 
 export class StubUpstream {
@@ -35,7 +37,7 @@ export class StubUpstream {
   connections = 0;
   private jobSeq = 0;
   private timer: NodeJS.Timeout | null = null;
-  readonly prevHash = randomBytes(32).toString('hex');
+  prevHash = randomBytes(32).toString('hex');
   private readonly branch: string[];
 
   constructor(readonly o: StubUpstreamOptions = {}) {
@@ -61,7 +63,7 @@ export class StubUpstream {
     // coinb1 ends where the extranonce goes; a plausible coinbase shape is enough (not validated here).
     const coinb1 = '01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20' + '03a08601';
     const coinb2 = '2f737475622fffffffff0100f2052a010000001976a914000000000000000000000000000000000000000088ac00000000';
-    return JSON.stringify({ id: null, method: 'mining.notify', params: [id, this.prevHash, coinb1, coinb2, this.branch, '20000000', '1d00ffff', ntime, clean] }) + '\n';
+    return JSON.stringify({ id: null, method: 'mining.notify', params: [id, this.prevHash, coinb1, coinb2, this.branch, '20000000', this.o.nbits ?? '1d00ffff', ntime, clean] }) + '\n';
   }
 
   private notify(s: net.Socket, clean: boolean): void {
@@ -117,6 +119,12 @@ export class StubUpstream {
   /** mining.set_version_mask to every connection (the destination changes its BIP310 mask mid-session). */
   setVersionMask(mask: number): void {
     for (const s of this.sockets) s.write(JSON.stringify({ id: null, method: 'mining.set_version_mask', params: [mask.toString(16).padStart(8, '0')] }) + '\n');
+  }
+
+  /** A new tip: a new prev hash, and its job with clean_jobs to every connection (older jobs are stale). */
+  newTip(): void {
+    this.prevHash = randomBytes(32).toString('hex');
+    for (const s of this.sockets) this.notify(s, true);
   }
 
   /** Drop every connection (the "pool died" case without closing the listener). */
