@@ -23,7 +23,9 @@ export interface UpstreamOptions {
   requestTimeoutMs: number;
   /** A submitted share without an answer this long is "no answer". */
   answerTimeoutMs: number;
-  /** Authorized but no job for this long: 'no-job' (the connection is dropped and tried again). */
+  /** Authorized but no job for this long: 'no-job'; after the first job, nothing at all from the upstream (no job,
+   *  no answer) for twice this long: 'no-answer' (a stopped process, a black hole; twice, for pools that send a job
+   *  only every minute). The connection is dropped and tried again. */
   noJobTimeoutMs: number;
   backoffMinMs: number;
   backoffMaxMs: number;
@@ -204,10 +206,7 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
       void this.request('mining.extranonce.subscribe', [], o.requestTimeoutMs).catch(() => undefined);
       this.session = { extranonce1, extranonce2Size, versionMask: this.grantedMask };
       this.attempt = 0;
-      this.noJobTimer = setTimeout(() => {
-        if (this.socket === socket && !this.gotJob) this.fail(new RouteError('no-job', `no mining.notify within ${o.noJobTimeoutMs / 1000} s of authorize`));
-      }, o.noJobTimeoutMs);
-      this.noJobTimer.unref();
+      this.armSilenceTimer(socket);
       this.emit('up', this.session);
       // A notify that came before the authorize answer (some pools send work right after subscribe).
       for (const [n, d] of this.early.splice(0)) this.deliver(n, d);
@@ -217,10 +216,29 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
     }
   }
 
+  /**
+   * No job within noJobTimeoutMs of authorize: 'no-job'. After the first job the timer is armed again at every line
+   * received, for twice that: an upstream that sends nothing at all for so long (no job, no answer to our shares) is
+   * gone even if its connection is not closed. Before, the timer ran only until the first job, and a stopped upstream kept its
+   * route ready for good.
+   */
+  private armSilenceTimer(socket: net.Socket): void {
+    if (this.noJobTimer) clearTimeout(this.noJobTimer);
+    const ms = this.gotJob ? 2 * this.opts.noJobTimeoutMs : this.opts.noJobTimeoutMs;
+    this.noJobTimer = setTimeout(() => {
+      if (this.socket !== socket) return;
+      if (!this.gotJob) this.fail(new RouteError('no-job', `no mining.notify within ${ms / 1000} s of authorize`));
+      else this.fail(new RouteError('no-answer', `nothing from the upstream for ${ms / 1000} s (no job, no answer)`));
+    }, ms);
+    this.noJobTimer.unref();
+  }
+
   private grantedMask = 0;
   private early: [UpstreamNotify, number][] = [];
 
   private onLine(line: string): void {
+    // Alive: the silence timer starts again (only once a job came: until then it is the no-job timer).
+    if (this.gotJob && this.session && this.socket) this.armSilenceTimer(this.socket);
     let msg: Record<string, unknown>;
     try {
       const v: unknown = JSON.parse(line);
@@ -294,6 +312,7 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
   }
 
   private deliver(n: UpstreamNotify, difficulty: number): void {
+    if (!this.gotJob && this.socket) { this.gotJob = true; this.armSilenceTimer(this.socket); }
     this.gotJob = true;
     this.emit('notify', n, difficulty);
   }

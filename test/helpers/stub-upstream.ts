@@ -36,6 +36,8 @@ export class StubUpstream {
   submits: unknown[][] = [];
   connections = 0;
   private jobSeq = 0;
+  /** Frozen: nothing is written to any connection (a pool process stopped, a network black hole). */
+  frozen = false;
   private timer: NodeJS.Timeout | null = null;
   prevHash = randomBytes(32).toString('hex');
   private readonly branch: string[];
@@ -67,7 +69,7 @@ export class StubUpstream {
   }
 
   private notify(s: net.Socket, clean: boolean): void {
-    if (!s.destroyed) s.write(this.notifyLine(clean));
+    if (!s.destroyed && !this.frozen) s.write(this.notifyLine(clean));
   }
 
   private accept(s: net.Socket): void {
@@ -78,6 +80,7 @@ export class StubUpstream {
     let buf = '';
     s.setEncoding('utf8');
     s.on('data', (d: string) => {
+      if (this.frozen) return; // a stopped process reads nothing and answers nothing
       buf += d;
       let nl: number;
       while ((nl = buf.indexOf('\n')) !== -1) {
