@@ -351,6 +351,43 @@ describe('BlockTracker', () => {
 });
 
 describe('BlockJournal and restarts', () => {
+  test('stop waits for a chain check under way: its status reaches the journal before the pool closes it', async (t) => {
+    // Failed before: stop() waited only for submissions, so a check answered by a slow node after stop returned,
+    // and its status hit the closed journal ("block journal: status not written", an error at every clean stop
+    // of a busy regtest pool; re-derived at start, so nothing was lost, but the last status was not journaled).
+    const dir = tmpDir(t);
+    const node = new ScriptedNode();
+    node.best.set(hashN(91), 101);
+    node.bestHeight = 101;
+    const journal = new BlockJournal(dir, { reserveBytes: 0 });
+    const { captureLogger } = await import('./helpers/capture-logger.ts');
+    const cap = captureLogger();
+    const tr = new BlockTracker(node, journal, () => {}, {
+      ...DEFAULT_BLOCK_TRACKER_OPTIONS, maturity: 5, checkIntervalMs: 3_600_000, retryMinMs: 10, retryMaxMs: 40, recoveryScanDepth: 0,
+      isOurCoinbase: () => false, tipHeight: () => 101,
+    }, cap.logger);
+    tr.start();
+    tr.found(candidate(91));
+    await until(() => tr.get(hashN(91))?.status === 'pending', 2000, 'pending');
+    // A new tip's check (the timer's or a tip's, not a submission's), answered by a slow node after stop began.
+    let release!: () => void;
+    const slow = new Promise<void>((r) => { release = r; });
+    const header = node.getBlockHeader.bind(node);
+    let asked = 0;
+    node.getBlockHeader = async (hash) => { asked++; await slow; return header(hash); };
+    node.bestHeight = 103;
+    void tr.checkAll();
+    await until(() => asked > 0, 2000, 'the check asked the node');
+    setTimeout(release, 100);
+    await tr.stop(2000);
+    journal.close();
+    assert.equal(tr.get(hashN(91))?.confirmations, 3);
+    assert.deepEqual(cap.lines.filter((l) => l.level >= 50).map((l) => l.msg), []);
+    const reopened = new BlockJournal(dir, { reserveBytes: 0 });
+    t.after(() => reopened.close());
+    assert.equal(reopened.get(hashN(91))?.status?.confirmations, 3, 'the last status is in the journal');
+  });
+
   test('a block with no verdict at a crash is resubmitted at the next start; one found meanwhile is not lost', async (t) => {
     const dir = tmpDir(t);
     const node = new ScriptedNode();

@@ -550,7 +550,10 @@ export class BlockTracker extends EventEmitter<BlockTrackerEvents> {
     if (this.syncTimer) clearInterval(this.syncTimer);
     for (const t of this.blocks.values()) { clearTimeout(t.retryTimer ?? undefined); t.retryTimer = null; }
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => { timer = setTimeout(r, graceMs); })]);
+    // A chain check under way (a tip's or the timer's) is waited for too: its status must reach the journal before
+    // the pool closes it.
+    const busy = [...this.inflight, ...(this.checking ? [this.checking] : [])];
+    await Promise.race([Promise.allSettled(busy), new Promise((r) => { timer = setTimeout(r, graceMs); })]);
     clearTimeout(timer);
     this.journal?.sync();
   }
