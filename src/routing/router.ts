@@ -59,6 +59,19 @@ function canonical(w: AuthorizedWorker): string {
  * connection stays routed would throw their hashrate away instead: an operator expects each worker's work paid to
  * it, by the pool or by the buyer it was sold to.
  */
+/** A session's authorized workers as remembered for its subscription id, and when it was last known alive. */
+interface Remembered { worker: AuthorizedWorker; workers: AuthorizedWorker[] | null; at: number }
+
+/**
+ * The whole set: a proxy coming back after client.reconnect is resumed only where all of them may go (an array
+ * only for a proxy: nearly every connection is one worker). Undefined for a session with no worker.
+ */
+function rememberedOf(session: StratumSession, at: number): Remembered | undefined {
+  const first = session.workers.first;
+  if (!first) return undefined;
+  return { worker: first, workers: session.workers.size > 1 ? [...session.workers.values()] : null, at };
+}
+
 function fitsAll(r: Route, workers: Iterable<AuthorizedWorker>): boolean {
   let any = false;
   for (const w of workers) {
@@ -76,14 +89,16 @@ function fitsAll(r: Route, workers: Iterable<AuthorizedWorker>): boolean {
  */
 export class Router extends EventEmitter<RouterEvents> {
   readonly routes = new Map<number, Route>();
-  private readonly sessions = new Set<StratumSession>();
+  /** Authorized sessions by id (= the subscription id a miner presents when it comes back), in authorization order. */
+  private readonly sessions = new Map<string, StratumSession>();
   /**
-   * Subscription id (= session id) → the worker it authorized, for a miner that comes back after client.reconnect,
-   * and when that session was last known alive (authorized, sent client.reconnect, closed): the resume memory
-   * counts from then. Counted from the authorization, a miner that had mined longer than resumeMemoryMs came back
-   * from our client.reconnect unknown, and was left on pool work for good.
+   * Subscription id → the worker a closed session had authorized, for a miner that comes back after
+   * client.reconnect, and when that session closed: the resume memory counts from then (a live session is known
+   * from `sessions`, alive now). Counted from the authorization, a miner that had mined longer than resumeMemoryMs
+   * came back from our client.reconnect unknown, and was left on pool work for good. Only closed sessions: an
+   * entry for every live one was about 100 bytes of each idle connection's heap.
    */
-  private readonly known = new Map<string, { worker: AuthorizedWorker; workers: AuthorizedWorker[] | null; at: number }>();
+  private readonly known = new Map<string, Remembered>();
   private readonly reconnectSent = new Map<string, number>();
   private readonly cannot = new Map<string, number>();
   private readonly leaving = new WeakSet<StratumSession>();
@@ -186,7 +201,7 @@ export class Router extends EventEmitter<RouterEvents> {
 
   resumeWork(session: StratumSession, subscriptionId: string | undefined): WorkAssignment | null {
     if (!subscriptionId) return null;
-    const k = this.known.get(subscriptionId);
+    const k = this.knownOf(subscriptionId);
     if (!k || this.now() - k.at > this.opts.resumeMemoryMs) { this.reserved.delete(subscriptionId); return null; }
     this.presented.add(session);
     // The place held for it (if any) counts as this session's in the route's choice, then is given up: from here
@@ -207,28 +222,28 @@ export class Router extends EventEmitter<RouterEvents> {
   }
 
   onAuthorized(session: StratumSession, worker: AuthorizedWorker): void {
-    this.sessions.add(session);
-    // The whole set: a proxy coming back after client.reconnect is resumed only where all of them may go.
-    // (An array only for a proxy: nearly every connection is one worker, and this entry is kept for each of them.)
-    this.known.set(session.id, { worker: session.workers.first ?? worker, workers: session.workers.size > 1 ? [...session.workers.values()] : null, at: this.now() });
+    this.sessions.set(session.id, session);
     const route = session.route;
     if (route instanceof Route && route.matches(worker)) route.admit(session, canonical(worker));
-    if (this.known.size > MAX_REMEMBERED) this.known.delete(this.known.keys().next().value as string);
     this.reconcileSession(session);
   }
 
   onClose(session: StratumSession): void {
-    this.sessions.delete(session);
-    this.touchKnown(session);
+    // Remembered from its close: a miner sent client.reconnect comes back with this id.
+    if (this.sessions.delete(session.id)) {
+      const k = rememberedOf(session, this.now());
+      if (k) this.known.set(session.id, k);
+      if (this.known.size > MAX_REMEMBERED) this.known.delete(this.known.keys().next().value as string);
+    }
     for (const r of this.routes.values()) r.release(session);
     // A route removed meanwhile (still answering late shares) may hold it too.
     if (session.route instanceof Route) session.route.release(session);
   }
 
-  /** The session is alive now (or just left): its subscription id is remembered from now. */
-  private touchKnown(session: StratumSession): void {
-    const k = this.known.get(session.id);
-    if (k) k.at = this.now();
+  /** What a subscription id stands for: a live session's workers (alive now), or a closed one's remembered. */
+  private knownOf(id: string): Remembered | undefined {
+    const live = this.sessions.get(id);
+    return live ? rememberedOf(live, this.now()) : this.known.get(id);
   }
 
   // ---- deciding and moving ----------------------------------------------------------------------------------
@@ -255,7 +270,7 @@ export class Router extends EventEmitter<RouterEvents> {
       if (resuming && id === resuming.id) chosen.add(resuming.session);
       sum += h.hashrate;
     }
-    for (const s of this.sessions) {
+    for (const s of this.sessions.values()) {
       if (sum >= want) break;
       // A session leaving (sent client.reconnect) is counted by its held place, if it is coming here.
       if (chosen.has(s) || s.closed || this.leaving.has(s)) continue;
@@ -330,7 +345,7 @@ export class Router extends EventEmitter<RouterEvents> {
     for (const [id, h] of this.reserved) if (h.until <= now) this.reserved.delete(id);
     this.chosenCache = new Map();
     try {
-      for (const s of this.sessions) this.reconcileSession(s);
+      for (const s of this.sessions.values()) this.reconcileSession(s);
     } finally {
       this.chosenCache = null;
     }
@@ -394,7 +409,6 @@ export class Router extends EventEmitter<RouterEvents> {
       }
     }
     this.reconnectSent.set(name, this.now());
-    this.touchKnown(session);
     if (to !== null) this.reserved.set(session.id, { routeId: to, hashrate: session.estimatedHashrate(), until: this.now() + RESERVE_MS });
     if (to !== null && this.routes.get(to)?.accepting === 'one') this.probeReserved.set(to, { name, until: this.now() + 10_000 });
     this.leaving.add(session);
