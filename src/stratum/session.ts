@@ -12,7 +12,7 @@ import { ProtocolError, type RequestId, type StratumRequest, errorLine, parseMes
 import { type SentJob, SentJobs } from './sent-jobs.ts';
 import { Vardiff, clampDifficulty } from './vardiff.ts';
 import type { WriteBudget } from './write-budget.ts';
-import { AuthorizedWorkers, interned } from './workers.ts';
+import { AuthorizedWorkers, interned, internedAddress } from './workers.ts';
 
 export interface AuthorizedWorker {
   /** "account.worker" as the miner sent it. */
@@ -134,6 +134,14 @@ type SessionSocket = Socket & { [SESSION]?: StratumSession };
 
 const NO_OUTCOMES: Readonly<Partial<Record<ShareOutcome, number>>> = Object.freeze({});
 
+/**
+ * The session's times are kept as the host's clock less this (ms): while the difference fits a small integer (24
+ * days from the process's start), a field holding it is stored in the object itself, where a full Date.now() value
+ * is a heap number of its own, 16 bytes each and about 100 bytes per idle connection in all. Past that they are
+ * heap numbers again: only memory, never a wrong answer (only differences are ever compared).
+ */
+const CLOCK_EPOCH = Date.now();
+
 /** What owns the session (StratumServer): told once the socket has closed, after the session's own handling. */
 export interface SessionOwner {
   sessionClosed(session: StratumSession): void;
@@ -141,7 +149,9 @@ export interface SessionOwner {
 
 /** One miner connection: the protocol state machine. */
 export class StratumSession {
-  readonly connectedAt: number;
+  /** When the connection came (the host's clock, ms). */
+  get connectedAt(): number { return this.connectedRel + CLOCK_EPOCH; }
+  private readonly connectedRel: number;
   readonly remoteAddress: string;
   userAgent = '';
   subscribed = false;
@@ -174,9 +184,9 @@ export class StratumSession {
   private lastNtime = 0;
   /** Made at the first share: an idle connection needs none. */
   private rootCache: MerkleRootCache | null = null;
-  lastShareAt = 0;
-  authorizedAt = 0;
-  lastActivityAt: number;
+  // Times below are the host's clock less CLOCK_EPOCH (see there): small integers, no heap number each.
+  /** The first authorization, then each accepted share: shares, not pings, count as life (see tick). */
+  private livedRel = 0;
   closed = false;
   /** Shares handled on this connection, by outcome; made at the first share (an idle connection needs none). */
   private outcomes: Partial<Record<ShareOutcome, number>> | null = null;
@@ -211,11 +221,10 @@ export class StratumSession {
     /** Told when the socket has closed (StratumServer); absent in unit tests. */
     private readonly owner?: SessionOwner,
   ) {
-    const now = host.now();
-    this.connectedAt = now;
-    this.lastActivityAt = now;
+    const now = host.now() - CLOCK_EPOCH;
+    this.connectedRel = now;
     this.windowStart = now;
-    this.remoteAddress = socket.remoteAddress ?? 'unknown';
+    this.remoteAddress = internedAddress(socket.remoteAddress ?? 'unknown');
     // Node caches the peer's address on the socket, an object and a property of its own (_peername: about 60 bytes
     // of every connection's heap); the session keeps the address, so the cache goes (Node would ask the kernel again).
     delete (socket as { _peername?: unknown })._peername;
@@ -307,7 +316,6 @@ export class StratumSession {
   private onLine(line: string): void {
     if (this.closed) return;
     const now = this.host.now();
-    this.lastActivityAt = now;
     this.rollWindow(now);
     let msg: ReturnType<typeof parseMessage>;
     try {
@@ -343,7 +351,7 @@ export class StratumSession {
     this.linesInWindow++;
     this.linesThisTurn++;
     if (this.closed || this.framer.isHolding || this.drainingHeld) return;
-    const now = this.host.now();
+    const now = this.host.now() - CLOCK_EPOCH;
     if (now - this.readWindowStart >= 100) {
       this.readWindowStart = now;
       this.linesInWindow = 0;
@@ -399,7 +407,7 @@ export class StratumSession {
     if (this.closed) return;
     this.linesThisTurn = 0;
     this.turnStartedAt = performance.now();
-    const now = this.host.now();
+    const now = this.host.now() - CLOCK_EPOCH;
     if (now - this.readWindowStart >= 100) { this.readWindowStart = now; this.linesInWindow = 0; }
     // As in the data handler: the answers to the held lines leave together (one writev), not one write(2) each.
     this.socket.cork();
@@ -464,7 +472,7 @@ export class StratumSession {
       return this.sendError(id, 24, `at most ${MAX_WORKERS_PER_SESSION} workers per connection`);
     }
     const first = !this.authorized;
-    if (first) this.authorizedAt = this.host.now();
+    if (first) this.livedRel = this.host.now() - CLOCK_EPOCH;
     this.workers.set({ name: res.name, account: interned(res.account), worker: res.worker });
     const d = /(?:^|[,;\s])d=([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)/i.exec(password);
     if (d && first && !this.lastJob) this.suggestDifficulty(Number(d[1]));
@@ -551,13 +559,13 @@ export class StratumSession {
     else refusal = this.host.onShare(this, worker, poolDifficulty, result, p);
     this.windowShares++;
     if (result.outcome === 'accepted') {
-      this.lastShareAt = now;
+      this.livedRel = now - CLOCK_EPOCH;
       // Refused for want of storage: valid work all the same (not an offence, vardiff still counts it).
       if (refusal) this.sendError(id, refusal.code, refusal.message);
       else this.sendResult(id, true);
       if (route) return; // a routed miner works at the upstream's difficulty: no vardiff
       // A share at another difficulty (sent before a change, or capped at the network's) counts in proportion.
-      const next = this.vardiff.onShare(now, poolDifficulty / this.vardiff.current);
+      const next = this.vardiff.onShare(now - CLOCK_EPOCH, poolDifficulty / this.vardiff.current);
       if (next !== null) this.applyDifficulty(next);
       return;
     }
@@ -586,7 +594,7 @@ export class StratumSession {
 
   private setDifficultyNow(d: number): void {
     this.difficulty = d;
-    this.vardiff.reset(d, this.host.now());
+    this.vardiff.reset(d, this.host.now() - CLOCK_EPOCH);
   }
 
   /**
@@ -600,10 +608,10 @@ export class StratumSession {
     if (this.closed) return;
     if (this.work.route) {
       // Routed: the upstream sets the difficulty; the session's own applies again when it is back on pool work.
-      this.vardiff.reset(d, this.host.now());
+      this.vardiff.reset(d, this.host.now() - CLOCK_EPOCH);
       return;
     }
-    this.vardiff.reset(d, this.host.now());
+    this.vardiff.reset(d, this.host.now() - CLOCK_EPOCH);
     const effective = this.lastJob ? Math.min(d, this.lastJob.networkDifficulty) : d;
     if (effective === this.difficulty) return;
     this.difficulty = effective;
@@ -618,12 +626,13 @@ export class StratumSession {
   /** Periodic: timeouts and vardiff for miners that stopped finding shares. */
   tick(now: number): void {
     if (this.closed) return;
-    if (!this.subscribed && now - this.connectedAt > this.opts.subscribeTimeoutMs) return this.close('no mining.subscribe in time');
-    if (!this.authorized && now - this.connectedAt > this.opts.authorizeTimeoutMs) return this.close('no successful mining.authorize in time');
+    const rel = now - CLOCK_EPOCH;
+    if (!this.subscribed && rel - this.connectedRel > this.opts.subscribeTimeoutMs) return this.close('no mining.subscribe in time');
+    if (!this.authorized && rel - this.connectedRel > this.opts.authorizeTimeoutMs) return this.close('no successful mining.authorize in time');
     // Shares, not pings, count as life: a connection that only keeps itself open is not mining.
-    if (this.authorized && now - Math.max(this.lastShareAt, this.authorizedAt) > this.opts.shareTimeoutMs) return this.close('idle: no share for too long');
+    if (this.authorized && rel - this.livedRel > this.opts.shareTimeoutMs) return this.close('idle: no share for too long');
     if (this.lastJob && !this.work.route) {
-      const next = this.vardiff.onTick(now);
+      const next = this.vardiff.onTick(rel);
       if (next !== null) this.applyDifficulty(next);
     }
   }
@@ -804,16 +813,18 @@ export class StratumSession {
   // ---- abuse ---------------------------------------------------------------------------------------------
 
   private takeToken(now: number): boolean {
-    this.tokens = Math.min(this.opts.messageBurst, this.tokens + ((now - this.tokensAt) * this.opts.messagesPerSecond) / 1000);
-    this.tokensAt = now;
+    const rel = now - CLOCK_EPOCH;
+    this.tokens = Math.min(this.opts.messageBurst, this.tokens + ((rel - this.tokensAt) * this.opts.messagesPerSecond) / 1000);
+    this.tokensAt = rel;
     if (this.tokens < 1) return false;
     this.tokens -= 1;
     return true;
   }
 
   private rollWindow(now: number): void {
-    if (now - this.windowStart < this.opts.ban.windowMs) return;
-    this.windowStart = now;
+    const rel = now - CLOCK_EPOCH;
+    if (rel - this.windowStart < this.opts.ban.windowMs) return;
+    this.windowStart = rel;
     this.windowShares = 0;
     this.windowRejects = 0;
     this.windowGarbage = 0;
