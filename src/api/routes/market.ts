@@ -137,7 +137,7 @@ function apiTime(raw: string, kind: 'time' | 'day'): number | string {
   const t = Date.parse(kind === 'day' ? `${raw}T00:00:00Z` : raw);
   // The calendar day as written (before any offset) must exist: it reads back as itself through Date.UTC.
   const day = /^(\d{4})-(\d{2})-(\d{2})/.exec(raw);
-  const realDay = day !== null && new Date(Date.UTC(+day[1], +day[2] - 1, +day[3])).getUTCDate() === +day[3] && +day[2] <= 12;
+  const realDay = day !== null && +day[2] >= 1 && +day[2] <= 12 && new Date(Date.UTC(+day[1], +day[2] - 1, +day[3])).getUTCDate() === +day[3];
   if (Number.isNaN(t) || !realDay) return kind === 'day' ? `is not a calendar day: ${raw}` : `is not a valid time: ${raw}`;
   if (t < EARLIEST || t > LATEST) return `${raw} is outside the supported range 0001-01-01 to 9999-12-31`;
   return t;
