@@ -238,6 +238,8 @@ test('config: node.zmq / HASHHUB_NODE_ZMQ and the embedded publisher; hashhub po
     overrides: {
       'database.dataDir': dataDir, 'database.url': db.url, 'api.enabled': false, 'stratum.host': '127.0.0.1', 'stratum.port': 0,
       'node.embedded.difficulty': 1e-6, // a block in a few thousand hashes
+      // ZMQ alone can tell the new tip first: a long poll (or a poll) won that race under load (3 test files at once).
+      'node.longpoll': false, 'node.pollMs': 60_000,
     },
   });
   const running = await runPool(cfg, log);
