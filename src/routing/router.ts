@@ -49,16 +49,6 @@ function canonical(w: AuthorizedWorker): string {
   return `${w.account}.${w.worker}`;
 }
 
-/**
- * Whether a connection with these workers may work for this route: every one of them must match it. A proxy's
- * connection carries several workers (accounts), and every share on it goes to the route it works for, metered
- * under the share's worker: routed by its first worker only, a share of another was delivered to that buyer under
- * a (route, worker) no assignment names, never billed nor paid, and no pool credit either. Such a connection is
- * routed only as a whole; a worker that does not match authorizing on a routed one sends it back to pool work
- * (and its shares on the route's jobs are refused: Route.admits). Refusing the other workers' shares while the
- * connection stays routed would throw their hashrate away instead: an operator expects each worker's work paid to
- * it, by the pool or by the buyer it was sold to.
- */
 /** A session's authorized workers as remembered for its subscription id, and when it was last known alive. */
 interface Remembered { worker: AuthorizedWorker; workers: AuthorizedWorker[] | null; at: number }
 
@@ -72,6 +62,16 @@ function rememberedOf(session: StratumSession, at: number): Remembered | undefin
   return { worker: first, workers: session.workers.size > 1 ? [...session.workers.values()] : null, at };
 }
 
+/**
+ * Whether a connection with these workers may work for this route: every one of them must match it. A proxy's
+ * connection carries several workers (accounts), and every share on it goes to the route it works for, metered
+ * under the share's worker: routed by its first worker only, a share of another was delivered to that buyer under
+ * a (route, worker) no assignment names, never billed nor paid, and no pool credit either. Such a connection is
+ * routed only as a whole; a worker that does not match authorizing on a routed one sends it back to pool work
+ * (and its shares on the route's jobs are refused: Route.admits). Refusing the other workers' shares while the
+ * connection stays routed would throw their hashrate away instead: an operator expects each worker's work paid to
+ * it, by the pool or by the buyer it was sold to.
+ */
 function fitsAll(r: Route, workers: Iterable<AuthorizedWorker>): boolean {
   let any = false;
   for (const w of workers) {
