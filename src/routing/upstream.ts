@@ -106,6 +106,8 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
   /** Set once subscribed and authorized on this connection. */
   session: UpstreamSession | null = null;
   private gotJob = false;
+  /** When the upstream last sent a line (performance.now()): the silence timer's measure once a job came. */
+  private heardAt = 0;
   private failure: RouteError | null = null;
   private redirect: UpstreamAddress | null = null;
   lastError: RouteError | null = null;
@@ -217,18 +219,21 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
   }
 
   /**
-   * No job within noJobTimeoutMs of authorize: 'no-job'. After the first job the timer is armed again at every line
-   * received, for twice that: an upstream that sends nothing at all for so long (no job, no answer to our shares) is
-   * gone even if its connection is not closed. Before, the timer ran only until the first job, and a stopped upstream kept its
-   * route ready for good.
+   * No job within noJobTimeoutMs of authorize: 'no-job'. After the first job, nothing at all from the upstream (no
+   * job, no answer to our shares) for twice that since its last line: 'no-answer', gone even if its connection is
+   * not closed. Before, the timer ran only until the first job, and a stopped upstream kept its route ready for
+   * good. A line only stamps heardAt (every forwarded share's answer is one); the timer, when it fires, waits again
+   * for what is left of the silence it measures.
    */
-  private armSilenceTimer(socket: net.Socket): void {
+  private armSilenceTimer(socket: net.Socket, ms = this.gotJob ? 2 * this.opts.noJobTimeoutMs : this.opts.noJobTimeoutMs): void {
     if (this.noJobTimer) clearTimeout(this.noJobTimer);
-    const ms = this.gotJob ? 2 * this.opts.noJobTimeoutMs : this.opts.noJobTimeoutMs;
     this.noJobTimer = setTimeout(() => {
       if (this.socket !== socket) return;
-      if (!this.gotJob) this.fail(new RouteError('no-job', `no mining.notify within ${ms / 1000} s of authorize`));
-      else this.fail(new RouteError('no-answer', `nothing from the upstream for ${ms / 1000} s (no job, no answer)`));
+      if (!this.gotJob) return this.fail(new RouteError('no-job', `no mining.notify within ${ms / 1000} s of authorize`));
+      const limit = 2 * this.opts.noJobTimeoutMs;
+      const silent = performance.now() - this.heardAt;
+      if (silent < limit) return this.armSilenceTimer(socket, limit - silent);
+      this.fail(new RouteError('no-answer', `nothing from the upstream for ${limit / 1000} s (no job, no answer)`));
     }, ms);
     this.noJobTimer.unref();
   }
@@ -237,8 +242,7 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
   private early: [UpstreamNotify, number][] = [];
 
   private onLine(line: string): void {
-    // Alive: the silence timer starts again (only once a job came: until then it is the no-job timer).
-    if (this.gotJob && this.session && this.socket) this.armSilenceTimer(this.socket);
+    this.heardAt = performance.now(); // alive (see armSilenceTimer)
     let msg: Record<string, unknown>;
     try {
       const v: unknown = JSON.parse(line);
@@ -312,8 +316,9 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
   }
 
   private deliver(n: UpstreamNotify, difficulty: number): void {
-    if (!this.gotJob && this.socket) { this.gotJob = true; this.armSilenceTimer(this.socket); }
+    const first = !this.gotJob;
     this.gotJob = true;
+    if (first && this.socket) this.armSilenceTimer(this.socket);
     this.emit('notify', n, difficulty);
   }
 
