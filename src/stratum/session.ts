@@ -351,7 +351,7 @@ export class StratumSession {
     this.linesInWindow++;
     this.linesThisTurn++;
     if (this.closed || this.framer.isHolding || this.drainingHeld) return;
-    const now = this.host.now() - CLOCK_EPOCH;
+    const now = this.relNow();
     if (now - this.readWindowStart >= 100) {
       this.readWindowStart = now;
       this.linesInWindow = 0;
@@ -407,7 +407,7 @@ export class StratumSession {
     if (this.closed) return;
     this.linesThisTurn = 0;
     this.turnStartedAt = performance.now();
-    const now = this.host.now() - CLOCK_EPOCH;
+    const now = this.relNow();
     if (now - this.readWindowStart >= 100) { this.readWindowStart = now; this.linesInWindow = 0; }
     // As in the data handler: the answers to the held lines leave together (one writev), not one write(2) each.
     this.socket.cork();
@@ -472,7 +472,7 @@ export class StratumSession {
       return this.sendError(id, 24, `at most ${MAX_WORKERS_PER_SESSION} workers per connection`);
     }
     const first = !this.authorized;
-    if (first) this.livedRel = this.host.now() - CLOCK_EPOCH;
+    if (first) this.livedRel = this.relNow();
     this.workers.set({ name: res.name, account: interned(res.account), worker: res.worker });
     const d = /(?:^|[,;\s])d=([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)/i.exec(password);
     if (d && first && !this.lastJob) this.suggestDifficulty(Number(d[1]));
@@ -594,7 +594,7 @@ export class StratumSession {
 
   private setDifficultyNow(d: number): void {
     this.difficulty = d;
-    this.vardiff.reset(d, this.host.now() - CLOCK_EPOCH);
+    this.vardiff.reset(d, this.relNow());
   }
 
   /**
@@ -608,10 +608,10 @@ export class StratumSession {
     if (this.closed) return;
     if (this.work.route) {
       // Routed: the upstream sets the difficulty; the session's own applies again when it is back on pool work.
-      this.vardiff.reset(d, this.host.now() - CLOCK_EPOCH);
+      this.vardiff.reset(d, this.relNow());
       return;
     }
-    this.vardiff.reset(d, this.host.now() - CLOCK_EPOCH);
+    this.vardiff.reset(d, this.relNow());
     const effective = this.lastJob ? Math.min(d, this.lastJob.networkDifficulty) : d;
     if (effective === this.difficulty) return;
     this.difficulty = effective;
@@ -622,6 +622,9 @@ export class StratumSession {
       this.sendJob(job, false, `${job.id}-${(++this.reissue).toString(16)}`, ntime);
     }
   }
+
+  /** The host's clock less CLOCK_EPOCH: what the session's time fields hold. */
+  private relNow(): number { return this.host.now() - CLOCK_EPOCH; }
 
   /** Periodic: timeouts and vardiff for miners that stopped finding shares. */
   tick(now: number): void {
