@@ -5,10 +5,9 @@ import pino from 'pino';
 import { p2pkh } from '@scure/btc-signer';
 import { pubECDSA } from '@scure/btc-signer/utils.js';
 import { BitcoinRpc } from '../src/node/rpc.ts';
-import { REGTEST_NETWORK } from '../src/node/regtest/index.ts';
 import { BlockTracker, DEFAULT_BLOCK_TRACKER_OPTIONS } from '../src/pool/block-tracker.ts';
 import type { BlockEvent } from '../src/shares/events.ts';
-import { type BcoinNodeHandle, loadBcoin, startBcoinNode } from './helpers/bcoin-node.ts';
+import { BCOIN_REGTEST, type BcoinNodeHandle, loadBcoin, startBcoinNode } from './helpers/bcoin-node.ts';
 import { until } from './helpers/until.ts';
 
 // A pool block that a reorg replaced, judged against bcoin (a node nobody here wrote). bcoin's getblockheader
@@ -18,7 +17,6 @@ import { until } from './helpers/until.ts';
 // nothing. Failed before the fix: the tracker said 'confirmed' and getBlockHeader 3 confirmations.
 
 const skip = loadBcoin() instanceof Error ? 'bcoin does not load here' : false;
-const BCOIN_REGTEST = { ...REGTEST_NETWORK, bech32: 'rb', pubKeyHash: 0x3c, scriptHash: 0x26, wif: 0x5a };
 const log = pino({ level: 'silent' });
 
 /** Blocks 1..n of another bcoin node's chain, as hex, to submit to ours. */

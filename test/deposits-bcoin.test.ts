@@ -8,10 +8,9 @@ import { Deposits } from '../src/accounting/deposits.ts';
 import { Ledger, owned } from '../src/accounting/ledger.ts';
 import { walletAddressScript } from '../src/accounting/payouts/wallet.ts';
 import { BitcoinRpc } from '../src/node/rpc.ts';
-import { REGTEST_NETWORK } from '../src/node/regtest/index.ts';
 import type { Database } from '../src/store/db.ts';
 import { BACKENDS, accountId, openMigrated } from './helpers/accounting.ts';
-import { type BcoinNodeHandle, loadBcoin, startBcoinNode } from './helpers/bcoin-node.ts';
+import { BCOIN_REGTEST, type BcoinNodeHandle, loadBcoin, startBcoinNode } from './helpers/bcoin-node.ts';
 import { SKIP_PG } from './helpers/pg.ts';
 import { until } from './helpers/until.ts';
 
@@ -22,8 +21,7 @@ import { until } from './helpers/until.ts';
 
 const pg = BACKENDS.find((b) => b.name === 'postgres')!;
 const skip = SKIP_PG || (loadBcoin() instanceof Error ? 'bcoin does not load here' : false);
-// bcoin's regtest encodings; segwit is not active at these heights there (no-witness-yet), so the buyer is P2PKH.
-const BCOIN_REGTEST = { ...REGTEST_NETWORK, bech32: 'rb', pubKeyHash: 0x3c, scriptHash: 0x26, wif: 0x5a };
+// Segwit is not active at these heights on bcoin's regtest (no-witness-yet), so the buyer is P2PKH.
 const N = 2;
 
 describe('deposits through bcoin\'s wallet', { skip }, () => {

@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { type Server, request } from 'node:http';
+import { REGTEST_NETWORK } from '../../src/node/regtest/index.ts';
 
 // ---- The few parts of bcoin's API used here (bcoin ships no TypeScript types) -------------------------------
 
@@ -207,3 +208,6 @@ export function bcoinRegtestSubsidy(height: number): bigint {
   const halvings = Math.floor(height / 150);
   return halvings >= 64 ? 0n : 5_000_000_000n >> BigInt(halvings);
 }
+
+/** bcoin's regtest address encodings (@scure/btc-signer network): `rb` bech32, `R…` P2PKH (see the header). */
+export const BCOIN_REGTEST = { ...REGTEST_NETWORK, bech32: 'rb', pubKeyHash: 0x3c, scriptHash: 0x26, wif: 0x5a };
