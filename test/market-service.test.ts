@@ -4,6 +4,7 @@ import { MarketError } from '../src/market/errors.ts';
 import { reserveSat } from '../src/market/orders.ts';
 import type { DeliveryRecord } from '../src/market/ports.ts';
 import { publishIndexInTx, recomputeIndex } from '../src/market/index-run.ts';
+import { MarketReader } from '../src/market/reader.ts';
 import { MarketService } from '../src/market/service.ts';
 import { CARRY_DEN } from '../src/market/settlement.ts';
 import { HASHES_PER_PH_DAY, HS_PER_PHS } from '../src/market/units.ts';
@@ -357,6 +358,63 @@ describe('market service on Postgres', { skip: SKIP_PG }, () => {
     assert.deepEqual(carlTrade.map((r) => [Number(r.ask_id), BigInt(r.accepted_hashes as string)]), [[ask.id, 5_900n * TH]]);
     const un = await q1<{ n: string }>(w.db, `SELECT count(*) AS n FROM market_unassigned_work WHERE tick = $1`, [t0 + 1]);
     assert.equal(un.n, '1');
+  });
+
+  test('the market is down for a whole tick: work delivered under the last clearing\'s lease is settled at its price, not left unbilled', async () => {
+    // Failed before: after a tick the market never cleared (its process down from before that tick's start to after
+    // its end), the next clearing closed the old assignments at the missed tick, which had no row: the work the
+    // routes delivered there until their lease ran out (up to market.routeLeaseSeconds) was never settled, the
+    // sellers never paid for it and the buyer never charged.
+    const w = await world();
+    const { bid } = await w.market.placeBid(actor(w, 'bob'), bidReq({ limitHs: 100n * TH }));
+    await w.market.placeAsk(actor(w, 'sue'), { minPrice: 40_000, workers: ['r1'] });
+    await w.market.runOnce(w.clock.now); // tick 0: r1 → bob at 45,000, routed with a lease to tick 1's start + 30 s
+    const r1 = w.worker.get('sue.r1')!;
+    assert.deepEqual(w.routes.last().map((r) => [r.bidId, r.workerIds]), [[bid.id, [r1]]]);
+    const lease = w.routes.applied.at(-1)!.leaseUntil.getTime();
+    assert.equal(lease, (t0 + 1) * TICK + 30_000);
+    // 60 s in tick 0, then the first 30 s of tick 1 under the lease, while the market is down (nothing clears tick 1).
+    w.delivery.set(t0 * TICK, [{ bidId: bid.id, workerId: r1, acceptedHashes: 6_000n * TH, acceptedShares: 10, rejectedShares: 0, staleBySwitchShares: 0 }]);
+    w.delivery.set((t0 + 1) * TICK, [{ bidId: bid.id, workerId: r1, acceptedHashes: 3_000n * TH, acceptedShares: 5, rejectedShares: 0, staleBySwitchShares: 1 }]);
+    // Back in tick 2: it clears tick 2 (r1 again), and every tick settles once its work is in.
+    w.clock.now = (t0 + 2) * TICK + 1000;
+    await w.market.runOnce(w.clock.now);
+    w.delivery.mark = new Date((t0 + 3) * TICK);
+    w.clock.now = (t0 + 3) * TICK + 31_000;
+    await w.market.runOnce(w.clock.now);
+
+    const gap = await q1<{ price: string; lease_of: string; settled_at: unknown; delivered_hashes: string; debit_sat: string }>(w.db,
+      `SELECT price, lease_of, settled_at, delivered_hashes, debit_sat FROM market_ticks WHERE tick = $1`, [t0 + 1]);
+    assert.ok(gap, 'the missed tick has a row');
+    assert.equal(Number(gap.lease_of), t0);
+    assert.equal(Number(gap.price), 45_000);
+    assert.ok(gap.settled_at, 'settled');
+    assert.equal(BigInt(gap.delivered_hashes), 3_000n * TH);
+    const trade = await q1<{ price: string; accepted_hashes: string; stale_shares: string }>(w.db,
+      `SELECT price, accepted_hashes, stale_shares FROM market_trades WHERE tick = $1 AND bid_id = $2`, [t0 + 1, bid.id]);
+    assert.equal(Number(trade.price), 45_000);
+    assert.equal(BigInt(trade.accepted_hashes), 3_000n * TH);
+    assert.equal(Number(trade.stale_shares), 1);
+    // Half of tick 0's work at the same price: half its debit (to the satoshi, with the carried remainders).
+    const debit = async (tick: number) => BigInt((await q1<{ debit_sat: string }>(w.db, `SELECT debit_sat FROM market_settlements WHERE tick = $1 AND bid_id = $2`, [tick, bid.id])).debit_sat);
+    const d0 = await debit(t0);
+    const d1 = await debit(t0 + 1);
+    assert.ok(d0 > 0n && d1 > 0n);
+    assert.ok(d1 * 2n >= d0 - 2n && d1 * 2n <= d0 + 2n, `${d1} is half of ${d0}`);
+    assert.equal(BigInt(gap.debit_sat), d1);
+    // Every satoshi accounted for: the buyer's escrow paid the three ticks, the seller and the market got it.
+    const spent = BigInt((await q1<{ spent_sat: string }>(w.db, `SELECT spent_sat FROM market_bids WHERE id = $1`, [bid.id])).spent_sat);
+    assert.equal((await q1<{ n: string }>(w.db, `SELECT count(*) AS n FROM market_settlements WHERE bid_id = $1`, [bid.id])).n, '2', 'ticks 0 and 1 (no work in 2)');
+    assert.equal(spent, d0 + d1);
+    assert.equal(await w.ledger.balance(w.db, `escrow:${bid.id}`), 100_000n - spent);
+    assert.deepEqual(await w.ledger.unbalancedEntries(w.db), []);
+    // The assignment of tick 0 spans the lease tick; tick 2 starts a new one (after a gap, everyone starts fresh).
+    const asg = (await w.db.query<{ from_tick: string; to_tick: string | null }>(`SELECT from_tick, to_tick FROM market_assignments WHERE worker_id = $1 ORDER BY from_tick`, [r1])).rows;
+    assert.deepEqual(asg.map((a) => [Number(a.from_tick) - t0, a.to_tick === null ? null : Number(a.to_tick) - t0]), [[0, 2], [2, null]]);
+    // The ticks as the API shows them: the carried one says whose lease it was; the book's latest tick is the clearing.
+    const ticks = await new MarketReader(w.db).ticks();
+    assert.deepEqual(ticks.map((t) => [t.tick - t0, t.leaseOf === null ? null : t.leaseOf - t0]), [[3, null], [2, null], [1, 0], [0, null]]);
+    assert.equal((await new MarketReader(w.db).book()).tick?.tick, t0 + 3);
   });
 
   test('determinism: the same book and measurements in two databases clear identically', async () => {

@@ -44,6 +44,8 @@ export interface TickView {
   debitSat: bigint | null;
   creditSat: bigint | null;
   feeSat: bigint | null;
+  /** Not cleared (the market was down): the tick whose clearing's lease its work was delivered and settled under. */
+  leaseOf: number | null;
 }
 
 export interface CandleView {
@@ -125,7 +127,7 @@ export class MarketReader {
       `SELECT tick, starts_at, price, range_lo, range_hi, demand_hs::text AS demand_hs, supply_hs::text AS supply_hs, matched_hs::text AS matched_hs,
               allocated_hs::text AS allocated_hs, depth_bid_hs::text AS depth_bid_hs, depth_ask_hs::text AS depth_ask_hs, available_hs::text AS available_hs,
               best_bid, best_ask, workers_kept, workers_moved, workers_started, workers_stopped, settled_at,
-              delivered_hashes::text AS delivered_hashes, debit_sat, credit_sat, fee_sat
+              delivered_hashes::text AS delivered_hashes, debit_sat, credit_sat, fee_sat, lease_of
          FROM market_ticks WHERE ($1::timestamptz IS NULL OR starts_at >= $1::timestamptz) AND ($2::timestamptz IS NULL OR starts_at < $2::timestamptz)
         ORDER BY tick DESC LIMIT $3`,
       [opts.from?.toISOString() ?? null, opts.to?.toISOString() ?? null, opts.limit ?? 60],
@@ -137,7 +139,7 @@ export class MarketReader {
       bestBid: intOrNull(x.best_bid), bestAsk: intOrNull(x.best_ask),
       workers: { kept: int(x.workers_kept), moved: int(x.workers_moved), started: int(x.workers_started), stopped: int(x.workers_stopped) },
       settled: x.settled_at !== null && x.settled_at !== undefined, deliveredHashes: bigOrNull(x.delivered_hashes),
-      debitSat: bigOrNull(x.debit_sat), creditSat: bigOrNull(x.credit_sat), feeSat: bigOrNull(x.fee_sat),
+      debitSat: bigOrNull(x.debit_sat), creditSat: bigOrNull(x.credit_sat), feeSat: bigOrNull(x.fee_sat), leaseOf: intOrNull(x.lease_of),
     }));
   }
 

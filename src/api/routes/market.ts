@@ -201,6 +201,7 @@ export function tickView(t: TickView) {
     depth: { bids: formatPhs(t.depth.bidHs), asks: formatPhs(t.depth.askHs), matched: formatPhs(t.allocatedHs), available: formatPhs(t.depth.availableHs) },
     bestBid: t.bestBid, bestAsk: t.bestAsk, workers: t.workers, settled: t.settled,
     deliveredHashes: t.deliveredHashes?.toString() ?? null, debit: t.debitSat?.toString() ?? null, credit: t.creditSat?.toString() ?? null, fee: t.feeSat?.toString() ?? null,
+    leaseOf: t.leaseOf,
   };
 }
 
