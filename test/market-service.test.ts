@@ -408,13 +408,52 @@ describe('market service on Postgres', { skip: SKIP_PG }, () => {
     assert.equal(spent, d0 + d1);
     assert.equal(await w.ledger.balance(w.db, `escrow:${bid.id}`), 100_000n - spent);
     assert.deepEqual(await w.ledger.unbalancedEntries(w.db), []);
-    // The assignment of tick 0 spans the lease tick; tick 2 starts a new one (after a gap, everyone starts fresh).
+    // The assignment of tick 0 spans the carried tick, and tick 2 kept the worker where it was (the carried tick is
+    // the one before it, so churn applies): one interval.
     const asg = (await w.db.query<{ from_tick: string; to_tick: string | null }>(`SELECT from_tick, to_tick FROM market_assignments WHERE worker_id = $1 ORDER BY from_tick`, [r1])).rows;
-    assert.deepEqual(asg.map((a) => [Number(a.from_tick) - t0, a.to_tick === null ? null : Number(a.to_tick) - t0]), [[0, 2], [2, null]]);
+    assert.deepEqual(asg.map((a) => [Number(a.from_tick) - t0, a.to_tick === null ? null : Number(a.to_tick) - t0]), [[0, null]]);
     // The ticks as the API shows them: the carried one says whose lease it was; the book's latest tick is the clearing.
     const ticks = await new MarketReader(w.db).ticks();
     assert.deepEqual(ticks.map((t) => [t.tick - t0, t.leaseOf === null ? null : t.leaseOf - t0]), [[3, null], [2, null], [1, 0], [0, null]]);
     assert.equal((await new MarketReader(w.db).book()).tick?.tick, t0 + 3);
+  });
+
+  test('after a whole tick missed, the carried tick holds reserve: a bid expiring in it, or the next clearing, never spends escrow the lease still owes', async () => {
+    // Failed before (review): the carried tick and its fills were made only by the clearing after the gap, so (a) a
+    // bid whose end time fell in the missed tick was expired first by the same pass, its escrow released but for tick
+    // 0's reserve, and the carried tick's work overran it (936 sat borne by the market); (b) the clearing read the
+    // bids' budgets before carrying, and filled a bid whose escrow the lease still owed (512 sat overrun).
+    const PH = 1000n * TH;
+    const rec = (bidId: number, workerId: number, hashes: bigint): DeliveryRecord[] =>
+      [{ bidId, workerId, acceptedHashes: hashes, acceptedShares: 10, rejectedShares: 0, staleBySwitchShares: 0 }];
+    for (const c of ['expires in the gap', 'budget for two ticks'] as const) {
+      const w = await world();
+      // 100 PH/s at 45,000 sat/PH/day: 3,125 sat a tick, 3,750 sat of reserve (20 % margin).
+      w.capacity.workers.set(w.worker.get('sue.r1')!, { hs: 100n * PH, shares: 600 });
+      const over = c === 'expires in the gap' ? { endTime: new Date((t0 + 1) * TICK + 20_000) } : { budgetSat: 7_300n };
+      const { bid } = await w.market.placeBid(actor(w, 'bob'), bidReq({ limitHs: 100n * PH, ...over }));
+      await w.market.placeAsk(actor(w, 'sue'), { minPrice: 40_000, workers: ['r1'] });
+      await w.market.runOnce(w.clock.now);
+      const r1 = w.worker.get('sue.r1')!;
+      w.delivery.set(t0 * TICK, rec(bid.id, r1, 100n * PH * 60n));
+      w.delivery.set((t0 + 1) * TICK, rec(bid.id, r1, 100n * PH * 30n)); // the lease's 30 s
+      w.clock.now = (t0 + 2) * TICK + 1000;
+      await w.market.runOnce(w.clock.now);
+      const fills = (await w.db.query<{ tick: string }>(`SELECT tick FROM market_fills WHERE side = 'bid' AND order_id = $1 ORDER BY tick`, [bid.id])).rows;
+      assert.deepEqual(fills.map((f) => Number(f.tick) - t0), [0, 1], `${c}: tick 0 and the carried tick only`);
+      w.delivery.mark = new Date((t0 + 4) * TICK);
+      w.clock.now = (t0 + 3) * TICK + 31_000;
+      await w.market.runOnce(w.clock.now);
+      const s = (await w.db.query<{ tick: string; debit_sat: string; overrun_sat: string }>(
+        `SELECT tick, debit_sat, overrun_sat FROM market_settlements WHERE bid_id = $1 ORDER BY tick`, [bid.id])).rows;
+      assert.deepEqual(s.map((x) => [Number(x.tick) - t0, Number(x.debit_sat), Number(x.overrun_sat)]), [[0, 3124, 0], [1, 1562, 0]], c);
+      const b = (await w.market.orders.getBid(bid.id))!;
+      if (c === 'expires in the gap') {
+        assert.equal(b.state, 'expired');
+        assert.equal(b.spentSat + b.releasedSat, b.budgetSat, 'every satoshi spent or back once the carried tick settled');
+      }
+      assert.deepEqual(await w.ledger.unbalancedEntries(w.db), []);
+    }
   });
 
   test('determinism: the same book and measurements in two databases clear identically', async () => {

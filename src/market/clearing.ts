@@ -8,6 +8,7 @@ import type { Queryable } from '../store/db.ts';
 import { type AuctionAsk, type AuctionBid, type AuctionInput, type AuctionResult, type AuctionWorker, checkInvariants, runAuction } from './auction.ts';
 import type { MarketConfig } from './config.ts';
 import { type AskRow, ASK_COLUMNS, BID_COLUMNS, type BidRow, askFromRow, bidFromRow, reserves } from './orders.ts';
+import { carryLease } from './lease-carry.ts';
 import type { CapacityMeter, OrderRoute } from './ports.ts';
 import { big, int, lockMarket, stableJson } from './sql.ts';
 
@@ -123,6 +124,8 @@ export async function clearInTx(tx: Queryable, ctx: ClearingContext, tick: numbe
   }
   const later = await tx.query(`SELECT 1 FROM market_ticks WHERE tick > $1 LIMIT 1`, [tick]);
   if (later.rows.length) throw new Error(`tick ${tick} is older than a tick already cleared: the past is not re-cleared`);
+  // Before the bids' budgets are read: the ticks the last clearing's lease carried into hold reserve too.
+  await carryLease(tx, cfg, tick);
 
   const { input, bids, asks } = await buildInput(tx, ctx, tick);
   const result = runAuction(input);
@@ -145,14 +148,13 @@ export async function clearInTx(tx: Queryable, ctx: ClearingContext, tick: numbe
   );
 
   // Assignments as intervals: close what changed, open what is new. After a gap (ticks not cleared), every open
-  // assignment ends where the gap began, or past the ticks its lease carried into (carryLease), and all start fresh:
-  // no interval spans a tick without a row.
+  // assignment ends where the gap began (after the ticks its lease was carried into) and all start fresh: no
+  // interval spans a tick without a row.
   const open = await tx.query<{ id: string; worker_id: string; bid_id: string; ask_id: string }>(`SELECT id, worker_id, bid_id, ask_id FROM market_assignments WHERE to_tick IS NULL`);
   const lastRow = (await tx.query<{ t: string | null }>(`SELECT max(tick)::text AS t FROM market_ticks WHERE tick < $1`, [tick])).rows[0]?.t;
   const lastTick = lastRow === null || lastRow === undefined ? null : int(lastRow);
   const contiguous = lastTick === tick - 1;
-  const carried = contiguous || lastTick === null ? 0 : await carryLease(tx, cfg, lastTick, tick);
-  const closeAt = contiguous || lastTick === null ? tick : lastTick + 1 + carried;
+  const closeAt = contiguous || lastTick === null ? tick : lastTick + 1;
   const now = new Map(result.assignments.map((a) => [a.workerId, a]));
   const close: string[] = [];
   const kept = new Set<number>();
@@ -248,38 +250,6 @@ export async function clearInTx(tx: Queryable, ctx: ClearingContext, tick: numbe
 
   const routes = routesOf(result, bids);
   return { tick, cleared: true, price: result.price, allocatedHs: result.allocatedHs, assignments: result.assignments.length, routes, inputDigest: digest, result };
-}
-
-/**
- * The ticks between the last clearing (`last`) and `tick` were never cleared: the market was down. The last
- * clearing's routes went on until their lease ran out (routeLeaseSeconds past its tick's end) and their answers came
- * in up to answerTimeoutSeconds after that, so work was delivered in the first of those ticks. Each tick such work
- * can fall in gets a row carrying the last clearing (lease_of; its price and fee, and its fills, which hold back the
- * bids' reserve until these ticks settle): its assignments span them, and the work is settled at the price it was
- * routed for. No auction ran: the book fields are empty. Returns how many ticks were carried (none when the last
- * clearing routed nothing).
- */
-async function carryLease(tx: Queryable, cfg: MarketConfig, last: number, tick: number): Promise<number> {
-  const r = await tx.query<{ price: string | null; allocated_hs: string; fee_bps: number }>(
-    `SELECT price, allocated_hs::text AS allocated_hs, fee_bps FROM market_ticks WHERE tick = $1`, [last]);
-  const row = r.rows[0];
-  if (!row || row.price === null || big(row.allocated_hs) === 0n) return 0;
-  const tickMs = cfg.tickSeconds * 1000;
-  const workEndMs = (last + 1) * tickMs + (cfg.routeLeaseSeconds + cfg.answerTimeoutSeconds) * 1000;
-  let carried = 0;
-  for (let g = last + 1; g < tick && g * tickMs < workEndMs; g++) {
-    await tx.query(
-      `INSERT INTO market_ticks (tick, starts_at, ends_at, price, demand_hs, supply_hs, matched_hs, allocated_hs, depth_bid_hs, depth_ask_hs,
-         available_hs, bids, asks, workers_kept, workers_moved, workers_started, workers_stopped, fee_bps, input_digest, lease_of)
-       VALUES ($1, $2::timestamptz, $3::timestamptz, $4, 0, 0, 0, $5::numeric, 0, 0, 0, 0, 0, 0, 0, 0, 0, $6, $7, $8)`,
-      [g, new Date(g * tickMs).toISOString(), new Date((g + 1) * tickMs).toISOString(), row.price, row.allocated_hs, row.fee_bps, `lease:${last}`, last],
-    );
-    await tx.query(
-      `INSERT INTO market_fills (tick, side, order_id, price, demand_hs, fill_hs, workers)
-       SELECT $1, side, order_id, price, demand_hs, fill_hs, workers FROM market_fills WHERE tick = $2`, [g, last]);
-    carried++;
-  }
-  return carried;
 }
 
 function routesOf(result: AuctionResult, bids: Map<number, BidRow>): OrderRoute[] {
