@@ -16,7 +16,7 @@ import { big, int, lockMarket } from './sql.ts';
  */
 export async function carryLease(tx: Queryable, cfg: Pick<MarketConfig, 'tickSeconds' | 'routeLeaseSeconds' | 'answerTimeoutSeconds'>, tick: number): Promise<number> {
   const tickMs = cfg.tickSeconds * 1000;
-  // Cheap check first (most calls: the last row is the tick before, or a carried one already).
+  // Cheap check first: most calls find the tick before has its row (cleared, or carried already).
   const top = await tx.query<{ t: string | null }>(`SELECT max(tick)::text AS t FROM market_ticks WHERE tick < $1`, [tick]);
   if (top.rows[0]?.t == null || int(top.rows[0].t) === tick - 1) return 0;
   await lockMarket(tx);
