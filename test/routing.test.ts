@@ -315,6 +315,23 @@ describe('routing', () => {
     assert.equal(meter.totals.get(7)!.probeAccepted + meter.totals.get(7)!.accepted, 1);
     void r;
   });
+  test('a route removed while a slow destination has not answered yet: its answers still count (the connection waits for them)', async () => {
+    // Failed before: a removed route's connection went 5 s after the switch whatever was waiting, so a destination
+    // answering in 6 s had its accepted share metered "no answer": the buyer's accepted work unbilled.
+    const { a, up, router, meter } = await poolWithStub({ answerDelayMs: 6500, jobEveryMs: 1000 });
+    const m = miner(a.port, 'seller.slow', true);
+    router.upsert({ id: 7, name: 's', destinations: [{ url: `stratum+tcp://127.0.0.1:${up.port}`, user: 'buyer.x', password: 'x' }], workers: ['seller'] });
+    await until(() => up.submits.length >= 1, 15_000, 'a share at the destination');
+    router.remove(7); // back to pool work, with the share's answer still 6.5 s away
+    const sent = up.submits.length;
+    await until(() => meter.pendingAnswers === 0, 20_000, 'every forwarded share answered or given up');
+    const t = meter.totals.get(7)!;
+    assert.ok(sent >= 1);
+    assert.equal(t.noAnswer, 0, JSON.stringify(t));
+    assert.equal(t.probeAccepted + t.accepted, up.submits.length, `all ${up.submits.length} forwarded shares metered accepted: ${JSON.stringify(t)}`);
+    void m;
+  });
+
   test('a hashrate amount takes a miner without extranonce.subscribe: one client.reconnect, resumed onto the route', async () => {
     // Failed before: the miner came back from our client.reconnect with its subscription id, but the resume only
     // counted route members and authorized sessions (the returning one is neither yet), so it was left on pool work,

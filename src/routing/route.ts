@@ -140,6 +140,9 @@ export class Route extends EventEmitter<RouteEvents> implements RoutedWork {
     this.connect(0);
   }
 
+  /** Shares forwarded to the destination and not answered yet. */
+  get pendingAnswers(): number { return this.upstream?.pendingRequests ?? 0; }
+
   stop(): void {
     this.setState('stopped', null, null);
     this.upstream?.stop();

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { AuthorizedWorker, StratumSession, WorkAssignment } from '../stratum/session.ts';
 import type { RouteMeter } from './meter.ts';
 import { DEFAULT_ROUTE_OPTIONS, Route, type RouteOptions, type RouteSpec, type RouteStatus } from './route.ts';
+import { DEFAULT_UPSTREAM_OPTIONS } from './upstream.ts';
 
 export type MoveMethod = 'set_extranonce' | 'reconnect' | 'resume';
 
@@ -44,6 +45,8 @@ const MAX_REMEMBERED = 200_000;
 const RECONNECT_GUARD_MS = 30_000;
 /** How long a place on a route is held for a miner sent client.reconnect to it (see Router.reserved). */
 const RESERVE_MS = 30_000;
+/** A removed route keeps its connection at least this long: late shares for its jobs come within a second or two. */
+const LATE_SHARES_MS = 5000;
 
 function canonical(w: AuthorizedWorker): string {
   return `${w.account}.${w.worker}`;
@@ -185,9 +188,21 @@ export class Router extends EventEmitter<RouterEvents> {
     if (!r) return;
     this.routes.delete(id);
     this.reconcile();
-    // Give late shares a moment to be answered before the connection goes.
+    // Late shares for its jobs still go to it (they come within a second or two of the switch), and its answers to
+    // them still count: the connection goes once LATE_SHARES_MS have passed and nothing waits for an answer, at the
+    // latest when the last of them would have timed out. (It went after 5 s whatever was waiting: a slow destination's
+    // answers after that were lost, the buyer's accepted work unbilled.)
     this.retiring.add(r);
-    setTimeout(() => { this.retiring.delete(r); r.stop(); }, 5000).unref();
+    const retiredAt = this.now();
+    const lastAt = retiredAt + LATE_SHARES_MS + (this.opts.upstream.answerTimeoutMs ?? DEFAULT_UPSTREAM_OPTIONS.answerTimeoutMs);
+    const retire = (): void => {
+      if (!this.retiring.has(r)) return;
+      const now = this.now();
+      if (r.pendingAnswers > 0 && now < lastAt) { setTimeout(retire, Math.min(500, lastAt - now)).unref(); return; }
+      this.retiring.delete(r);
+      r.stop();
+    };
+    setTimeout(retire, LATE_SHARES_MS).unref();
     r.status = { ...r.status, state: 'stopped' };
   }
 

@@ -119,6 +119,8 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
 
   get connected(): boolean { return this.session !== null; }
   get currentDifficulty(): number { return this.difficulty; }
+  /** Requests sent and not answered yet (each is answered, or times out after its own timeout). */
+  get pendingRequests(): number { return this.pending.size; }
 
   start(): void {
     this.stopped = false;

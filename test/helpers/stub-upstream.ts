@@ -27,6 +27,8 @@ export interface StubUpstreamOptions {
   answerRaw?: (params: unknown[]) => Record<string, unknown>;
   /** nBits of its jobs (default 1d00ffff); 207fffff makes nearly every share a block (regtest). */
   nbits?: string;
+  /** Accept submits this long after they arrive (a slow or far pool). */
+  answerDelayMs?: number;
 }
 
 export class StubUpstream {
@@ -109,6 +111,7 @@ export class StubUpstream {
             this.submits.push(m.params);
             if (this.o.answerRaw) { s.write(JSON.stringify({ ...this.o.answerRaw(m.params), id: m.id }) + '\n'); break; }
             if (this.o.answer === 'silent') break;
+            if (this.o.answerDelayMs) { setTimeout(() => { if (!s.destroyed) reply(true); }, this.o.answerDelayMs); break; }
             if (this.o.answer === 'reject') reply(null, [23, 'Low difficulty share', null]);
             else reply(true);
             break;
