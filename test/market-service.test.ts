@@ -304,6 +304,48 @@ describe('market service on Postgres', { skip: SKIP_PG }, () => {
     assert.deepEqual(await w.ledger.unbalancedEntries(w.db), []);
   });
 
+  test('a bid cancelled while a settlement closes finished bids stays cancelled (not marked exhausted over it)', async () => {
+    // Failed before: closeFinishedBids read the bids without locking them, so a cancel committing meanwhile (its row
+    // locked, 'cancelled' written) was overwritten with 'exhausted' and a second state event (the money was right:
+    // the release is keyed once, and the database refuses a negative escrow).
+    const w = await world({ reserveMarginBps: 0 });
+    const { bid } = await w.market.placeBid(actor(w, 'bob'), bidReq({ budgetSat: 20n, limitHs: 100n * TH }));
+    await w.market.placeAsk(actor(w, 'sue'), { minPrice: 40_000, workers: ['r1'] });
+    await w.market.runOnce(w.clock.now); // tick 0
+    deliverAll(w, t0, 10_000n * TH); // far more than 20 sat buys
+    w.clock.now = (t0 + 1) * TICK + 1000;
+    await w.market.runOnce(w.clock.now); // tick 1 cleared: the bid has a fill in it
+    w.delivery.mark = new Date((t0 + 1) * TICK);
+    await w.market.settleDue((t0 + 1) * TICK + 31_000); // tick 0: the whole budget spent
+    let b = (await w.market.orders.getBid(bid.id))!;
+    assert.equal(b.budgetSat - b.spentSat - b.releasedSat, 0n);
+    assert.equal(b.state, 'active', 'tick 1 is in flight: not closed yet');
+    // A cancel in flight: its transaction holds the bid's row and has written 'cancelled', not committed yet.
+    let commit!: () => void;
+    const gate = new Promise<void>((r) => { commit = r; });
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => { locked = r; });
+    const cancel = w.db.transaction(async (tx) => {
+      await tx.query(`SELECT 1 FROM market_bids WHERE id = $1 FOR UPDATE`, [bid.id]);
+      await tx.query(`UPDATE market_bids SET state = 'cancelled', state_code = 'cancelled', state_message = 'cancelled by its owner' WHERE id = $1`, [bid.id]);
+      locked();
+      await gate;
+    });
+    await isLocked;
+    w.delivery.mark = new Date((t0 + 2) * TICK);
+    const settling = w.market.settleDue((t0 + 2) * TICK + 31_000); // tick 1: no work for the bid
+    await new Promise((r) => setTimeout(r, 300));
+    commit();
+    await cancel;
+    await settling;
+    b = (await w.market.orders.getBid(bid.id))!;
+    assert.equal(b.state, 'cancelled');
+    const ev = (await w.db.query<{ to_state: string }>(`SELECT to_state FROM market_order_events WHERE side = 'bid' AND order_id = $1 AND to_state = 'exhausted'`, [bid.id])).rows;
+    assert.equal(ev.length, 0, 'no exhausted event');
+    assert.equal(b.spentSat + b.releasedSat, b.budgetSat);
+    assert.deepEqual(await w.ledger.unbalancedEntries(w.db), []);
+  });
+
   test('a crash between the market rows and the ledger entry: nothing half-done, settled exactly once on retry', async () => {
     const w = await world();
     const { bid } = await w.market.placeBid(actor(w, 'bob'), bidReq());

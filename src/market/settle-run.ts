@@ -184,14 +184,16 @@ export async function settleInTx(
 /**
  * After a settlement: cancelled or expired bids with no tick left to settle get the rest of their escrow back
  * (release key …:final); live bids whose remaining escrow cannot buy a single H/s for a tick at their maximum
- * end as exhausted, with the same final release. Returns the bids newly exhausted.
+ * end as exhausted, with the same final release. Returns the bids newly exhausted. The bids are locked as they are
+ * read: a cancel or expiry committing meanwhile is seen (read again once it commits), never overwritten.
  */
 export async function closeFinishedBids(tx: Queryable, cfg: MarketConfig, ledger: MarketLedger): Promise<number[]> {
   const r = await tx.query(
     `SELECT ${BID_COLUMNS} FROM market_bids b
       WHERE (b.state IN ('open', 'active', 'paused') OR (b.state IN ('cancelled', 'expired') AND b.spent_sat + b.released_sat < b.budget_sat))
         AND NOT EXISTS (SELECT 1 FROM market_fills f JOIN market_ticks t ON t.tick = f.tick
-                         WHERE f.side = 'bid' AND f.order_id = b.id AND t.settled_at IS NULL)`);
+                         WHERE f.side = 'bid' AND f.order_id = b.id AND t.settled_at IS NULL)
+      FOR UPDATE OF b`);
   const exhausted: number[] = [];
   for (const b of r.rows.map(bidFromRow)) {
     const rest = b.budgetSat - b.spentSat - b.releasedSat;
