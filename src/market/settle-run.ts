@@ -184,21 +184,26 @@ export async function settleInTx(
 /**
  * After a settlement: cancelled or expired bids with no tick left to settle get the rest of their escrow back
  * (release key …:final); live bids whose remaining escrow cannot buy a single H/s for a tick at their maximum
- * end as exhausted, with the same final release. Returns the bids newly exhausted. The bids are locked as they are
- * read: a cancel or expiry committing meanwhile is seen (read again once it commits), never overwritten.
+ * end as exhausted, with the same final release. Returns the bids newly exhausted. A bid about to be closed is
+ * locked and read again first: a cancel or expiry that committed since the first read is seen, never overwritten.
  */
 export async function closeFinishedBids(tx: Queryable, cfg: MarketConfig, ledger: MarketLedger): Promise<number[]> {
+  const UNFINISHED = `b.state IN ('open', 'active', 'paused') OR (b.state IN ('cancelled', 'expired') AND b.spent_sat + b.released_sat < b.budget_sat)`;
   const r = await tx.query(
     `SELECT ${BID_COLUMNS} FROM market_bids b
-      WHERE (b.state IN ('open', 'active', 'paused') OR (b.state IN ('cancelled', 'expired') AND b.spent_sat + b.released_sat < b.budget_sat))
+      WHERE (${UNFINISHED})
         AND NOT EXISTS (SELECT 1 FROM market_fills f JOIN market_ticks t ON t.tick = f.tick
-                         WHERE f.side = 'bid' AND f.order_id = b.id AND t.settled_at IS NULL)
-      FOR UPDATE OF b`);
+                         WHERE f.side = 'bid' AND f.order_id = b.id AND t.settled_at IS NULL)`);
   const exhausted: number[] = [];
-  for (const b of r.rows.map(bidFromRow)) {
+  const finished = (b: BidRow) => b.state === 'cancelled' || b.state === 'expired' || affordableHs(b.budgetSat - b.spentSat - b.releasedSat, b.maxPrice, cfg.tickSeconds) === 0n;
+  for (const seen of r.rows.map(bidFromRow)) {
+    if (!finished(seen)) continue;
+    // Only the bids acted on are locked (not every idle bid, at every settlement).
+    const again = (await tx.query(`SELECT ${BID_COLUMNS} FROM market_bids b WHERE id = $1 AND (${UNFINISHED}) FOR UPDATE`, [seen.id])).rows.map(bidFromRow)[0];
+    if (!again || !finished(again)) continue;
+    const b = again;
     const rest = b.budgetSat - b.spentSat - b.releasedSat;
     const closed = b.state === 'cancelled' || b.state === 'expired';
-    if (!closed && affordableHs(rest, b.maxPrice, cfg.tickSeconds) !== 0n) continue;
     const key = `market:release:bid:${b.id}:final`;
     const ins = await tx.query(`INSERT INTO market_releases (ledger_key, bid_id, amount_sat) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING ledger_key`, [key, b.id, rest.toString()]);
     if (ins.rows.length) {
