@@ -332,6 +332,28 @@ describe('routing', () => {
     void m;
   });
 
+  test('a route given new destinations while the old connection still waits for answers: the old one\'s last states are not the route\'s', async () => {
+    // Failed before (review): the replaced route, retiring, reported 'stopped' under the route's id once its last
+    // answer came, after the new one was ready; the routing service writes that state onto the live route's row.
+    const { a, up, router } = await poolWithStub({ answerDelayMs: 6500, jobEveryMs: 1000 });
+    const fast = new StubUpstream({ jobEveryMs: 1000 });
+    await fast.listen();
+    stops.push(() => fast.close());
+    const events: string[] = [];
+    router.on('state', (id: number, st: { state: string }) => { if (id === 7) events.push(st.state); });
+    const m = miner(a.port, 'seller.slow', true);
+    router.upsert({ id: 7, name: 's', destinations: [{ url: `stratum+tcp://127.0.0.1:${up.port}`, user: 'buyer.x', password: 'x' }], workers: ['seller'] });
+    await until(() => up.submits.length >= 1, 15_000, 'a share at the slow destination');
+    router.upsert({ id: 7, name: 's', destinations: [{ url: `stratum+tcp://127.0.0.1:${fast.port}`, user: 'buyer.x', password: 'x' }], workers: ['seller'] });
+    await until(() => router.routes.get(7)?.state === 'ready', 15_000, 'the new route ready');
+    const before = events.length;
+    // The old connection goes once its answers came (6.5 s after the share).
+    await new Promise((r) => setTimeout(r, 7500));
+    assert.equal(router.routes.get(7)!.state, 'ready');
+    assert.deepEqual(events.slice(before).filter((e) => e !== 'ready'), [], `states after the new route was ready: ${JSON.stringify(events)}`);
+    void m;
+  });
+
   test('a hashrate amount takes a miner without extranonce.subscribe: one client.reconnect, resumed onto the route', async () => {
     // Failed before: the miner came back from our client.reconnect with its subscription id, but the resume only
     // counted route members and authorized sessions (the returning one is neither yet), so it was left on pool work,

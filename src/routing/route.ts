@@ -141,7 +141,7 @@ export class Route extends EventEmitter<RouteEvents> implements RoutedWork {
   }
 
   /** Shares forwarded to the destination and not answered yet. */
-  get pendingAnswers(): number { return this.upstream?.pendingRequests ?? 0; }
+  get pendingAnswers(): number { return this.upstream?.pendingSubmits ?? 0; }
 
   stop(): void {
     this.setState('stopped', null, null);

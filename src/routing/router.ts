@@ -168,6 +168,9 @@ export class Router extends EventEmitter<RouterEvents> {
     this.startedAt.set(spec.id, this.now());
     r.on('changed', () => this.schedule());
     r.on('state', (st) => {
+      // A route replaced under its id (new destinations) retires on its own: its final states are not the id's.
+      const current = this.routes.get(spec.id);
+      if (current !== undefined && current !== r) return;
       if (st.state === 'ready' && this.startedAt.has(spec.id)) {
         this.switchLatency.set(spec.id, (this.now() - this.startedAt.get(spec.id)!) / 1000);
         this.startedAt.delete(spec.id);

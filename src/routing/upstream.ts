@@ -119,8 +119,12 @@ export class UpstreamClient extends EventEmitter<UpstreamEvents> {
 
   get connected(): boolean { return this.session !== null; }
   get currentDifficulty(): number { return this.difficulty; }
-  /** Requests sent and not answered yet (each is answered, or times out after its own timeout). */
-  get pendingRequests(): number { return this.pending.size; }
+  /** Shares sent and not answered yet (each is answered, or times out after answerTimeoutMs). */
+  get pendingSubmits(): number {
+    let n = 0;
+    for (const p of this.pending.values()) if (p.method === 'mining.submit') n++;
+    return n;
+  }
 
   start(): void {
     this.stopped = false;
