@@ -198,7 +198,8 @@ export async function closeFinishedBids(tx: Queryable, cfg: MarketConfig, ledger
   const finished = (b: BidRow) => b.state === 'cancelled' || b.state === 'expired' || affordableHs(b.budgetSat - b.spentSat - b.releasedSat, b.maxPrice, cfg.tickSeconds) === 0n;
   for (const seen of r.rows.map(bidFromRow)) {
     if (!finished(seen)) continue;
-    // Only the bids acted on are locked (not every idle bid, at every settlement).
+    // Only the bids acted on are locked (not every idle bid, at every settlement). The unsettled-fills condition needs
+    // no second look: fills are written only under the market's lock (a clearing, carryLease), which this holds.
     const again = (await tx.query(`SELECT ${BID_COLUMNS} FROM market_bids b WHERE id = $1 AND (${UNFINISHED}) FOR UPDATE`, [seen.id])).rows.map(bidFromRow)[0];
     if (!again || !finished(again)) continue;
     const b = again;
