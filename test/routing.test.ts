@@ -354,6 +354,23 @@ describe('routing', () => {
     void m;
   });
 
+  test('a market route whose lease runs out, with no newer routes read (the database down): its workers go back to pool work by themselves', async () => {
+    // Failed before: the lease was applied only when the routes were read again (RoutingService.sync), so while the
+    // reads failed the workers stayed on the route past it, delivering in ticks no clearing priced (never billed).
+    const { a, up, router } = await poolWithStub({ jobEveryMs: 500 });
+    const m = miner(a.port, 'seller.lease', true);
+    await until(() => onPool(m), 10_000, 'pool work');
+    const leaseEndMs = Date.now() + 6000;
+    const r = router.upsert({ id: 7, name: 's', destinations: [{ url: `stratum+tcp://127.0.0.1:${up.port}`, user: 'buyer.x', password: 'x' }], workers: ['seller'], leaseEndMs });
+    await until(() => r.state === 'ready' && onRoute(m), 5500, () => `routed (${JSON.stringify(r.status)})`);
+    await until(() => onPool(m), 10_000, 'back on pool work after the lease');
+    const late = Date.now() - leaseEndMs;
+    assert.ok(late >= 0 && late < 3000, `back ${late} ms after the lease's end`);
+    // A newer lease (the next clearing read) takes it again.
+    router.upsert({ ...r.spec, workers: ['seller'], leaseEndMs: Date.now() + 60_000 });
+    await until(() => onRoute(m), 10_000, 'routed again under the new lease');
+  });
+
   test('a hashrate amount takes a miner without extranonce.subscribe: one client.reconnect, resumed onto the route', async () => {
     // Failed before: the miner came back from our client.reconnect with its subscription id, but the resume only
     // counted route members and authorized sessions (the returning one is neither yet), so it was left on pool work,

@@ -28,6 +28,8 @@ export interface RouteSpec {
   /** Take only this much hashrate (H/s, by the pool's estimate) from the listed workers; absent: all of them. */
   hashrate?: number | null;
   bidId?: number | null;
+  /** A market route's lease (ms since the epoch): past it no worker belongs to the route (Route.matches). */
+  leaseEndMs?: number | null;
 }
 
 export type RouteState = 'probing' | 'ready' | 'paused' | 'failed' | 'stopped';
@@ -132,6 +134,9 @@ export class Route extends EventEmitter<RouteEvents> implements RoutedWork {
   }
 
   matches(worker: AuthorizedWorker): boolean {
+    // Past its lease (a market route whose next clearing did not come) no worker belongs to it, whether or not the
+    // routes can be read again (the database down): work past the lease falls in ticks no clearing priced.
+    if (this.spec.leaseEndMs != null && this.now() >= this.spec.leaseEndMs) return false;
     const full = `${worker.account}.${worker.worker}`;
     return this.spec.workers.some((w) => w === full || w === worker.name || w === worker.account);
   }

@@ -159,6 +159,7 @@ export class Router extends EventEmitter<RouterEvents> {
       // Only the workers changed (the market's next tick): same upstream connection, sessions move at reconcile.
       old.spec.workers = [...spec.workers];
       old.spec.name = spec.name;
+      old.spec.leaseEndMs = spec.leaseEndMs;
       this.schedule();
       return old;
     }

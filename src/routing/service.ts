@@ -94,8 +94,10 @@ export class RoutingService {
         const keep = new Set<number>();
         for (const r of rows) {
           // A market route past its lease (no newer clearing): its workers go back to pool work; the upstream stays.
-          const leased = r.leaseUntil === null || Date.parse(r.leaseUntil) > Date.now();
-          const spec: RouteSpec = { id: r.id, name: r.name, destinations: r.destinations, workers: leased ? r.workers : [], hashrate: r.hashrate ?? null, bidId: r.bidId ?? null };
+          // The router also ends the lease itself when it runs out between reads, or while they fail.
+          const leaseEndMs = r.leaseUntil === null ? null : Date.parse(r.leaseUntil);
+          const leased = leaseEndMs === null || leaseEndMs > Date.now();
+          const spec: RouteSpec = { id: r.id, name: r.name, destinations: r.destinations, workers: leased ? r.workers : [], hashrate: r.hashrate ?? null, bidId: r.bidId ?? null, leaseEndMs };
           keep.add(r.id);
           this.router.upsert(spec);
         }
