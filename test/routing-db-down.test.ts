@@ -27,3 +27,33 @@ test('routing with its database down warns once per minute per failure, with how
   assert.equal(w.length, 2, 'again after a minute');
   assert.ok(((w[1] as { repeated?: number }).repeated ?? 0) >= 5, `the second says how many were held back: ${JSON.stringify(w[1])}`);
 });
+
+test('routes read while the database was up carry their lease into the router, which ends it while reads fail', async (t) => {
+  // The router ends a market route's lease itself (Route.matches); this is the wiring: the lease read from the
+  // routes table reaches the route's spec (without it, a failing database kept workers routed past their lease).
+  const leaseUntil = new Date(Date.now() + 60_000);
+  let served = false;
+  const db: Queryable = {
+    query: async (sql: string) => {
+      if (!served && /FROM routes/.test(sql)) {
+        served = true;
+        return { rows: [{ id: '7', name: 'bid 7', destinations: [{ url: 'stratum+tcp://127.0.0.1:1', user: 'buyer.x', password: 'x' }], workers: ['seller'], hashrate: null,
+          bid_id: '7', created_at: new Date(), starts_at: new Date(), stopped_at: null, state: 'probing', state_code: null, state_message: null,
+          state_since: new Date(), lease_until: leaseUntil, applied_tick: '1' }] };
+      }
+      throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    },
+  } as unknown as Queryable;
+  const { logger } = captureLogger();
+  const svc = new RoutingService(db, { router: { reconnectHost: '127.0.0.1', reconnectPort: 3333 }, syncMs: 100, flushMs: 100, node: 'test', stopAnswerWaitMs: 0 }, logger);
+  t.after(() => svc.stop());
+  await svc.start();
+  assert.ok(served, 'the routes were read');
+  const route = svc.router.routes.get(7);
+  assert.ok(route, 'route 7 is in the router');
+  assert.equal(route.spec.leaseEndMs, leaseUntil.getTime());
+  assert.deepEqual(route.spec.workers, ['seller']);
+  // Reads fail from here on: the route and its lease stay as read.
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(svc.router.routes.get(7)?.spec.leaseEndMs, leaseUntil.getTime());
+});
