@@ -38,6 +38,11 @@ export const DEFAULT_MARKET_CONFIG: MarketConfig = {
   index: { minVolumeHashes: HASHES_PER_PH_DAY, minMidTicks: 60, publishAfterSeconds: 1800 },
 };
 
+/** The tick a moment (ms since the epoch) falls in. */
+export function tickAt(cfg: Pick<MarketConfig, 'tickSeconds'>, ms: number): number {
+  return Math.floor(ms / (cfg.tickSeconds * 1000));
+}
+
 /** What the API serves as the fee schedule (complaint 5: no fees for creating, editing or cancelling). */
 export function feeSchedule(c: MarketConfig) {
   return {

@@ -14,21 +14,20 @@ import { big, int, lockMarket } from './sql.ts';
  * or when the last clearing routed nothing. Called before anything reads the reserves of ticks in flight: a
  * clearing (its bids' budgets), an order closed (the escrow it holds back), a pass expiring orders.
  */
-export async function carryLease(tx: Queryable, cfg: Pick<MarketConfig, 'tickSeconds' | 'routeLeaseSeconds' | 'answerTimeoutSeconds'>, tick: number): Promise<number> {
+export async function carryLease(tx: Queryable, cfg: Pick<MarketConfig, 'tickSeconds' | 'routeLeaseSeconds' | 'answerTimeoutSeconds'>, tick: number): Promise<void> {
   const tickMs = cfg.tickSeconds * 1000;
   // Cheap check first: most calls find the tick before has its row (cleared, or carried already).
   const top = await tx.query<{ t: string | null }>(`SELECT max(tick)::text AS t FROM market_ticks WHERE tick < $1`, [tick]);
-  if (top.rows[0]?.t == null || int(top.rows[0].t) === tick - 1) return 0;
+  if (top.rows[0]?.t == null || int(top.rows[0].t) === tick - 1) return;
   await lockMarket(tx);
   // The last real clearing: a carried row is never carried on.
   const r = await tx.query<{ tick: string; price: string | null; allocated_hs: string; fee_bps: number }>(
     `SELECT tick::text AS tick, price, allocated_hs::text AS allocated_hs, fee_bps FROM market_ticks
       WHERE tick < $1 AND lease_of IS NULL ORDER BY tick DESC LIMIT 1`, [tick]);
   const row = r.rows[0];
-  if (!row || row.price === null || big(row.allocated_hs) === 0n) return 0;
+  if (!row || row.price === null || big(row.allocated_hs) === 0n) return;
   const last = int(row.tick);
   const workEndMs = (last + 1) * tickMs + (cfg.routeLeaseSeconds + cfg.answerTimeoutSeconds) * 1000;
-  let carried = 0;
   for (let g = last + 1; g < tick && g * tickMs < workEndMs; g++) {
     // No auction ran: the book fields are empty.
     const ins = await tx.query(
@@ -42,7 +41,5 @@ export async function carryLease(tx: Queryable, cfg: Pick<MarketConfig, 'tickSec
     await tx.query(
       `INSERT INTO market_fills (tick, side, order_id, price, demand_hs, fill_hs, workers)
        SELECT $1, side, order_id, price, demand_hs, fill_hs, workers FROM market_fills WHERE tick = $2`, [g, last]);
-    carried++;
   }
-  return carried;
 }

@@ -3,7 +3,7 @@
 // specific error per field; a refused order stores nothing and escrows nothing.
 
 import type { Database, Queryable } from '../store/db.ts';
-import type { MarketConfig } from './config.ts';
+import { type MarketConfig, tickAt } from './config.ts';
 import { MarketError } from './errors.ts';
 import { carryLease } from './lease-carry.ts';
 import type { Destination, MarketLedger } from './ports.ts';
@@ -361,7 +361,7 @@ export class OrderBook {
       // After ticks the market did not clear (it was down), the last clearing's lease may have delivered into them:
       // they hold reserve too, so they are carried first (a no-op without a gap; before the bid's row is locked, in
       // the order clearing and settlement take their locks).
-      await carryLease(tx, this.cfg, Math.floor(this.now() / (this.cfg.tickSeconds * 1000)));
+      await carryLease(tx, this.cfg, tickAt(this.cfg, this.now()));
       const bid = actor === 'market' ? (await this.getBidForUpdate(tx, id))! : await this.ownedBid(tx, actor, id, true);
       if (!LIVE_BID_STATES.includes(bid.state)) throw new MarketError('ORDER_CLOSED', `bid ${id} is already ${bid.state}`);
       const reserve = (await reserves(tx, this.cfg, [id])).get(id) ?? 0n;

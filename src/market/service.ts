@@ -12,7 +12,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Database } from '../store/db.ts';
 import { type ClearSummary, clearInTx, currentRoutes } from './clearing.ts';
-import type { MarketConfig } from './config.ts';
+import { type MarketConfig, tickAt } from './config.ts';
 import { MarketError } from './errors.ts';
 import { MarketInputError } from './units.ts';
 import { type IndexRow, correctIndexInTx, publishIndexInTx, recomputeIndex, recordHashprice } from './index-run.ts';
@@ -73,7 +73,7 @@ export class MarketService {
   }
 
   tickOf(ms: number): number {
-    return Math.floor(ms / this.tickMs);
+    return tickAt(this.cfg, ms);
   }
 
   // ---- orders (the routing side effects follow the commit) ----
