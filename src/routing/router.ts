@@ -197,8 +197,7 @@ export class Router extends EventEmitter<RouterEvents> {
     // latest when the last of them would have timed out. (It went after 5 s whatever was waiting: a slow destination's
     // answers after that were lost, the buyer's accepted work unbilled.)
     this.retiring.add(r);
-    const retiredAt = this.now();
-    const lastAt = retiredAt + LATE_SHARES_MS + (this.opts.upstream.answerTimeoutMs ?? DEFAULT_UPSTREAM_OPTIONS.answerTimeoutMs);
+    const lastAt = this.now() + LATE_SHARES_MS + (this.opts.upstream.answerTimeoutMs ?? DEFAULT_UPSTREAM_OPTIONS.answerTimeoutMs);
     const retire = (): void => {
       if (!this.retiring.has(r)) return;
       const now = this.now();
