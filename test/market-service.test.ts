@@ -423,7 +423,16 @@ describe('market service on Postgres', { skip: SKIP_PG }, () => {
     await w.market.runOnce(w.clock.now);
     w.delivery.mark = new Date((t0 + 3) * TICK);
     w.clock.now = (t0 + 3) * TICK + 31_000;
+    // A crash between the carried tick's market rows and its ledger entry: nothing of it half-done, settled once on
+    // retry (tick 0, settled before it in the same pass, stays settled).
+    w.ledger.failOnce = `market:settle:${bid.id}:${t0 + 1}`;
+    await assert.rejects(w.market.runOnce(w.clock.now), /injected ledger failure/);
+    assert.equal((await q1<{ settled_at: unknown }>(w.db, `SELECT settled_at FROM market_ticks WHERE tick = $1`, [t0 + 1])).settled_at, null);
+    assert.equal((await q1<{ n: string }>(w.db, `SELECT count(*) AS n FROM market_settlements WHERE tick = $1`, [t0 + 1])).n, '0');
+    assert.ok((await q1<{ settled_at: unknown }>(w.db, `SELECT settled_at FROM market_ticks WHERE tick = $1`, [t0])).settled_at);
     await w.market.runOnce(w.clock.now);
+    await w.market.runOnce(w.clock.now);
+    assert.equal((await q1<{ n: string }>(w.db, `SELECT count(*) AS n FROM market_settlements WHERE tick = $1`, [t0 + 1])).n, '1');
 
     const gap = await q1<{ price: string; lease_of: string; settled_at: unknown; delivered_hashes: string; debit_sat: string }>(w.db,
       `SELECT price, lease_of, settled_at, delivered_hashes, debit_sat FROM market_ticks WHERE tick = $1`, [t0 + 1]);
