@@ -292,9 +292,13 @@ for (const backend of BACKENDS) {
           id: `ua-${++i}`, time: NOW + i, account, worker, sessionId, remoteAddress: '127.0.0.1', jobId: 'j', height: 900_000,
           outcome: 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false,
         });
-        // Session s1 mines for two workers, interleaved with s2 and an agent-less session s3.
-        const sent = [mk('s1', 'alice', 'rig1'), mk('s2', 'bob', 'r\\1'), mk('s1', 'alice', 'rig2'), mk('s3', 'carol', 'x'), mk('s1', 'alice', 'rig1'), mk('s2', 'bob', 'r\\1')];
-        for (const sh of sent) log.appendShare(sh);
+        // Session s1 mines for two workers, interleaved with s2 and an agent-less session s3, in two batches: the second
+        // names s1 again beside the new s3. Failed before (now and then, as batches fell): the agents were looked up
+        // for the missing s3 alone and the cache rebuilt from that answer, so s1's agent was gone and rig2 had none.
+        const sent = [mk('s1', 'alice', 'rig1'), mk('s2', 'bob', 'r\\1'), mk('s3', 'carol', 'x'), mk('s1', 'alice', 'rig2'), mk('s1', 'alice', 'rig1'), mk('s2', 'bob', 'r\\1')];
+        for (const sh of sent.slice(0, 2)) log.appendShare(sh);
+        assert.ok(await log.waitIdle(10_000));
+        for (const sh of sent.slice(2)) log.appendShare(sh);
         assert.ok(await log.waitIdle(10_000));
         const rows = (await db.query<{ account: string; name: string; user_agent: string | null }>(
           'SELECT a.name AS account, w.name, w.user_agent FROM workers w JOIN accounts a ON a.id = w.account_id WHERE w.id <> 0 ORDER BY 1, 2')).rows;

@@ -32,7 +32,10 @@ export interface DurableShareLogOptions {
   retryMaxMs?: number;
   /** close() gives the writer this long to catch up; the rest stays in the spool for the next start. */
   closeTimeoutMs?: number;
-  /** Extra per-share metadata for storage (the session's user agent), resolved off the hot path. */
+  /**
+   * Extra per-share metadata for storage (the session's user agent), resolved off the hot path: the agents of these
+   * sessions that are still connected (more may be given; the cache keeps only what the last call gave).
+   */
   userAgents?: (sessionIds: Set<string>) => Map<string, string>;
   /** Called with each committed batch's duration, seconds (the API's DB write histogram). */
   onWrite?: (seconds: number) => void;
@@ -955,12 +958,16 @@ export class DurableShareLog extends InProcessShareLog {
   private userAgentOf(shares: readonly ShareRowMeta[]): ((sessionId: string) => string | undefined) | null {
     const resolve = this.o.userAgents;
     if (!resolve) return null;
-    const missing = new Set<string>();
-    for (const s of shares) if (!this.uaCache.has(s.sessionId)) missing.add(s.sessionId);
-    if (missing.size > 0) {
-      // Rebuilt from the live sessions only, so the cache never outgrows them.
+    let missed = false;
+    for (const s of shares) if (!this.uaCache.has(s.sessionId)) { missed = true; break; }
+    if (missed) {
+      // Rebuilt from the live sessions only, so the cache never outgrows them; asked for every session of the batch,
+      // not only the missing ones: a resolver that answers only what it is asked would otherwise drop the agents of
+      // the batch's other sessions with the cache.
+      const ids = new Set<string>();
+      for (const s of shares) ids.add(s.sessionId);
       this.uaCache.clear();
-      for (const [id, ua] of resolve(missing)) this.uaCache.set(id, ua);
+      for (const [id, ua] of resolve(ids)) this.uaCache.set(id, ua);
     }
     return (id) => this.uaCache.get(id);
   }
