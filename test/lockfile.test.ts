@@ -13,11 +13,30 @@ import { tmpDir } from './helpers/tmp-dir.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
-function take(file: string, at: number): Promise<string> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/take-lock.ts', file, String(at)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * A process that takes the lock when told: `ready` resolves once it is loaded, `go()` makes it try, `answer` is
+ * 'taken' or 'refused', and `release()` lets it exit (a holder holds until then).
+ */
+function taker(file: string) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/take-lock.ts', file], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  return new Promise((resolve) => child.once('exit', () => resolve(out.trim())));
+  let onLine: (() => void) | null = null;
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d: string) => { out += d; onLine?.(); });
+  const line = (n: number) => new Promise<string>((resolve, reject) => {
+    // Whole lines only: the last piece of the split is what follows the last newline.
+    const check = () => { const lines = out.split('\n'); if (lines.length - 1 > n) { onLine = null; resolve(lines[n]); } };
+    onLine = check;
+    child.once('exit', () => reject(new Error(`lock taker exited before line ${n + 1}: ${JSON.stringify(out)}`)));
+    check();
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    ready: line(0),
+    go: () => { child.stdin.write('go\n'); return line(1); },
+    release: () => { child.stdin.end(); return exited; },
+    kill: () => child.kill('SIGKILL'),
+  };
 }
 
 test('a stale lock another process takes over between our read of it and our takeover: refused, that process holds it', async (t) => {
@@ -49,8 +68,13 @@ test('a stale lock taken over by processes starting at once: one holder, never t
   const file = path.join(dir, 'spool.lock');
   for (let round = 0; round < 4; round++) {
     fs.writeFileSync(file, '999999999'); // a pid no process has
-    const at = Date.now() + 3000;
-    const answers = await Promise.all(Array.from({ length: 6 }, () => take(file, at)));
+    // All six loaded first, then told at once: none may come late (after a holder exited, leaving a stale lock of
+    // its own, which is then rightly taken over: failed so on a loaded machine when they lined up on a clock).
+    const takers = Array.from({ length: 6 }, () => taker(file));
+    t.after(() => { for (const k of takers) k.kill(); });
+    await Promise.all(takers.map((k) => k.ready));
+    const answers = await Promise.all(takers.map((k) => k.go()));
+    await Promise.all(takers.map((k) => k.release()));
     assert.equal(answers.filter((a) => a === 'taken').length, 1, `round ${round}: ${answers.join(', ')}`);
     fs.rmSync(file, { force: true });
   }
