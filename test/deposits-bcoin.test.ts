@@ -106,7 +106,7 @@ describe('deposits through bcoin\'s wallet', { skip }, () => {
     await until(async () => {
       kinds = kinds.concat((await deposits.run(Date.now())).outcomes.map((o) => (o.kind === 'failed' ? `failed: ${o.error}` : o.kind)));
       return kinds.filter((k) => k === 'credited').length >= 3;
-    }, 5_000, () => `three credits (outcomes ${kinds.join(', ')})`).catch(() => undefined);
+    }, 30_000, () => `three credits (outcomes ${kinds.join(', ')})`);
     await deposits.run(Date.now());
     assert.equal(await ledger.balance(db, owned('balance', a)), 1_500_001n, 'A: its two outputs');
     assert.equal(await ledger.balance(db, owned('balance', c)), 2_000_003n, 'B: its own output, not A\'s');
@@ -144,9 +144,13 @@ describe('deposits through bcoin\'s wallet', { skip }, () => {
       await other.stop();
     }
     assert.equal(await node.call<number>('getblockcount', []), tip + 2);
-    await new Promise((r) => setTimeout(r, 500)); // bcoin's wallet follows the reorg asynchronously
-    // The scan's cursor (a block of the old chain) must not stop the pass.
-    const kinds = (await deposits.run(Date.now())).outcomes.filter((o) => o.txid === txid).map((o) => o.kind);
+    // bcoin's wallet follows the reorg asynchronously: passes until the reversal, every outcome of each kept. The
+    // scan's cursor (a block of the old chain) must not stop a pass.
+    const kinds: string[] = [];
+    await until(async () => {
+      kinds.push(...(await deposits.run(Date.now())).outcomes.filter((o) => o.txid === txid).map((o) => o.kind));
+      return kinds.includes('reversed');
+    }, 30_000, () => `the reversal (outcomes ${kinds.join(', ')})`);
     // (Then 'failed': the reversed deposit's transaction is known to neither wallet nor node; retried each pass.)
     assert.deepEqual(kinds.filter((k) => k !== 'failed'), ['reversed'], 'the deposit is gone from the best chain');
     assert.equal(await ledger.balance(db, owned('balance', id)), 0n);
