@@ -221,7 +221,9 @@ test('market e2e: a bid and two asks clear, B accepts, A bills exactly B-accepte
 
       // ---- the daily index: published from the database and recomputed bit-identical ----
       await market.stop();
-      const day = new Date().toISOString().slice(0, 10);
+      // The day of the last trade, not today's date: midnight (UTC) may fall between the trading and this line.
+      const day = (await q(`SELECT to_char(max(k.starts_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d FROM market_ticks k
+                               WHERE k.tick IN (SELECT tick FROM market_trades WHERE accepted_hashes > 0)`))[0].d as string;
       let indexNote = '';
       // The clock is stopped: no tick clears any more; the last cleared one settles once its end + the answer
       // timeout has passed and the meter's watermark covers it. Then today's ticks are all settled.

@@ -384,7 +384,7 @@ test('a node that never answers gives a timeout error within the bound', async (
     assert.match(e.message, /no answer within 150 ms/);
   });
   const took = Date.now() - t0;
-  assert.ok(took >= 140 && took < 1000, `took ${took} ms`);
+  assert.ok(took >= 140 && took < 5000, `took ${took} ms`); // a timeout, not a hang (generous for a loaded machine)
 
   // Per-call override and abort.
   await rejectsWith(rpc.call('getbestblockhash', [], { timeoutMs: 50 }), (e) => assert.equal(e.kind, 'timeout'));

@@ -180,7 +180,8 @@ test('a thread that dies or hangs with a read costs no template: the event loop 
   const fourth = await thread.read(200, chunks, size);
   assert.ok(fourth.ok);
   assert.deepEqual(fourth.template.prepared?.bytes, bytes);
-  assert.ok(Date.now() - started >= 490, 'waited for the deadline');
+  // 450, not 490: a timer runs from libuv's loop time, which may be older than `started` on a loaded machine.
+  assert.ok(Date.now() - started >= 450, 'waited for the deadline');
   assert.deepEqual(thread.stats, { threaded: 2, fallback: 2 });
   assert.equal(lines.filter((l) => l.msg.startsWith('template thread failed')).length, 2);
 });
