@@ -168,13 +168,14 @@ const historyArb = fc.record({
 });
 
 /**
- * Idle, or false after a second or more of polls with no call to the writer: a stuck writer fails a run quickly
- * (shrinking runs the failing history dozens of times), a slow machine still gets all the time it needs.
+ * Idle, or false after three seconds or more of polls with no call to the writer: a stuck writer fails a run quickly
+ * (shrinking runs the failing history dozens of times), a slow machine (a spool read or a segment's sync taking a
+ * second on a busy disk) still gets all the time it needs.
  */
 async function settle(log: DurableShareLog, w: RecordingWriter): Promise<boolean> {
   for (let calls = -1, quiet = 0; !log.idle; await new Promise((r) => setTimeout(r, 2))) {
     if (w.calls !== calls) [calls, quiet] = [w.calls, 0];
-    else if (++quiet > 500) return false;
+    else if (++quiet > 1500) return false;
   }
   return true;
 }
