@@ -14,8 +14,8 @@ import { tmpDir } from './helpers/tmp-dir.ts';
 const ROOT = path.resolve(import.meta.dirname, '..');
 
 /**
- * A process that takes the lock when told: `ready` resolves once it is loaded, `go()` makes it try, `answer` is
- * 'taken' or 'refused', and `release()` lets it exit (a holder holds until then).
+ * A process that takes the lock when told: `ready` resolves once it is loaded, `go()` makes it try and resolves
+ * with its answer ('taken' or 'refused'), and `release()` lets it exit (a holder holds until then).
  */
 function taker(file: string) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/take-lock.ts', file], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
