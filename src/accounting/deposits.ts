@@ -151,11 +151,11 @@ export class Deposits {
     await this.db.query(
       `UPDATE deposits SET confirmations = $1 - block_height + 1 WHERE state = 'credited' AND block_height > $2 AND confirmations <> $1 - block_height + 1`,
       [tip, tip - this.policy.reorgWatchBlocks]);
-    const open = await this.db.query<{ txid: string; vout: number }>(
-      `SELECT txid, vout FROM deposits WHERE state IN ('seen', 'reversed') ORDER BY first_seen_at, txid, vout`);
+    const open = await this.db.query<{ txid: string; vout: number; state: 'seen' | 'reversed' }>(
+      `SELECT txid, vout, state FROM deposits WHERE state IN ('seen', 'reversed') ORDER BY first_seen_at, txid, vout`);
     let waiting = 0;
     for (const d of open.rows) {
-      const o = await this.guard(d, () => this.creditIfDeep(d.txid, d.vout, now));
+      const o = await this.guard(d, () => this.creditIfDeep(d.txid, d.vout, now, d.state === 'reversed'));
       if (o === null) waiting++;
       else outcomes.push(o);
     }
@@ -273,7 +273,8 @@ export class Deposits {
     return out;
   }
 
-  private async walletTx(txid: string): Promise<WalletTx> {
+  /** `goneIsZero`: a transaction both wallet and node answer they do not know has no confirmations (not an error). */
+  private async walletTx(txid: string, goneIsZero = false): Promise<WalletTx> {
     let first: unknown = new Error('the wallet\'s answer has no confirmations');
     try {
       const w = await this.rpc.wallet.call<WalletTx>('gettransaction', [txid]);
@@ -284,9 +285,18 @@ export class Deposits {
     }
     // A wallet that cannot answer for a confirmed transaction (bcoin 1.0.2: "Invalid integer value.", or no
     // confirmations at all): the node's view (its transaction index), with the block's height from its header.
+    let t: { confirmations?: number; blockhash?: string };
     try {
-      const t = await this.rpc.node.call<{ confirmations?: number; blockhash?: string }>('getrawtransaction', [txid, true]);
-      if (!t.blockhash || !t.confirmations) return { confirmations: t.confirmations ?? 0 };
+      t = await this.rpc.node.call<{ confirmations?: number; blockhash?: string }>('getrawtransaction', [txid, true]);
+    } catch (e) {
+      // Answers from both (not a wallet or node that is down: the wallet's transport errors were thrown above, and
+      // bcoin's wallet answers for such a transaction without confirmations): neither knows it.
+      if (goneIsZero && e instanceof RpcError && e.kind === 'rpc') return { confirmations: 0 };
+      throw walletError(first, 'gettransaction');
+    }
+    if (!t || typeof t !== 'object') throw walletError(first, 'gettransaction');
+    if (!t.blockhash || !t.confirmations) return { confirmations: t.confirmations ?? 0 };
+    try {
       const hdr = await this.rpc.node.call<{ height: number }>('getblockheader', [t.blockhash, true]);
       return { confirmations: t.confirmations, blockhash: t.blockhash, blockheight: hdr.height };
     } catch {
@@ -294,9 +304,13 @@ export class Deposits {
     }
   }
 
-  /** A seen (or reversed) deposit with enough confirmations: credit it, entry and state in one transaction. */
-  private async creditIfDeep(txid: string, vout: number, now: number): Promise<DepositOutcome | null> {
-    const w = await this.walletTx(txid);
+  /**
+   * A seen (or reversed) deposit with enough confirmations: credit it, entry and state in one transaction. A reversed
+   * deposit's transaction may be known to neither wallet nor node (bcoin drops one a reorg made invalid; Core keeps it
+   * as conflicted): it waits, at no confirmations, in case it is mined again.
+   */
+  private async creditIfDeep(txid: string, vout: number, now: number, reversed: boolean): Promise<DepositOutcome | null> {
+    const w = await this.walletTx(txid, reversed);
     if (w.confirmations < this.policy.confirmations) {
       await this.db.query('UPDATE deposits SET confirmations = $3, updated_at = now() WHERE txid = $1 AND vout = $2 AND confirmations <> $3',
         [txid, vout, w.confirmations]);
