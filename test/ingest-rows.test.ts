@@ -283,9 +283,10 @@ for (const backend of BACKENDS) {
     test('through the share log: every share stored once from its spool line, and each worker gets its session\'s user agent', async () => {
       await reset(db);
       const agents = new Map([['s1', 'cgminer/4.12'], ['s2', 'bmminer\t2']]);
+      let lookups = 0;
       await withShareLog(db, {
         batchAppends: true,
-        userAgents: (ids) => new Map([...ids].flatMap((id) => (agents.has(id) ? [[id, agents.get(id)!] as const] : []))),
+        userAgents: (ids) => { lookups++; return new Map([...ids].flatMap((id) => (agents.has(id) ? [[id, agents.get(id)!] as const] : []))); },
       }, async (log) => {
         let i = 0;
         const mk = (sessionId: string, account: string, worker: string): ShareEvent => ({
@@ -310,6 +311,12 @@ for (const backend of BACKENDS) {
         ]);
         const stored = (await db.query<{ id: string }>('SELECT id FROM shares ORDER BY id')).rows.map((r) => r.id);
         assert.deepEqual(stored, sent.map((sh) => sh.id).sort());
+        // Sessions already looked up, the agent-less s3 among them, are not looked up again.
+        const before = lookups;
+        log.appendShare(mk('s3', 'carol', 'x'));
+        log.appendShare(mk('s1', 'alice', 'rig1'));
+        assert.ok(await log.waitIdle(10_000));
+        assert.equal(lookups, before, 'no new lookup for sessions the last one covered');
       });
     });
 

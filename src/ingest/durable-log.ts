@@ -348,6 +348,7 @@ export class DurableShareLog extends InProcessShareLog {
   private lastWriteMs: number | null = null;
   private lastWriteAt: number | null = null;
   private lastAppended: Position | null = null;
+  /** Session id → its user agent ('' for none), as the last userAgents call gave them (userAgentOf). */
   private readonly uaCache = new Map<string, string>();
   private readonly counters = {
     appendedShares: 0, appendedBlocks: 0, writtenShares: 0, writtenBlocks: 0, batches: 0, duplicates: 0,
@@ -958,18 +959,18 @@ export class DurableShareLog extends InProcessShareLog {
   private userAgentOf(shares: readonly ShareRowMeta[]): ((sessionId: string) => string | undefined) | null {
     const resolve = this.o.userAgents;
     if (!resolve) return null;
-    let missed = false;
-    for (const s of shares) if (!this.uaCache.has(s.sessionId)) { missed = true; break; }
-    if (missed) {
+    if (shares.some((s) => !this.uaCache.has(s.sessionId))) {
       // Rebuilt from the live sessions only, so the cache never outgrows them; asked for every session of the batch,
       // not only the missing ones: a resolver that answers only what it is asked would otherwise drop the agents of
-      // the batch's other sessions with the cache.
+      // the batch's other sessions with the cache. A session asked for without an agent is kept as '' (none), so its
+      // next batch is not a miss again (each miss walks the resolver's sessions: every live one, in the pool).
       const ids = new Set<string>();
       for (const s of shares) ids.add(s.sessionId);
       this.uaCache.clear();
       for (const [id, ua] of resolve(ids)) this.uaCache.set(id, ua);
+      for (const id of ids) if (!this.uaCache.has(id)) this.uaCache.set(id, '');
     }
-    return (id) => this.uaCache.get(id);
+    return (id) => this.uaCache.get(id) || undefined;
   }
 
   private withUserAgents(shares: ShareEvent[]): ShareEvent[] {
