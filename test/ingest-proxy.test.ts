@@ -8,6 +8,7 @@ import pino from 'pino';
 import { loadConfig } from '../src/cli/config.ts';
 import { runPool } from '../src/cli/run-pool.ts';
 import { runFleet } from '../src/miner/fleet.ts';
+import { DEFAULT_USER_AGENT } from '../src/miner/client.ts';
 import { foldBlocks } from './helpers/blocks.ts';
 import type { BlockEvent } from '../src/shares/events.ts';
 import { DatabaseTimeoutError } from '../src/store/db.ts';
@@ -88,6 +89,10 @@ test('Postgres cut off for 12 s while a fleet mines: every share the miners saw 
     }
     const answers = (await direct.query<{ n: string }>('SELECT count(*) AS n FROM block_answers')).rows[0];
     assert.equal(Number(answers.n), [...folded.values()].reduce((n, b) => n + b.answers.length, 0), 'every node answer is recorded');
+    // The pool gives the writer each session's user agent (looked up by session id): every miner's worker has its own.
+    const agents = (await direct.query<{ name: string; user_agent: string | null }>('SELECT name, user_agent FROM workers WHERE id <> 0 ORDER BY name')).rows;
+    assert.equal(agents.length, 4, 'the four miners\' workers');
+    assert.deepEqual(agents.map((r) => r.user_agent), Array(4).fill(DEFAULT_USER_AGENT));
   } finally {
     await fleet.stop(0);
     await running.stop();

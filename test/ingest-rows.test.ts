@@ -284,9 +284,10 @@ for (const backend of BACKENDS) {
       await reset(db);
       const agents = new Map([['s1', 'cgminer/4.12'], ['s2', 'bmminer\t2']]);
       let lookups = 0;
+      const asked: string[][] = [];
       await withShareLog(db, {
         batchAppends: true,
-        userAgents: (ids) => { lookups++; return new Map([...ids].flatMap((id) => (agents.has(id) ? [[id, agents.get(id)!] as const] : []))); },
+        userAgents: (ids) => { lookups++; asked.push([...ids].sort()); return new Map([...ids].flatMap((id) => (agents.has(id) ? [[id, agents.get(id)!] as const] : []))); },
       }, async (log) => {
         let i = 0;
         const mk = (sessionId: string, account: string, worker: string): ShareEvent => ({
@@ -311,12 +312,41 @@ for (const backend of BACKENDS) {
         ]);
         const stored = (await db.query<{ id: string }>('SELECT id FROM shares ORDER BY id')).rows.map((r) => r.id);
         assert.deepEqual(stored, sent.map((sh) => sh.id).sort());
+        // Only sessions not known yet are asked for: the second batch's new s3, not s1 and s2 again (the pool finds
+        // each by id; asking for every session of each batch with a new one was a walk of them all in the pool).
+        assert.deepEqual(asked, [['s1', 's2'], ['s3']]);
         // Sessions already looked up, the agent-less s3 among them, are not looked up again.
         const before = lookups;
         log.appendShare(mk('s3', 'carol', 'x'));
         log.appendShare(mk('s1', 'alice', 'rig1'));
         assert.ok(await log.waitIdle(10_000));
         assert.equal(lookups, before, 'no new lookup for sessions the last one covered');
+      });
+    });
+
+    test('the user agents remembered are bounded: past the cap the older generation goes, a session still mining is carried over without asking', async () => {
+      await reset(db);
+      const asked: string[][] = [];
+      await withShareLog(db, {
+        batchAppends: true, userAgentCacheMax: 2,
+        userAgents: (ids) => { asked.push([...ids].sort()); return new Map([...ids].map((id) => [id, `ua-of-${id}`] as const)); },
+      }, async (log) => {
+        let i = 0;
+        const batch = async (...sessions: string[]) => {
+          for (const sessionId of sessions) {
+            log.appendShare({ id: `cap-${++i}`, time: NOW + i, account: 'alice', worker: `w-${sessionId}`, sessionId, remoteAddress: '127.0.0.1',
+              jobId: 'j', height: 900_000, outcome: 'accepted', poolDifficulty: 1, shareDifficulty: 2, block: false });
+          }
+          assert.ok(await log.waitIdle(10_000));
+        };
+        await batch('s1', 's2');
+        await batch('s3'); // three known, past the cap of 2: s1 and s2 become the older generation
+        await batch('s1'); // carried over from it, not asked again
+        await batch('s4'); // past the cap again: the generation that held s2 is let go
+        await batch('s2'); // so s2 is asked for again
+        assert.deepEqual(asked, [['s1', 's2'], ['s3'], ['s4'], ['s2']]);
+        const rows = (await db.query<{ name: string; user_agent: string | null }>('SELECT name, user_agent FROM workers WHERE id <> 0 ORDER BY 1')).rows;
+        assert.deepEqual(rows.map((r) => ({ ...r })), ['s1', 's2', 's3', 's4'].map((id) => ({ name: `w-${id}`, user_agent: `ua-of-${id}` })));
       });
     });
 

@@ -319,6 +319,7 @@ test('broadcast in chunks: a newer job supersedes one under way; sessions on an 
     let last: { prevHash: Buffer } | null = { prevHash: tipA };
     // Fake sessions with StratumSession.sendJob's tip rule.
     server.sessions.add({
+      id: String(k),
       sendJob(job: { id: string; prevHash: Buffer }, clean: boolean) {
         if (last && !last.prevHash.equals(job.prevHash)) clean = true;
         last = job;
@@ -373,6 +374,7 @@ test('a refresh broadcast spends at most REFRESH_STEP_MS a turn, whatever a noti
     const log: string[] = [];
     sent.push(log);
     server.sessions.add({
+      id: String(k),
       sendJob(job: { id: string }) {
         const until = performance.now() + costMs;
         while (performance.now() < until) { /* the write's cost */ }
@@ -410,6 +412,7 @@ test('the sessions\' periodic checks spend about TICK_STEP_MS a turn, every sess
     const at: number[] = [];
     ticks.push(at);
     server.sessions.add({
+      id: String(k),
       authorized: k % 2 === 0,
       tick() {
         const until = performance.now() + costMs;
@@ -450,4 +453,26 @@ test('answer lines: the text JSON.stringify gives for any id, result, error and 
     }
     assert.equal(errorLine(id, 24, 'bad "worker"\n'), JSON.stringify({ id, result: null, error: [24, 'bad "worker"\n', null] }) + '\n');
   }
+});
+
+test('Sessions: found by id, iterated and counted in arrival order; a stale object with a live id is neither there nor deleted', async () => {
+  const { Sessions } = await import('../src/stratum/sessions.ts');
+  const set = new Sessions<{ id: string; n: number }>();
+  const a = { id: '1', n: 1 };
+  const b = { id: '2', n: 2 };
+  set.add(a).add(b);
+  assert.equal(set.size, 2);
+  assert.equal(set.get('2'), b);
+  assert.equal(set.get('3'), undefined);
+  assert.deepEqual([...set].map((s) => s.n), [1, 2]);
+  assert.deepEqual([...set.values()].map((s) => s.n), [1, 2]);
+  const stale = { id: '1', n: 9 };
+  assert.equal(set.has(stale), false);
+  assert.equal(set.delete(stale), false, 'another object under a live id is not that session');
+  assert.equal(set.get('1'), a);
+  assert.equal(set.delete(a), true);
+  assert.equal(set.delete(a), false);
+  assert.equal(set.has(a), false);
+  assert.equal(set.get('1'), undefined);
+  assert.equal(set.size, 1);
 });

@@ -134,7 +134,7 @@ export function stratumOptionsFrom(cfg: Config): StratumOptions {
 }
 
 /** The database and the durable share log in front of it, from config. Closes what it opened if it fails. */
-async function openStorage(cfg: Config, log: Logger, hooks: RunPoolHooks, userAgents: () => Map<string, string>, maintenance: boolean) {
+async function openStorage(cfg: Config, log: Logger, hooks: RunPoolHooks, userAgents: (ids: Set<string>) => Map<string, string>, maintenance: boolean) {
   const d = cfg.database;
   const store = await openStore({
     url: d.url,
@@ -298,10 +298,15 @@ export const NODE_WAIT_FOREVER_MS = 2 ** 31 - 1;
  */
 export async function preparePool(cfg: Config, log: Logger, opts: PrepareOptions = {}): Promise<PreparedPool> {
   let pool: Pool | undefined;
-  // User agents are looked up per batch by the ingest writer, off the hot path.
-  const userAgents = (): Map<string, string> => {
+  // User agents are looked up per batch by the ingest writer, off the hot path: only the sessions it asks for.
+  const userAgents = (ids: Set<string>): Map<string, string> => {
     const m = new Map<string, string>();
-    for (const s of pool?.server.sessions ?? []) if (s.userAgent) m.set(s.id, s.userAgent);
+    const sessions = pool?.server.sessions;
+    if (!sessions) return m;
+    for (const id of ids) {
+      const ua = sessions.get(id)?.userAgent;
+      if (ua) m.set(id, ua);
+    }
     return m;
   };
   ensureWritableDir(cfg.database.dataDir, 'data directory', 'HASHHUB_DATA_DIR (database.dataDir)');

@@ -34,9 +34,12 @@ export interface DurableShareLogOptions {
   closeTimeoutMs?: number;
   /**
    * Extra per-share metadata for storage (the session's user agent), resolved off the hot path: the agents of these
-   * sessions that are still connected (more may be given; the cache keeps only what the last call gave).
+   * sessions that are still connected, found by id (called for the sessions not asked for before; the answer is kept
+   * for the session's life: an agent is the one its mining.subscribe gave).
    */
   userAgents?: (sessionIds: Set<string>) => Map<string, string>;
+  /** Sessions whose user agents are remembered before the older half is let go (userAgentOf). Default 65,536. */
+  userAgentCacheMax?: number;
   /** Called with each committed batch's duration, seconds (the API's DB write histogram). */
   onWrite?: (seconds: number) => void;
   onListenerError?: (err: unknown) => void;
@@ -311,7 +314,7 @@ function isPoison(err: unknown): boolean {
  */
 export class DurableShareLog extends InProcessShareLog {
   private readonly spool: Spool;
-  private readonly o: Required<Omit<DurableShareLogOptions, 'userAgents' | 'onWrite' | 'onListenerError' | 'budget' | 'io' | 'now' | 'batchAppends' | 'appendWaitMs'>> & DurableShareLogOptions;
+  private readonly o: Required<Omit<DurableShareLogOptions, 'userAgents' | 'onWrite' | 'onListenerError' | 'budget' | 'io' | 'now' | 'batchAppends' | 'appendWaitMs' | 'userAgentCacheMax'>> & DurableShareLogOptions;
   private readonly batchAppends: boolean;
   private readonly appendWaitMs: number;
   /** Share lines appended this turn and not yet written to the spool (see batchAppends). */
@@ -348,8 +351,10 @@ export class DurableShareLog extends InProcessShareLog {
   private lastWriteMs: number | null = null;
   private lastWriteAt: number | null = null;
   private lastAppended: Position | null = null;
-  /** Session id → its user agent ('' for none), as the last userAgents call gave them (userAgentOf). */
-  private readonly uaCache = new Map<string, string>();
+  /** Session id → its user agent ('' for none), as userAgents calls gave them (userAgentOf), and the generation before. */
+  private uaCache = new Map<string, string>();
+  private uaCacheOld = new Map<string, string>();
+  private readonly uaCacheMax: number;
   private readonly counters = {
     appendedShares: 0, appendedBlocks: 0, writtenShares: 0, writtenBlocks: 0, batches: 0, duplicates: 0,
     writeErrors: 0, spoolErrors: 0, corruptLines: 0, deadLettered: 0, readErrors: 0, missingSegments: 0,
@@ -388,6 +393,7 @@ export class DurableShareLog extends InProcessShareLog {
     };
     this.now = opts.now ?? Date.now;
     this.batchAppends = opts.batchAppends ?? false;
+    this.uaCacheMax = opts.userAgentCacheMax ?? 65_536;
     this.appendWaitMs = opts.appendWaitMs ?? APPEND_WAIT_MS;
     this.log = opts.logger;
     if (opts.onWrite) this.writeObservers.push(opts.onWrite);
@@ -959,16 +965,28 @@ export class DurableShareLog extends InProcessShareLog {
   private userAgentOf(shares: readonly ShareRowMeta[]): ((sessionId: string) => string | undefined) | null {
     const resolve = this.o.userAgents;
     if (!resolve) return null;
-    if (shares.some((s) => !this.uaCache.has(s.sessionId))) {
-      // Rebuilt from the live sessions only, so the cache never outgrows them; asked for every session of the batch,
-      // not only the missing ones: a resolver that answers only what it is asked would otherwise drop the agents of
-      // the batch's other sessions with the cache. A session asked for without an agent is kept as '' (none), so its
-      // next batch is not a miss again (each miss walks the resolver's sessions: every live one, in the pool).
-      const ids = new Set<string>();
-      for (const s of shares) ids.add(s.sessionId);
-      this.uaCache.clear();
-      for (const [id, ua] of resolve(ids)) this.uaCache.set(id, ua);
-      for (const id of ids) if (!this.uaCache.has(id)) this.uaCache.set(id, '');
+    // Only the sessions the cache does not know are asked for (the pool finds each by id), and the answers join what
+    // it knows: a batch with one new session among thousands costs one lookup, not a walk of every live session. A
+    // session asked for without an agent is kept as '' (none), so its next batch is not a miss again. Bounded: past
+    // uaCacheMax sessions, what is known becomes the older generation, dropped at the next turn over (a session
+    // still mining is carried over at its next batch, without asking).
+    let missing: Set<string> | null = null;
+    for (const s of shares) {
+      const id = s.sessionId;
+      if (this.uaCache.has(id)) continue;
+      const old = this.uaCacheOld.get(id);
+      if (old !== undefined) { this.uaCache.set(id, old); continue; }
+      (missing ??= new Set()).add(id);
+    }
+    if (missing !== null) {
+      const found = resolve(missing);
+      for (const id of missing) this.uaCache.set(id, found.get(id) ?? '');
+    }
+    if (this.uaCache.size > this.uaCacheMax) {
+      this.uaCacheOld = this.uaCache;
+      this.uaCache = new Map();
+      // This batch's sessions stay known for its own lookups.
+      for (const s of shares) { const ua = this.uaCacheOld.get(s.sessionId); if (ua !== undefined) this.uaCache.set(s.sessionId, ua); }
     }
     return (id) => this.uaCache.get(id) || undefined;
   }

@@ -7,6 +7,7 @@ import { ExtranonceAllocator } from './extranonce.ts';
 import type { StratumOptions } from './options.ts';
 import { ReadTurns } from './read-turns.ts';
 import { type SessionOwner, type StratumHost, StratumSession } from './session.ts';
+import { Sessions } from './sessions.ts';
 import { WriteBudget } from './write-budget.ts';
 
 /** Sessions sent a job per event-loop turn when miners must drop their work (new tip; see broadcast). */
@@ -55,7 +56,7 @@ const SOCKET_HIGH_WATER_MARK = 1;
  * build (constructor) is split from listen() so tests can hand it sockets.
  */
 export class StratumServer implements SessionOwner {
-  readonly sessions = new Set<StratumSession>();
+  readonly sessions = new Sessions<StratumSession>();
   private readonly perIp = new Map<string, number>();
   private readonly bans: BanList;
   private readonly extranonces: ExtranonceAllocator;
