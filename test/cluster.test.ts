@@ -56,7 +56,9 @@ async function startCluster(t: TestContext): Promise<{ pool: PoolProcess; port: 
   const env: NodeJS.ProcessEnv = {
     ...process.env, DATABASE_URL: tpg.url, HASHHUB_DATA_DIR: dir, HASHHUB_STRATUM_PROCESSES: '2', HASHHUB_NODE_ID: '7',
     HASHHUB_STRATUM_HOST: '127.0.0.1', HASHHUB_STRATUM_PORT: String(port), HASHHUB_API_PORT: String(await freePort()),
-    HASHHUB_DIFFICULTY: '0.00001', HASHHUB_LOG_LEVEL: process.env.CLUSTER_LOG ?? 'warn', HASHHUB_MARKET_ENABLED: 'false',
+    // Vardiff aims at a share every 0.5 s per miner, not 10 s: the test waits for tens of shares after a restart, and
+    // at 10 s a share eight miners took about a minute for 40 of them (failed in CI under load: 39 in 60 s).
+    HASHHUB_DIFFICULTY: '0.00001', HASHHUB_SHARE_SECONDS: '0.5', HASHHUB_LOG_LEVEL: process.env.CLUSTER_LOG ?? 'warn', HASHHUB_MARKET_ENABLED: 'false',
   };
   delete env.HASHHUB_CONFIG;
   const pool = await startPoolProcess(env);
