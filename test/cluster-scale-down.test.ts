@@ -27,7 +27,7 @@ test('processes 2 → 1: the shares left in the spool of the process no longer s
   const port = await freePort();
   const base: NodeJS.ProcessEnv = {
     ...process.env, HASHHUB_DATA_DIR: dir, HASHHUB_NODE_ID: '7', HASHHUB_STRATUM_HOST: '127.0.0.1', HASHHUB_STRATUM_PORT: String(port),
-    HASHHUB_API_ENABLED: 'false', HASHHUB_DIFFICULTY: '0.00001', HASHHUB_LOG_LEVEL: 'warn', HASHHUB_MARKET_ENABLED: 'false',
+    HASHHUB_API_ENABLED: 'false', HASHHUB_DIFFICULTY: '0.00001', HASHHUB_SHARE_SECONDS: '0.5', HASHHUB_LOG_LEVEL: 'warn', HASHHUB_MARKET_ENABLED: 'false',
     HASHHUB_ACCOUNTING_ENABLED: 'false',
   };
   delete base.HASHHUB_CONFIG;
