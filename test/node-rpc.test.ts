@@ -706,7 +706,8 @@ test('TemplateSource: start() rejects after startTimeoutMs with the node error',
   });
   const t0 = Date.now();
   await assert.rejects(src.start(), /no block template from the node within 200 ms: .*ECONNREFUSED/);
-  assert.ok(Date.now() - t0 < 1000);
+  // A timeout, not a hang (a loaded machine can add a second or more to 200 ms).
+  assert.ok(Date.now() - t0 < 5000);
   assert.equal(src.status.ok, false);
 });
 

@@ -14,6 +14,7 @@ import { PrefixAllocator } from '../src/routing/prefixes.ts';
 import { rateOf } from '../src/routing/meter.ts';
 import { StubNode } from './helpers/stub-node.ts';
 import { startTestPool } from './helpers/pool.ts';
+import { DEFAULT_STRATUM_OPTIONS } from '../src/stratum/options.ts';
 import { until } from './helpers/until.ts';
 import { freePort } from './helpers/free-port.ts';
 import { StubUpstream, type StubUpstreamOptions } from './helpers/stub-upstream.ts';
@@ -104,7 +105,9 @@ describe('routing', () => {
   });
 
   test('set_extranonce and reconnect: both miners move to B, B counts exactly what A metered accepted', async () => {
-    const { a, b, router, meter } = await twoPools();
+    // B's difficulty pinned: every routed share reaches B over one upstream connection, so B's vardiff (10 s a share)
+    // would throttle the whole route after its first 12 shares, one more than the 10 accepted this waits for.
+    const { a, b, router, meter } = await twoPools({ vardiff: { ...DEFAULT_STRATUM_OPTIONS.vardiff, minDifficulty: 0.00002, maxDifficulty: 0.00002 } });
     const m1 = miner(a.port, 'seller.xn', true);
     const m2 = miner(a.port, 'seller.rc', false);
     await until(() => (a.pool.stats.shares.accepted ?? 0) >= 4, 20_000, 'pool shares on A');
