@@ -85,7 +85,11 @@ test('a block found while the node is unreachable is submitted when it comes bac
 });
 
 test('SIGKILL between finding a block and the node\'s answer: the restarted pool resubmits it from its journal', { timeout: 240_000 }, async (t) => {
-  const { chain, proxy, url } = await chainBehindProxy(t);
+  // Blocks ten times rarer than the other tests' (a few a second from two natively hashing miners, not tens): a stall
+  // finds the pool on the node's tip only when no block of its own is on its way and the template after the last
+  // one has arrived, and with a block every few tens of ms that was rarely so under load (failed in CI: four stalls
+  // in a row, each after a submission had moved the node's tip past the pool's work).
+  const { chain, proxy, url } = await chainBehindProxy(t, 0.0005);
   const dir = tmp(t, 'hashhub-blocks-kill-');
   const port = await freePort();
   const env: NodeJS.ProcessEnv = {
@@ -112,7 +116,15 @@ test('SIGKILL between finding a block and the node\'s answer: the restarted pool
       .filter((c) => c.prevHash === prevHash);
     let heightAtStall = -1;
     let rec: { hash: string; height: number; prevHash: string } | undefined;
+    // Every miner's work on the node's tip: stalled then, the pool's next block is on that tip unless a block of its
+    // own was already on its way. (After a retry the tip had just moved by the pool's own block, whose template the
+    // pool and its miners had not all got yet: stalled at once, every attempt failed the same way, as seen in CI.)
+    const onNodeTip = () => fleet.miners.length === 2 && fleet.miners.every((m) => {
+      const job = m.currentJob;
+      return job !== null && Buffer.from(job.prevHash).reverse().toString('hex') === chain.chain.tip.hashHex;
+    });
     for (let attempt = 1; attempt <= 4 && !rec; attempt++) {
+      await until(onNodeTip, 30_000, 'the miners\' work on the node\'s tip');
       proxy.stall();
       await new Promise((r) => setTimeout(r, 300)); // answers already on their way arrive or are dropped
       heightAtStall = chain.chain.height;
