@@ -23,6 +23,7 @@ import { REGTEST_ADDRESS } from './helpers/pool.ts';
 import { TcpProxy } from './helpers/proxy.ts';
 import { until } from './helpers/until.ts';
 import { tmpDir } from './helpers/tmp-dir.ts';
+import { hashToDisplay } from '../src/chain/bytes.ts';
 
 const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
@@ -121,7 +122,7 @@ test('SIGKILL between finding a block and the node\'s answer: the restarted pool
     // pool and its miners had not all got yet: stalled at once, every attempt failed the same way, as seen in CI.)
     const onNodeTip = () => fleet.miners.length === 2 && fleet.miners.every((m) => {
       const job = m.currentJob;
-      return job !== null && Buffer.from(job.prevHash).reverse().toString('hex') === chain.chain.tip.hashHex;
+      return job !== null && hashToDisplay(job.prevHash) === chain.chain.tip.hashHex;
     });
     for (let attempt = 1; attempt <= 4 && !rec; attempt++) {
       await until(onNodeTip, 30_000, 'the miners\' work on the node\'s tip');

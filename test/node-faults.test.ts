@@ -11,6 +11,7 @@ import { isCleanNotify, isNotify, startFaultyNode } from './helpers/faulty-node.
 import type { Msg } from './helpers/line-client.ts';
 import { until } from './helpers/until.ts';
 import { prevHashFromStratum } from '../src/shares/work.ts';
+import { hashToDisplay } from '../src/chain/bytes.ts';
 
 const FAULTS: Array<[string, Fault]> = [
   ['30 s latency', { kind: 'latency', ms: 30_000 }],
@@ -59,7 +60,7 @@ test('a node restart with a new cookie: the last job meanwhile, then the same ch
     await n.chain.chain.mineBlock();
     // The miner's last notify on the node's tip (its previous block hash), not only the pool's template at height 3:
     // the notify for it may still be on its way, the miner's last one still the previous block's (stale once sent).
-    const onTip = () => Buffer.from(prevHashFromStratum(n.lastNotify().params![1] as string)).reverse().toString('hex') === n.chain.chain.tip.hashHex;
+    const onTip = () => hashToDisplay(prevHashFromStratum(n.lastNotify().params![1] as string)) === n.chain.chain.tip.hashHex;
     await until(() => n.pool.templates.current?.height === 3 && n.lastNotify().params![8] === true && onTip(), 5_000, 'work at height 3');
     let work = n.lastNotify();
     const cookieBefore = n.chain.password;

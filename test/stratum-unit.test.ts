@@ -2,6 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { LineFramer } from '../src/stratum/framing.ts';
+import { Sessions } from '../src/stratum/sessions.ts';
 import { ProtocolError, parseMessage } from '../src/stratum/protocol.ts';
 import { DEFAULT_VARDIFF, Vardiff, tidyDifficulty } from '../src/stratum/vardiff.ts';
 import { ExtranonceAllocator } from '../src/stratum/extranonce.ts';
@@ -455,8 +456,7 @@ test('answer lines: the text JSON.stringify gives for any id, result, error and 
   }
 });
 
-test('Sessions: found by id, iterated and counted in arrival order; a stale object with a live id is neither there nor deleted', async () => {
-  const { Sessions } = await import('../src/stratum/sessions.ts');
+test('Sessions: found by id, iterated and counted in arrival order; a stale object with a live id is neither there nor deleted', () => {
   const set = new Sessions<{ id: string; n: number }>();
   const a = { id: '1', n: 1 };
   const b = { id: '2', n: 2 };
